@@ -1,0 +1,284 @@
+/*
+ * lightning_attn.h - the one public header of lightning-attn.
+ *
+ * Lightning Attention is causal linear attention with decay.  For every
+ * sequence and head the library keeps a state S (D x E, always fp32):
+ *
+ *     S_t = diag(a_t) . S_{t-1} . diag(b_t) + k_t^T v_t        (t = 0 .. N-1)
+ *     o_t = scale . q_t S_t
+ *
+ * with S_{-1} = the initial state (zero when none is given).  The state is
+ * INCLUSIVE: after token t it equals the recurrence's S_t, so a forward pass
+ * over [0, N), a forward over [0, m) followed by one over [m, N) with the
+ * state carried, N decode steps and the state-only pass all agree.  The final
+ * state is S_{N-1}.
+ *
+ * Decay is given as a LOG decay (ld <= 0, a = exp(ld)).  The decay kinds:
+ *
+ *     LA_DECAY_NONE          a = b = 1                          (the seeds' LAND)
+ *     LA_DECAY_SCALAR_HEAD   a_t = exp(ld[h]),     ld: [H]       (LASD; ALiBi slope s = -ld)
+ *     LA_DECAY_SCALAR_TOKEN  a_t = exp(ld[b,h,t]), ld: [B,H,N]   (LASD3, data dependent)
+ *     LA_DECAY_VECTOR_K      a_t = exp(ldk[b,h,t,:]) on the key dim   (LAVD_K / GLA)
+ *     LA_DECAY_VECTOR_KV     as VECTOR_K, and b_t = exp(ldv[b,h,t,:]) on the value dim
+ *
+ * For the scalar kinds b = 1.  Positive or NaN log decays are rejected
+ * (LA_STATUS_BAD_DECAY): every exponent the kernels evaluate is <= 0, so
+ * nothing overflows; tiny decays (ld = -20 and below) only underflow to 0.
+ *
+ * Numerics: q, k, v, o and their gradients may be f32, f16 or bf16; they are
+ * converted to fp32 on load.  All products accumulate in fp32 and the state
+ * is fp32 everywhere (inputs, outputs, in between).  Log decays and their
+ * gradients are f32.  scale defaults to 1.0: nothing is scaled behind your
+ * back (some libraries scale q by D^-0.5 by default; this one does not).
+ *
+ * Tensors.  Every tensor is a la_tensor_t: a data pointer, a dtype and four
+ * int64 ELEMENT strides over the tensor's four logical dimensions, so the
+ * [B,H,N,D] and [B,N,H,D] layouts both work without copies.  The logical
+ * shapes (strides of dimensions of extent 1 are ignored):
+ *
+ *     q, k, dq, dk       [B, H, N, D]
+ *     v, o, dv, d_o      [B, H, N, E]
+ *     ld, d_ld           SCALAR_HEAD [1, H, 1, 1]; SCALAR_TOKEN [B, H, N, 1];
+ *                        VECTOR_K/KV [B, H, N, D]                   (f32)
+ *     ldv, d_ldv         VECTOR_KV   [B, H, N, E]                   (f32)
+ *     states             [S, H, D, E] with S = B, or num_seqs for packed
+ *                        batches (initial_state, final_state and their
+ *                        gradients; f32)
+ *
+ * Packed variable-length batches: set problem.cu_seqlens to a HOST array of
+ * num_seqs + 1 int64 offsets (0 = cu[0] <= cu[1] <= ... = N) with batch = 1;
+ * each sequence runs independently with its own initial/final state.  Empty
+ * sequences are allowed: their final state equals their initial state.
+ *
+ * Every call validates all arguments before anything is written.  A failed
+ * call writes nothing, returns a specific status, and leaves a message such as
+ * "head dim 300 > 256" readable through la_last_error(handle).  The library
+ * never exits, aborts or prints.
+ *
+ * Memory.  The handle owns a workspace that it allocates on first use and
+ * grows when a larger problem needs it (la_workspace_size reports the bytes;
+ * la_set_workspace supplies caller memory instead; nothing else is allocated
+ * by a call).  The CPU backend runs on a pool of OpenMP threads
+ * (la_set_num_threads).
+ *
+ * Minimal use (forward, bf16, [B,H,N,D] contiguous):
+ *
+ *     la_handle_t *h;  la_create(&h, LA_BACKEND_CPU);
+ *     la_problem_t p;  la_problem_init(&p);
+ *     p.batch = B; p.heads = H; p.seqlen = N; p.dim_qk = D; p.dim_v = E;
+ *     p.decay = LA_DECAY_SCALAR_HEAD;
+ *     la_tensors_t t;  la_tensors_init(&t);
+ *     la_tensor_contiguous(&t.q, q, LA_DTYPE_BF16, B, H, N, D);
+ *     la_tensor_contiguous(&t.k, k, LA_DTYPE_BF16, B, H, N, D);
+ *     la_tensor_contiguous(&t.v, v, LA_DTYPE_BF16, B, H, N, E);
+ *     la_tensor_contiguous(&t.o, o, LA_DTYPE_BF16, B, H, N, E);
+ *     la_tensor_contiguous(&t.ld, ld, LA_DTYPE_F32, 1, H, 1, 1);
+ *     if (la_forward(h, &p, &t) != LA_STATUS_SUCCESS)
+ *         fprintf(stderr, "%s\n", la_last_error(h));
+ *     la_destroy(h);
+ */
+#ifndef LIGHTNING_ATTN_H
+#define LIGHTNING_ATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LA_VERSION_MAJOR 0
+#define LA_VERSION_MINOR 1
+#define LA_VERSION_PATCH 0
+
+/* Largest supported D and E. */
+#define LA_MAX_HEAD_DIM 256
+
+/* Status codes, grouped by category (the hundreds digit).  Values are pinned. */
+typedef enum la_status {
+    LA_STATUS_SUCCESS = 0,
+
+    /* 1xx: a parameter is wrong; nothing was written. */
+    LA_STATUS_BAD_PARAM = 100,          /* any other bad argument */
+    LA_STATUS_NULL_POINTER = 101,       /* a required pointer is NULL */
+    LA_STATUS_BAD_SHAPE = 102,          /* sizes inconsistent, zero or negative */
+    LA_STATUS_BAD_STRIDE = 103,         /* negative strides, or an output that overlaps itself */
+    LA_STATUS_BAD_DECAY = 104,          /* a log decay > 0 or NaN */
+    LA_STATUS_BAD_SEQLENS = 105,        /* cu_seqlens not starting at 0, decreasing, or not ending at N */
+    LA_STATUS_OVERLAP = 106,            /* an output overlaps an input or another output */
+    LA_STATUS_BAD_VERSION = 107,        /* struct_size of a struct is not one this library knows */
+    LA_STATUS_BAD_SCALE = 108,          /* scale is NaN or infinite */
+
+    /* 2xx: valid, but this build or backend does not do it. */
+    LA_STATUS_NOT_SUPPORTED = 200,
+    LA_STATUS_UNSUPPORTED_DTYPE = 201,
+    LA_STATUS_UNSUPPORTED_HEAD_DIM = 202,
+    LA_STATUS_UNSUPPORTED_DECAY = 203,
+    LA_STATUS_BACKEND_UNAVAILABLE = 204,
+
+    /* 3xx: memory. */
+    LA_STATUS_ALLOC_FAILED = 300,
+    LA_STATUS_WORKSPACE_TOO_SMALL = 301,
+
+    /* 4xx: the backend failed while running (e.g. a CUDA error). */
+    LA_STATUS_EXECUTION_FAILED = 400,
+    LA_STATUS_INTERNAL_ERROR = 401
+} la_status_t;
+
+typedef enum la_dtype {
+    LA_DTYPE_F32 = 0,
+    LA_DTYPE_F16 = 1,
+    LA_DTYPE_BF16 = 2
+} la_dtype_t;
+
+typedef enum la_decay {
+    LA_DECAY_NONE = 0,
+    LA_DECAY_SCALAR_HEAD = 1,
+    LA_DECAY_SCALAR_TOKEN = 2,
+    LA_DECAY_VECTOR_K = 3,
+    LA_DECAY_VECTOR_KV = 4
+} la_decay_t;
+
+typedef enum la_backend {
+    LA_BACKEND_CPU = 0,
+    LA_BACKEND_CUDA = 1
+} la_backend_t;
+
+typedef enum la_op {
+    LA_OP_FORWARD = 0,
+    LA_OP_BACKWARD = 1,
+    LA_OP_DECODE = 2,
+    LA_OP_STATE_FORWARD = 3,
+    LA_OP_STATE_BACKWARD = 4
+} la_op_t;
+
+/* A strided view of a tensor.  data == NULL means "absent" (optional tensors). */
+typedef struct la_tensor {
+    void *data;
+    la_dtype_t dtype;
+    int64_t stride[4];  /* element strides of the 4 logical dims (see above) */
+} la_tensor_t;
+
+/* The problem: sizes, decay kind, scale, packing.  Initialise with
+ * la_problem_init (it sets struct_size, scale = 1 and everything else 0). */
+typedef struct la_problem {
+    size_t struct_size;
+    int64_t batch;     /* B (1 when cu_seqlens is given) */
+    int64_t heads;     /* H */
+    int64_t seqlen;    /* N: tokens per sequence, or total tokens when packed */
+    int64_t dim_qk;    /* D, 1..256 */
+    int64_t dim_v;     /* E, 1..256 */
+    la_decay_t decay;
+    float scale;                /* o = scale . q S; default 1.0 */
+    const int64_t *cu_seqlens;  /* host array of num_seqs + 1 offsets, or NULL */
+    int64_t num_seqs;           /* number of packed sequences (with cu_seqlens) */
+} la_problem_t;
+
+/* All tensors any operation reads or writes.  Each operation documents which
+ * fields it uses; the others are ignored.  Initialise with la_tensors_init. */
+typedef struct la_tensors {
+    size_t struct_size;
+    /* inputs */
+    la_tensor_t q, k, v;
+    la_tensor_t ld;             /* log decay (kind-dependent shape), f32 */
+    la_tensor_t ldv;            /* VECTOR_KV: value-side log decay, f32 */
+    la_tensor_t initial_state;  /* optional, f32 [S,H,D,E]; absent = zeros */
+    /* forward outputs */
+    la_tensor_t o;
+    la_tensor_t final_state;    /* optional (required by decode and state-forward) */
+    /* backward inputs */
+    la_tensor_t d_o;
+    la_tensor_t d_final_state;  /* optional: gradient arriving at the final state */
+    /* backward outputs */
+    la_tensor_t dq, dk, dv;
+    la_tensor_t d_ld;           /* optional: present = learnable decay */
+    la_tensor_t d_ldv;          /* optional (VECTOR_KV) */
+    la_tensor_t d_initial_state;/* optional */
+} la_tensors_t;
+
+/* ---- status and messages ------------------------------------------------ */
+
+/* A fixed string naming the status ("LA_STATUS_BAD_SHAPE: ..."). */
+const char *la_status_string(la_status_t status);
+/* The category of a status: 0, 100, 200, 300 or 400. */
+int la_status_category(la_status_t status);
+
+/* ---- handle ------------------------------------------------------------- */
+
+typedef struct la_handle la_handle_t;
+
+/* Is this backend compiled in and usable on this machine (a GPU present)? */
+int la_backend_available(la_backend_t backend);
+
+la_status_t la_create(la_handle_t **handle, la_backend_t backend);
+la_status_t la_destroy(la_handle_t *handle);
+la_backend_t la_handle_backend(const la_handle_t *handle);
+
+/* The detailed message of the last failed call on this handle ("" if none). */
+const char *la_last_error(const la_handle_t *handle);
+
+/* CPU: threads to use (0 = all cores, the default). */
+la_status_t la_set_num_threads(la_handle_t *handle, int num_threads);
+/* CUDA: the cudaStream_t to launch on (NULL = default stream). */
+la_status_t la_set_stream(la_handle_t *handle, void *stream);
+/* Use caller memory (host memory for CPU, device memory for CUDA) as the
+ * workspace instead of the handle's own; NULL hands ownership back. */
+la_status_t la_set_workspace(la_handle_t *handle, void *workspace, size_t bytes);
+
+/* Bytes of workspace the operation needs for this problem. */
+la_status_t la_workspace_size(la_handle_t *handle, la_op_t op,
+                              const la_problem_t *problem, size_t *bytes);
+
+/* LA_STATUS_SUCCESS if the handle's backend runs this operation on this
+ * problem (dtypes from the tensors), otherwise the NOT_SUPPORTED status that
+ * the call itself would return, with its message. */
+la_status_t la_supports(la_handle_t *handle, la_op_t op,
+                        const la_problem_t *problem, const la_tensors_t *tensors);
+
+/* ---- helpers to fill the structs ----------------------------------------- */
+
+void la_problem_init(la_problem_t *problem);
+void la_tensors_init(la_tensors_t *tensors);
+/* A contiguous row-major tensor of logical shape [d0, d1, d2, d3]. */
+void la_tensor_contiguous(la_tensor_t *t, void *data, la_dtype_t dtype,
+                          int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+/* Bytes of one element of the dtype (0 for an unknown dtype). */
+size_t la_dtype_size(la_dtype_t dtype);
+
+/* ---- operations ----------------------------------------------------------- */
+
+/* Forward.  Reads q, k, v, ld/ldv (by kind), initial_state (optional).
+ * Writes o, and final_state when given. */
+la_status_t la_forward(la_handle_t *handle, const la_problem_t *problem,
+                       const la_tensors_t *tensors);
+
+/* Backward.  Reads q, k, v, ld/ldv, initial_state (optional), d_o and
+ * d_final_state (optional).  Writes dq, dk, dv; d_ld / d_ldv when given
+ * (learnable decay; for SCALAR_HEAD d_ld [H] is summed over the batch in a
+ * fixed order, so it is deterministic); d_initial_state when given. */
+la_status_t la_backward(la_handle_t *handle, const la_problem_t *problem,
+                        const la_tensors_t *tensors);
+
+/* One decode step: N = 1 token for each of B sequences (no cu_seqlens).
+ * Reads q, k, v [B,H,1,*], ld/ldv, initial_state (required);
+ * writes o and final_state (required).  initial_state and final_state may be
+ * the same buffer with the same strides: the state is then updated in place. */
+la_status_t la_decode(la_handle_t *handle, const la_problem_t *problem,
+                      const la_tensors_t *tensors);
+
+/* State-only forward: the final state without o.  Reads k, v, ld/ldv,
+ * initial_state (optional); writes final_state (required). */
+la_status_t la_state_forward(la_handle_t *handle, const la_problem_t *problem,
+                             const la_tensors_t *tensors);
+
+/* Backward of the state-only pass.  Reads k, v, ld/ldv, initial_state
+ * (optional), d_final_state (required); writes dk, dv, and d_ld, d_ldv,
+ * d_initial_state when given. */
+la_status_t la_state_backward(la_handle_t *handle, const la_problem_t *problem,
+                              const la_tensors_t *tensors);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIGHTNING_ATTN_H */

@@ -1,0 +1,68 @@
+/*
+ * internal.h - what the API layer hands to a backend.
+ *
+ * src/api/ validates every argument and builds a la_plan_t: a copy of the
+ * problem and tensors plus the derived facts every backend needs (number of
+ * sequences, where each starts, which optional tensors are present).  A
+ * backend then only runs; it never re-validates.
+ */
+#ifndef LA_INTERNAL_H
+#define LA_INTERNAL_H
+
+#include "lightning_attn.h"
+
+#define LA_MSG_LEN 512
+
+typedef struct la_plan {
+    la_op_t op;
+    la_problem_t p;
+    la_tensors_t t;
+    int64_t num_seqs;      /* B, or problem.num_seqs when packed */
+    int packed;            /* cu_seqlens given */
+    /* presence of optional tensors */
+    int has_initial, has_final, has_dfinal, want_dld, want_dldv, want_dinitial;
+    int has_o;             /* forward/decode write o; backward reads d_o and writes dq */
+} la_plan_t;
+
+/* First token and length of sequence s (in the N dimension of batch row seq_batch). */
+static inline int64_t la_plan_seq_start(const la_plan_t *pl, int64_t s) {
+    return pl->packed ? pl->p.cu_seqlens[s] : 0;
+}
+static inline int64_t la_plan_seq_len(const la_plan_t *pl, int64_t s) {
+    return pl->packed ? pl->p.cu_seqlens[s + 1] - pl->p.cu_seqlens[s] : pl->p.seqlen;
+}
+static inline int64_t la_plan_seq_batch(const la_plan_t *pl, int64_t s) {
+    return pl->packed ? 0 : s;
+}
+/* Longest sequence of the plan. */
+int64_t la_plan_max_len(const la_plan_t *pl);
+
+/* A backend: its support check and its runner.  The support check and the
+ * runner read the same table (each backend's own), so "supported?" and what
+ * the kernels accept can never disagree. */
+typedef struct la_backend_ops {
+    const char *name;
+    /* LA_STATUS_SUCCESS or a 2xx status with a message written to msg. */
+    la_status_t (*supports)(const la_plan_t *pl, char *msg);
+    size_t (*workspace_size)(const la_plan_t *pl, int num_threads);
+    la_status_t (*run)(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads,
+                       void *stream, char *msg);
+    int (*available)(void);
+} la_backend_ops_t;
+
+extern const la_backend_ops_t la_cpu_backend;
+/* NULL when the library was built without CUDA. */
+extern const la_backend_ops_t *const la_cuda_backend_ptr;
+
+struct la_handle {
+    la_backend_t backend;
+    const la_backend_ops_t *ops;
+    int num_threads;
+    void *stream;
+    void *ws;            /* workspace in use */
+    size_t ws_bytes;
+    int ws_owned;        /* the handle allocated ws */
+    char msg[LA_MSG_LEN];
+};
+
+#endif
