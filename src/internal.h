@@ -48,6 +48,9 @@ typedef struct la_backend_ops {
     la_status_t (*run)(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads,
                        void *stream, char *msg);
     int (*available)(void);
+    void *(*ws_alloc)(size_t bytes);   /* workspace memory of this backend's kind */
+    void (*ws_free)(void *ptr);
+    int host_memory;                   /* tensors live in host memory (values checkable) */
 } la_backend_ops_t;
 
 extern const la_backend_ops_t la_cpu_backend;

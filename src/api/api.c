@@ -1,0 +1,220 @@
+/*
+ * api.c - the public entry points: handle, messages, workspace, dispatch.
+ *
+ * Every operation goes the same way: build and validate a plan
+ * (validate.c), ask the backend whether it supports the plan (the same table
+ * its kernels dispatch from), make sure the workspace is large enough, run.
+ */
+#include "validate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct { la_status_t st; const char *s; } status_strings[] = {
+    {LA_STATUS_SUCCESS, "LA_STATUS_SUCCESS: success"},
+    {LA_STATUS_BAD_PARAM, "LA_STATUS_BAD_PARAM: invalid argument"},
+    {LA_STATUS_NULL_POINTER, "LA_STATUS_NULL_POINTER: a required pointer is NULL"},
+    {LA_STATUS_BAD_SHAPE, "LA_STATUS_BAD_SHAPE: sizes are invalid or inconsistent"},
+    {LA_STATUS_BAD_STRIDE, "LA_STATUS_BAD_STRIDE: strides are negative or an output overlaps itself"},
+    {LA_STATUS_BAD_DECAY, "LA_STATUS_BAD_DECAY: a log decay is positive, NaN or out of range"},
+    {LA_STATUS_BAD_SEQLENS, "LA_STATUS_BAD_SEQLENS: cu_seqlens are invalid"},
+    {LA_STATUS_OVERLAP, "LA_STATUS_OVERLAP: an output overlaps another tensor"},
+    {LA_STATUS_BAD_VERSION, "LA_STATUS_BAD_VERSION: struct_size does not match this library"},
+    {LA_STATUS_BAD_SCALE, "LA_STATUS_BAD_SCALE: scale is not finite"},
+    {LA_STATUS_NOT_SUPPORTED, "LA_STATUS_NOT_SUPPORTED: not supported by this backend"},
+    {LA_STATUS_UNSUPPORTED_DTYPE, "LA_STATUS_UNSUPPORTED_DTYPE: dtype not supported"},
+    {LA_STATUS_UNSUPPORTED_HEAD_DIM, "LA_STATUS_UNSUPPORTED_HEAD_DIM: head dim not supported"},
+    {LA_STATUS_UNSUPPORTED_DECAY, "LA_STATUS_UNSUPPORTED_DECAY: decay kind not supported by this backend"},
+    {LA_STATUS_BACKEND_UNAVAILABLE, "LA_STATUS_BACKEND_UNAVAILABLE: backend not built or no device"},
+    {LA_STATUS_ALLOC_FAILED, "LA_STATUS_ALLOC_FAILED: memory allocation failed"},
+    {LA_STATUS_WORKSPACE_TOO_SMALL, "LA_STATUS_WORKSPACE_TOO_SMALL: the caller's workspace is too small"},
+    {LA_STATUS_EXECUTION_FAILED, "LA_STATUS_EXECUTION_FAILED: the backend failed while running"},
+    {LA_STATUS_INTERNAL_ERROR, "LA_STATUS_INTERNAL_ERROR: internal error"},
+};
+
+const char *la_status_string(la_status_t status) {
+    for (size_t i = 0; i < sizeof status_strings / sizeof status_strings[0]; i++)
+        if (status_strings[i].st == status) return status_strings[i].s;
+    return "LA_STATUS_UNKNOWN: not a lightning-attn status";
+}
+
+int la_status_category(la_status_t status) { return ((int)status / 100) * 100; }
+
+size_t la_dtype_size(la_dtype_t dtype) {
+    switch (dtype) {
+    case LA_DTYPE_F32: return 4;
+    case LA_DTYPE_F16: case LA_DTYPE_BF16: return 2;
+    default: return 0;
+    }
+}
+
+void la_problem_init(la_problem_t *p) {
+    memset(p, 0, sizeof *p);
+    p->struct_size = sizeof *p;
+    p->scale = 1.0f;
+}
+
+void la_tensors_init(la_tensors_t *t) {
+    memset(t, 0, sizeof *t);
+    t->struct_size = sizeof *t;
+}
+
+void la_tensor_contiguous(la_tensor_t *t, void *data, la_dtype_t dtype, int64_t d0, int64_t d1, int64_t d2,
+                          int64_t d3) {
+    (void)d0;
+    t->data = data;
+    t->dtype = dtype;
+    t->stride[3] = 1;
+    t->stride[2] = d3;
+    t->stride[1] = d2 * d3;
+    t->stride[0] = d1 * d2 * d3;
+}
+
+static const la_backend_ops_t *backend_ops(la_backend_t b) {
+    switch (b) {
+    case LA_BACKEND_CPU: return &la_cpu_backend;
+    case LA_BACKEND_CUDA: return la_cuda_backend_ptr;
+    default: return NULL;
+    }
+}
+
+int la_backend_available(la_backend_t backend) {
+    const la_backend_ops_t *ops = backend_ops(backend);
+    return ops != NULL && ops->available();
+}
+
+la_status_t la_create(la_handle_t **handle, la_backend_t backend) {
+    if (!handle) return LA_STATUS_NULL_POINTER;
+    *handle = NULL;
+    if ((unsigned)backend > LA_BACKEND_CUDA) return LA_STATUS_BAD_PARAM;
+    const la_backend_ops_t *ops = backend_ops(backend);
+    if (!ops || !ops->available()) return LA_STATUS_BACKEND_UNAVAILABLE;
+    la_handle_t *h = (la_handle_t *)calloc(1, sizeof *h);
+    if (!h) return LA_STATUS_ALLOC_FAILED;
+    h->backend = backend;
+    h->ops = ops;
+    *handle = h;
+    return LA_STATUS_SUCCESS;
+}
+
+static void release_workspace(la_handle_t *h) {
+    if (h->ws_owned && h->ws) h->ops->ws_free(h->ws);
+    h->ws = NULL;
+    h->ws_bytes = 0;
+    h->ws_owned = 0;
+}
+
+la_status_t la_destroy(la_handle_t *h) {
+    if (!h) return LA_STATUS_NULL_POINTER;
+    release_workspace(h);
+    free(h);
+    return LA_STATUS_SUCCESS;
+}
+
+la_backend_t la_handle_backend(const la_handle_t *h) { return h ? h->backend : LA_BACKEND_CPU; }
+
+const char *la_last_error(const la_handle_t *h) { return h ? h->msg : "handle is NULL"; }
+
+la_status_t la_set_num_threads(la_handle_t *h, int n) {
+    if (!h) return LA_STATUS_NULL_POINTER;
+    if (n < 0) {
+        snprintf(h->msg, LA_MSG_LEN, "num_threads %d < 0", n);
+        return LA_STATUS_BAD_PARAM;
+    }
+    h->num_threads = n;
+    return LA_STATUS_SUCCESS;
+}
+
+la_status_t la_set_stream(la_handle_t *h, void *stream) {
+    if (!h) return LA_STATUS_NULL_POINTER;
+    h->stream = stream;
+    return LA_STATUS_SUCCESS;
+}
+
+la_status_t la_set_workspace(la_handle_t *h, void *ws, size_t bytes) {
+    if (!h) return LA_STATUS_NULL_POINTER;
+    release_workspace(h);
+    if (ws) {
+        h->ws = ws;
+        h->ws_bytes = bytes;
+    }
+    return LA_STATUS_SUCCESS;
+}
+
+/* A plan for size queries only: the shapes matter, the pointers do not. */
+static void size_plan(la_op_t op, const la_problem_t *p, la_plan_t *pl) {
+    memset(pl, 0, sizeof *pl);
+    pl->op = op;
+    pl->p = *p;
+    pl->packed = p->cu_seqlens != NULL;
+    pl->num_seqs = pl->packed ? p->num_seqs : p->batch;
+}
+
+la_status_t la_workspace_size(la_handle_t *h, la_op_t op, const la_problem_t *p, size_t *bytes) {
+    if (!h) return LA_STATUS_NULL_POINTER;
+    if (!p || !bytes) {
+        snprintf(h->msg, LA_MSG_LEN, "%s is NULL", !p ? "problem" : "bytes");
+        return LA_STATUS_NULL_POINTER;
+    }
+    if ((unsigned)op > LA_OP_STATE_BACKWARD) {
+        snprintf(h->msg, LA_MSG_LEN, "unknown operation %d", (int)op);
+        return LA_STATUS_BAD_PARAM;
+    }
+    la_status_t st = la_check_problem(p, h->msg);
+    if (st) return st;
+    la_plan_t pl;
+    size_plan(op, p, &pl);
+    *bytes = h->ops->workspace_size(&pl, h->num_threads);
+    return LA_STATUS_SUCCESS;
+}
+
+la_status_t la_supports(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
+    if (!h) return LA_STATUS_NULL_POINTER;
+    la_plan_t pl;
+    la_status_t st = la_build_plan(op, p, t, 0, &pl, h->msg);
+    if (st == LA_STATUS_SUCCESS) st = h->ops->supports(&pl, h->msg);
+    return st;
+}
+
+/* Validate, check support, size the workspace, run. */
+static la_status_t run_op(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
+    if (!h) return LA_STATUS_NULL_POINTER;
+    h->msg[0] = '\0';
+    la_plan_t pl;
+    la_status_t st = la_build_plan(op, p, t, h->ops->host_memory, &pl, h->msg);
+    if (st) return st;
+    if ((st = h->ops->supports(&pl, h->msg))) return st;
+    size_t need = h->ops->workspace_size(&pl, h->num_threads);
+    if (need > h->ws_bytes) {
+        if (h->ws && !h->ws_owned) {
+            snprintf(h->msg, LA_MSG_LEN, "workspace of %zu bytes given, this call needs %zu", h->ws_bytes, need);
+            return LA_STATUS_WORKSPACE_TOO_SMALL;
+        }
+        release_workspace(h);
+        h->ws = h->ops->ws_alloc(need);
+        if (!h->ws) {
+            snprintf(h->msg, LA_MSG_LEN, "could not allocate a workspace of %zu bytes", need);
+            return LA_STATUS_ALLOC_FAILED;
+        }
+        h->ws_bytes = need;
+        h->ws_owned = 1;
+    }
+    return h->ops->run(&pl, h->ws, h->ws_bytes, h->num_threads, h->stream, h->msg);
+}
+
+la_status_t la_forward(la_handle_t *h, const la_problem_t *p, const la_tensors_t *t) {
+    return run_op(h, LA_OP_FORWARD, p, t);
+}
+la_status_t la_backward(la_handle_t *h, const la_problem_t *p, const la_tensors_t *t) {
+    return run_op(h, LA_OP_BACKWARD, p, t);
+}
+la_status_t la_decode(la_handle_t *h, const la_problem_t *p, const la_tensors_t *t) {
+    return run_op(h, LA_OP_DECODE, p, t);
+}
+la_status_t la_state_forward(la_handle_t *h, const la_problem_t *p, const la_tensors_t *t) {
+    return run_op(h, LA_OP_STATE_FORWARD, p, t);
+}
+la_status_t la_state_backward(la_handle_t *h, const la_problem_t *p, const la_tensors_t *t) {
+    return run_op(h, LA_OP_STATE_BACKWARD, p, t);
+}

@@ -1,0 +1,237 @@
+/*
+ * cpu_backend.c - the CPU backend's driver.
+ *
+ * Splits a validated plan into work items, one per (sequence, head), builds
+ * strided views for each and runs the kernel of the decay family on a pool
+ * of OpenMP threads.  Items are independent, so any schedule gives the same
+ * bits; the one cross-item sum (SCALAR_HEAD's d ld, over the batch) is
+ * written per item and reduced afterwards in a fixed order.
+ *
+ * Workspace layout: [per-thread kernel scratch] x threads, then the
+ * SCALAR_HEAD partial sums (num_seqs x H doubles).
+ */
+#include "internal.h"
+#include "cpu_kernels.h"
+#include "tile_io.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define WS_ALIGN 64
+
+static size_t align_up(size_t x) { return (x + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN; }
+
+static int is_vector_kind(la_decay_t k) { return k == LA_DECAY_VECTOR_K || k == LA_DECAY_VECTOR_KV; }
+
+static int threads_for(int requested) {
+#ifdef _OPENMP
+    return requested > 0 ? requested : omp_get_max_threads();
+#else
+    (void)requested;
+    return 1;
+#endif
+}
+
+/* Every decay kind, dtype and head dim the API accepts runs on the CPU. */
+static la_status_t cpu_supports(const la_plan_t *pl, char *msg) {
+    (void)pl;
+    (void)msg;
+    return LA_STATUS_SUCCESS;
+}
+
+static size_t per_thread_bytes(const la_plan_t *pl) {
+    int D = (int)pl->p.dim_qk, E = (int)pl->p.dim_v;
+    if (pl->op == LA_OP_DECODE) return 0;
+    int64_t max_len = la_plan_max_len(pl);
+    return align_up(is_vector_kind(pl->p.decay) ? cpu_vector_workspace(D, E, max_len)
+                                                : cpu_scalar_workspace(D, E, max_len));
+}
+
+static size_t partials_bytes(const la_plan_t *pl) {
+    return align_up((size_t)pl->num_seqs * (size_t)pl->p.heads * sizeof(double));
+}
+
+static size_t cpu_workspace_size(const la_plan_t *pl, int num_threads) {
+    return per_thread_bytes(pl) * (size_t)threads_for(num_threads) + partials_bytes(pl) + WS_ALIGN;
+}
+
+/* View of token tensor t for (sequence s, head h). */
+static cpu_view_t token_view(const la_plan_t *pl, const la_tensor_t *t, int64_t s, int64_t h) {
+    cpu_view_t v = {0};
+    if (!t->data) return v;
+    int64_t off = la_plan_seq_batch(pl, s) * t->stride[0] + h * t->stride[1] + la_plan_seq_start(pl, s) * t->stride[2];
+    v.ptr = (char *)t->data + off * (int64_t)la_dtype_size(t->dtype);
+    v.dtype = t->dtype;
+    v.st = t->stride[2];
+    v.sc = t->stride[3];
+    return v;
+}
+
+static cpu_state_view_t state_view(const la_tensor_t *t, int64_t s, int64_t h) {
+    cpu_state_view_t v = {0};
+    if (!t->data) return v;
+    v.ptr = (float *)t->data + s * t->stride[0] + h * t->stride[1];
+    v.sd = t->stride[2];
+    v.se = t->stride[3];
+    return v;
+}
+
+static void build_seq(const la_plan_t *pl, int64_t s, int64_t h, double *partials, cpu_seq_t *q) {
+    const la_tensors_t *t = &pl->t;
+    memset(q, 0, sizeof *q);
+    q->len = la_plan_seq_len(pl, s);
+    q->D = (int)pl->p.dim_qk;
+    q->E = (int)pl->p.dim_v;
+    q->scale = pl->p.scale;
+    q->kind = pl->p.decay;
+    int fwd = pl->op == LA_OP_FORWARD || pl->op == LA_OP_DECODE;
+    int bwd = pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD;
+    if (pl->op != LA_OP_STATE_FORWARD && pl->op != LA_OP_STATE_BACKWARD) q->q = token_view(pl, &t->q, s, h);
+    q->k = token_view(pl, &t->k, s, h);
+    q->v = token_view(pl, &t->v, s, h);
+    if (fwd) q->o = token_view(pl, &t->o, s, h);
+    if (bwd) {
+        if (pl->op == LA_OP_BACKWARD) {
+            q->d_o = token_view(pl, &t->d_o, s, h);
+            q->dq = token_view(pl, &t->dq, s, h);
+        }
+        q->dk = token_view(pl, &t->dk, s, h);
+        q->dv = token_view(pl, &t->dv, s, h);
+    }
+    switch (pl->p.decay) {
+    case LA_DECAY_SCALAR_HEAD:
+        q->ld_head = ((const float *)t->ld.data)[h * t->ld.stride[1]];
+        if (bwd && pl->want_dld) q->d_ld_head = &partials[s * pl->p.heads + h];
+        break;
+    case LA_DECAY_SCALAR_TOKEN: case LA_DECAY_VECTOR_K: case LA_DECAY_VECTOR_KV:
+        q->ld = token_view(pl, &t->ld, s, h);
+        if (bwd && pl->want_dld) q->d_ld = token_view(pl, &t->d_ld, s, h);
+        if (pl->p.decay == LA_DECAY_VECTOR_KV) {
+            q->ldv = token_view(pl, &t->ldv, s, h);
+            if (bwd && pl->want_dldv) q->d_ldv = token_view(pl, &t->d_ldv, s, h);
+        }
+        break;
+    default: break;
+    }
+    q->s0 = state_view(&t->initial_state, s, h);
+    if (pl->has_final) q->sN = state_view(&t->final_state, s, h);
+    if (bwd) {
+        if (pl->has_dfinal) q->dsN = state_view(&t->d_final_state, s, h);
+        if (pl->want_dinitial) q->ds0 = state_view(&t->d_initial_state, s, h);
+    }
+}
+
+/* One decode step for one (sequence, head): S <- diag(a) S diag(b) + k^T v,
+ * o = scale q S.  Element by element read-then-write, so initial and final
+ * state may be the same memory. */
+static void decode_item(const cpu_seq_t *s) {
+    float q[LA_MAX_HEAD_DIM], k[LA_MAX_HEAD_DIM], v[LA_MAX_HEAD_DIM], o[LA_MAX_HEAD_DIM];
+    float a[LA_MAX_HEAD_DIM], b[LA_MAX_HEAD_DIM];
+    int D = s->D, E = s->E;
+    cpu_load_tile(&s->q, 0, 1, D, q, D);
+    cpu_load_tile(&s->k, 0, 1, D, k, D);
+    cpu_load_tile(&s->v, 0, 1, E, v, E);
+    for (int d = 0; d < D; d++) a[d] = 1.0f;
+    for (int e = 0; e < E; e++) b[e] = 1.0f;
+    switch (s->kind) {
+    case LA_DECAY_SCALAR_HEAD:
+        for (int d = 0; d < D; d++) a[d] = expf(s->ld_head);
+        break;
+    case LA_DECAY_SCALAR_TOKEN: {
+        float g;
+        cpu_load_col(&s->ld, 0, 1, &g);
+        for (int d = 0; d < D; d++) a[d] = expf(g);
+        break;
+    }
+    case LA_DECAY_VECTOR_K: case LA_DECAY_VECTOR_KV:
+        cpu_load_tile(&s->ld, 0, 1, D, a, D);
+        for (int d = 0; d < D; d++) a[d] = expf(a[d]);
+        if (s->kind == LA_DECAY_VECTOR_KV) {
+            cpu_load_tile(&s->ldv, 0, 1, E, b, E);
+            for (int e = 0; e < E; e++) b[e] = expf(b[e]);
+        }
+        break;
+    default: break;
+    }
+    for (int e = 0; e < E; e++) o[e] = 0.0f;
+    for (int d = 0; d < D; d++) {
+        const float *src = s->s0.ptr + d * s->s0.sd;
+        float *dst = s->sN.ptr + d * s->sN.sd;
+        float qd = q[d] * s->scale;
+        for (int e = 0; e < E; e++) {
+            float x = a[d] * src[e * s->s0.se] * b[e] + k[d] * v[e];
+            dst[e * s->sN.se] = x;
+            o[e] += qd * x;
+        }
+    }
+    cpu_store_tile(&s->o, 0, 1, E, o, E);
+}
+
+static void run_item(const la_plan_t *pl, int64_t item, char *ws, double *partials) {
+    int64_t s = item / pl->p.heads, h = item % pl->p.heads;
+    cpu_seq_t q;
+    build_seq(pl, s, h, partials, &q);
+    int vec = is_vector_kind(pl->p.decay);
+    switch (pl->op) {
+    case LA_OP_DECODE: decode_item(&q); break;
+    case LA_OP_FORWARD: case LA_OP_STATE_FORWARD:
+        if (vec) cpu_vector_forward(&q, ws); else cpu_scalar_forward(&q, ws);
+        break;
+    case LA_OP_BACKWARD: case LA_OP_STATE_BACKWARD:
+        if (vec) cpu_vector_backward(&q, ws); else cpu_scalar_backward(&q, ws);
+        break;
+    }
+}
+
+static la_status_t cpu_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads, void *stream,
+                           char *msg) {
+    (void)stream;
+    (void)msg;
+    int nt = threads_for(num_threads);
+    size_t per = per_thread_bytes(pl);
+    char *base = (char *)(((uintptr_t)ws + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN);
+    double *partials = (double *)(base + per * (size_t)nt);
+    (void)ws_bytes;
+    int64_t items = pl->num_seqs * pl->p.heads;
+    int want_head_partials = pl->p.decay == LA_DECAY_SCALAR_HEAD && pl->want_dld &&
+                             (pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD);
+    if (want_head_partials) memset(partials, 0, (size_t)items * sizeof(double));
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#endif
+    for (int64_t it = 0; it < items; it++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        run_item(pl, it, base + per * (size_t)tid, partials);
+    }
+    if (want_head_partials) {
+        /* Fixed order over sequences: deterministic whatever the schedule. */
+        for (int64_t h = 0; h < pl->p.heads; h++) {
+            double acc = 0.0;
+            for (int64_t s = 0; s < pl->num_seqs; s++) acc += partials[s * pl->p.heads + h];
+            ((float *)pl->t.d_ld.data)[h * pl->t.d_ld.stride[1]] = (float)acc;
+        }
+    }
+    return LA_STATUS_SUCCESS;
+}
+
+static int cpu_available(void) { return 1; }
+
+static void *cpu_ws_alloc(size_t bytes) { return malloc(bytes); }
+
+const la_backend_ops_t la_cpu_backend = {
+    .name = "cpu",
+    .supports = cpu_supports,
+    .workspace_size = cpu_workspace_size,
+    .run = cpu_run,
+    .available = cpu_available,
+    .ws_alloc = cpu_ws_alloc,
+    .ws_free = free,
+    .host_memory = 1,
+};
