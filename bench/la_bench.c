@@ -1,0 +1,300 @@
+/*
+ * la_bench.c - time the library's forward and backward and check them
+ * against the fp64 reference, one row per sequence length.
+ *
+ *   la_bench [--backend cpu|cuda] [-B 1] [-H 8] [-N 1024,2048,4096,8192]
+ *            [-D 128] [-E 128] [--dtype f32|f16|bf16] [--decay none|head|token|vk|vkv]
+ *            [--reps 5] [--threads 0] [--check-heads 2] [--json FILE]
+ *
+ * Times are medians of --reps runs after one warm-up, wall clock around a
+ * synchronous call.  GFLOP/s counts the chunked algorithm's useful work
+ * (see flops_fwd / flops_bwd).  Error columns: relative L2 error of o (fwd)
+ * and of dq, dk, dv together (bwd) against ref_forward_recurrent /
+ * ref_backward on the same (rounded) inputs, over the first --check-heads
+ * heads of batch row 0.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "lightning_attn.h"
+#include "reference.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    la_backend_t backend;
+    int64_t B, H, D, E;
+    int64_t Ns[32];
+    int nN;
+    la_dtype_t dtype;
+    la_decay_t decay;
+    int reps, threads, check_heads;
+    const char *json;
+} opts_t;
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static double rnd_uniform(void) { /* splitmix64 */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return ((z >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+static double rnd_normal(void) {
+    return sqrt(-2.0 * log(rnd_uniform())) * cos(6.283185307179586 * rnd_uniform());
+}
+
+/* Round-trip a value through the dtype, as the library will see it. */
+static float bits_to_float(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
+static uint32_t float_to_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
+static void put(void *buf, la_dtype_t dt, int64_t i, double x) {
+    if (dt == LA_DTYPE_F32) { ((float *)buf)[i] = (float)x; return; }
+    uint32_t b = float_to_bits((float)x);
+    if (dt == LA_DTYPE_BF16) {
+        b += 0x7fffu + ((b >> 16) & 1u);
+        ((uint16_t *)buf)[i] = (uint16_t)(b >> 16);
+    } else { /* f16 via the compiler's _Float16 where present, else truncation of range-safe values */
+        _Float16 hv = (_Float16)(float)x;
+        memcpy((uint16_t *)buf + i, &hv, 2);
+    }
+}
+static double get(const void *buf, la_dtype_t dt, int64_t i) {
+    if (dt == LA_DTYPE_F32) return ((const float *)buf)[i];
+    if (dt == LA_DTYPE_BF16) return bits_to_float((uint32_t)((const uint16_t *)buf)[i] << 16);
+    _Float16 hv;
+    memcpy(&hv, (const uint16_t *)buf + i, 2);
+    return (double)hv;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Useful FLOPs per (sequence, head) token with chunk C = 64: the inter-chunk
+ * products q S and k^T v (2DE each), the causal half of the intra-chunk
+ * products Q K^T and A V (C(D+E) on average).  The backward recomputes the
+ * state (2DE) and does dQ, dK, dV and dS inter (8DE) plus four causal-half
+ * intra products (2C(D+E)). */
+static double flops_fwd(const opts_t *o, int64_t N) {
+    double C = 64, D = (double)o->D, E = (double)o->E;
+    return (double)o->B * o->H * N * (4 * D * E + C * (D + E));
+}
+static double flops_bwd(const opts_t *o, int64_t N) {
+    double C = 64, D = (double)o->D, E = (double)o->E;
+    return (double)o->B * o->H * N * (10 * D * E + 2 * C * (D + E));
+}
+
+static const char *decay_name(la_decay_t d) {
+    static const char *n[] = {"none", "scalar-head", "scalar-token", "vector-k", "vector-kv"};
+    return n[d];
+}
+static const char *dtype_name(la_dtype_t d) {
+    static const char *n[] = {"f32", "f16", "bf16"};
+    return n[d];
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: la_bench [--backend cpu|cuda] [-B n] [-H n] [-N n,n,...] [-D n] [-E n]\n"
+                    "                [--dtype f32|f16|bf16] [--decay none|head|token|vk|vkv] [--reps n]\n"
+                    "                [--threads n] [--check-heads n] [--json FILE]\n");
+}
+
+static int parse(int argc, char **argv, opts_t *o) {
+    o->backend = la_backend_available(LA_BACKEND_CUDA) ? LA_BACKEND_CUDA : LA_BACKEND_CPU;
+    o->B = 1; o->H = 8; o->D = 128; o->E = 128;
+    int64_t defN[] = {1024, 2048, 4096, 8192};
+    o->nN = 4;
+    memcpy(o->Ns, defN, sizeof defN);
+    o->dtype = LA_DTYPE_F32;
+    o->decay = LA_DECAY_SCALAR_HEAD;
+    o->reps = 5; o->threads = 0; o->check_heads = 2; o->json = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) { usage(); return 0; }
+        if (!strcmp(a, "--backend")) o->backend = !strcmp(v, "cuda") ? LA_BACKEND_CUDA : LA_BACKEND_CPU;
+        else if (!strcmp(a, "-B")) o->B = atoll(v);
+        else if (!strcmp(a, "-H")) o->H = atoll(v);
+        else if (!strcmp(a, "-D")) o->D = atoll(v);
+        else if (!strcmp(a, "-E")) o->E = atoll(v);
+        else if (!strcmp(a, "-N")) {
+            o->nN = 0;
+            for (char *s = (char *)v; *s && o->nN < 32;) {
+                o->Ns[o->nN++] = strtoll(s, &s, 10);
+                if (*s == ',') s++;
+            }
+        } else if (!strcmp(a, "--dtype")) o->dtype = !strcmp(v, "bf16") ? LA_DTYPE_BF16 : !strcmp(v, "f16") ? LA_DTYPE_F16 : LA_DTYPE_F32;
+        else if (!strcmp(a, "--decay")) {
+            o->decay = !strcmp(v, "none") ? LA_DECAY_NONE : !strcmp(v, "token") ? LA_DECAY_SCALAR_TOKEN
+                     : !strcmp(v, "vk") ? LA_DECAY_VECTOR_K : !strcmp(v, "vkv") ? LA_DECAY_VECTOR_KV : LA_DECAY_SCALAR_HEAD;
+        } else if (!strcmp(a, "--reps")) o->reps = atoi(v);
+        else if (!strcmp(a, "--threads")) o->threads = atoi(v);
+        else if (!strcmp(a, "--check-heads")) o->check_heads = atoi(v);
+        else if (!strcmp(a, "--json")) o->json = v;
+        else { usage(); return 0; }
+        i++;
+    }
+    if (o->reps < 1) o->reps = 1;
+    return 1;
+}
+
+typedef struct {
+    int64_t N;
+    double fwd_ms, bwd_ms, err_o, err_grad;
+} row_t;
+
+/* Relative L2 error accumulators. */
+typedef struct { double num, den; int bad; } err_t;
+static void err_add(err_t *e, double x, double ref) {
+    if (!isfinite(x)) e->bad = 1;
+    e->num += (x - ref) * (x - ref);
+    e->den += ref * ref;
+}
+static double err_val(const err_t *e) { return e->bad ? NAN : sqrt(e->num / (e->den > 0 ? e->den : 1)); }
+
+static int bench_one(const opts_t *o, la_handle_t *h, int64_t N, row_t *row) {
+    int64_t B = o->B, H = o->H, D = o->D, E = o->E;
+    size_t es = la_dtype_size(o->dtype);
+    int64_t nqk = B * H * N * D, nv = B * H * N * E;
+    void *q = malloc(nqk * es), *k = malloc(nqk * es), *v = malloc(nv * es), *out = malloc(nv * es);
+    void *dout = malloc(nv * es), *dq = malloc(nqk * es), *dk = malloc(nqk * es), *dv = malloc(nv * es);
+    int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD ? H : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H * N
+                : o->decay == LA_DECAY_NONE ? 1 : B * H * N * D;
+    int64_t nldv = o->decay == LA_DECAY_VECTOR_KV ? B * H * N * E : 1;
+    float *ld = malloc(nld * sizeof(float)), *ldv = malloc(nldv * sizeof(float));
+    float *dld = malloc(nld * sizeof(float)), *dldv = malloc(nldv * sizeof(float));
+    if (!q || !k || !v || !out || !dout || !dq || !dk || !dv || !ld || !ldv || !dld || !dldv) {
+        fprintf(stderr, "la_bench: out of memory at N=%lld\n", (long long)N);
+        return 0;
+    }
+    for (int64_t i = 0; i < nqk; i++) { put(q, o->dtype, i, rnd_normal() * 0.1); put(k, o->dtype, i, rnd_normal() * 0.1); }
+    for (int64_t i = 0; i < nv; i++) { put(v, o->dtype, i, rnd_normal() * 0.1); put(dout, o->dtype, i, rnd_normal() * 0.1); }
+    for (int64_t i = 0; i < nld; i++) {
+        if (o->decay == LA_DECAY_SCALAR_HEAD) ld[i] = -(float)pow(2.0, -8.0 * (double)(i + 1) / (double)H); /* ALiBi */
+        else ld[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));                                        /* logsigmoid */
+    }
+    for (int64_t i = 0; i < nldv; i++) ldv[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));
+
+    la_problem_t p;
+    la_problem_init(&p);
+    p.batch = B; p.heads = H; p.seqlen = N; p.dim_qk = D; p.dim_v = E; p.decay = o->decay;
+    la_tensors_t t;
+    la_tensors_init(&t);
+    la_tensor_contiguous(&t.q, q, o->dtype, B, H, N, D);
+    la_tensor_contiguous(&t.k, k, o->dtype, B, H, N, D);
+    la_tensor_contiguous(&t.v, v, o->dtype, B, H, N, E);
+    la_tensor_contiguous(&t.o, out, o->dtype, B, H, N, E);
+    la_tensor_contiguous(&t.d_o, dout, o->dtype, B, H, N, E);
+    la_tensor_contiguous(&t.dq, dq, o->dtype, B, H, N, D);
+    la_tensor_contiguous(&t.dk, dk, o->dtype, B, H, N, D);
+    la_tensor_contiguous(&t.dv, dv, o->dtype, B, H, N, E);
+    if (o->decay == LA_DECAY_SCALAR_HEAD) {
+        la_tensor_contiguous(&t.ld, ld, LA_DTYPE_F32, 1, H, 1, 1);
+        la_tensor_contiguous(&t.d_ld, dld, LA_DTYPE_F32, 1, H, 1, 1);
+    } else if (o->decay != LA_DECAY_NONE) {
+        int64_t X = o->decay == LA_DECAY_SCALAR_TOKEN ? 1 : D;
+        la_tensor_contiguous(&t.ld, ld, LA_DTYPE_F32, B, H, N, X);
+        la_tensor_contiguous(&t.d_ld, dld, LA_DTYPE_F32, B, H, N, X);
+    }
+    if (o->decay == LA_DECAY_VECTOR_KV) {
+        la_tensor_contiguous(&t.ldv, ldv, LA_DTYPE_F32, B, H, N, E);
+        la_tensor_contiguous(&t.d_ldv, dldv, LA_DTYPE_F32, B, H, N, E);
+    }
+
+    double tf[64], tb[64];
+    int reps = o->reps > 64 ? 64 : o->reps;
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up (workspace allocation, page faults) */
+        double t0 = now_ms();
+        la_status_t st = la_forward(h, &p, &t);
+        double t1 = now_ms();
+        if (st == LA_STATUS_SUCCESS) st = la_backward(h, &p, &t);
+        double t2 = now_ms();
+        if (st != LA_STATUS_SUCCESS) {
+            fprintf(stderr, "la_bench: %s: %s\n", la_status_string(st), la_last_error(h));
+            return 0;
+        }
+        if (r >= 0) { tf[r] = t1 - t0; tb[r] = t2 - t1; }
+    }
+    qsort(tf, reps, sizeof(double), cmp_double);
+    qsort(tb, reps, sizeof(double), cmp_double);
+    row->N = N;
+    row->fwd_ms = tf[reps / 2];
+    row->bwd_ms = tb[reps / 2];
+
+    /* Error against the fp64 reference, per (batch 0, head) slice. */
+    err_t eo = {0}, eg = {0};
+    int heads = o->check_heads < H ? o->check_heads : (int)H;
+    double *rq = malloc(N * D * sizeof(double)), *rk = malloc(N * D * sizeof(double)), *rv = malloc(N * E * sizeof(double));
+    double *rdo = malloc(N * E * sizeof(double)), *ro = malloc(N * E * sizeof(double));
+    double *rdq = malloc(N * D * sizeof(double)), *rdk = malloc(N * D * sizeof(double)), *rdv = malloc(N * E * sizeof(double));
+    double *gk = o->decay == LA_DECAY_NONE ? NULL : malloc(N * D * sizeof(double));
+    double *gv = o->decay == LA_DECAY_VECTOR_KV ? malloc(N * E * sizeof(double)) : NULL;
+    for (int hh = 0; hh < heads && rq && rk && rv && rdo && ro && rdq && rdk && rdv; hh++) {
+        int64_t bq = (int64_t)hh * N * D, bv = (int64_t)hh * N * E;
+        for (int64_t i = 0; i < N * D; i++) { rq[i] = get(q, o->dtype, bq + i); rk[i] = get(k, o->dtype, bq + i); }
+        for (int64_t i = 0; i < N * E; i++) { rv[i] = get(v, o->dtype, bv + i); rdo[i] = get(dout, o->dtype, bv + i); }
+        if (gk)
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t d = 0; d < D; d++)
+                    gk[n * D + d] = o->decay == LA_DECAY_SCALAR_HEAD ? ld[hh]
+                                  : o->decay == LA_DECAY_SCALAR_TOKEN ? ld[hh * N + n] : ld[bq + n * D + d];
+        if (gv)
+            for (int64_t i = 0; i < N * E; i++) gv[i] = ldv[bv + i];
+        ref_forward_recurrent(N, (int)D, (int)E, 1.0, rq, rk, rv, gk, gv, NULL, ro, NULL);
+        ref_backward(N, (int)D, (int)E, 1.0, rq, rk, rv, gk, gv, NULL, rdo, NULL, rdq, rdk, rdv, NULL, NULL, NULL);
+        for (int64_t i = 0; i < N * E; i++) err_add(&eo, get(out, o->dtype, bv + i), ro[i]);
+        for (int64_t i = 0; i < N * D; i++) { err_add(&eg, get(dq, o->dtype, bq + i), rdq[i]); err_add(&eg, get(dk, o->dtype, bq + i), rdk[i]); }
+        for (int64_t i = 0; i < N * E; i++) err_add(&eg, get(dv, o->dtype, bv + i), rdv[i]);
+    }
+    row->err_o = err_val(&eo);
+    row->err_grad = err_val(&eg);
+    free(rq); free(rk); free(rv); free(rdo); free(ro); free(rdq); free(rdk); free(rdv); free(gk); free(gv);
+    free(q); free(k); free(v); free(out); free(dout); free(dq); free(dk); free(dv);
+    free(ld); free(ldv); free(dld); free(dldv);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    opts_t o;
+    if (!parse(argc, argv, &o)) return 2;
+    la_handle_t *h;
+    la_status_t st = la_create(&h, o.backend);
+    if (st) {
+        fprintf(stderr, "la_bench: cannot create the %s backend: %s\n", o.backend == LA_BACKEND_CUDA ? "cuda" : "cpu",
+                la_status_string(st));
+        return 1;
+    }
+    la_set_num_threads(h, o.threads);
+    printf("lightning-attn %s benchmark: %s, %s decay, B%lld H%lld D%lld E%lld, median of %d (ms), "
+           "error = relative L2 vs fp64 reference\n",
+           o.backend == LA_BACKEND_CUDA ? "CUDA" : "CPU", dtype_name(o.dtype), decay_name(o.decay), (long long)o.B,
+           (long long)o.H, (long long)o.D, (long long)o.E, o.reps);
+    printf("%8s %10s %10s %10s %10s %12s %10s %10s\n", "N", "fwd_ms", "fwd_GF/s", "bwd_ms", "bwd_GF/s", "fwd+bwd_ms",
+           "err_o", "err_dqkv");
+    FILE *js = o.json ? fopen(o.json, "w") : NULL;
+    if (js) fprintf(js, "{\"backend\": \"%s\", \"dtype\": \"%s\", \"decay\": \"%s\", \"B\": %lld, \"H\": %lld, \"D\": %lld, \"E\": %lld, \"rows\": [",
+                    o.backend == LA_BACKEND_CUDA ? "cuda" : "cpu", dtype_name(o.dtype), decay_name(o.decay),
+                    (long long)o.B, (long long)o.H, (long long)o.D, (long long)o.E);
+    int ok = 1;
+    for (int i = 0; i < o.nN; i++) {
+        row_t r;
+        if (!bench_one(&o, h, o.Ns[i], &r)) { ok = 0; break; }
+        printf("%8lld %10.3f %10.1f %10.3f %10.1f %12.3f %10.2e %10.2e\n", (long long)r.N, r.fwd_ms,
+               flops_fwd(&o, r.N) / (r.fwd_ms * 1e6), r.bwd_ms, flops_bwd(&o, r.N) / (r.bwd_ms * 1e6),
+               r.fwd_ms + r.bwd_ms, r.err_o, r.err_grad);
+        fflush(stdout);
+        if (js) fprintf(js, "%s{\"N\": %lld, \"fwd_ms\": %.4f, \"bwd_ms\": %.4f, \"err_o\": %.3e, \"err_dqkv\": %.3e}",
+                        i ? ", " : "", (long long)r.N, r.fwd_ms, r.bwd_ms, r.err_o, r.err_grad);
+    }
+    if (js) { fprintf(js, "]}\n"); fclose(js); }
+    la_destroy(h);
+    return ok ? 0 : 1;
+}
