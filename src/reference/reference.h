@@ -29,11 +29,11 @@ void ref_forward_recurrent(int64_t N, int D, int E, double scale,
                            const double *gk, const double *gv, const double *s0,
                            double *o, double *sN);
 
-/* Quadratic masked form: o_t = scale sum_{m<=t} sum_d sum_e
+/* Quadratic masked form: o_t[e] = scale sum_{m<=t} sum_d
  *   q_t[d] k_m[d] exp(sum_{m<r<=t} gk_r[d]) v_m[e] exp(sum_{m<r<=t} gv_r[e])
  *   + the initial-state term; decay sums taken over the pair, never as a
- * difference of long prefix sums.  O(N^2 D E) when gv is given, O(N^2 (D+E))
- * otherwise.  Also returns sN from the same closed form. */
+ * difference of long prefix sums.  O(N^2 (D+E)).  Also returns sN from the
+ * same closed form. */
 void ref_forward_quadratic(int64_t N, int D, int E, double scale,
                            const double *q, const double *k, const double *v,
                            const double *gk, const double *gv, const double *s0,
