@@ -11,6 +11,10 @@
 
 #include "lightning_attn.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define LA_MSG_LEN 512
 
 typedef struct la_plan {
@@ -67,5 +71,9 @@ struct la_handle {
     int ws_owned;        /* the handle allocated ws */
     char msg[LA_MSG_LEN];
 };
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -4,6 +4,10 @@
 
 #include "internal.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Log decays below this are rejected: exp of them is already exactly 0 in
  * fp32, and chunk sums of such values could overflow to -inf. */
 #define LA_MIN_LOG_DECAY (-1.0e6f)
@@ -22,5 +26,9 @@ la_status_t la_check_problem(const la_problem_t *p, char *msg);
 void la_tensor_dims(const la_plan_t *pl, la_tensor_id_t id, int64_t dims[4]);
 la_tensor_t *la_tensor_by_id(la_tensors_t *t, la_tensor_id_t id);
 const char *la_tensor_name(la_tensor_id_t id);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
