@@ -4,7 +4,7 @@
  *
  *   la_bench [--backend cpu|cuda] [-B 1] [-H 8] [-N 1024,2048,4096,8192]
  *            [-D 128] [-E 128] [--dtype f32|f16|bf16] [--decay none|head|token|vk|vkv]
- *            [--reps 5] [--threads 0] [--check-heads 2] [--json FILE]
+ *            [--reps 5] [--threads 0] [--check-heads 2] [--learnable 0|1] [--json FILE]
  *
  * Times are medians of --reps runs after one warm-up, wall clock around a
  * synchronous call.  GFLOP/s counts the chunked algorithm's useful work
@@ -31,6 +31,7 @@ typedef struct {
     la_dtype_t dtype;
     la_decay_t decay;
     int reps, threads, check_heads;
+    int learnable;     /* backward also returns d ld (LASD_PL) */
     const char *json;
 } opts_t;
 
@@ -105,7 +106,7 @@ static const char *dtype_name(la_dtype_t d) {
 static void usage(void) {
     fprintf(stderr, "usage: la_bench [--backend cpu|cuda] [-B n] [-H n] [-N n,n,...] [-D n] [-E n]\n"
                     "                [--dtype f32|f16|bf16] [--decay none|head|token|vk|vkv] [--reps n]\n"
-                    "                [--threads n] [--check-heads n] [--json FILE]\n");
+                    "                [--threads n] [--check-heads n] [--learnable 0|1] [--json FILE]\n");
 }
 
 static int parse(int argc, char **argv, opts_t *o) {
@@ -116,7 +117,7 @@ static int parse(int argc, char **argv, opts_t *o) {
     memcpy(o->Ns, defN, sizeof defN);
     o->dtype = LA_DTYPE_F32;
     o->decay = LA_DECAY_SCALAR_HEAD;
-    o->reps = 5; o->threads = 0; o->check_heads = 2; o->json = NULL;
+    o->reps = 5; o->threads = 0; o->check_heads = 2; o->json = NULL; o->learnable = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { usage(); return 0; }
@@ -139,6 +140,7 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--threads")) o->threads = atoi(v);
         else if (!strcmp(a, "--check-heads")) o->check_heads = atoi(v);
         else if (!strcmp(a, "--json")) o->json = v;
+        else if (!strcmp(a, "--learnable")) { o->learnable = atoi(v); }
         else { usage(); return 0; }
         i++;
     }
@@ -198,15 +200,15 @@ static int bench_one(const opts_t *o, la_handle_t *h, int64_t N, row_t *row) {
     la_tensor_contiguous(&t.dv, dv, o->dtype, B, H, N, E);
     if (o->decay == LA_DECAY_SCALAR_HEAD) {
         la_tensor_contiguous(&t.ld, ld, LA_DTYPE_F32, 1, H, 1, 1);
-        la_tensor_contiguous(&t.d_ld, dld, LA_DTYPE_F32, 1, H, 1, 1);
+        if (o->learnable) la_tensor_contiguous(&t.d_ld, dld, LA_DTYPE_F32, 1, H, 1, 1);
     } else if (o->decay != LA_DECAY_NONE) {
         int64_t X = o->decay == LA_DECAY_SCALAR_TOKEN ? 1 : D;
         la_tensor_contiguous(&t.ld, ld, LA_DTYPE_F32, B, H, N, X);
-        la_tensor_contiguous(&t.d_ld, dld, LA_DTYPE_F32, B, H, N, X);
+        if (o->learnable) la_tensor_contiguous(&t.d_ld, dld, LA_DTYPE_F32, B, H, N, X);
     }
     if (o->decay == LA_DECAY_VECTOR_KV) {
         la_tensor_contiguous(&t.ldv, ldv, LA_DTYPE_F32, B, H, N, E);
-        la_tensor_contiguous(&t.d_ldv, dldv, LA_DTYPE_F32, B, H, N, E);
+        if (o->learnable) la_tensor_contiguous(&t.d_ldv, dldv, LA_DTYPE_F32, B, H, N, E);
     }
 
     double tf[64], tb[64];
@@ -273,9 +275,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     la_set_num_threads(h, o.threads);
-    printf("lightning-attn %s benchmark: %s, %s decay, B%lld H%lld D%lld E%lld, median of %d (ms), "
+    printf("lightning-attn %s benchmark: %s, %s decay%s, B%lld H%lld D%lld E%lld, median of %d (ms), "
            "error = relative L2 vs fp64 reference\n",
-           o.backend == LA_BACKEND_CUDA ? "CUDA" : "CPU", dtype_name(o.dtype), decay_name(o.decay), (long long)o.B,
+           o.backend == LA_BACKEND_CUDA ? "CUDA" : "CPU", dtype_name(o.dtype), decay_name(o.decay),
+           o.learnable ? " (learnable: backward returns d ld)" : "", (long long)o.B,
            (long long)o.H, (long long)o.D, (long long)o.E, o.reps);
     printf("%8s %10s %10s %10s %10s %12s %10s %10s\n", "N", "fwd_ms", "fwd_GF/s", "bwd_ms", "bwd_GF/s", "fwd+bwd_ms",
            "err_o", "err_dqkv");
