@@ -21,9 +21,12 @@
  *     LA_DECAY_VECTOR_K      a_t = exp(ldk[b,h,t,:]) on the key dim   (LAVD_K / GLA)
  *     LA_DECAY_VECTOR_KV     as VECTOR_K, and b_t = exp(ldv[b,h,t,:]) on the value dim
  *
- * For the scalar kinds b = 1.  Positive or NaN log decays are rejected
- * (LA_STATUS_BAD_DECAY): every exponent the kernels evaluate is <= 0, so
- * nothing overflows; tiny decays (ld = -20 and below) only underflow to 0.
+ * For the scalar kinds b = 1.  Log decays must lie in [-1e6, 0]; anything
+ * else (positive, NaN, -inf, below -1e6) is rejected with LA_STATUS_BAD_DECAY.
+ * exp(ld) is already exactly 0 in fp32 below about -104, so -1e6 is a full
+ * reset of the state; -inf is refused because chunk sums of it would give
+ * -inf - -inf = NaN.  Every exponent the kernels evaluate is <= 0, so nothing
+ * overflows; strong decays only underflow to 0.
  *
  * Numerics: q, k, v, o and their gradients may be f32, f16 or bf16; they are
  * converted to fp32 on load.  All products accumulate in fp32 and the state
@@ -49,6 +52,11 @@
  * num_seqs + 1 int64 offsets (0 = cu[0] <= cu[1] <= ... = N) with batch = 1;
  * each sequence runs independently with its own initial/final state.  Empty
  * sequences are allowed: their final state equals their initial state.
+ *
+ * Outputs must occupy address ranges that intersect no other tensor's range
+ * (inputs may alias each other freely); two outputs interleaved in one buffer
+ * are rejected with LA_STATUS_OVERLAP even when they share no element.  The
+ * one exception is decode's in-place state (see la_decode).
  *
  * Every call validates all arguments before anything is written.  A failed
  * call writes nothing, returns a specific status, and leaves a message such as
@@ -103,9 +111,9 @@ typedef enum la_status {
     LA_STATUS_NULL_POINTER = 101,       /* a required pointer is NULL */
     LA_STATUS_BAD_SHAPE = 102,          /* sizes inconsistent, zero or negative */
     LA_STATUS_BAD_STRIDE = 103,         /* negative strides, or an output that overlaps itself */
-    LA_STATUS_BAD_DECAY = 104,          /* a log decay > 0 or NaN */
+    LA_STATUS_BAD_DECAY = 104,          /* a log decay outside [-1e6, 0], or NaN */
     LA_STATUS_BAD_SEQLENS = 105,        /* cu_seqlens not starting at 0, decreasing, or not ending at N */
-    LA_STATUS_OVERLAP = 106,            /* an output overlaps an input or another output */
+    LA_STATUS_OVERLAP = 106,            /* an output's address range meets another tensor's */
     LA_STATUS_BAD_VERSION = 107,        /* struct_size of a struct is not one this library knows */
     LA_STATUS_BAD_SCALE = 108,          /* scale is NaN or infinite */
 
