@@ -13,15 +13,14 @@
  * ref_backward on the same (rounded) inputs, over the first --check-heads
  * heads of batch row 0.
  */
-#define _POSIX_C_SOURCE 200809L
 #include "lightning_attn.h"
 #include "reference.h"
+#include "bench_device.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 typedef struct {
     la_backend_t backend;
@@ -67,12 +66,6 @@ static double get(const void *buf, la_dtype_t dt, int64_t i) {
     _Float16 hv;
     memcpy(&hv, (const uint16_t *)buf + i, 2);
     return (double)hv;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -162,21 +155,44 @@ static void err_add(err_t *e, double x, double ref) {
 }
 static double err_val(const err_t *e) { return e->bad ? NAN : sqrt(e->num / (e->den > 0 ? e->den : 1)); }
 
-static int bench_one(const opts_t *o, la_handle_t *h, int64_t N, row_t *row) {
+/* A tensor of the benchmark: host copy (inputs filled, outputs read back
+ * for the error check) and where the library sees it (the same pointer on
+ * the CPU, a device copy on the GPU). */
+typedef struct { void *h, *d; size_t bytes; } buf_t;
+
+static int buf_make(bdev_t *dev, buf_t *b, size_t bytes) {
+    b->bytes = bytes;
+    b->h = malloc(bytes ? bytes : 1);
+    b->d = dev->cuda ? bdev_alloc(dev, bytes) : b->h;
+    return b->h && b->d;
+}
+static void buf_drop(bdev_t *dev, buf_t *b) {
+    if (dev->cuda && b->d) bdev_free(dev, b->d);
+    free(b->h);
+}
+
+static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, row_t *row) {
     int64_t B = o->B, H = o->H, D = o->D, E = o->E;
     size_t es = la_dtype_size(o->dtype);
     int64_t nqk = B * H * N * D, nv = B * H * N * E;
-    void *q = malloc(nqk * es), *k = malloc(nqk * es), *v = malloc(nv * es), *out = malloc(nv * es);
-    void *dout = malloc(nv * es), *dq = malloc(nqk * es), *dk = malloc(nqk * es), *dv = malloc(nv * es);
     int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD ? H : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H * N
                 : o->decay == LA_DECAY_NONE ? 1 : B * H * N * D;
     int64_t nldv = o->decay == LA_DECAY_VECTOR_KV ? B * H * N * E : 1;
-    float *ld = malloc(nld * sizeof(float)), *ldv = malloc(nldv * sizeof(float));
-    float *dld = malloc(nld * sizeof(float)), *dldv = malloc(nldv * sizeof(float));
-    if (!q || !k || !v || !out || !dout || !dq || !dk || !dv || !ld || !ldv || !dld || !dldv) {
+    enum { Q, K, V, O, DO, DQ, DK, DV, LD, LDV, DLD, DLDV, NB };
+    size_t sizes[NB] = {nqk * es, nqk * es, nv * es, nv * es, nv * es, nqk * es, nqk * es, nv * es,
+                        nld * 4, nldv * 4, nld * 4, nldv * 4};
+    buf_t bf[NB];
+    memset(bf, 0, sizeof bf);
+    int ok = 1;
+    for (int i = 0; i < NB; i++) ok &= buf_make(dev, &bf[i], sizes[i]);
+    if (!ok) {
         fprintf(stderr, "la_bench: out of memory at N=%lld\n", (long long)N);
+        for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
         return 0;
     }
+    void *q = bf[Q].h, *k = bf[K].h, *v = bf[V].h, *out = bf[O].h, *dout = bf[DO].h;
+    void *dq = bf[DQ].h, *dk = bf[DK].h, *dv = bf[DV].h;
+    float *ld = bf[LD].h, *ldv = bf[LDV].h;
     for (int64_t i = 0; i < nqk; i++) { put(q, o->dtype, i, rnd_normal() * 0.1); put(k, o->dtype, i, rnd_normal() * 0.1); }
     for (int64_t i = 0; i < nv; i++) { put(v, o->dtype, i, rnd_normal() * 0.1); put(dout, o->dtype, i, rnd_normal() * 0.1); }
     for (int64_t i = 0; i < nld; i++) {
@@ -184,52 +200,63 @@ static int bench_one(const opts_t *o, la_handle_t *h, int64_t N, row_t *row) {
         else ld[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));                                        /* logsigmoid */
     }
     for (int64_t i = 0; i < nldv; i++) ldv[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));
+    int in[] = {Q, K, V, DO, LD, LDV};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) bdev_upload(dev, bf[in[i]].d, bf[in[i]].h, bf[in[i]].bytes);
 
     la_problem_t p;
     la_problem_init(&p);
     p.batch = B; p.heads = H; p.seqlen = N; p.dim_qk = D; p.dim_v = E; p.decay = o->decay;
     la_tensors_t t;
     la_tensors_init(&t);
-    la_tensor_contiguous(&t.q, q, o->dtype, B, H, N, D);
-    la_tensor_contiguous(&t.k, k, o->dtype, B, H, N, D);
-    la_tensor_contiguous(&t.v, v, o->dtype, B, H, N, E);
-    la_tensor_contiguous(&t.o, out, o->dtype, B, H, N, E);
-    la_tensor_contiguous(&t.d_o, dout, o->dtype, B, H, N, E);
-    la_tensor_contiguous(&t.dq, dq, o->dtype, B, H, N, D);
-    la_tensor_contiguous(&t.dk, dk, o->dtype, B, H, N, D);
-    la_tensor_contiguous(&t.dv, dv, o->dtype, B, H, N, E);
+    la_tensor_contiguous(&t.q, bf[Q].d, o->dtype, B, H, N, D);
+    la_tensor_contiguous(&t.k, bf[K].d, o->dtype, B, H, N, D);
+    la_tensor_contiguous(&t.v, bf[V].d, o->dtype, B, H, N, E);
+    la_tensor_contiguous(&t.o, bf[O].d, o->dtype, B, H, N, E);
+    la_tensor_contiguous(&t.d_o, bf[DO].d, o->dtype, B, H, N, E);
+    la_tensor_contiguous(&t.dq, bf[DQ].d, o->dtype, B, H, N, D);
+    la_tensor_contiguous(&t.dk, bf[DK].d, o->dtype, B, H, N, D);
+    la_tensor_contiguous(&t.dv, bf[DV].d, o->dtype, B, H, N, E);
     if (o->decay == LA_DECAY_SCALAR_HEAD) {
-        la_tensor_contiguous(&t.ld, ld, LA_DTYPE_F32, 1, H, 1, 1);
-        if (o->learnable) la_tensor_contiguous(&t.d_ld, dld, LA_DTYPE_F32, 1, H, 1, 1);
+        la_tensor_contiguous(&t.ld, bf[LD].d, LA_DTYPE_F32, 1, H, 1, 1);
+        if (o->learnable) la_tensor_contiguous(&t.d_ld, bf[DLD].d, LA_DTYPE_F32, 1, H, 1, 1);
     } else if (o->decay != LA_DECAY_NONE) {
         int64_t X = o->decay == LA_DECAY_SCALAR_TOKEN ? 1 : D;
-        la_tensor_contiguous(&t.ld, ld, LA_DTYPE_F32, B, H, N, X);
-        if (o->learnable) la_tensor_contiguous(&t.d_ld, dld, LA_DTYPE_F32, B, H, N, X);
+        la_tensor_contiguous(&t.ld, bf[LD].d, LA_DTYPE_F32, B, H, N, X);
+        if (o->learnable) la_tensor_contiguous(&t.d_ld, bf[DLD].d, LA_DTYPE_F32, B, H, N, X);
     }
     if (o->decay == LA_DECAY_VECTOR_KV) {
-        la_tensor_contiguous(&t.ldv, ldv, LA_DTYPE_F32, B, H, N, E);
-        if (o->learnable) la_tensor_contiguous(&t.d_ldv, dldv, LA_DTYPE_F32, B, H, N, E);
+        la_tensor_contiguous(&t.ldv, bf[LDV].d, LA_DTYPE_F32, B, H, N, E);
+        if (o->learnable) la_tensor_contiguous(&t.d_ldv, bf[DLDV].d, LA_DTYPE_F32, B, H, N, E);
     }
+    int have_bwd = la_supports(h, LA_OP_BACKWARD, &p, &t) == LA_STATUS_SUCCESS;
 
     double tf[64], tb[64];
     int reps = o->reps > 64 ? 64 : o->reps;
-    for (int r = -1; r < reps; r++) { /* r = -1: warm-up (workspace allocation, page faults) */
-        double t0 = now_ms();
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up (workspace allocation, page faults, module load) */
+        bdev_flush_l2(dev);
+        bdev_timer_start(dev);
         la_status_t st = la_forward(h, &p, &t);
-        double t1 = now_ms();
-        if (st == LA_STATUS_SUCCESS) st = la_backward(h, &p, &t);
-        double t2 = now_ms();
+        double t1 = bdev_timer_stop_ms(dev), t2 = 0.0;
+        if (st == LA_STATUS_SUCCESS && have_bwd) {
+            bdev_flush_l2(dev);
+            bdev_timer_start(dev);
+            st = la_backward(h, &p, &t);
+            t2 = bdev_timer_stop_ms(dev);
+        }
         if (st != LA_STATUS_SUCCESS) {
             fprintf(stderr, "la_bench: %s: %s\n", la_status_string(st), la_last_error(h));
+            for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
             return 0;
         }
-        if (r >= 0) { tf[r] = t1 - t0; tb[r] = t2 - t1; }
+        if (r >= 0) { tf[r] = t1; tb[r] = t2; }
     }
     qsort(tf, reps, sizeof(double), cmp_double);
     qsort(tb, reps, sizeof(double), cmp_double);
     row->N = N;
     row->fwd_ms = tf[reps / 2];
-    row->bwd_ms = tb[reps / 2];
+    row->bwd_ms = have_bwd ? tb[reps / 2] : NAN;
+    int outs[] = {O, DQ, DK, DV};
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) bdev_download(dev, bf[outs[i]].h, bf[outs[i]].d, bf[outs[i]].bytes);
 
     /* Error against the fp64 reference, per (batch 0, head) slice. */
     err_t eo = {0}, eg = {0};
@@ -251,16 +278,17 @@ static int bench_one(const opts_t *o, la_handle_t *h, int64_t N, row_t *row) {
         if (gv)
             for (int64_t i = 0; i < N * E; i++) gv[i] = ldv[bv + i];
         ref_forward_recurrent(N, (int)D, (int)E, 1.0, rq, rk, rv, gk, gv, NULL, ro, NULL);
-        ref_backward(N, (int)D, (int)E, 1.0, rq, rk, rv, gk, gv, NULL, rdo, NULL, rdq, rdk, rdv, NULL, NULL, NULL);
         for (int64_t i = 0; i < N * E; i++) err_add(&eo, get(out, o->dtype, bv + i), ro[i]);
-        for (int64_t i = 0; i < N * D; i++) { err_add(&eg, get(dq, o->dtype, bq + i), rdq[i]); err_add(&eg, get(dk, o->dtype, bq + i), rdk[i]); }
-        for (int64_t i = 0; i < N * E; i++) err_add(&eg, get(dv, o->dtype, bv + i), rdv[i]);
+        if (have_bwd) {
+            ref_backward(N, (int)D, (int)E, 1.0, rq, rk, rv, gk, gv, NULL, rdo, NULL, rdq, rdk, rdv, NULL, NULL, NULL);
+            for (int64_t i = 0; i < N * D; i++) { err_add(&eg, get(dq, o->dtype, bq + i), rdq[i]); err_add(&eg, get(dk, o->dtype, bq + i), rdk[i]); }
+            for (int64_t i = 0; i < N * E; i++) err_add(&eg, get(dv, o->dtype, bv + i), rdv[i]);
+        }
     }
     row->err_o = err_val(&eo);
-    row->err_grad = err_val(&eg);
+    row->err_grad = have_bwd ? err_val(&eg) : NAN;
     free(rq); free(rk); free(rv); free(rdo); free(ro); free(rdq); free(rdk); free(rdv); free(gk); free(gv);
-    free(q); free(k); free(v); free(out); free(dout); free(dq); free(dk); free(dv);
-    free(ld); free(ldv); free(dld); free(dldv);
+    for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
     return 1;
 }
 
@@ -275,9 +303,17 @@ int main(int argc, char **argv) {
         return 1;
     }
     la_set_num_threads(h, o.threads);
-    printf("lightning-attn %s benchmark: %s, %s decay%s, B%lld H%lld D%lld E%lld, median of %d (ms), "
+    bdev_t dev;
+    if (bdev_init(&dev, o.backend == LA_BACKEND_CUDA) != 0) {
+        fprintf(stderr, "la_bench: cannot set up the device (this build has no CUDA runtime for the benchmark)\n");
+        return 1;
+    }
+    /* Trusted inputs: the benchmark's decays are valid by construction, and the
+     * value check synchronises the stream on the GPU. */
+    la_set_check_values(h, 0);
+    printf("lightning-attn %s benchmark on %s: %s, %s decay%s, B%lld H%lld D%lld E%lld, median of %d (ms), "
            "error = relative L2 vs fp64 reference\n",
-           o.backend == LA_BACKEND_CUDA ? "CUDA" : "CPU", dtype_name(o.dtype), decay_name(o.decay),
+           o.backend == LA_BACKEND_CUDA ? "CUDA" : "CPU", dev.name, dtype_name(o.dtype), decay_name(o.decay),
            o.learnable ? " (learnable: backward returns d ld)" : "", (long long)o.B,
            (long long)o.H, (long long)o.D, (long long)o.E, o.reps);
     printf("%8s %10s %10s %10s %10s %12s %10s %10s\n", "N", "fwd_ms", "fwd_GF/s", "bwd_ms", "bwd_GF/s", "fwd+bwd_ms",
@@ -289,7 +325,7 @@ int main(int argc, char **argv) {
     int ok = 1;
     for (int i = 0; i < o.nN; i++) {
         row_t r;
-        if (!bench_one(&o, h, o.Ns[i], &r)) { ok = 0; break; }
+        if (!bench_one(&o, h, &dev, o.Ns[i], &r)) { ok = 0; break; }
         printf("%8lld %10.3f %10.1f %10.3f %10.1f %12.3f", (long long)r.N, r.fwd_ms,
                flops_fwd(&o, r.N) / (r.fwd_ms * 1e6), r.bwd_ms, flops_bwd(&o, r.N) / (r.bwd_ms * 1e6),
                r.fwd_ms + r.bwd_ms);
@@ -300,6 +336,7 @@ int main(int argc, char **argv) {
                         i ? ", " : "", (long long)r.N, r.fwd_ms, r.bwd_ms, r.err_o, r.err_grad);
     }
     if (js) { fprintf(js, "]}\n"); fclose(js); }
+    bdev_destroy(&dev);
     la_destroy(h);
     return ok ? 0 : 1;
 }

@@ -233,6 +233,13 @@ la_status_t la_set_stream(la_handle_t *handle, void *stream);
  * workspace instead of the handle's own; NULL hands ownership back. */
 la_status_t la_set_workspace(la_handle_t *handle, void *workspace, size_t bytes);
 
+/* Value checks of inputs in DEVICE memory (log decays in range, not NaN).
+ * On by default; on the GPU they cost one small kernel and a stream
+ * synchronisation per call.  Turn them off for trusted inputs on hot paths:
+ * invalid decays then give unspecified (but in-bounds) results.  Host memory
+ * is always checked.  Shapes, strides and pointers are always checked. */
+la_status_t la_set_check_values(la_handle_t *handle, int enable);
+
 /* Bytes of workspace the operation needs for this problem. */
 la_status_t la_workspace_size(la_handle_t *handle, la_op_t op,
                               const la_problem_t *problem, size_t *bytes);

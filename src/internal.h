@@ -26,6 +26,7 @@ typedef struct la_plan {
     /* presence of optional tensors */
     int has_initial, has_final, has_dfinal, want_dld, want_dldv, want_dinitial;
     int has_o;             /* forward/decode write o; backward reads d_o and writes dq */
+    int check_values;      /* check device-resident values (log decays) before running */
 } la_plan_t;
 
 /* First token and length of sequence s (in the N dimension of batch row seq_batch). */
@@ -65,6 +66,7 @@ struct la_handle {
     la_backend_t backend;
     const la_backend_ops_t *ops;
     int num_threads;
+    int no_value_checks;   /* la_set_check_values(h, 0) */
     void *stream;
     void *ws;            /* workspace in use */
     size_t ws_bytes;

@@ -132,6 +132,12 @@ la_status_t la_set_stream(la_handle_t *h, void *stream) {
     return LA_STATUS_SUCCESS;
 }
 
+la_status_t la_set_check_values(la_handle_t *h, int enable) {
+    if (!h) return LA_STATUS_NULL_POINTER;
+    h->no_value_checks = !enable;
+    return LA_STATUS_SUCCESS;
+}
+
 la_status_t la_set_workspace(la_handle_t *h, void *ws, size_t bytes) {
     if (!h) return LA_STATUS_NULL_POINTER;
     release_workspace(h);
@@ -184,6 +190,7 @@ static la_status_t run_op(la_handle_t *h, la_op_t op, const la_problem_t *p, con
     la_plan_t pl;
     la_status_t st = la_build_plan(op, p, t, h->ops->host_memory, &pl, h->msg);
     if (st) return st;
+    pl.check_values = !h->no_value_checks;
     if ((st = h->ops->supports(&pl, h->msg))) return st;
     size_t need = h->ops->workspace_size(&pl, h->num_threads);
     if (need > h->ws_bytes) {

@@ -1,0 +1,276 @@
+/*
+ * cuda_backend.cu - the CUDA backend: its support table, workspace plan and
+ * launchers.
+ *
+ * Support comes from one function (cuda_support) that the dispatcher also
+ * follows, so "supported?" and what runs cannot disagree.  What runs:
+ *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds
+ *   decode                       one block per (sequence, head), every decay kind
+ * Head dims up to 128 run on the tensor-core kernels (padded to 64 or 128).
+ *
+ * Sequence parallelism: when batch x heads is small next to the number of
+ * SMs, each sequence is cut into segments; a state pass computes every
+ * segment's local state, a fold stitches them in order, and the forward pass
+ * starts each segment from its incoming state.
+ */
+#include "internal.h"
+#include "kernel_params.h"
+#include "fwd_launch.h"
+#include "decode_kernel.cuh"
+#include "cuda_check.h"
+
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int pad_dim(int64_t x) { return x <= 64 ? 64 : 128; }
+
+static int is_scalar_kind(la_decay_t k) {
+    return k == LA_DECAY_NONE || k == LA_DECAY_SCALAR_HEAD || k == LA_DECAY_SCALAR_TOKEN;
+}
+
+/* The one support table of this backend. */
+static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
+    /* q, k, v, o in one dtype: the kernels are instantiated per dtype. */
+    const la_tensor_t *tok = pl->op == LA_OP_STATE_FORWARD || pl->op == LA_OP_STATE_BACKWARD ? &pl->t.k : &pl->t.q;
+    la_dtype_t dt = tok->dtype;
+    const la_tensor_t *all[4] = {&pl->t.q, &pl->t.k, &pl->t.v, &pl->t.o};
+    for (int i = 0; i < 4; i++)
+        if (all[i]->data && all[i]->dtype != dt) {
+            snprintf(msg, LA_MSG_LEN, "the CUDA backend needs q, k, v and o in one dtype");
+            return LA_STATUS_UNSUPPORTED_DTYPE;
+        }
+    if (pl->op == LA_OP_DECODE) return LA_STATUS_SUCCESS;
+    if (pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA backend has no backward yet");
+        return LA_STATUS_NOT_SUPPORTED;
+    }
+    if (!is_scalar_kind(pl->p.decay)) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA backend runs decay kinds NONE, SCALAR_HEAD and SCALAR_TOKEN (got %d)",
+                 (int)pl->p.decay);
+        return LA_STATUS_UNSUPPORTED_DECAY;
+    }
+    if (pl->p.dim_qk > 128 || pl->p.dim_v > 128) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA backend's chunk kernels take D, E <= 128 (got D=%lld E=%lld)",
+                 (long long)pl->p.dim_qk, (long long)pl->p.dim_v);
+        return LA_STATUS_UNSUPPORTED_HEAD_DIM;
+    }
+    if (dt == LA_DTYPE_F32) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA chunk kernels take f16 or bf16 inputs (f32 is not supported yet)");
+        return LA_STATUS_UNSUPPORTED_DTYPE;
+    }
+    return LA_STATUS_SUCCESS;
+}
+
+/* Largest dynamic shared memory a block may opt in to on the current device. */
+static int device_smem_optin(void) {
+    int dev = 0, bytes = 48 * 1024;
+    if (cudaGetDevice(&dev) != cudaSuccess) return bytes;
+    cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    return bytes;
+}
+
+static int device_sms(void) {
+    int dev = 0, sms = 1;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 1;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 1;
+    return sms;
+}
+
+/* How sequences are cut into segments.  One segment per sequence when the
+ * (sequence, head) blocks already fill the GPU; otherwise segments of at
+ * least 2048 tokens until they do. */
+typedef struct seg_plan {
+    int64_t seg_len;
+    int n_seg;          /* non-packed: segments per sequence */
+    int total;          /* all segments */
+    int multi;          /* any sequence has more than one segment */
+} seg_plan_t;
+
+static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
+    seg_plan_t sp;
+    int64_t items = pl->num_seqs * pl->p.heads;
+    int64_t maxlen = la_plan_max_len(pl);
+    int64_t want = items >= (3 * sms) / 4 ? 1 : (sms + items - 1) / items;
+    int64_t by_len = (maxlen + 2047) / 2048;
+    if (want > by_len) want = by_len;
+    if (want < 1) want = 1;
+    int64_t chunks = (maxlen + LA_CUDA_CHUNK - 1) / LA_CUDA_CHUNK;
+    if (chunks < 1) chunks = 1;
+    int64_t per = (chunks + want - 1) / want;
+    sp.seg_len = per * LA_CUDA_CHUNK;
+    if (!pl->packed) {
+        sp.n_seg = (int)((pl->p.seqlen + sp.seg_len - 1) / sp.seg_len);
+        if (sp.n_seg < 1) sp.n_seg = 1;
+        sp.total = (int)(pl->num_seqs * sp.n_seg);
+        sp.multi = sp.n_seg > 1;
+    } else {
+        sp.n_seg = 0;
+        sp.total = 0;
+        sp.multi = 0;
+        for (int64_t s = 0; s < pl->num_seqs; s++) {
+            int64_t len = la_plan_seq_len(pl, s);
+            int n = len == 0 ? 1 : (int)((len + sp.seg_len - 1) / sp.seg_len);
+            sp.total += n;
+            if (n > 1) sp.multi = 1;
+        }
+    }
+    return sp;
+}
+
+/* Workspace layout (bytes, each part 256-aligned):
+ *   [flag int] [cu_seqlens int64 x (S+1)] [seg_off int x (S+1)]
+ *   [seg_state f32 x total*H*DP*EP] [seg_logdecay f32 x total*H] */
+typedef struct ws_layout {
+    size_t flag, cu, seg_off, seg_state, seg_logdecay, total;
+} ws_layout_t;
+
+static size_t al256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+static ws_layout_t layout_ws(const la_plan_t *pl, const seg_plan_t *sp) {
+    ws_layout_t w;
+    size_t S = (size_t)pl->num_seqs + 1;
+    int multi = sp->multi || pl->op == LA_OP_STATE_FORWARD;
+    size_t st = multi ? (size_t)sp->total * (size_t)pl->p.heads : 0;
+    int DP = pad_dim(pl->p.dim_qk), EP = pad_dim(pl->p.dim_v);
+    w.flag = 0;
+    w.cu = al256(w.flag + sizeof(int));
+    w.seg_off = al256(w.cu + (pl->packed ? S * sizeof(int64_t) : 0));
+    w.seg_state = al256(w.seg_off + (pl->packed ? S * sizeof(int) : 0));
+    w.seg_logdecay = al256(w.seg_state + st * (size_t)DP * EP * sizeof(float));
+    w.total = al256(w.seg_logdecay + st * sizeof(float));
+    return w;
+}
+
+static size_t cuda_workspace_size(const la_plan_t *pl, int num_threads) {
+    (void)num_threads;
+    if (pl->op == LA_OP_DECODE) return 256;
+    seg_plan_t sp = plan_segments(pl, device_sms());
+    return layout_ws(pl, &sp).total;
+}
+
+static la_tok_t tok_of(const la_tensor_t *t) {
+    la_tok_t x;
+    x.ptr = t->data;
+    x.sb = t->stride[0]; x.sh = t->stride[1]; x.st = t->stride[2]; x.sc = t->stride[3];
+    return x;
+}
+
+static la_st_t st_of(const la_tensor_t *t) {
+    la_st_t x;
+    x.ptr = (float *)t->data;
+    x.ss = t->stride[0]; x.sh = t->stride[1]; x.sd = t->stride[2]; x.se = t->stride[3];
+    return x;
+}
+
+/* 16-byte vector loads need unit channel stride and 16-byte aligned rows. */
+static int tok_vec_ok(const la_tensor_t *t) {
+    if (!t->data) return 1;
+    size_t es = la_dtype_size(t->dtype);
+    if (t->stride[3] != 1) return 0;
+    if (((uintptr_t)t->data) % 16) return 0;
+    for (int i = 0; i < 3; i++)
+        if ((t->stride[i] * (int64_t)es) % 16) return 0;
+    return 1;
+}
+
+static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t stream, char *msg) {
+    seg_plan_t sp = plan_segments(pl, device_sms());
+    ws_layout_t w = layout_ws(pl, &sp);
+    if (pl->check_values) {
+        la_status_t st = la_cuda_check_decays(pl, (int *)(ws + w.flag), stream, msg);
+        if (st) return st;
+    }
+    la_fwd_params_t p;
+    memset(&p, 0, sizeof p);
+    const la_tensors_t *t = &pl->t;
+    p.q = tok_of(&t->q); p.k = tok_of(&t->k); p.v = tok_of(&t->v); p.o = tok_of(&t->o);
+    p.D = (int)pl->p.dim_qk; p.E = (int)pl->p.dim_v; p.H = (int)pl->p.heads;
+    p.scale = pl->p.scale;
+    p.decay = (int)pl->p.decay;
+    p.ld = (const float *)t->ld.data;
+    p.ld_sb = t->ld.stride[0]; p.ld_sh = t->ld.stride[1]; p.ld_st = t->ld.stride[2];
+    p.s0 = st_of(&t->initial_state);
+    p.sN = st_of(&t->final_state);
+    if (!pl->has_final) p.sN.ptr = NULL;
+    p.seg.seqlen = pl->p.seqlen;
+    p.seg.n_seg = sp.n_seg;
+    p.seg.seg_len = sp.seg_len;
+    p.seg.num_seqs = (int)pl->num_seqs;
+    p.seg.total_segs = sp.total;
+    bool so = pl->op == LA_OP_STATE_FORWARD;
+    bool multi = sp.multi || so;
+    if (pl->packed) {
+        int64_t S = pl->num_seqs;
+        int64_t *cu = (int64_t *)(ws + w.cu);
+        int *off = (int *)(ws + w.seg_off);
+        int host_off[1024];
+        int *hoff = S + 1 <= 1024 ? host_off : (int *)malloc((size_t)(S + 1) * sizeof(int));
+        if (!hoff) { snprintf(msg, LA_MSG_LEN, "out of host memory"); return LA_STATUS_ALLOC_FAILED; }
+        hoff[0] = 0;
+        for (int64_t s = 0; s < S; s++) {
+            int64_t len = la_plan_seq_len(pl, s);
+            hoff[s + 1] = hoff[s] + (len == 0 ? 1 : (int)((len + sp.seg_len - 1) / sp.seg_len));
+        }
+        cudaError_t e1 = cudaMemcpyAsync(cu, pl->p.cu_seqlens, (size_t)(S + 1) * sizeof(int64_t),
+                                         cudaMemcpyHostToDevice, stream);
+        cudaError_t e2 = cudaMemcpyAsync(off, hoff, (size_t)(S + 1) * sizeof(int), cudaMemcpyHostToDevice, stream);
+        /* The copies read pageable host memory: wait before the buffer goes away. */
+        cudaError_t e3 = cudaStreamSynchronize(stream);
+        if (hoff != host_off) free(hoff);
+        if (e1 != cudaSuccess || e2 != cudaSuccess || e3 != cudaSuccess) {
+            snprintf(msg, LA_MSG_LEN, "copying cu_seqlens to the device failed");
+            return LA_STATUS_EXECUTION_FAILED;
+        }
+        p.seg.cu = cu;
+        p.seg.seg_off = off;
+    }
+    if (multi) {
+        p.seg_state = (float *)(ws + w.seg_state);
+        p.seg_logdecay = (float *)(ws + w.seg_logdecay);
+    }
+    p.vec_ok = tok_vec_ok(&t->q) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) && tok_vec_ok(&t->o);
+    la_fwd_launch_t l;
+    l.DP = pad_dim(p.D);
+    l.EP = pad_dim(p.E);
+    l.stages = la_cuda_fwd_smem(l.DP, l.EP, 2) <= device_smem_optin() ? 2 : 1;
+    l.total_segs = sp.total;
+    l.num_seqs = (int)pl->num_seqs;
+    l.state_pass = multi;
+    l.main_pass = !so;
+    if (t->k.dtype == LA_DTYPE_BF16) return la_cuda_fwd_bf16(&p, &l, stream, msg);
+    return la_cuda_fwd_f16(&p, &l, stream, msg);
+}
+
+static la_status_t cuda_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads, void *stream_ptr,
+                            char *msg) {
+    (void)ws_bytes;
+    (void)num_threads;
+    cudaStream_t stream = (cudaStream_t)stream_ptr;
+    switch (pl->op) {
+    case LA_OP_FORWARD: case LA_OP_STATE_FORWARD: return run_forward(pl, (char *)ws, stream, msg);
+    case LA_OP_DECODE: return la_cuda_decode(pl, (int *)ws, stream, msg);
+    default:
+        snprintf(msg, LA_MSG_LEN, "operation %d is not supported by the CUDA backend", (int)pl->op);
+        return LA_STATUS_NOT_SUPPORTED;
+    }
+}
+
+static int cuda_available(void) {
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+static void *cuda_ws_alloc(size_t bytes) {
+    void *p = NULL;
+    return cudaMalloc(&p, bytes ? bytes : 1) == cudaSuccess ? p : NULL;
+}
+
+static void cuda_ws_free(void *p) { cudaFree(p); }
+
+static const la_backend_ops_t la_cuda_backend = {
+    "cuda", cuda_support, cuda_workspace_size, cuda_run, cuda_available, cuda_ws_alloc, cuda_ws_free, 0,
+};
+
+extern "C" const la_backend_ops_t *const la_cuda_backend_ptr = &la_cuda_backend;

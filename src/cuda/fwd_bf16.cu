@@ -1,0 +1,8 @@
+/* fwd_bf16.cu - forward kernels instantiated for bf16 inputs. */
+#include "fwd_launch.cuh"
+
+la_status_t la_cuda_fwd_bf16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg) {
+    return la_fwd_dispatch<__nv_bfloat16>(p, l, s, msg);
+}
+
+int la_cuda_fwd_smem(int DP, int EP, int stages) { return fwd_smem_bytes(DP, EP, 2, stages); }

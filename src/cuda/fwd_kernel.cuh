@@ -1,0 +1,414 @@
+/*
+ * fwd_kernel.cuh - the chunked forward kernel (and its state-only variant).
+ *
+ * One thread block (8 warps) walks the chunks of one segment of one
+ * (sequence, head) in order, keeping the fp32 state S (DP x EP) in
+ * registers as mma accumulators.  Per chunk of C = 64 tokens, with the
+ * chunk-local inclusive log-decay cumsum G (every exponent below is <= 0):
+ *
+ *   A   = (Q K^T) * exp(G_i - G_j) [i >= j]           16x32 tile per warp
+ *   O   = exp(G_i) (Q S) + A V                         16 x EP/2 per warp
+ *   S  <- exp(G_last) S + (exp(G_last - G_j) K)^T V     DP/4 x EP/2 per warp
+ *
+ * Operands go through shared memory in the input dtype (bf16/f16): Q, K, V
+ * tiles (double-buffered, loaded with cp.async one chunk ahead), A, and a
+ * copy of S rounded to the input dtype for the Q S product.  The state
+ * itself never leaves fp32.
+ *
+ * Barriers per chunk: B1 tiles landed; B2 G ready; B3 A ready (K free);
+ * B4 O done (S copy free, K scaled).  Row pitches are padded by 8 elements
+ * (16 bytes) so ldmatrix rows fall in distinct banks.
+ */
+#ifndef LA_CUDA_FWD_KERNEL_CUH
+#define LA_CUDA_FWD_KERNEL_CUH
+
+#include "kernel_params.h"
+#include "mma.cuh"
+
+#define LA_C LA_CUDA_CHUNK
+
+/* Shared-memory bytes of one forward block (host and device agree on it).
+ * STAGES = 2 double-buffers the Q, K, V tiles (Hopper, Ampere: up to 227 KB
+ * per block); STAGES = 1 is the consumer-Blackwell configuration, which must
+ * fit 99 KB per block (checked below at compile time). */
+__host__ __device__ constexpr int fwd_smem_bytes(int DP, int EP, int elem, int stages) {
+    return (stages * LA_C * (DP + 8) * 2 + stages * LA_C * (EP + 8) + LA_C * (LA_C + 8) + DP * (EP + 8)) * elem +
+           (2 * LA_C + LA_C) * 4;
+}
+static_assert(fwd_smem_bytes(128, 128, 2, 1) <= 99 * 1024, "single-stage forward must fit sm_120's 99 KB");
+
+/* Which sequence, batch row, token range a block's segment covers. */
+struct seg_loc {
+    int s, sp, nseg;
+    int64_t b, tb;     /* batch row, token offset of the sequence in the N dim */
+    int64_t ts, te;    /* segment's token range within the sequence */
+};
+
+__device__ __forceinline__ seg_loc locate_segment(const la_seginfo_t &si, int g) {
+    seg_loc L;
+    int64_t len;
+    if (si.cu) {
+        int lo = 0, hi = si.num_seqs - 1; /* last s with seg_off[s] <= g */
+        while (lo < hi) {
+            int mid = (lo + hi + 1) >> 1;
+            if (si.seg_off[mid] <= g) lo = mid; else hi = mid - 1;
+        }
+        L.s = lo;
+        L.sp = g - si.seg_off[lo];
+        L.nseg = si.seg_off[lo + 1] - si.seg_off[lo];
+        L.b = 0;
+        L.tb = si.cu[lo];
+        len = si.cu[lo + 1] - si.cu[lo];
+    } else {
+        L.s = g / si.n_seg;
+        L.sp = g % si.n_seg;
+        L.nseg = si.n_seg;
+        L.b = L.s;
+        L.tb = 0;
+        len = si.seqlen;
+    }
+    L.ts = (int64_t)L.sp * si.seg_len;
+    L.te = L.ts + si.seg_len < len ? L.ts + si.seg_len : len;
+    if (L.te < L.ts) L.te = L.ts;
+    return L;
+}
+
+/* Load a [64, XP] tile of token tensor X starting at sequence token t0 into
+ * shared memory (pitch XP + 8), zero-filling rows >= nrows and columns >= X. */
+template <typename T, int XP>
+__device__ __forceinline__ void load_tile(T *dst, const la_tok_t &x, int64_t b, int64_t h, int64_t tok0,
+                                          int nrows, int X, bool vec) {
+    const T *base = static_cast<const T *>(x.ptr) + b * x.sb + h * x.sh + tok0 * x.st;
+    constexpr int PIECES = XP / 8; /* 16-byte pieces per row */
+    if (vec) {
+        for (int i = threadIdx.x; i < LA_C * PIECES; i += LA_CUDA_THREADS) {
+            int r = i / PIECES, pc = i % PIECES;
+            int cols = X - pc * 8;
+            cols = cols < 0 ? 0 : (cols > 8 ? 8 : cols);
+            bool ok = r < nrows && cols > 0;
+            const T *src = ok ? base + r * x.st + pc * 8 : static_cast<const T *>(x.ptr);
+            cp_async_16(dst + r * (XP + 8) + pc * 8, src, ok ? cols * 2 : 0);
+        }
+    } else {
+        for (int i = threadIdx.x; i < LA_C * XP; i += LA_CUDA_THREADS) {
+            int r = i / XP, c = i % XP;
+            T val = (r < nrows && c < X) ? base[r * x.st + c * x.sc] : T(0.0f);
+            dst[r * (XP + 8) + c] = val;
+        }
+    }
+}
+
+template <typename T, int DP, int EP, bool STATE_ONLY, int STAGES>
+__global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const la_fwd_params_t p) {
+    constexpr int QP = DP + 8, VP = EP + 8, AP = LA_C + 8;
+    constexpr int MT = DP / 64;        /* m16 tiles of the state per warp (rows d) */
+    constexpr int NTS = EP / 16;       /* n8 tiles of the state per warp (cols e) */
+    constexpr int NTO = EP / 16;       /* n8 tiles of O per warp */
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *Qs = reinterpret_cast<T *>(smem_raw);          /* [STAGES][64][QP] */
+    T *Ks = Qs + STAGES * LA_C * QP;                  /* [STAGES][64][QP] */
+    T *Vs = Ks + STAGES * LA_C * QP;                  /* [STAGES][64][VP] */
+    T *As = Vs + STAGES * LA_C * VP;                  /* [64][AP] */
+    T *Ss = As + LA_C * AP;                           /* [DP][VP] */
+    float *gs = reinterpret_cast<float *>(Ss + DP * VP); /* [2][64] raw log decays */
+    float *Gs = gs + 2 * LA_C;                        /* [64] cumsum */
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int wm = warp & 3, wn = warp >> 2;
+    const int h = blockIdx.y, g = blockIdx.x;
+    const seg_loc L = locate_segment(p.seg, g);
+    const int64_t slot = (int64_t)g * p.H + h;
+    const bool multi = p.seg_state != nullptr;
+
+    /* ---- initial state into registers (and its dtype copy into Ss) ---- */
+    float S[MT][NTS][4];
+    const float *s_src = nullptr;
+    int64_t s_sd = 0, s_se = 0;
+    if (!STATE_ONLY) {
+        if (multi) { s_src = p.seg_state + slot * DP * EP; s_sd = EP; s_se = 1; }
+        else if (p.s0.ptr) { s_src = p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh; s_sd = p.s0.sd; s_se = p.s0.se; }
+    }
+    bool state_nonzero = s_src != nullptr;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * (r >> 1);
+                int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
+                float x = 0.0f;
+                if (s_src && d < p.D && e < p.E) x = s_src[d * s_sd + e * s_se];
+                S[mt][nt][r] = x;
+            }
+    if (!STATE_ONLY) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+                for (int hr = 0; hr < 2; hr++) {
+                    int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * hr;
+                    int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3);
+                    *reinterpret_cast<uint32_t *>(&Ss[d * VP + e]) =
+                        mma_traits<T>::pack(S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
+                }
+    }
+
+    const int64_t nchunks = (L.te - L.ts + LA_C - 1) / LA_C;
+    const bool vec = p.vec_ok != 0;
+    float seg_logdecay = 0.0f;
+
+    /* Issue the loads of chunk c into buffer c % STAGES. */
+    auto issue = [&](int64_t c) {
+        int buf = (int)(c % STAGES);
+        int64_t t0 = L.ts + c * LA_C;
+        int nrows = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
+        if (!STATE_ONLY) load_tile<T, DP>(Qs + buf * LA_C * QP, p.q, L.b, h, L.tb + t0, nrows, p.D, vec);
+        load_tile<T, DP>(Ks + buf * LA_C * QP, p.k, L.b, h, L.tb + t0, nrows, p.D, vec);
+        load_tile<T, EP>(Vs + buf * LA_C * VP, p.v, L.b, h, L.tb + t0, nrows, p.E, vec);
+        if (p.decay == 2 /* SCALAR_TOKEN */ && threadIdx.x < LA_C) {
+            int r = threadIdx.x;
+            gs[buf * LA_C + r] = r < nrows ? p.ld[L.b * p.ld_sb + h * p.ld_sh + (L.tb + t0 + r) * p.ld_st] : 0.0f;
+        }
+        cp_async_commit();
+    };
+
+    const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
+    if (nchunks > 0) issue(0);
+
+    for (int64_t c = 0; c < nchunks; c++) {
+        const int buf = (int)(c % STAGES);
+        const int64_t t0 = L.ts + c * LA_C;
+        const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
+        if (STAGES == 1 && c > 0) {
+            __syncthreads(); /* single buffer: everyone is done with chunk c-1's tiles */
+            issue(c);
+        }
+        cp_async_wait<0>();
+        __syncthreads(); /* B1: chunk c's tiles are in shared memory for everyone */
+        if (STAGES > 1 && c + 1 < nchunks) issue(c + 1);
+
+        /* Chunk-local inclusive cumsum of the log decay (warp 0, fixed order). */
+        if (warp == 0) {
+            if (p.decay == 2) {
+                float x0 = gs[buf * LA_C + 2 * lane], x1 = gs[buf * LA_C + 2 * lane + 1];
+                float incl = x0 + x1;
+#pragma unroll
+                for (int off = 1; off < 32; off <<= 1) {
+                    float y = __shfl_up_sync(0xffffffffu, incl, off);
+                    if (lane >= off) incl += y;
+                }
+                float excl = incl - (x0 + x1);
+                Gs[2 * lane] = excl + x0;
+                Gs[2 * lane + 1] = excl + x0 + x1;
+            } else {
+                Gs[2 * lane] = ld_head * (float)(2 * lane + 1);
+                Gs[2 * lane + 1] = ld_head * (float)(2 * lane + 2);
+            }
+        }
+        __syncthreads(); /* B2 */
+        const float G_last = Gs[n - 1];
+        const T *Qb = Qs + buf * LA_C * QP;
+        T *Kb = Ks + buf * LA_C * QP;
+        const T *Vb = Vs + buf * LA_C * VP;
+
+        if (!STATE_ONLY) {
+            /* ---- A = (Q K^T) * decay mask: warp tile rows 16wm.., cols 32wn.. ---- */
+            float acc[4][4];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) acc[i][r] = 0.0f;
+            const bool live = 32 * wn <= 16 * wm + 15; /* tile not entirely above the diagonal */
+            if (live) {
+#pragma unroll
+                for (int kk = 0; kk < DP / 16; kk++) {
+                    uint32_t a[4];
+                    ldmatrix_x4(a, Qb + (16 * wm + (lane & 15)) * QP + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+                    for (int np = 0; np < 2; np++) {
+                        uint32_t bfr[4];
+                        ldmatrix_x4(bfr, Kb + (32 * wn + np * 16 + (lane >> 4) * 8 + (lane & 7)) * QP + kk * 16 +
+                                             ((lane >> 3) & 1) * 8);
+                        mma_16816<T>(acc[2 * np], a, bfr);
+                        mma_16816<T>(acc[2 * np + 1], a, bfr + 2);
+                    }
+                }
+            }
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                for (int hr = 0; hr < 2; hr++) {
+                    int i = 16 * wm + (lane >> 2) + 8 * hr;
+                    int j = 32 * wn + nt * 8 + 2 * (lane & 3);
+                    float gi = Gs[i];
+                    float v0 = (i >= j && i < n) ? acc[nt][2 * hr] * __expf(gi - Gs[j]) : 0.0f;
+                    float v1 = (i >= j + 1 && i < n) ? acc[nt][2 * hr + 1] * __expf(gi - Gs[j + 1]) : 0.0f;
+                    *reinterpret_cast<uint32_t *>(&As[i * AP + j]) = mma_traits<T>::pack(v0, v1);
+                }
+        }
+        __syncthreads(); /* B3: A is ready; K is no longer read as K */
+
+        /* Scale K rows in place: K~_j = exp(G_last - G_j) k_j (exponent <= 0). */
+        for (int i = threadIdx.x; i < LA_C * (DP / 2); i += LA_CUDA_THREADS) {
+            int r = i / (DP / 2), c2 = (i % (DP / 2)) * 2;
+            float f = r < n ? __expf(G_last - Gs[r]) : 0.0f;
+            T *kp = Kb + r * QP + c2;
+            *reinterpret_cast<uint32_t *>(kp) = mma_traits<T>::pack(float(kp[0]) * f, float(kp[1]) * f);
+        }
+
+        if (!STATE_ONLY) {
+            /* ---- O = exp(G_i) Q S + A V: warp tile rows 16wm.., cols wn*EP/2.. ---- */
+            float o[NTO][4];
+#pragma unroll
+            for (int i = 0; i < NTO; i++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) o[i][r] = 0.0f;
+            const int ecol0 = wn * (EP / 2);
+            if (state_nonzero) {
+#pragma unroll
+                for (int kk = 0; kk < DP / 16; kk++) {
+                    uint32_t a[4];
+                    ldmatrix_x4(a, Qb + (16 * wm + (lane & 15)) * QP + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+                    for (int np = 0; np < NTO / 2; np++) {
+                        uint32_t bfr[4];
+                        ldmatrix_x4_trans(bfr, Ss + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * VP + ecol0 +
+                                                   np * 16 + (lane >> 4) * 8);
+                        mma_16816<T>(o[2 * np], a, bfr);
+                        mma_16816<T>(o[2 * np + 1], a, bfr + 2);
+                    }
+                }
+#pragma unroll
+                for (int i = 0; i < NTO; i++) {
+                    float f0 = __expf(Gs[16 * wm + (lane >> 2)]), f1 = __expf(Gs[16 * wm + (lane >> 2) + 8]);
+                    o[i][0] *= f0; o[i][1] *= f0; o[i][2] *= f1; o[i][3] *= f1;
+                }
+            }
+#pragma unroll
+            for (int kk = 0; kk < LA_C / 16; kk++) {
+                if (kk > wm) break; /* A is zero above the diagonal */
+                uint32_t a[4];
+                ldmatrix_x4(a, As + (16 * wm + (lane & 15)) * AP + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+                for (int np = 0; np < NTO / 2; np++) {
+                    uint32_t bfr[4];
+                    ldmatrix_x4_trans(bfr, Vb + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * VP + ecol0 +
+                                               np * 16 + (lane >> 4) * 8);
+                    mma_16816<T>(o[2 * np], a, bfr);
+                    mma_16816<T>(o[2 * np + 1], a, bfr + 2);
+                }
+            }
+            /* Store O rows < n, columns < E. */
+            T *obase = const_cast<T *>(static_cast<const T *>(p.o.ptr)) + L.b * p.o.sb + h * p.o.sh +
+                       (L.tb + t0) * p.o.st;
+#pragma unroll
+            for (int i = 0; i < NTO; i++)
+#pragma unroll
+                for (int hr = 0; hr < 2; hr++) {
+                    int r = 16 * wm + (lane >> 2) + 8 * hr;
+                    int e = ecol0 + i * 8 + 2 * (lane & 3);
+                    if (r >= n || e >= p.E) continue;
+                    float x0 = o[i][2 * hr] * p.scale, x1 = o[i][2 * hr + 1] * p.scale;
+                    T *dst = obase + r * p.o.st + e * p.o.sc;
+                    if (vec && e + 1 < p.E) {
+                        *reinterpret_cast<uint32_t *>(dst) = mma_traits<T>::pack(x0, x1);
+                    } else {
+                        dst[0] = T(x0);
+                        if (e + 1 < p.E) dst[p.o.sc] = T(x1);
+                    }
+                }
+        }
+        __syncthreads(); /* B4: O done with Ss; K~ ready */
+
+        /* ---- S <- exp(G_last) S + K~^T V: warp tile rows wm*DP/4.., cols wn*EP/2.. ---- */
+        const float decay_all = __expf(G_last);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) S[mt][nt][r] *= decay_all;
+#pragma unroll
+        for (int kk = 0; kk < LA_C / 16; kk++) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                uint32_t a[4];
+                /* A[d][j] = K~[j][d]: transposed load of the stored [j][d] tile. */
+                int mi = lane >> 3;
+                ldmatrix_x4_trans(a, Kb + (kk * 16 + (mi >> 1) * 8 + (lane & 7)) * QP + wm * (DP / 4) + mt * 16 +
+                                         (mi & 1) * 8);
+#pragma unroll
+                for (int np = 0; np < NTS / 2; np++) {
+                    uint32_t bfr[4];
+                    ldmatrix_x4_trans(bfr, Vb + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * VP +
+                                               wn * (EP / 2) + np * 16 + (lane >> 4) * 8);
+                    mma_16816<T>(S[mt][2 * np], a, bfr);
+                    mma_16816<T>(S[mt][2 * np + 1], a, bfr + 2);
+                }
+            }
+        }
+        seg_logdecay += G_last;
+        state_nonzero = true;
+        if (!STATE_ONLY) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+                    for (int hr = 0; hr < 2; hr++) {
+                        int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * hr;
+                        int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3);
+                        *reinterpret_cast<uint32_t *>(&Ss[d * VP + e]) =
+                            mma_traits<T>::pack(S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
+                    }
+        }
+    }
+
+    /* ---- write the state: local segment state (state pass) or final state ---- */
+    float *dst = nullptr;
+    int64_t dsd = 0, dse = 0;
+    if (STATE_ONLY) { dst = p.seg_state + slot * DP * EP; dsd = EP; dse = 1; }
+    else if (!multi && p.sN.ptr) { dst = p.sN.ptr + L.s * p.sN.ss + h * p.sN.sh; dsd = p.sN.sd; dse = p.sN.se; }
+    if (dst) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * (r >> 1);
+                    int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
+                    if (STATE_ONLY ? true : (d < p.D && e < p.E)) dst[d * dsd + e * dse] = S[mt][nt][r];
+                }
+    }
+    if (STATE_ONLY && threadIdx.x == 0) p.seg_logdecay[slot] = seg_logdecay;
+}
+
+/* Stitch segment states in order, per (sequence, head) and state element:
+ *   in[0] = s0 (or 0);  in[p+1] = exp(logdecay[p]) in[p] + local[p]
+ * Each slot's local state is replaced by its incoming state; the state after
+ * the last segment is the final state.  Fixed order: deterministic. */
+template <int DP, int EP>
+__global__ void la_fold_kernel(const la_fwd_params_t p) {
+    const int s = blockIdx.y, h = blockIdx.z;
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= DP * EP) return;
+    const int d = idx / EP, e = idx % EP;
+    int g0, ns;
+    if (p.seg.cu) { g0 = p.seg.seg_off[s]; ns = p.seg.seg_off[s + 1] - g0; }
+    else { g0 = s * p.seg.n_seg; ns = p.seg.n_seg; }
+    const bool in_range = d < p.D && e < p.E;
+    float run = (p.s0.ptr && in_range) ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + e * p.s0.se] : 0.0f;
+    for (int sp = 0; sp < ns; sp++) {
+        int64_t slot = (int64_t)(g0 + sp) * p.H + h;
+        float *cell = p.seg_state + slot * DP * EP + idx;
+        float local = *cell;
+        *cell = run;
+        run = __expf(p.seg_logdecay[slot]) * run + local;
+    }
+    if (p.sN.ptr && in_range) p.sN.ptr[s * p.sN.ss + h * p.sN.sh + d * p.sN.sd + e * p.sN.se] = run;
+}
+
+#endif

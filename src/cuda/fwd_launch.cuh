@@ -1,0 +1,57 @@
+/*
+ * fwd_launch.cuh - the templated launcher behind fwd_bf16.cu / fwd_f16.cu:
+ * picks the kernel instance for (dtype, padded dims, stages) and launches
+ * state pass, fold and output pass in stream order.
+ */
+#ifndef LA_CUDA_FWD_LAUNCH_CUH
+#define LA_CUDA_FWD_LAUNCH_CUH
+
+#include "fwd_launch.h"
+#include "fwd_kernel.cuh"
+
+#include <stdio.h>
+
+#define LA_LAUNCH_TRY(call)                                                                     \
+    do {                                                                                        \
+        cudaError_t err_ = (call);                                                              \
+        if (err_ != cudaSuccess) {                                                              \
+            snprintf(msg, LA_MSG_LEN, "%s: %s", #call, cudaGetErrorString(err_));               \
+            return LA_STATUS_EXECUTION_FAILED;                                                  \
+        }                                                                                       \
+    } while (0)
+
+template <typename T, int DP, int EP, int STAGES>
+static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t stream, char *msg) {
+    const int smem = fwd_smem_bytes(DP, EP, 2, STAGES);
+    const dim3 grid(l.total_segs, p.H);
+    if (l.state_pass) {
+        auto k = la_fwd_chunk_kernel<T, DP, EP, true, STAGES>;
+        LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        k<<<grid, LA_CUDA_THREADS, smem, stream>>>(p);
+        LA_LAUNCH_TRY(cudaGetLastError());
+        la_fold_kernel<DP, EP><<<dim3((DP * EP + 255) / 256, l.num_seqs, p.H), 256, 0, stream>>>(p);
+        LA_LAUNCH_TRY(cudaGetLastError());
+    }
+    if (l.main_pass) {
+        auto k = la_fwd_chunk_kernel<T, DP, EP, false, STAGES>;
+        LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        k<<<grid, LA_CUDA_THREADS, smem, stream>>>(p);
+        LA_LAUNCH_TRY(cudaGetLastError());
+    }
+    return LA_STATUS_SUCCESS;
+}
+
+template <typename T, int STAGES>
+static la_status_t la_fwd_dims(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t s, char *msg) {
+    if (l.DP == 64 && l.EP == 64) return la_fwd_run<T, 64, 64, STAGES>(p, l, s, msg);
+    if (l.DP == 64 && l.EP == 128) return la_fwd_run<T, 64, 128, STAGES>(p, l, s, msg);
+    if (l.DP == 128 && l.EP == 64) return la_fwd_run<T, 128, 64, STAGES>(p, l, s, msg);
+    return la_fwd_run<T, 128, 128, STAGES>(p, l, s, msg);
+}
+
+template <typename T>
+static la_status_t la_fwd_dispatch(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg) {
+    return l->stages == 2 ? la_fwd_dims<T, 2>(*p, *l, s, msg) : la_fwd_dims<T, 1>(*p, *l, s, msg);
+}
+
+#endif

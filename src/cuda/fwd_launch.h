@@ -1,0 +1,25 @@
+/*
+ * fwd_launch.h - host entry points of the forward kernels, one translation
+ * unit per input dtype (fwd_bf16.cu, fwd_f16.cu) so they build in parallel.
+ */
+#ifndef LA_CUDA_FWD_LAUNCH_H
+#define LA_CUDA_FWD_LAUNCH_H
+
+#include "internal.h"
+#include "kernel_params.h"
+#include <cuda_runtime.h>
+
+typedef struct la_fwd_launch {
+    int DP, EP;          /* padded head dims: 64 or 128 */
+    int stages;          /* 2 where shared memory allows, else 1 */
+    int total_segs, num_seqs;
+    int state_pass;      /* run the state pass and the fold first */
+    int main_pass;       /* run the output pass (0 for the state-only operation) */
+} la_fwd_launch_t;
+
+la_status_t la_cuda_fwd_bf16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
+la_status_t la_cuda_fwd_f16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
+/* Bytes of shared memory the forward kernel takes for this configuration. */
+int la_cuda_fwd_smem(int DP, int EP, int stages);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * kernel_params.h - what the host launchers pass to the CUDA kernels.
+ *
+ * Plain structs passed by value.  All strides are in elements, all offsets
+ * 64-bit.  A "segment" is a run of consecutive chunks of one sequence that
+ * one thread block walks in order; long sequences with few heads are cut
+ * into several segments so the whole GPU works (sequence parallelism), and
+ * the states at segment boundaries are stitched by a fold kernel.
+ */
+#ifndef LA_CUDA_KERNEL_PARAMS_H
+#define LA_CUDA_KERNEL_PARAMS_H
+
+#include <stdint.h>
+
+#define LA_CUDA_CHUNK 64      /* tokens per chunk */
+#define LA_CUDA_THREADS 256   /* threads per block of the chunk kernels */
+
+/* One token tensor [B, H, N, X]: base pointer and strides. */
+typedef struct la_tok {
+    const void *ptr;
+    int64_t sb, sh, st, sc;
+} la_tok_t;
+
+/* One state tensor [S, H, D, E] (f32). */
+typedef struct la_st {
+    float *ptr;
+    int64_t ss, sh, sd, se;
+} la_st_t;
+
+typedef struct la_seginfo {
+    /* Non-packed: sequence s = batch row s, every sequence has n_seg segments. */
+    int64_t seqlen;          /* N (non-packed) */
+    int n_seg;               /* segments per sequence (non-packed) */
+    int64_t seg_len;         /* tokens per segment, a multiple of LA_CUDA_CHUNK */
+    /* Packed: device arrays. */
+    const int64_t *cu;       /* [num_seqs + 1] token offsets, or NULL */
+    const int *seg_off;      /* [num_seqs + 1] first global segment of each sequence */
+    int num_seqs;
+    int total_segs;          /* number of segments over all sequences */
+} la_seginfo_t;
+
+typedef struct la_fwd_params {
+    la_tok_t q, k, v, o;
+    int D, E, H;
+    float scale;
+    int decay;               /* la_decay_t */
+    const float *ld;         /* SCALAR_HEAD: ld[h * ld_sh]; SCALAR_TOKEN: [B,H,N] strides below */
+    int64_t ld_sb, ld_sh, ld_st;
+    la_st_t s0;              /* initial state, ptr NULL = zero */
+    la_st_t sN;              /* final state, ptr NULL = not wanted */
+    la_seginfo_t seg;
+    /* Workspace for multi-segment runs: per (global segment, head) a D_PAD x E_PAD
+     * fp32 state (local state from the state pass, then the incoming state after
+     * the fold) and the segment's total log decay. */
+    float *seg_state;
+    float *seg_logdecay;
+    int vec_ok;              /* q, k, v: channel stride 1 and 16-byte aligned rows */
+} la_fwd_params_t;
+
+#endif
