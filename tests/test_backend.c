@@ -600,6 +600,12 @@ static int cmp_lib(ctx_t *x, const char *what, tu_tensor_t *a, tu_tensor_t *b, d
 #define ROUND_MATCH_MIN 0.8
 static void check_rounding(ctx_t *x, const char *what, tu_tensor_t *t, const double *ref) {
     if (t->dtype == LA_DTYPE_F32) return;
+    /* Only for backends that compute in fp32 throughout.  Tensor-core
+     * backends round the intra-chunk matrix and the state copy that multiply
+     * q to the input dtype (as FlashAttention rounds P), so their outputs sit
+     * one rounding further from the reference; the L2 and worst-element
+     * bounds above still hold them. */
+    if (la_handle_backend(x->h) != LA_BACKEND_CPU) return;
     int64_t n = tu_numel(t);
     if (n < 64) return; /* too few elements for a rate */
     tu_download(t);

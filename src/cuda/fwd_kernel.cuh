@@ -15,8 +15,8 @@
  * copy of S rounded to the input dtype for the Q S product.  The state
  * itself never leaves fp32.
  *
- * Barriers per chunk: B1 tiles landed; B2 G ready; B3 A ready (K free);
- * B4 O done (S copy free, K scaled).  Row pitches are padded by 8 elements
+ * Barriers per chunk: B1 tiles landed; B2 G ready; B3 A ready; B4 every
+ * warp past its O products (the S copy may be rewritten).  Row pitches are padded by 8 elements
  * (16 bytes) so ldmatrix rows fall in distinct banks.
  */
 #ifndef LA_CUDA_FWD_KERNEL_CUH
@@ -248,15 +248,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const 
                     *reinterpret_cast<uint32_t *>(&As[i * AP + j]) = mma_traits<T>::pack(v0, v1);
                 }
         }
-        __syncthreads(); /* B3: A is ready; K is no longer read as K */
-
-        /* Scale K rows in place: K~_j = exp(G_last - G_j) k_j (exponent <= 0). */
-        for (int i = threadIdx.x; i < LA_C * (DP / 2); i += LA_CUDA_THREADS) {
-            int r = i / (DP / 2), c2 = (i % (DP / 2)) * 2;
-            float f = r < n ? __expf(G_last - Gs[r]) : 0.0f;
-            T *kp = Kb + r * QP + c2;
-            *reinterpret_cast<uint32_t *>(kp) = mma_traits<T>::pack(float(kp[0]) * f, float(kp[1]) * f);
-        }
+        __syncthreads(); /* B3: A is ready */
 
         if (!STATE_ONLY) {
             /* ---- O = exp(G_i) Q S + A V: warp tile rows 16wm.., cols wn*EP/2.. ---- */
@@ -320,9 +312,13 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const 
                     }
                 }
         }
-        __syncthreads(); /* B4: O done with Ss; K~ ready */
-
-        /* ---- S <- exp(G_last) S + K~^T V: warp tile rows wm*DP/4.., cols wn*EP/2.. ---- */
+        /* ---- S <- exp(G_last) S + K~^T V: warp tile rows wm*DP/4.., cols wn*EP/2.. ----
+         * K~_j = exp(G_last - G_j) k_j (exponent <= 0; rows j >= n are zero and
+         * get factor 0, never exp of a positive number).  K~ is formed in
+         * registers from the raw K fragments and split into a hi and a lo part
+         * in the input dtype, two products instead of one: the state then
+         * carries ~16 mantissa bits of every decayed key, not 8, so it stays
+         * at fp32-level accuracy (the final state is an fp32 output). */
         const float decay_all = __expf(G_last);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
@@ -332,26 +328,45 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const 
                 for (int r = 0; r < 4; r++) S[mt][nt][r] *= decay_all;
 #pragma unroll
         for (int kk = 0; kk < LA_C / 16; kk++) {
+            /* This thread's fragment columns are tokens j0, j0+1, j0+8, j0+9. */
+            const int j0 = kk * 16 + 2 * (lane & 3);
+            float f[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                int j = j0 + (u & 1) + 8 * (u >> 1);
+                f[u] = j < n ? __expf(G_last - Gs[j]) : 0.0f;
+            }
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
-                uint32_t a[4];
-                /* A[d][j] = K~[j][d]: transposed load of the stored [j][d] tile. */
+                uint32_t a[4], ahi[4], alo[4];
+                /* A[d][j] = K[j][d]: transposed load of the stored [j][d] tile. */
                 int mi = lane >> 3;
                 ldmatrix_x4_trans(a, Kb + (kk * 16 + (mi >> 1) * 8 + (lane & 7)) * QP + wm * (DP / 4) + mt * 16 +
                                          (mi & 1) * 8);
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const T *h2 = reinterpret_cast<const T *>(&a[r]);
+                    float x0 = float(h2[0]) * f[(r >> 1) * 2], x1 = float(h2[1]) * f[(r >> 1) * 2 + 1];
+                    ahi[r] = mma_traits<T>::pack(x0, x1);
+                    const T *hh = reinterpret_cast<const T *>(&ahi[r]);
+                    alo[r] = mma_traits<T>::pack(x0 - float(hh[0]), x1 - float(hh[1]));
+                }
 #pragma unroll
                 for (int np = 0; np < NTS / 2; np++) {
                     uint32_t bfr[4];
                     ldmatrix_x4_trans(bfr, Vb + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * VP +
                                                wn * (EP / 2) + np * 16 + (lane >> 4) * 8);
-                    mma_16816<T>(S[mt][2 * np], a, bfr);
-                    mma_16816<T>(S[mt][2 * np + 1], a, bfr + 2);
+                    mma_16816<T>(S[mt][2 * np], ahi, bfr);
+                    mma_16816<T>(S[mt][2 * np + 1], ahi, bfr + 2);
+                    mma_16816<T>(S[mt][2 * np], alo, bfr);
+                    mma_16816<T>(S[mt][2 * np + 1], alo, bfr + 2);
                 }
             }
         }
         seg_logdecay += G_last;
         state_nonzero = true;
         if (!STATE_ONLY) {
+            __syncthreads(); /* B4: every warp is past its O products, so Ss may be rewritten */
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
