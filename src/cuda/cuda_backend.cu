@@ -6,7 +6,8 @@
  * follows, so "supported?" and what runs cannot disagree.  What runs:
  *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds
  *   decode                       one block per (sequence, head), every decay kind
- * Head dims up to 128 run on the tensor-core kernels (padded to 64 or 128).
+ * The chunk kernels take D <= 128 (padded to 64 or 128) and any E <= 256
+ * (cut into slices of LA_CUDA_ESLICE columns, one block each).
  *
  * Sequence parallelism: when batch x heads is small next to the number of
  * SMs, each sequence is cut into segments; a state pass computes every
@@ -51,9 +52,9 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
                  (int)pl->p.decay);
         return LA_STATUS_UNSUPPORTED_DECAY;
     }
-    if (pl->p.dim_qk > 128 || pl->p.dim_v > 128) {
-        snprintf(msg, LA_MSG_LEN, "the CUDA backend's chunk kernels take D, E <= 128 (got D=%lld E=%lld)",
-                 (long long)pl->p.dim_qk, (long long)pl->p.dim_v);
+    if (pl->p.dim_qk > 128) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA backend's chunk kernels take D <= 128 (got D=%lld)",
+                 (long long)pl->p.dim_qk);
         return LA_STATUS_UNSUPPORTED_HEAD_DIM;
     }
     if (dt == LA_DTYPE_F32) {
@@ -63,11 +64,11 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
     return LA_STATUS_SUCCESS;
 }
 
-/* Largest dynamic shared memory a block may opt in to on the current device. */
-static int device_smem_optin(void) {
-    int dev = 0, bytes = 48 * 1024;
+/* Shared memory of one SM on the current device. */
+static int device_smem_per_sm(void) {
+    int dev = 0, bytes = 64 * 1024;
     if (cudaGetDevice(&dev) != cudaSuccess) return bytes;
-    cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
     return bytes;
 }
 
@@ -121,7 +122,8 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
 
 /* Workspace layout (bytes, each part 256-aligned):
  *   [flag int] [cu_seqlens int64 x (S+1)] [seg_off int x (S+1)]
- *   [seg_state f32 x total*H*DP*EP] [seg_logdecay f32 x total*H] */
+ *   [seg_state f32 x total*H*DP*EPT] [seg_logdecay f32 x total*H]
+ * (EPT = E rounded up to whole value slices) */
 typedef struct ws_layout {
     size_t flag, cu, seg_off, seg_state, seg_logdecay, total;
 } ws_layout_t;
@@ -133,12 +135,12 @@ static ws_layout_t layout_ws(const la_plan_t *pl, const seg_plan_t *sp) {
     size_t S = (size_t)pl->num_seqs + 1;
     int multi = sp->multi || pl->op == LA_OP_STATE_FORWARD;
     size_t st = multi ? (size_t)sp->total * (size_t)pl->p.heads : 0;
-    int DP = pad_dim(pl->p.dim_qk), EP = pad_dim(pl->p.dim_v);
+    int DP = pad_dim(pl->p.dim_qk), EPT = (int)((pl->p.dim_v + LA_CUDA_ESLICE - 1) / LA_CUDA_ESLICE) * LA_CUDA_ESLICE;
     w.flag = 0;
     w.cu = al256(w.flag + sizeof(int));
     w.seg_off = al256(w.cu + (pl->packed ? S * sizeof(int64_t) : 0));
     w.seg_state = al256(w.seg_off + (pl->packed ? S * sizeof(int) : 0));
-    w.seg_logdecay = al256(w.seg_state + st * (size_t)DP * EP * sizeof(float));
+    w.seg_logdecay = al256(w.seg_state + st * (size_t)DP * EPT * sizeof(float));
     w.total = al256(w.seg_logdecay + st * sizeof(float));
     return w;
 }
@@ -226,6 +228,7 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
         p.seg.cu = cu;
         p.seg.seg_off = off;
     }
+    p.ept = (int)((p.E + LA_CUDA_ESLICE - 1) / LA_CUDA_ESLICE) * LA_CUDA_ESLICE;
     if (multi) {
         p.seg_state = (float *)(ws + w.seg_state);
         p.seg_logdecay = (float *)(ws + w.seg_logdecay);
@@ -233,8 +236,8 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     p.vec_ok = tok_vec_ok(&t->q) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) && tok_vec_ok(&t->o);
     la_fwd_launch_t l;
     l.DP = pad_dim(p.D);
-    l.EP = pad_dim(p.E);
-    l.stages = la_cuda_fwd_smem(l.DP, l.EP, 2) <= device_smem_optin() ? 2 : 1;
+    /* Double-buffer the tiles when two blocks still fit on one SM that way. */
+    l.stages = 2 * (la_cuda_fwd_smem(l.DP, 2) + 1024) <= device_smem_per_sm() ? 2 : 1;
     l.total_segs = sp.total;
     l.num_seqs = (int)pl->num_seqs;
     l.state_pass = multi;

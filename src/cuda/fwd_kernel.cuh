@@ -2,8 +2,11 @@
  * fwd_kernel.cuh - the chunked forward kernel (and its state-only variant).
  *
  * One thread block (8 warps) walks the chunks of one segment of one
- * (sequence, head) in order, keeping the fp32 state S (DP x EP) in
- * registers as mma accumulators.  Per chunk of C = 64 tokens, with the
+ * (sequence, head) in order, for one slice of EP value columns (blockIdx.z),
+ * keeping its fp32 state slice S (DP x EP) in registers as mma accumulators.
+ * Slicing E gives each (sequence, head) several blocks (more of the GPU
+ * busy, fewer registers per thread: two blocks per SM at EP = 64) at the
+ * price of recomputing Q K^T per slice.  Per chunk of C = 64 tokens, with the
  * chunk-local inclusive log-decay cumsum G (every exponent below is <= 0):
  *
  *   A   = (Q K^T) * exp(G_i - G_j) [i >= j]           16x32 tile per warp
@@ -99,7 +102,7 @@ __device__ __forceinline__ void load_tile(T *dst, const la_tok_t &x, int64_t b, 
 }
 
 template <typename T, int DP, int EP, bool STATE_ONLY, int STAGES>
-__global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const la_fwd_params_t p) {
+__global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chunk_kernel(const la_fwd_params_t p) {
     constexpr int QP = DP + 8, VP = EP + 8, AP = LA_C + 8;
     constexpr int MT = DP / 64;        /* m16 tiles of the state per warp (rows d) */
     constexpr int NTS = EP / 16;       /* n8 tiles of the state per warp (cols e) */
@@ -116,6 +119,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = warp & 3, wn = warp >> 2;
     const int h = blockIdx.y, g = blockIdx.x;
+    /* Column slice of the value dim this block owns: [e0, e0 + Eloc). */
+    const int e0 = blockIdx.z * EP;
+    const int Eloc = p.E - e0 < EP ? p.E - e0 : EP;
     const seg_loc L = locate_segment(p.seg, g);
     const int64_t slot = (int64_t)g * p.H + h;
     const bool multi = p.seg_state != nullptr;
@@ -125,8 +131,12 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const 
     const float *s_src = nullptr;
     int64_t s_sd = 0, s_se = 0;
     if (!STATE_ONLY) {
-        if (multi) { s_src = p.seg_state + slot * DP * EP; s_sd = EP; s_se = 1; }
-        else if (p.s0.ptr) { s_src = p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh; s_sd = p.s0.sd; s_se = p.s0.se; }
+        if (multi) { s_src = p.seg_state + slot * DP * p.ept + e0; s_sd = p.ept; s_se = 1; }
+        else if (p.s0.ptr) {
+            s_src = p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh + e0 * p.s0.se;
+            s_sd = p.s0.sd;
+            s_se = p.s0.se;
+        }
     }
     bool state_nonzero = s_src != nullptr;
 #pragma unroll
@@ -138,7 +148,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const 
                 int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * (r >> 1);
                 int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
                 float x = 0.0f;
-                if (s_src && d < p.D && e < p.E) x = s_src[d * s_sd + e * s_se];
+                if (s_src && d < p.D && e < Eloc) x = s_src[d * s_sd + e * s_se];
                 S[mt][nt][r] = x;
             }
     if (!STATE_ONLY) {
@@ -156,6 +166,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const 
     }
 
     const int64_t nchunks = (L.te - L.ts + LA_C - 1) / LA_C;
+    la_tok_t vz = p.v; /* this block's value columns */
+    vz.ptr = static_cast<const T *>(p.v.ptr) + e0 * p.v.sc;
     const bool vec = p.vec_ok != 0;
     float seg_logdecay = 0.0f;
 
@@ -166,7 +178,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const 
         int nrows = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
         if (!STATE_ONLY) load_tile<T, DP>(Qs + buf * LA_C * QP, p.q, L.b, h, L.tb + t0, nrows, p.D, vec);
         load_tile<T, DP>(Ks + buf * LA_C * QP, p.k, L.b, h, L.tb + t0, nrows, p.D, vec);
-        load_tile<T, EP>(Vs + buf * LA_C * VP, p.v, L.b, h, L.tb + t0, nrows, p.E, vec);
+        load_tile<T, EP>(Vs + buf * LA_C * VP, vz, L.b, h, L.tb + t0, nrows, Eloc, vec);
         if (p.decay == 2 /* SCALAR_TOKEN */ && threadIdx.x < LA_C) {
             int r = threadIdx.x;
             gs[buf * LA_C + r] = r < nrows ? p.ld[L.b * p.ld_sb + h * p.ld_sh + (L.tb + t0 + r) * p.ld_st] : 0.0f;
@@ -294,21 +306,21 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const 
             }
             /* Store O rows < n, columns < E. */
             T *obase = const_cast<T *>(static_cast<const T *>(p.o.ptr)) + L.b * p.o.sb + h * p.o.sh +
-                       (L.tb + t0) * p.o.st;
+                       (L.tb + t0) * p.o.st + e0 * p.o.sc;
 #pragma unroll
             for (int i = 0; i < NTO; i++)
 #pragma unroll
                 for (int hr = 0; hr < 2; hr++) {
                     int r = 16 * wm + (lane >> 2) + 8 * hr;
                     int e = ecol0 + i * 8 + 2 * (lane & 3);
-                    if (r >= n || e >= p.E) continue;
+                    if (r >= n || e >= Eloc) continue;
                     float x0 = o[i][2 * hr] * p.scale, x1 = o[i][2 * hr + 1] * p.scale;
                     T *dst = obase + r * p.o.st + e * p.o.sc;
-                    if (vec && e + 1 < p.E) {
+                    if (vec && e + 1 < Eloc) {
                         *reinterpret_cast<uint32_t *>(dst) = mma_traits<T>::pack(x0, x1);
                     } else {
                         dst[0] = T(x0);
-                        if (e + 1 < p.E) dst[p.o.sc] = T(x1);
+                        if (e + 1 < Eloc) dst[p.o.sc] = T(x1);
                     }
                 }
         }
@@ -384,8 +396,12 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const 
     /* ---- write the state: local segment state (state pass) or final state ---- */
     float *dst = nullptr;
     int64_t dsd = 0, dse = 0;
-    if (STATE_ONLY) { dst = p.seg_state + slot * DP * EP; dsd = EP; dse = 1; }
-    else if (!multi && p.sN.ptr) { dst = p.sN.ptr + L.s * p.sN.ss + h * p.sN.sh; dsd = p.sN.sd; dse = p.sN.se; }
+    if (STATE_ONLY) { dst = p.seg_state + slot * DP * p.ept + e0; dsd = p.ept; dse = 1; }
+    else if (!multi && p.sN.ptr) {
+        dst = p.sN.ptr + L.s * p.sN.ss + h * p.sN.sh + e0 * p.sN.se;
+        dsd = p.sN.sd;
+        dse = p.sN.se;
+    }
     if (dst) {
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
@@ -395,22 +411,22 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_fwd_chunk_kernel(const 
                 for (int r = 0; r < 4; r++) {
                     int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * (r >> 1);
                     int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
-                    if (STATE_ONLY ? true : (d < p.D && e < p.E)) dst[d * dsd + e * dse] = S[mt][nt][r];
+                    if (STATE_ONLY ? true : (d < p.D && e < Eloc)) dst[d * dsd + e * dse] = S[mt][nt][r];
                 }
     }
-    if (STATE_ONLY && threadIdx.x == 0) p.seg_logdecay[slot] = seg_logdecay;
+    if (STATE_ONLY && blockIdx.z == 0 && threadIdx.x == 0) p.seg_logdecay[slot] = seg_logdecay;
 }
 
 /* Stitch segment states in order, per (sequence, head) and state element:
  *   in[0] = s0 (or 0);  in[p+1] = exp(logdecay[p]) in[p] + local[p]
  * Each slot's local state is replaced by its incoming state; the state after
  * the last segment is the final state.  Fixed order: deterministic. */
-template <int DP, int EP>
+template <int DP>
 __global__ void la_fold_kernel(const la_fwd_params_t p) {
     const int s = blockIdx.y, h = blockIdx.z;
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= DP * EP) return;
-    const int d = idx / EP, e = idx % EP;
+    if (idx >= DP * p.ept) return;
+    const int d = idx / p.ept, e = idx % p.ept;
     int g0, ns;
     if (p.seg.cu) { g0 = p.seg.seg_off[s]; ns = p.seg.seg_off[s + 1] - g0; }
     else { g0 = s * p.seg.n_seg; ns = p.seg.n_seg; }
@@ -418,7 +434,7 @@ __global__ void la_fold_kernel(const la_fwd_params_t p) {
     float run = (p.s0.ptr && in_range) ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + e * p.s0.se] : 0.0f;
     for (int sp = 0; sp < ns; sp++) {
         int64_t slot = (int64_t)(g0 + sp) * p.H + h;
-        float *cell = p.seg_state + slot * DP * EP + idx;
+        float *cell = p.seg_state + slot * DP * p.ept + idx;
         float local = *cell;
         *cell = run;
         run = __expf(p.seg_logdecay[slot]) * run + local;

@@ -23,13 +23,13 @@
 template <typename T, int DP, int EP, int STAGES>
 static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t stream, char *msg) {
     const int smem = fwd_smem_bytes(DP, EP, 2, STAGES);
-    const dim3 grid(l.total_segs, p.H);
+    const dim3 grid(l.total_segs, p.H, (p.E + EP - 1) / EP);
     if (l.state_pass) {
         auto k = la_fwd_chunk_kernel<T, DP, EP, true, STAGES>;
         LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         k<<<grid, LA_CUDA_THREADS, smem, stream>>>(p);
         LA_LAUNCH_TRY(cudaGetLastError());
-        la_fold_kernel<DP, EP><<<dim3((DP * EP + 255) / 256, l.num_seqs, p.H), 256, 0, stream>>>(p);
+        la_fold_kernel<DP><<<dim3((DP * p.ept + 255) / 256, l.num_seqs, p.H), 256, 0, stream>>>(p);
         LA_LAUNCH_TRY(cudaGetLastError());
     }
     if (l.main_pass) {
@@ -43,10 +43,8 @@ static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l
 
 template <typename T, int STAGES>
 static la_status_t la_fwd_dims(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t s, char *msg) {
-    if (l.DP == 64 && l.EP == 64) return la_fwd_run<T, 64, 64, STAGES>(p, l, s, msg);
-    if (l.DP == 64 && l.EP == 128) return la_fwd_run<T, 64, 128, STAGES>(p, l, s, msg);
-    if (l.DP == 128 && l.EP == 64) return la_fwd_run<T, 128, 64, STAGES>(p, l, s, msg);
-    return la_fwd_run<T, 128, 128, STAGES>(p, l, s, msg);
+    if (l.DP == 64) return la_fwd_run<T, 64, LA_CUDA_ESLICE, STAGES>(p, l, s, msg);
+    return la_fwd_run<T, 128, LA_CUDA_ESLICE, STAGES>(p, l, s, msg);
 }
 
 template <typename T>

@@ -9,8 +9,11 @@
 #include "kernel_params.h"
 #include <cuda_runtime.h>
 
+/* Value columns per block: E is cut into slices of this many columns. */
+#define LA_CUDA_ESLICE 64
+
 typedef struct la_fwd_launch {
-    int DP, EP;          /* padded head dims: 64 or 128 */
+    int DP;              /* padded key dim: 64 or 128 */
     int stages;          /* 2 where shared memory allows, else 1 */
     int total_segs, num_seqs;
     int state_pass;      /* run the state pass and the fold first */
@@ -20,6 +23,6 @@ typedef struct la_fwd_launch {
 la_status_t la_cuda_fwd_bf16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
 la_status_t la_cuda_fwd_f16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
 /* Bytes of shared memory the forward kernel takes for this configuration. */
-int la_cuda_fwd_smem(int DP, int EP, int stages);
+int la_cuda_fwd_smem(int DP, int stages);
 
 #endif

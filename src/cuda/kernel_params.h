@@ -54,6 +54,7 @@ typedef struct la_fwd_params {
      * the fold) and the segment's total log decay. */
     float *seg_state;
     float *seg_logdecay;
+    int ept;                 /* columns of one segment state in seg_state: slices x EP */
     int vec_ok;              /* q, k, v: channel stride 1 and 16-byte aligned rows */
 } la_fwd_params_t;
 
