@@ -91,9 +91,11 @@ typedef struct seg_plan {
 
 static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
     seg_plan_t sp;
-    int64_t items = pl->num_seqs * pl->p.heads;
+    /* Blocks without segmenting: (sequence, head, value slice); two fit per SM. */
+    int64_t items = pl->num_seqs * pl->p.heads * ((pl->p.dim_v + LA_CUDA_ESLICE - 1) / LA_CUDA_ESLICE);
+    int64_t slots = 2 * (int64_t)sms;
     int64_t maxlen = la_plan_max_len(pl);
-    int64_t want = items >= (3 * sms) / 4 ? 1 : (sms + items - 1) / items;
+    int64_t want = items >= (3 * slots) / 4 ? 1 : (slots + items - 1) / items;
     int64_t by_len = (maxlen + 2047) / 2048;
     if (want > by_len) want = by_len;
     if (want < 1) want = 1;
