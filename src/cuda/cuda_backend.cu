@@ -7,7 +7,7 @@
  *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds
  *   decode                       one block per (sequence, head), every decay kind
  * The chunk kernels take D <= 128 (padded to 64 or 128) and any E <= 256
- * (cut into slices of LA_CUDA_ESLICE columns, one block each).
+ * (cut into slices of 64 or 128 columns, one block each: see choose_eslice).
  *
  * Sequence parallelism: when batch x heads is small next to the number of
  * SMs, each sequence is cut into segments; a state pass computes every
@@ -79,6 +79,18 @@ static int device_sms(void) {
     return sms;
 }
 
+/* Value columns per block.  128-column slices compute Q K^T once per 128
+ * columns and run one block per SM; 64-column slices run two blocks per SM
+ * (half the registers) and give more blocks when batch x heads is small. */
+static int choose_eslice(const la_plan_t *pl, int sms) {
+    int64_t items = pl->num_seqs * pl->p.heads * ((pl->p.dim_v + 127) / 128);
+    return items >= (3 * (int64_t)sms) / 4 ? LA_CUDA_ESLICE_LARGE : LA_CUDA_ESLICE_SMALL;
+}
+
+static int blocks_per_sm(int eslice) { return eslice == LA_CUDA_ESLICE_LARGE ? 1 : 2; }
+
+static int round_up_slice(int64_t E, int eslice) { return (int)((E + eslice - 1) / eslice) * eslice; }
+
 /* How sequences are cut into segments.  One segment per sequence when the
  * (sequence, head) blocks already fill the GPU; otherwise segments of at
  * least 2048 tokens until they do. */
@@ -91,11 +103,14 @@ typedef struct seg_plan {
 
 static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
     seg_plan_t sp;
-    /* Blocks without segmenting: (sequence, head, value slice); two fit per SM. */
-    int64_t items = pl->num_seqs * pl->p.heads * ((pl->p.dim_v + LA_CUDA_ESLICE - 1) / LA_CUDA_ESLICE);
-    int64_t slots = 2 * (int64_t)sms;
+    /* Blocks without segmenting: (sequence, head, value slice); segments
+     * multiply them up to what fits on the GPU at once, never past it (a
+     * second partial wave would cost as much as the first). */
+    int eslice = choose_eslice(pl, sms);
+    int64_t items = pl->num_seqs * pl->p.heads * ((pl->p.dim_v + eslice - 1) / eslice);
+    int64_t slots = (int64_t)blocks_per_sm(eslice) * sms;
     int64_t maxlen = la_plan_max_len(pl);
-    int64_t want = items >= (3 * slots) / 4 ? 1 : (slots + items - 1) / items;
+    int64_t want = items >= (3 * slots) / 4 ? 1 : slots / items;
     int64_t by_len = (maxlen + 2047) / 2048;
     if (want > by_len) want = by_len;
     if (want < 1) want = 1;
@@ -132,12 +147,12 @@ typedef struct ws_layout {
 
 static size_t al256(size_t x) { return (x + 255) & ~(size_t)255; }
 
-static ws_layout_t layout_ws(const la_plan_t *pl, const seg_plan_t *sp) {
+static ws_layout_t layout_ws(const la_plan_t *pl, const seg_plan_t *sp, int eslice) {
     ws_layout_t w;
     size_t S = (size_t)pl->num_seqs + 1;
     int multi = sp->multi || pl->op == LA_OP_STATE_FORWARD;
     size_t st = multi ? (size_t)sp->total * (size_t)pl->p.heads : 0;
-    int DP = pad_dim(pl->p.dim_qk), EPT = (int)((pl->p.dim_v + LA_CUDA_ESLICE - 1) / LA_CUDA_ESLICE) * LA_CUDA_ESLICE;
+    int DP = pad_dim(pl->p.dim_qk), EPT = round_up_slice(pl->p.dim_v, eslice);
     w.flag = 0;
     w.cu = al256(w.flag + sizeof(int));
     w.seg_off = al256(w.cu + (pl->packed ? S * sizeof(int64_t) : 0));
@@ -150,8 +165,9 @@ static ws_layout_t layout_ws(const la_plan_t *pl, const seg_plan_t *sp) {
 static size_t cuda_workspace_size(const la_plan_t *pl, int num_threads) {
     (void)num_threads;
     if (pl->op == LA_OP_DECODE) return 256;
-    seg_plan_t sp = plan_segments(pl, device_sms());
-    return layout_ws(pl, &sp).total;
+    int sms = device_sms();
+    seg_plan_t sp = plan_segments(pl, sms);
+    return layout_ws(pl, &sp, choose_eslice(pl, sms)).total;
 }
 
 static la_tok_t tok_of(const la_tensor_t *t) {
@@ -180,8 +196,10 @@ static int tok_vec_ok(const la_tensor_t *t) {
 }
 
 static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t stream, char *msg) {
-    seg_plan_t sp = plan_segments(pl, device_sms());
-    ws_layout_t w = layout_ws(pl, &sp);
+    int sms = device_sms();
+    seg_plan_t sp = plan_segments(pl, sms);
+    int eslice = choose_eslice(pl, sms);
+    ws_layout_t w = layout_ws(pl, &sp, eslice);
     if (pl->check_values) {
         la_status_t st = la_cuda_check_decays(pl, (int *)(ws + w.flag), stream, msg);
         if (st) return st;
@@ -230,7 +248,7 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
         p.seg.cu = cu;
         p.seg.seg_off = off;
     }
-    p.ept = (int)((p.E + LA_CUDA_ESLICE - 1) / LA_CUDA_ESLICE) * LA_CUDA_ESLICE;
+    p.ept = round_up_slice(p.E, eslice);
     if (multi) {
         p.seg_state = (float *)(ws + w.seg_state);
         p.seg_logdecay = (float *)(ws + w.seg_logdecay);
@@ -238,8 +256,9 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     p.vec_ok = tok_vec_ok(&t->q) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) && tok_vec_ok(&t->o);
     la_fwd_launch_t l;
     l.DP = pad_dim(p.D);
-    /* Double-buffer the tiles when two blocks still fit on one SM that way. */
-    l.stages = 2 * (la_cuda_fwd_smem(l.DP, 2) + 1024) <= device_smem_per_sm() ? 2 : 1;
+    l.eslice = eslice;
+    /* Double-buffer the tiles when the planned blocks per SM still fit that way. */
+    l.stages = blocks_per_sm(eslice) * (la_cuda_fwd_smem(l.DP, eslice, 2) + 1024) <= device_smem_per_sm() ? 2 : 1;
     l.total_segs = sp.total;
     l.num_seqs = (int)pl->num_seqs;
     l.state_pass = multi;

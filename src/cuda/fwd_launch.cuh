@@ -43,8 +43,12 @@ static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l
 
 template <typename T, int STAGES>
 static la_status_t la_fwd_dims(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t s, char *msg) {
-    if (l.DP == 64) return la_fwd_run<T, 64, LA_CUDA_ESLICE, STAGES>(p, l, s, msg);
-    return la_fwd_run<T, 128, LA_CUDA_ESLICE, STAGES>(p, l, s, msg);
+    if (l.eslice == LA_CUDA_ESLICE_LARGE) {
+        if (l.DP == 64) return la_fwd_run<T, 64, LA_CUDA_ESLICE_LARGE, STAGES>(p, l, s, msg);
+        return la_fwd_run<T, 128, LA_CUDA_ESLICE_LARGE, STAGES>(p, l, s, msg);
+    }
+    if (l.DP == 64) return la_fwd_run<T, 64, LA_CUDA_ESLICE_SMALL, STAGES>(p, l, s, msg);
+    return la_fwd_run<T, 128, LA_CUDA_ESLICE_SMALL, STAGES>(p, l, s, msg);
 }
 
 template <typename T>

@@ -9,11 +9,13 @@
 #include "kernel_params.h"
 #include <cuda_runtime.h>
 
-/* Value columns per block: E is cut into slices of this many columns. */
-#define LA_CUDA_ESLICE 64
+/* Value columns per block: E is cut into slices of 64 or 128 columns. */
+#define LA_CUDA_ESLICE_SMALL 64
+#define LA_CUDA_ESLICE_LARGE 128
 
 typedef struct la_fwd_launch {
     int DP;              /* padded key dim: 64 or 128 */
+    int eslice;          /* value columns per block: 64 (two blocks per SM) or 128 (one) */
     int stages;          /* 2 where shared memory allows, else 1 */
     int total_segs, num_seqs;
     int state_pass;      /* run the state pass and the fold first */
@@ -23,6 +25,6 @@ typedef struct la_fwd_launch {
 la_status_t la_cuda_fwd_bf16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
 la_status_t la_cuda_fwd_f16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
 /* Bytes of shared memory the forward kernel takes for this configuration. */
-int la_cuda_fwd_smem(int DP, int stages);
+int la_cuda_fwd_smem(int DP, int eslice, int stages);
 
 #endif
