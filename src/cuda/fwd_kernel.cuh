@@ -227,26 +227,34 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
 
         if (!STATE_ONLY) {
             /* ---- A = (Q K^T) * decay mask: warp tile rows 16wm.., cols 32wn.. ---- */
-            float acc[4][4];
+            /* Even and odd k-steps accumulate separately: 8 independent mma
+             * chains instead of 4, so back-to-back mmas do not wait on each
+             * other's accumulators (the dominant stall, measured). */
+            float acc[4][4], acc2[4][4];
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
-                for (int r = 0; r < 4; r++) acc[i][r] = 0.0f;
+                for (int r = 0; r < 4; r++) acc[i][r] = acc2[i][r] = 0.0f;
             const bool live = 32 * wn <= 16 * wm + 15; /* tile not entirely above the diagonal */
             if (live) {
 #pragma unroll
                 for (int kk = 0; kk < DP / 16; kk++) {
                     uint32_t a[4];
                     ldmatrix_x4(a, Qb + (16 * wm + (lane & 15)) * QP + kk * 16 + (lane >> 4) * 8);
+                    float(*dst)[4] = (kk & 1) ? acc2 : acc;
 #pragma unroll
                     for (int np = 0; np < 2; np++) {
                         uint32_t bfr[4];
                         ldmatrix_x4(bfr, Kb + (32 * wn + np * 16 + (lane >> 4) * 8 + (lane & 7)) * QP + kk * 16 +
                                              ((lane >> 3) & 1) * 8);
-                        mma_16816<T>(acc[2 * np], a, bfr);
-                        mma_16816<T>(acc[2 * np + 1], a, bfr + 2);
+                        mma_16816<T>(dst[2 * np], a, bfr);
+                        mma_16816<T>(dst[2 * np + 1], a, bfr + 2);
                     }
                 }
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+#pragma unroll
+                    for (int r = 0; r < 4; r++) acc[i][r] += acc2[i][r];
             }
 #pragma unroll
             for (int nt = 0; nt < 4; nt++)
@@ -290,6 +298,13 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
                     o[i][0] *= f0; o[i][1] *= f0; o[i][2] *= f1; o[i][3] *= f1;
                 }
             }
+            /* The intra part accumulates apart from the inter part: twice the
+             * independent mma chains, and no dependency on the scaling above. */
+            float o2[NTO][4];
+#pragma unroll
+            for (int i = 0; i < NTO; i++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) o2[i][r] = 0.0f;
 #pragma unroll
             for (int kk = 0; kk < LA_C / 16; kk++) {
                 if (kk > wm) break; /* A is zero above the diagonal */
@@ -300,10 +315,14 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
                     uint32_t bfr[4];
                     ldmatrix_x4_trans(bfr, Vb + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * VP + ecol0 +
                                                np * 16 + (lane >> 4) * 8);
-                    mma_16816<T>(o[2 * np], a, bfr);
-                    mma_16816<T>(o[2 * np + 1], a, bfr + 2);
+                    mma_16816<T>(o2[2 * np], a, bfr);
+                    mma_16816<T>(o2[2 * np + 1], a, bfr + 2);
                 }
             }
+#pragma unroll
+            for (int i = 0; i < NTO; i++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) o[i][r] += o2[i][r];
             /* Store O rows < n, columns < E. */
             T *obase = const_cast<T *>(static_cast<const T *>(p.o.ptr)) + L.b * p.o.sb + h * p.o.sh +
                        (L.tb + t0) * p.o.st + e0 * p.o.sc;
@@ -348,9 +367,10 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
                 int j = j0 + (u & 1) + 8 * (u >> 1);
                 f[u] = j < n ? __expf(G_last - Gs[j]) : 0.0f;
             }
+            uint32_t ahi[MT][4], alo[MT][4], bfr[NTS / 2][4];
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
-                uint32_t a[4], ahi[4], alo[4];
+                uint32_t a[4];
                 /* A[d][j] = K[j][d]: transposed load of the stored [j][d] tile. */
                 int mi = lane >> 3;
                 ldmatrix_x4_trans(a, Kb + (kk * 16 + (mi >> 1) * 8 + (lane & 7)) * QP + wm * (DP / 4) + mt * 16 +
@@ -359,21 +379,31 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
                 for (int r = 0; r < 4; r++) {
                     const T *h2 = reinterpret_cast<const T *>(&a[r]);
                     float x0 = float(h2[0]) * f[(r >> 1) * 2], x1 = float(h2[1]) * f[(r >> 1) * 2 + 1];
-                    ahi[r] = mma_traits<T>::pack(x0, x1);
-                    const T *hh = reinterpret_cast<const T *>(&ahi[r]);
-                    alo[r] = mma_traits<T>::pack(x0 - float(hh[0]), x1 - float(hh[1]));
-                }
-#pragma unroll
-                for (int np = 0; np < NTS / 2; np++) {
-                    uint32_t bfr[4];
-                    ldmatrix_x4_trans(bfr, Vb + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * VP +
-                                               wn * (EP / 2) + np * 16 + (lane >> 4) * 8);
-                    mma_16816<T>(S[mt][2 * np], ahi, bfr);
-                    mma_16816<T>(S[mt][2 * np + 1], ahi, bfr + 2);
-                    mma_16816<T>(S[mt][2 * np], alo, bfr);
-                    mma_16816<T>(S[mt][2 * np + 1], alo, bfr + 2);
+                    ahi[mt][r] = mma_traits<T>::pack(x0, x1);
+                    const T *hh = reinterpret_cast<const T *>(&ahi[mt][r]);
+                    alo[mt][r] = mma_traits<T>::pack(x0 - float(hh[0]), x1 - float(hh[1]));
                 }
             }
+#pragma unroll
+            for (int np = 0; np < NTS / 2; np++)
+                ldmatrix_x4_trans(bfr[np], Vb + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * VP + wn * (EP / 2) +
+                                               np * 16 + (lane >> 4) * 8);
+            /* All hi products, then all lo products: consecutive mmas hit
+             * different accumulator tiles. */
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int np = 0; np < NTS / 2; np++) {
+                    mma_16816<T>(S[mt][2 * np], ahi[mt], bfr[np]);
+                    mma_16816<T>(S[mt][2 * np + 1], ahi[mt], bfr[np] + 2);
+                }
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int np = 0; np < NTS / 2; np++) {
+                    mma_16816<T>(S[mt][2 * np], alo[mt], bfr[np]);
+                    mma_16816<T>(S[mt][2 * np + 1], alo[mt], bfr[np] + 2);
+                }
         }
         seg_logdecay += G_last;
         state_nonzero = true;
