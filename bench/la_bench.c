@@ -4,6 +4,7 @@
  *
  *   la_bench [--backend cpu|cuda] [-B 1] [-H 8] [-N 1024,2048,4096,8192]
  *            [-D 128] [-E 128] [--dtype f32|f16|bf16] [--decay none|head|token|vk|vkv]
+ *   (defaults: the GPU when one is usable, with B4 H32 bf16; else the CPU with B1 H8 f32)
  *            [--reps 5] [--threads 0] [--check-heads 2] [--learnable 0|1] [--json FILE]
  *
  * Times are medians of --reps runs after one warm-up, wall clock around a
@@ -108,15 +109,16 @@ static int parse(int argc, char **argv, opts_t *o) {
     int64_t defN[] = {1024, 2048, 4096, 8192};
     o->nN = 4;
     memcpy(o->Ns, defN, sizeof defN);
-    o->dtype = LA_DTYPE_F32;
+    o->dtype = (la_dtype_t)-1; /* default chosen after parsing: f32 on the CPU, bf16 on the GPU */
+    int batch_given = 0, heads_given = 0;
     o->decay = LA_DECAY_SCALAR_HEAD;
     o->reps = 5; o->threads = 0; o->check_heads = 2; o->json = NULL; o->learnable = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { usage(); return 0; }
         if (!strcmp(a, "--backend")) o->backend = !strcmp(v, "cuda") ? LA_BACKEND_CUDA : LA_BACKEND_CPU;
-        else if (!strcmp(a, "-B")) o->B = atoll(v);
-        else if (!strcmp(a, "-H")) o->H = atoll(v);
+        else if (!strcmp(a, "-B")) { o->B = atoll(v); batch_given = 1; }
+        else if (!strcmp(a, "-H")) { o->H = atoll(v); heads_given = 1; }
         else if (!strcmp(a, "-D")) o->D = atoll(v);
         else if (!strcmp(a, "-E")) o->E = atoll(v);
         else if (!strcmp(a, "-N")) {
@@ -138,6 +140,11 @@ static int parse(int argc, char **argv, opts_t *o) {
         i++;
     }
     if (o->reps < 1) o->reps = 1;
+    /* Defaults per device: the seeds' GPU shape in bf16, a CPU-sized one in f32. */
+    int gpu = o->backend == LA_BACKEND_CUDA;
+    if ((int)o->dtype < 0) o->dtype = gpu ? LA_DTYPE_BF16 : LA_DTYPE_F32;
+    if (gpu && !batch_given) o->B = 4;
+    if (gpu && !heads_given) o->H = 32;
     return 1;
 }
 
