@@ -83,14 +83,20 @@ __device__ __forceinline__ void load_tile(T *dst, const la_tok_t &x, int64_t b, 
                                           int nrows, int X, bool vec) {
     const T *base = static_cast<const T *>(x.ptr) + b * x.sb + h * x.sh + tok0 * x.st;
     constexpr int PIECES = XP / 8; /* 16-byte pieces per row */
+    static_assert(LA_CUDA_THREADS % PIECES == 0, "each thread keeps one column piece");
     if (vec) {
-        for (int i = threadIdx.x; i < LA_C * PIECES; i += LA_CUDA_THREADS) {
-            int r = i / PIECES, pc = i % PIECES;
-            int cols = X - pc * 8;
-            cols = cols < 0 ? 0 : (cols > 8 ? 8 : cols);
-            bool ok = r < nrows && cols > 0;
-            const T *src = ok ? base + r * x.st + pc * 8 : static_cast<const T *>(x.ptr);
-            cp_async_16(dst + r * (XP + 8) + pc * 8, src, ok ? cols * 2 : 0);
+        /* Thread t copies piece t % PIECES of rows t / PIECES + k * RSTEP. */
+        constexpr int RSTEP = LA_CUDA_THREADS / PIECES;
+        const int pc = threadIdx.x % PIECES, r0 = threadIdx.x / PIECES;
+        int cols = X - pc * 8;
+        cols = cols < 0 ? 0 : (cols > 8 ? 8 : cols);
+        const T *src = base + r0 * x.st + pc * 8;
+        const int64_t src_step = RSTEP * x.st;
+        const uint32_t sdst = smem_addr(dst + r0 * (XP + 8) + pc * 8);
+#pragma unroll
+        for (int k = 0; k < LA_C / RSTEP; k++) {
+            bool ok = r0 + k * RSTEP < nrows && cols > 0;
+            cp_async_16_at(sdst + k * RSTEP * (XP + 8) * 2, ok ? src + k * src_step : x.ptr, ok ? cols * 2 : 0);
         }
     } else {
         for (int i = threadIdx.x; i < LA_C * XP; i += LA_CUDA_THREADS) {
@@ -118,6 +124,15 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = warp & 3, wn = warp >> 2;
+    /* Per-thread ldmatrix row addresses (bytes), fixed for the whole block:
+     * every fragment load below is one of these plus a compile-time offset. */
+    const uint32_t sQ0 = smem_addr(Qs), sK0 = smem_addr(Ks), sV0 = smem_addr(Vs);
+    const uint32_t sA = smem_addr(As), sS = smem_addr(Ss);
+    const uint32_t offA_Q = ((16 * wm + (lane & 15)) * QP + (lane >> 4) * 8) * 2;            /* A rows of Q */
+    const uint32_t offB_K = ((32 * wn + (lane >> 4) * 8 + (lane & 7)) * QP + ((lane >> 3) & 1) * 8) * 2;
+    const uint32_t offA_A = ((16 * wm + (lane & 15)) * AP + (lane >> 4) * 8) * 2;            /* A rows of A */
+    const uint32_t offB_V = ((((lane >> 3) & 1) * 8 + (lane & 7)) * VP + wn * (EP / 2) + (lane >> 4) * 8) * 2;
+    const uint32_t offA_Kt = (((lane >> 4) * 8 + (lane & 7)) * QP + wm * (DP / 4) + ((lane >> 3) & 1) * 8) * 2;
     const int h = blockIdx.y, g = blockIdx.x;
     /* Column slice of the value dim this block owns: [e0, e0 + Eloc). */
     const int e0 = blockIdx.z * EP;
@@ -221,9 +236,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
         }
         __syncthreads(); /* B2 */
         const float G_last = Gs[n - 1];
-        const T *Qb = Qs + buf * LA_C * QP;
-        T *Kb = Ks + buf * LA_C * QP;
-        const T *Vb = Vs + buf * LA_C * VP;
+        const uint32_t sQb = sQ0 + buf * LA_C * QP * 2, sKb = sK0 + buf * LA_C * QP * 2;
+        const uint32_t sVb = sV0 + buf * LA_C * VP * 2;
 
         if (!STATE_ONLY) {
             /* ---- A = (Q K^T) * decay mask: warp tile rows 16wm.., cols 32wn.. ---- */
@@ -240,13 +254,12 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
 #pragma unroll
                 for (int kk = 0; kk < DP / 16; kk++) {
                     uint32_t a[4];
-                    ldmatrix_x4(a, Qb + (16 * wm + (lane & 15)) * QP + kk * 16 + (lane >> 4) * 8);
+                    ldmatrix_x4_at(a, sQb + offA_Q + kk * 32);
                     float(*dst)[4] = (kk & 1) ? acc2 : acc;
 #pragma unroll
                     for (int np = 0; np < 2; np++) {
                         uint32_t bfr[4];
-                        ldmatrix_x4(bfr, Kb + (32 * wn + np * 16 + (lane >> 4) * 8 + (lane & 7)) * QP + kk * 16 +
-                                             ((lane >> 3) & 1) * 8);
+                        ldmatrix_x4_at(bfr, sKb + offB_K + np * 16 * QP * 2 + kk * 32);
                         mma_16816<T>(dst[2 * np], a, bfr);
                         mma_16816<T>(dst[2 * np + 1], a, bfr + 2);
                     }
@@ -256,6 +269,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
 #pragma unroll
                     for (int r = 0; r < 4; r++) acc[i][r] += acc2[i][r];
             }
+            /* Tiles strictly below the diagonal of a full chunk need no mask. */
+            const bool unmasked = n == LA_C && 32 * wn + 31 < 16 * wm;
 #pragma unroll
             for (int nt = 0; nt < 4; nt++)
 #pragma unroll
@@ -263,8 +278,14 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
                     int i = 16 * wm + (lane >> 2) + 8 * hr;
                     int j = 32 * wn + nt * 8 + 2 * (lane & 3);
                     float gi = Gs[i];
-                    float v0 = (i >= j && i < n) ? acc[nt][2 * hr] * __expf(gi - Gs[j]) : 0.0f;
-                    float v1 = (i >= j + 1 && i < n) ? acc[nt][2 * hr + 1] * __expf(gi - Gs[j + 1]) : 0.0f;
+                    float v0, v1;
+                    if (unmasked) {
+                        v0 = acc[nt][2 * hr] * __expf(gi - Gs[j]);
+                        v1 = acc[nt][2 * hr + 1] * __expf(gi - Gs[j + 1]);
+                    } else {
+                        v0 = (i >= j && i < n) ? acc[nt][2 * hr] * __expf(gi - Gs[j]) : 0.0f;
+                        v1 = (i >= j + 1 && i < n) ? acc[nt][2 * hr + 1] * __expf(gi - Gs[j + 1]) : 0.0f;
+                    }
                     *reinterpret_cast<uint32_t *>(&As[i * AP + j]) = mma_traits<T>::pack(v0, v1);
                 }
         }
@@ -282,12 +303,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
 #pragma unroll
                 for (int kk = 0; kk < DP / 16; kk++) {
                     uint32_t a[4];
-                    ldmatrix_x4(a, Qb + (16 * wm + (lane & 15)) * QP + kk * 16 + (lane >> 4) * 8);
+                    ldmatrix_x4_at(a, sQb + offA_Q + kk * 32);
 #pragma unroll
                     for (int np = 0; np < NTO / 2; np++) {
                         uint32_t bfr[4];
-                        ldmatrix_x4_trans(bfr, Ss + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * VP + ecol0 +
-                                                   np * 16 + (lane >> 4) * 8);
+                        ldmatrix_x4_trans_at(bfr, sS + offB_V + kk * 16 * VP * 2 + np * 32);
                         mma_16816<T>(o[2 * np], a, bfr);
                         mma_16816<T>(o[2 * np + 1], a, bfr + 2);
                     }
@@ -309,12 +329,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
             for (int kk = 0; kk < LA_C / 16; kk++) {
                 if (kk > wm) break; /* A is zero above the diagonal */
                 uint32_t a[4];
-                ldmatrix_x4(a, As + (16 * wm + (lane & 15)) * AP + kk * 16 + (lane >> 4) * 8);
+                ldmatrix_x4_at(a, sA + offA_A + kk * 32);
 #pragma unroll
                 for (int np = 0; np < NTO / 2; np++) {
                     uint32_t bfr[4];
-                    ldmatrix_x4_trans(bfr, Vb + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * VP + ecol0 +
-                                               np * 16 + (lane >> 4) * 8);
+                    ldmatrix_x4_trans_at(bfr, sVb + offB_V + kk * 16 * VP * 2 + np * 32);
                     mma_16816<T>(o2[2 * np], a, bfr);
                     mma_16816<T>(o2[2 * np + 1], a, bfr + 2);
                 }
@@ -326,6 +345,18 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
             /* Store O rows < n, columns < E. */
             T *obase = const_cast<T *>(static_cast<const T *>(p.o.ptr)) + L.b * p.o.sb + h * p.o.sh +
                        (L.tb + t0) * p.o.st + e0 * p.o.sc;
+            if (vec && n == LA_C && Eloc == EP) {
+                /* Full chunk, whole slice: no bounds, two row pointers. */
+                T *row0 = obase + (16 * wm + (lane >> 2)) * p.o.st + ecol0 + 2 * (lane & 3);
+                T *row1 = row0 + 8 * p.o.st;
+#pragma unroll
+                for (int i = 0; i < NTO; i++) {
+                    *reinterpret_cast<uint32_t *>(row0 + i * 8) =
+                        mma_traits<T>::pack(o[i][0] * p.scale, o[i][1] * p.scale);
+                    *reinterpret_cast<uint32_t *>(row1 + i * 8) =
+                        mma_traits<T>::pack(o[i][2] * p.scale, o[i][3] * p.scale);
+                }
+            } else {
 #pragma unroll
             for (int i = 0; i < NTO; i++)
 #pragma unroll
@@ -342,6 +373,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
                         if (e + 1 < Eloc) dst[p.o.sc] = T(x1);
                     }
                 }
+            }
         }
         /* ---- S <- exp(G_last) S + K~^T V: warp tile rows wm*DP/4.., cols wn*EP/2.. ----
          * K~_j = exp(G_last - G_j) k_j (exponent <= 0; rows j >= n are zero and
@@ -372,9 +404,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
             for (int mt = 0; mt < MT; mt++) {
                 uint32_t a[4];
                 /* A[d][j] = K[j][d]: transposed load of the stored [j][d] tile. */
-                int mi = lane >> 3;
-                ldmatrix_x4_trans(a, Kb + (kk * 16 + (mi >> 1) * 8 + (lane & 7)) * QP + wm * (DP / 4) + mt * 16 +
-                                         (mi & 1) * 8);
+                ldmatrix_x4_trans_at(a, sKb + offA_Kt + kk * 16 * QP * 2 + mt * 32);
 #pragma unroll
                 for (int r = 0; r < 4; r++) {
                     const T *h2 = reinterpret_cast<const T *>(&a[r]);
@@ -386,8 +416,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
             }
 #pragma unroll
             for (int np = 0; np < NTS / 2; np++)
-                ldmatrix_x4_trans(bfr[np], Vb + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * VP + wn * (EP / 2) +
-                                               np * 16 + (lane >> 4) * 8);
+                ldmatrix_x4_trans_at(bfr[np], sVb + offB_V + kk * 16 * VP * 2 + np * 32);
             /* All hi products, then all lo products: consecutive mmas hit
              * different accumulator tiles. */
 #pragma unroll

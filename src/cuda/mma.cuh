@@ -67,6 +67,22 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *row
                  : "r"(smem_addr(row_ptr)));
 }
 
+/* The same, on a precomputed shared-memory address (bytes): lets the kernels
+ * keep one per-thread base and add compile-time offsets. */
+__device__ __forceinline__ void ldmatrix_x4_at(uint32_t r[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans_at(uint32_t r[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void cp_async_16_at(uint32_t saddr, const void *gmem, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr), "l"(gmem), "r"(src_bytes));
+}
+
 /* 16-byte asynchronous copy global -> shared; src_bytes < 16 zero-fills the rest. */
 __device__ __forceinline__ void cp_async_16(void *smem, const void *gmem, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
