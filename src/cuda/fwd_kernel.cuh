@@ -166,7 +166,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
                 if (s_src && d < p.D && e < Eloc) x = s_src[d * s_sd + e * s_se];
                 S[mt][nt][r] = x;
             }
-    if (!STATE_ONLY) {
+    /* The state's copy in the input dtype, the B operand of Q S. */
+    auto write_state_copy = [&]() {
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -178,7 +179,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
                     *reinterpret_cast<uint32_t *>(&Ss[d * VP + e]) =
                         mma_traits<T>::pack(S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
                 }
-    }
+    };
+    if (!STATE_ONLY) write_state_copy();
 
     const int64_t nchunks = (L.te - L.ts + LA_C - 1) / LA_C;
     la_tok_t vz = p.v; /* this block's value columns */
@@ -438,17 +440,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
         state_nonzero = true;
         if (!STATE_ONLY) {
             __syncthreads(); /* B4: every warp is past its O products, so Ss may be rewritten */
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-                    for (int hr = 0; hr < 2; hr++) {
-                        int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * hr;
-                        int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3);
-                        *reinterpret_cast<uint32_t *>(&Ss[d * VP + e]) =
-                            mma_traits<T>::pack(S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
-                    }
+            write_state_copy();
         }
     }
 
