@@ -51,7 +51,11 @@
  * Packed variable-length batches: set problem.cu_seqlens to a HOST array of
  * num_seqs + 1 int64 offsets (0 = cu[0] <= cu[1] <= ... = N) with batch = 1;
  * each sequence runs independently with its own initial/final state.  Empty
- * sequences are allowed: their final state equals their initial state.
+ * sequences are allowed: their final state equals their initial state.  The
+ * offsets are validated on the host; the CUDA backend copies them (and a
+ * per-sequence segment table) to its workspace and waits for that copy, so a
+ * packed call synchronises the stream once (above 1023 sequences the table
+ * is staged in a temporary host buffer).
  *
  * Outputs must occupy address ranges that intersect no other tensor's range
  * (inputs may alias each other freely); two outputs interleaved in one buffer
