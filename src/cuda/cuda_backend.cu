@@ -25,6 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Shortest segment worth its share of the state pass and fold (8 chunks). */
+#define LA_CUDA_MIN_SEGMENT 512
+
 static int pad_dim(int64_t x) { return x <= 64 ? 64 : 128; }
 
 static int is_scalar_kind(la_decay_t k) {
@@ -93,7 +96,7 @@ static int round_up_slice(int64_t E, int eslice) { return (int)((E + eslice - 1)
 
 /* How sequences are cut into segments.  One segment per sequence when the
  * (sequence, head) blocks already fill the GPU; otherwise segments of at
- * least 2048 tokens until they do. */
+ * least LA_CUDA_MIN_SEGMENT tokens until they do. */
 typedef struct seg_plan {
     int64_t seg_len;
     int n_seg;          /* non-packed: segments per sequence */
@@ -111,7 +114,7 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
     int64_t slots = (int64_t)blocks_per_sm(eslice) * sms;
     int64_t maxlen = la_plan_max_len(pl);
     int64_t want = items >= (3 * slots) / 4 ? 1 : slots / items;
-    int64_t by_len = (maxlen + 2047) / 2048;
+    int64_t by_len = (maxlen + LA_CUDA_MIN_SEGMENT - 1) / LA_CUDA_MIN_SEGMENT;
     if (want > by_len) want = by_len;
     if (want < 1) want = 1;
     int64_t chunks = (maxlen + LA_CUDA_CHUNK - 1) / LA_CUDA_CHUNK;
