@@ -45,6 +45,10 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
             snprintf(msg, LA_MSG_LEN, "the CUDA backend needs q, k, v and o in one dtype");
             return LA_STATUS_UNSUPPORTED_DTYPE;
         }
+    if (pl->p.heads > 65535) { /* heads are a grid dimension of every kernel */
+        snprintf(msg, LA_MSG_LEN, "the CUDA backend takes at most 65535 heads (got %lld)", (long long)pl->p.heads);
+        return LA_STATUS_NOT_SUPPORTED;
+    }
     if (pl->op == LA_OP_DECODE) return LA_STATUS_SUCCESS;
     if (pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD) {
         snprintf(msg, LA_MSG_LEN, "the CUDA backend has no backward yet");

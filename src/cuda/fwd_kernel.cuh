@@ -473,9 +473,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
  * Each slot's local state is replaced by its incoming state; the state after
  * the last segment is the final state.  Fixed order: deterministic. */
 template <int DP>
-__global__ void la_fold_kernel(const la_fwd_params_t p) {
-    const int s = blockIdx.y, h = blockIdx.z;
-    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+__global__ void la_fold_kernel(const la_fwd_params_t p, int blocks_per_state) {
+    /* blockIdx.x = sequence x blocks_per_state (x has room for any number of
+     * sequences; y and z stop at 65535), blockIdx.y = head. */
+    const int s = blockIdx.x / blocks_per_state, h = blockIdx.y;
+    const int idx = (blockIdx.x % blocks_per_state) * blockDim.x + threadIdx.x;
     if (idx >= DP * p.ept) return;
     const int d = idx / p.ept, e = idx % p.ept;
     int g0, ns;

@@ -29,7 +29,8 @@ static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l
         LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         k<<<grid, LA_CUDA_THREADS, smem, stream>>>(p);
         LA_LAUNCH_TRY(cudaGetLastError());
-        la_fold_kernel<DP><<<dim3((DP * p.ept + 255) / 256, l.num_seqs, p.H), 256, 0, stream>>>(p);
+        const int per_state = (DP * p.ept + 255) / 256;
+        la_fold_kernel<DP><<<dim3(l.num_seqs * per_state, p.H), 256, 0, stream>>>(p, per_state);
         LA_LAUNCH_TRY(cudaGetLastError());
     }
     if (l.main_pass) {
