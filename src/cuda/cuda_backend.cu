@@ -5,6 +5,7 @@
  * Support comes from one function (cuda_support) that the dispatcher also
  * follows, so "supported?" and what runs cannot disagree.  What runs:
  *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds
+ *   backward                     chunk kernels, scalar decay kinds, fixed decay, D, E <= 128
  *   decode                       one block per (sequence, head), every decay kind
  * The chunk kernels take D <= 128 (padded to 64 or 128) and any E <= 256
  * (cut into slices of 64 or 128 columns, one block each: see choose_eslice).
@@ -17,6 +18,7 @@
 #include "internal.h"
 #include "kernel_params.h"
 #include "fwd_launch.h"
+#include "bwd_launch.h"
 #include "decode_kernel.cuh"
 #include "cuda_check.h"
 
@@ -32,6 +34,14 @@ static int pad_dim(int64_t x) { return x <= 64 ? 64 : 128; }
 
 static int is_scalar_kind(la_decay_t k) {
     return k == LA_DECAY_NONE || k == LA_DECAY_SCALAR_HEAD || k == LA_DECAY_SCALAR_TOKEN;
+}
+
+/* Largest dynamic shared memory one block may opt in to. */
+static int device_smem_optin(void) {
+    int dev = 0, bytes = 48 * 1024;
+    if (cudaGetDevice(&dev) != cudaSuccess) return bytes;
+    cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    return bytes;
 }
 
 /* The one support table of this backend. */
@@ -50,9 +60,30 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
         return LA_STATUS_NOT_SUPPORTED;
     }
     if (pl->op == LA_OP_DECODE) return LA_STATUS_SUCCESS;
-    if (pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD) {
-        snprintf(msg, LA_MSG_LEN, "the CUDA backend has no backward yet");
+    if (pl->op == LA_OP_STATE_BACKWARD) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA backend has no state-only backward yet");
         return LA_STATUS_NOT_SUPPORTED;
+    }
+    if (pl->op == LA_OP_BACKWARD) {
+        const la_tensor_t *g[4] = {&pl->t.d_o, &pl->t.dq, &pl->t.dk, &pl->t.dv};
+        for (int i = 0; i < 4; i++)
+            if (g[i]->dtype != dt) {
+                snprintf(msg, LA_MSG_LEN, "the CUDA backward needs q, k, v, d_o, dq, dk, dv in one dtype");
+                return LA_STATUS_UNSUPPORTED_DTYPE;
+            }
+        if (pl->want_dld || pl->want_dldv) {
+            snprintf(msg, LA_MSG_LEN, "the CUDA backward does not return the decay gradient yet (learnable decay)");
+            return LA_STATUS_NOT_SUPPORTED;
+        }
+        if (pl->p.dim_v > 128) {
+            snprintf(msg, LA_MSG_LEN, "the CUDA backward takes E <= 128 (got E=%lld)", (long long)pl->p.dim_v);
+            return LA_STATUS_UNSUPPORTED_HEAD_DIM;
+        }
+        if (la_cuda_bwd_smem(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v)) > device_smem_optin()) {
+            snprintf(msg, LA_MSG_LEN, "the CUDA backward needs %d bytes of shared memory per block, this GPU has %d",
+                     la_cuda_bwd_smem(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v)), device_smem_optin());
+            return LA_STATUS_NOT_SUPPORTED;
+        }
     }
     if (!is_scalar_kind(pl->p.decay)) {
         snprintf(msg, LA_MSG_LEN, "the CUDA backend runs decay kinds NONE, SCALAR_HEAD and SCALAR_TOKEN (got %d)",
@@ -110,6 +141,8 @@ typedef struct seg_plan {
 
 static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
     seg_plan_t sp;
+    /* The backward kernels walk whole sequences (one segment each) for now. */
+    const int single = pl->op == LA_OP_BACKWARD;
     /* Blocks without segmenting: (sequence, head, value slice); segments
      * multiply them up to what fits on the GPU at once, never past it (a
      * second partial wave would cost as much as the first). */
@@ -120,7 +153,7 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
     int64_t want = items >= (3 * slots) / 4 ? 1 : slots / items;
     int64_t by_len = (maxlen + LA_CUDA_MIN_SEGMENT - 1) / LA_CUDA_MIN_SEGMENT;
     if (want > by_len) want = by_len;
-    if (want < 1) want = 1;
+    if (want < 1 || single) want = 1;
     int64_t chunks = (maxlen + LA_CUDA_CHUNK - 1) / LA_CUDA_CHUNK;
     if (chunks < 1) chunks = 1;
     int64_t per = (chunks + want - 1) / want;
@@ -202,16 +235,11 @@ static int tok_vec_ok(const la_tensor_t *t) {
     return 1;
 }
 
-static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t stream, char *msg) {
-    int sms = device_sms();
-    seg_plan_t sp = plan_segments(pl, sms);
-    int eslice = choose_eslice(pl, sms);
-    ws_layout_t w = layout_ws(pl, &sp, eslice);
-    if (pl->check_values) {
-        la_status_t st = la_cuda_check_decays(pl, (int *)(ws + w.flag), stream, msg);
-        if (st) return st;
-    }
-    la_fwd_params_t p;
+/* Parameters every chunk kernel shares, and the packed tables uploaded to
+ * the workspace (one synchronising copy). */
+static la_status_t fill_common(const la_plan_t *pl, const seg_plan_t *sp, char *ws, const ws_layout_t *w,
+                               cudaStream_t stream, la_fwd_params_t *pp, char *msg) {
+    la_fwd_params_t &p = *pp;
     memset(&p, 0, sizeof p);
     const la_tensors_t *t = &pl->t;
     p.q = tok_of(&t->q); p.k = tok_of(&t->k); p.v = tok_of(&t->v); p.o = tok_of(&t->o);
@@ -224,23 +252,21 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     p.sN = st_of(&t->final_state);
     if (!pl->has_final) p.sN.ptr = NULL;
     p.seg.seqlen = pl->p.seqlen;
-    p.seg.n_seg = sp.n_seg;
-    p.seg.seg_len = sp.seg_len;
+    p.seg.n_seg = sp->n_seg;
+    p.seg.seg_len = sp->seg_len;
     p.seg.num_seqs = (int)pl->num_seqs;
-    p.seg.total_segs = sp.total;
-    bool so = pl->op == LA_OP_STATE_FORWARD;
-    bool multi = sp.multi || so;
+    p.seg.total_segs = sp->total;
     if (pl->packed) {
         int64_t S = pl->num_seqs;
-        int64_t *cu = (int64_t *)(ws + w.cu);
-        int *off = (int *)(ws + w.seg_off);
+        int64_t *cu = (int64_t *)(ws + w->cu);
+        int *off = (int *)(ws + w->seg_off);
         int host_off[1024];
         int *hoff = S + 1 <= 1024 ? host_off : (int *)malloc((size_t)(S + 1) * sizeof(int));
         if (!hoff) { snprintf(msg, LA_MSG_LEN, "out of host memory"); return LA_STATUS_ALLOC_FAILED; }
         hoff[0] = 0;
         for (int64_t s = 0; s < S; s++) {
             int64_t len = la_plan_seq_len(pl, s);
-            hoff[s + 1] = hoff[s] + (len == 0 ? 1 : (int)((len + sp.seg_len - 1) / sp.seg_len));
+            hoff[s + 1] = hoff[s] + (len == 0 ? 1 : (int)((len + sp->seg_len - 1) / sp->seg_len));
         }
         cudaError_t e1 = cudaMemcpyAsync(cu, pl->p.cu_seqlens, (size_t)(S + 1) * sizeof(int64_t),
                                          cudaMemcpyHostToDevice, stream);
@@ -255,6 +281,24 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
         p.seg.cu = cu;
         p.seg.seg_off = off;
     }
+    return LA_STATUS_SUCCESS;
+}
+
+static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t stream, char *msg) {
+    int sms = device_sms();
+    seg_plan_t sp = plan_segments(pl, sms);
+    int eslice = choose_eslice(pl, sms);
+    ws_layout_t w = layout_ws(pl, &sp, eslice);
+    if (pl->check_values) {
+        la_status_t st = la_cuda_check_decays(pl, (int *)(ws + w.flag), stream, msg);
+        if (st) return st;
+    }
+    const la_tensors_t *t = &pl->t;
+    la_fwd_params_t p;
+    la_status_t st = fill_common(pl, &sp, ws, &w, stream, &p, msg);
+    if (st) return st;
+    bool so = pl->op == LA_OP_STATE_FORWARD;
+    bool multi = sp.multi || so;
     p.ept = round_up_slice(p.E, eslice);
     if (multi) {
         p.seg_state = (float *)(ws + w.seg_state);
@@ -274,6 +318,28 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     return la_cuda_fwd_f16(&p, &l, stream, msg);
 }
 
+static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stream, char *msg) {
+    int sms = device_sms();
+    seg_plan_t sp = plan_segments(pl, sms); /* one segment per sequence */
+    ws_layout_t w = layout_ws(pl, &sp, choose_eslice(pl, sms));
+    if (pl->check_values) {
+        la_status_t st = la_cuda_check_decays(pl, (int *)(ws + w.flag), stream, msg);
+        if (st) return st;
+    }
+    const la_tensors_t *t = &pl->t;
+    la_bwd_params_t b;
+    memset(&b, 0, sizeof b);
+    la_status_t st = fill_common(pl, &sp, ws, &w, stream, &b.f, msg);
+    if (st) return st;
+    b.d_o = tok_of(&t->d_o); b.dq = tok_of(&t->dq); b.dk = tok_of(&t->dk); b.dv = tok_of(&t->dv);
+    b.dsN = st_of(&t->d_final_state);
+    if (!pl->has_dfinal) b.dsN.ptr = NULL;
+    b.ds0 = st_of(&t->d_initial_state);
+    if (!pl->want_dinitial) b.ds0.ptr = NULL;
+    b.f.vec_ok = tok_vec_ok(&t->q) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) && tok_vec_ok(&t->d_o);
+    return la_cuda_bwd(&b, pad_dim(b.f.D), pad_dim(b.f.E), sp.total, t->q.dtype == LA_DTYPE_BF16, stream, msg);
+}
+
 static la_status_t cuda_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads, void *stream_ptr,
                             char *msg) {
     (void)ws_bytes;
@@ -281,6 +347,7 @@ static la_status_t cuda_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int 
     cudaStream_t stream = (cudaStream_t)stream_ptr;
     switch (pl->op) {
     case LA_OP_FORWARD: case LA_OP_STATE_FORWARD: return run_forward(pl, (char *)ws, stream, msg);
+    case LA_OP_BACKWARD: return run_backward(pl, (char *)ws, stream, msg);
     case LA_OP_DECODE: return la_cuda_decode(pl, (int *)ws, stream, msg);
     default:
         snprintf(msg, LA_MSG_LEN, "operation %d is not supported by the CUDA backend", (int)pl->op);

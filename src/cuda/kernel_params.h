@@ -58,4 +58,11 @@ typedef struct la_fwd_params {
     int vec_ok;              /* q, k, v: channel stride 1 and 16-byte aligned rows */
 } la_fwd_params_t;
 
+/* The backward: the forward's parameters plus the gradients. */
+typedef struct la_bwd_params {
+    la_fwd_params_t f;       /* q, k, v, decay, s0, one segment per sequence, D, E, H, scale */
+    la_tok_t d_o, dq, dk, dv;
+    la_st_t dsN, ds0;        /* incoming final-state gradient, initial-state gradient (NULL = absent) */
+} la_bwd_params_t;
+
 #endif
