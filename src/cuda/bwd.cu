@@ -9,9 +9,23 @@ int la_cuda_bwd_smem(int DP, int EP) { return bwd_smem_bytes(DP, EP, 2); }
 template <typename T, int DP, int EP>
 static la_status_t run(const la_bwd_params_t *b, int total, cudaStream_t s, char *msg) {
     const int smem = bwd_smem_bytes(DP, EP, 2);
-    cudaError_t err = cudaFuncSetAttribute(la_bwd_kernel<T, DP, EP>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    cudaError_t err = cudaSuccess;
+    if (b->seg_dstate) { /* reverse state pass, then the reverse fold */
+        err = cudaFuncSetAttribute(la_bwd_kernel<T, DP, EP, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (err == cudaSuccess) {
+            la_bwd_kernel<T, DP, EP, true><<<dim3(total, b->f.H, 1), LA_CUDA_THREADS, smem, s>>>(*b);
+            err = cudaGetLastError();
+        }
+        if (err == cudaSuccess) {
+            const int per_state = (DP * b->f.ept + 255) / 256;
+            la_rfold_kernel<DP><<<dim3(b->f.seg.num_seqs * per_state, b->f.H), 256, 0, s>>>(*b, per_state);
+            err = cudaGetLastError();
+        }
+    }
+    if (err == cudaSuccess)
+        err = cudaFuncSetAttribute(la_bwd_kernel<T, DP, EP, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err == cudaSuccess) {
-        la_bwd_kernel<T, DP, EP><<<dim3(total, b->f.H, 2), LA_CUDA_THREADS, smem, s>>>(*b);
+        la_bwd_kernel<T, DP, EP, false><<<dim3(total, b->f.H, 2), LA_CUDA_THREADS, smem, s>>>(*b);
         err = cudaGetLastError();
     }
     if (err != cudaSuccess) {

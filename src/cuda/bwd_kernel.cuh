@@ -97,7 +97,9 @@ __host__ __device__ constexpr int bwd_smem_bytes(int DP, int EP, int elem) {
            2 * LA_C * 4;
 }
 
-template <typename T, int DP, int EP>
+/* DSTATE_ONLY: the reverse state pass of multi-segment runs: role 1 only,
+ * from a zero gradient, no dK/dV; the segment's local dS goes to seg_dstate. */
+template <typename T, int DP, int EP, bool DSTATE_ONLY>
 __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd_params_t bp) {
     const la_fwd_params_t &p = bp.f;
     constexpr int QP = DP + 8, VP = EP + 8, AP = LA_C + 8;
@@ -115,8 +117,10 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = warp & 3, wn = warp >> 2;
-    const int h = blockIdx.y, role = blockIdx.z;
+    const int h = blockIdx.y, role = DSTATE_ONLY ? 1 : blockIdx.z;
     const seg_loc L = locate_segment(p.seg, blockIdx.x);
+    const int64_t slot = (int64_t)blockIdx.x * p.H + h;
+    const bool multi = p.seg_state != nullptr;
     const uint32_t sQ = smem_addr(Qs), sK = smem_addr(Ks), sV = smem_addr(Vs), sD = smem_addr(Ds);
     const uint32_t sA = smem_addr(As), sdA = smem_addr(dAs), sS = smem_addr(Ss);
     const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
@@ -126,8 +130,17 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
     float S[MT][NTS][4];
     const float *src = nullptr;
     int64_t ssd = 0, sse = 0;
-    if (role == 0 && p.s0.ptr) { src = p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh; ssd = p.s0.sd; sse = p.s0.se; }
-    if (role == 1 && bp.dsN.ptr) { src = bp.dsN.ptr + L.s * bp.dsN.ss + h * bp.dsN.sh; ssd = bp.dsN.sd; sse = bp.dsN.se; }
+    if (DSTATE_ONLY) {
+        /* local gradient: starts at zero */
+    } else if (multi) { /* folded: incoming state (role 0) or outgoing-state gradient (role 1) */
+        src = (role == 0 ? p.seg_state : bp.seg_dstate) + slot * DP * p.ept;
+        ssd = p.ept;
+        sse = 1;
+    } else if (role == 0 && p.s0.ptr) {
+        src = p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh; ssd = p.s0.sd; sse = p.s0.se;
+    } else if (role == 1 && bp.dsN.ptr) {
+        src = bp.dsN.ptr + L.s * bp.dsN.ss + h * bp.dsN.sh; ssd = bp.dsN.sd; sse = bp.dsN.se;
+    }
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -190,12 +203,12 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
         const float G_last = Gs[n - 1];
 
         /* dA = (dO V^T) * Gamma (both roles); A = (Q^ K^T) * Gamma (role 1). */
-        {
+        if (!DSTATE_ONLY) {
             float acc[4][4] = {};
             warp_mma<T, 4, false, false>(acc, sD, VP, 16 * wm, sV, VP, 32 * wn, EP / 16, 0, lane);
             store_masked<T>(dAs, AP, acc, Gs, n, wm, wn, lane, 1.0f);
         }
-        if (role == 1) {
+        if (role == 1 && !DSTATE_ONLY) {
             float acc[4][4] = {};
             warp_mma<T, 4, false, false>(acc, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane);
             store_masked<T>(As, AP, acc, Gs, n, wm, wn, lane, p.scale);
@@ -214,7 +227,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
                 acc[i][2] = acc[i][2] * f1 + acc2[i][2]; acc[i][3] = acc[i][3] * f1 + acc2[i][3];
             }
             store_tok<T, DP / 16>(bp.dq, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), n, p.D, lane, p.scale);
-        } else {
+        } else if (!DSTATE_ONLY) {
             /* dV = A^T dO + diag(f_j) K dS': rows j = 16wm.., cols wn*EP/2.. */
             const float fj0 = (16 * wm + (lane >> 2) < n) ? __expf(G_last - Gs[16 * wm + (lane >> 2)]) : 0.0f;
             const float fj1 = (16 * wm + (lane >> 2) + 8 < n) ? __expf(G_last - Gs[16 * wm + (lane >> 2) + 8]) : 0.0f;
@@ -310,8 +323,23 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
         write_state_copy();
     }
 
-    /* role 1: what is left in dS is the gradient of the initial state. */
-    if (role == 1 && bp.ds0.ptr) {
+    /* Reverse state pass: the segment's local gradient. */
+    if (DSTATE_ONLY) {
+        float *dst = bp.seg_dstate + slot * DP * p.ept;
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * (r >> 1);
+                    int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
+                    if (e < p.ept) dst[d * p.ept + e] = S[mt][nt][r];
+                }
+    }
+    /* role 1 of a sequence's first segment: what is left in dS is the
+     * gradient of the initial state. */
+    if (!DSTATE_ONLY && role == 1 && L.sp == 0 && bp.ds0.ptr) {
         float *dst = bp.ds0.ptr + L.s * bp.ds0.ss + h * bp.ds0.sh;
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
@@ -323,6 +351,32 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
                     int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
                     if (d < p.D && e < p.E) dst[d * bp.ds0.sd + e * bp.ds0.se] = S[mt][nt][r];
                 }
+    }
+}
+
+/* Stitch segment state gradients from the last segment back, per (sequence,
+ * head) and element: out[last] = dsN (or 0); out[p-1] = exp(logdecay[p]) out[p]
+ * + local[p].  Each slot's local gradient is replaced by out[p], the gradient
+ * arriving at the segment's outgoing state.  Fixed order: deterministic. */
+template <int DP>
+__global__ void la_rfold_kernel(const la_bwd_params_t bp, int blocks_per_state) {
+    const la_fwd_params_t &p = bp.f;
+    const int s = blockIdx.x / blocks_per_state, h = blockIdx.y;
+    const int idx = (blockIdx.x % blocks_per_state) * blockDim.x + threadIdx.x;
+    if (idx >= DP * p.ept) return;
+    const int d = idx / p.ept, e = idx % p.ept;
+    int g0, ns;
+    if (p.seg.cu) { g0 = p.seg.seg_off[s]; ns = p.seg.seg_off[s + 1] - g0; }
+    else { g0 = s * p.seg.n_seg; ns = p.seg.n_seg; }
+    const bool in_range = d < p.D && e < p.E;
+    float run = (bp.dsN.ptr && in_range) ? bp.dsN.ptr[s * bp.dsN.ss + h * bp.dsN.sh + d * bp.dsN.sd + e * bp.dsN.se]
+                                         : 0.0f;
+    for (int sp = ns - 1; sp >= 0; sp--) {
+        int64_t slot = (int64_t)(g0 + sp) * p.H + h;
+        float *cell = bp.seg_dstate + slot * DP * p.ept + idx;
+        float local = *cell;
+        *cell = run;
+        run = __expf(p.seg_logdecay[slot]) * run + local;
     }
 }
 

@@ -141,19 +141,19 @@ typedef struct seg_plan {
 
 static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
     seg_plan_t sp;
-    /* The backward kernels walk whole sequences (one segment each) for now. */
-    const int single = pl->op == LA_OP_BACKWARD;
-    /* Blocks without segmenting: (sequence, head, value slice); segments
-     * multiply them up to what fits on the GPU at once, never past it (a
-     * second partial wave would cost as much as the first). */
+    /* Blocks without segmenting: (sequence, head, value slice) forward, or
+     * (sequence, head, role) backward at one block per SM; segments multiply
+     * them up to what fits on the GPU at once, never past it (a second
+     * partial wave would cost as much as the first). */
     int eslice = choose_eslice(pl, sms);
-    int64_t items = pl->num_seqs * pl->p.heads * ((pl->p.dim_v + eslice - 1) / eslice);
-    int64_t slots = (int64_t)blocks_per_sm(eslice) * sms;
+    int bwd = pl->op == LA_OP_BACKWARD;
+    int64_t items = pl->num_seqs * pl->p.heads * (bwd ? 2 : (pl->p.dim_v + eslice - 1) / eslice);
+    int64_t slots = (int64_t)(bwd ? 1 : blocks_per_sm(eslice)) * sms;
     int64_t maxlen = la_plan_max_len(pl);
     int64_t want = items >= (3 * slots) / 4 ? 1 : slots / items;
     int64_t by_len = (maxlen + LA_CUDA_MIN_SEGMENT - 1) / LA_CUDA_MIN_SEGMENT;
     if (want > by_len) want = by_len;
-    if (want < 1 || single) want = 1;
+    if (want < 1) want = 1;
     int64_t chunks = (maxlen + LA_CUDA_CHUNK - 1) / LA_CUDA_CHUNK;
     if (chunks < 1) chunks = 1;
     int64_t per = (chunks + want - 1) / want;
@@ -182,7 +182,7 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
  *   [seg_state f32 x total*H*DP*EPT] [seg_logdecay f32 x total*H]
  * (EPT = E rounded up to whole value slices) */
 typedef struct ws_layout {
-    size_t flag, cu, seg_off, seg_state, seg_logdecay, total;
+    size_t flag, cu, seg_off, seg_state, seg_logdecay, seg_dstate, total;
 } ws_layout_t;
 
 static size_t al256(size_t x) { return (x + 255) & ~(size_t)255; }
@@ -198,7 +198,10 @@ static ws_layout_t layout_ws(const la_plan_t *pl, const seg_plan_t *sp, int esli
     w.seg_off = al256(w.cu + (pl->packed ? S * sizeof(int64_t) : 0));
     w.seg_state = al256(w.seg_off + (pl->packed ? S * sizeof(int) : 0));
     w.seg_logdecay = al256(w.seg_state + st * (size_t)DP * EPT * sizeof(float));
-    w.total = al256(w.seg_logdecay + st * sizeof(float));
+    w.seg_dstate = al256(w.seg_logdecay + st * sizeof(float));
+    /* The backward's state gradients at segment boundaries, same shape. */
+    size_t dst = pl->op == LA_OP_BACKWARD ? st * (size_t)DP * EPT * sizeof(float) : 0;
+    w.total = al256(w.seg_dstate + dst);
     return w;
 }
 
@@ -337,6 +340,26 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
     b.ds0 = st_of(&t->d_initial_state);
     if (!pl->want_dinitial) b.ds0.ptr = NULL;
     b.f.vec_ok = tok_vec_ok(&t->q) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) && tok_vec_ok(&t->d_o);
+    int eslice = choose_eslice(pl, sms);
+    b.f.ept = round_up_slice(b.f.E, eslice);
+    if (sp.multi) {
+        /* Incoming states of every segment: the forward's state pass and fold. */
+        b.f.seg_state = (float *)(ws + w.seg_state);
+        b.f.seg_logdecay = (float *)(ws + w.seg_logdecay);
+        b.seg_dstate = (float *)(ws + w.seg_dstate);
+        la_fwd_launch_t l;
+        l.DP = pad_dim(b.f.D);
+        l.eslice = eslice;
+        l.stages = 1;
+        l.total_segs = sp.total;
+        l.num_seqs = (int)pl->num_seqs;
+        l.state_pass = 1;
+        l.main_pass = 0;
+        la_fwd_params_t fp = b.f;
+        fp.sN.ptr = NULL; /* the backward writes no final state */
+        st = t->q.dtype == LA_DTYPE_BF16 ? la_cuda_fwd_bf16(&fp, &l, stream, msg) : la_cuda_fwd_f16(&fp, &l, stream, msg);
+        if (st) return st;
+    }
     return la_cuda_bwd(&b, pad_dim(b.f.D), pad_dim(b.f.E), sp.total, t->q.dtype == LA_DTYPE_BF16, stream, msg);
 }
 

@@ -63,6 +63,11 @@ typedef struct la_bwd_params {
     la_fwd_params_t f;       /* q, k, v, decay, s0, one segment per sequence, D, E, H, scale */
     la_tok_t d_o, dq, dk, dv;
     la_st_t dsN, ds0;        /* incoming final-state gradient, initial-state gradient (NULL = absent) */
+    /* Multi-segment runs: per (global segment, head) a DP x f.ept fp32 state
+     * gradient: the local one from the reverse state pass, then (after the
+     * reverse fold) the gradient arriving at the segment's outgoing state.
+     * f.seg_state holds the incoming states from the forward state pass. */
+    float *seg_dstate;
 } la_bwd_params_t;
 
 #endif
