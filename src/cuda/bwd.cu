@@ -10,7 +10,7 @@ template <typename T, int DP, int EP>
 static la_status_t run(const la_bwd_params_t *b, int total, cudaStream_t s, char *msg) {
     const int smem = bwd_smem_bytes(DP, EP, 2);
     cudaError_t err = cudaSuccess;
-    if (b->seg_dstate) { /* reverse state pass, then the reverse fold */
+    if (b->seg_dstate) { /* reverse state pass (zero without d_o), then the reverse fold */
         err = cudaFuncSetAttribute(la_bwd_kernel<T, DP, EP, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (err == cudaSuccess) {
             la_bwd_kernel<T, DP, EP, true><<<dim3(total, b->f.H, 1), LA_CUDA_THREADS, smem, s>>>(*b);
@@ -25,7 +25,8 @@ static la_status_t run(const la_bwd_params_t *b, int total, cudaStream_t s, char
     if (err == cudaSuccess)
         err = cudaFuncSetAttribute(la_bwd_kernel<T, DP, EP, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err == cudaSuccess) {
-        la_bwd_kernel<T, DP, EP, false><<<dim3(total, b->f.H, 2), LA_CUDA_THREADS, smem, s>>>(*b);
+        /* Two roles (dQ; dK, dV), or role 1 alone for the state-only backward. */
+        la_bwd_kernel<T, DP, EP, false><<<dim3(total, b->f.H, b->d_o.ptr ? 2 : 1), LA_CUDA_THREADS, smem, s>>>(*b);
         err = cudaGetLastError();
     }
     if (err != cudaSuccess) {

@@ -12,6 +12,7 @@
  * with q^ = scale q, A = (Q^ K^T) * Gamma, dA = (dO V^T) * Gamma (docs/MATH.md).
  * Both state updates use the hi/lo split of the forward so S and dS keep
  * fp32-level accuracy (the initial-state gradient is an fp32 output).
+ * The state-only backward is role 1 with dO = 0 (and no q).
  */
 #ifndef LA_CUDA_BWD_KERNEL_CUH
 #define LA_CUDA_BWD_KERNEL_CUH
@@ -117,7 +118,10 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = warp & 3, wn = warp >> 2;
-    const int h = blockIdx.y, role = DSTATE_ONLY ? 1 : blockIdx.z;
+    /* Without d_o (the state-only backward) only role 1 runs, and q and dO
+     * enter as zero tiles (loaded without reading memory). */
+    const bool has_do = bp.d_o.ptr != nullptr;
+    const int h = blockIdx.y, role = DSTATE_ONLY || !has_do ? 1 : blockIdx.z;
     const seg_loc L = locate_segment(p.seg, blockIdx.x);
     const int64_t slot = (int64_t)blockIdx.x * p.H + h;
     const bool multi = p.seg_state != nullptr;
@@ -171,10 +175,10 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
         const int64_t t0 = L.ts + c * LA_C;
         const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
         __syncthreads(); /* previous chunk done with every tile; state copy written */
-        load_tile<T, DP>(Qs, p.q, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0);
+        load_tile<T, DP>(Qs, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, has_do && p.vec_ok != 0);
         load_tile<T, DP>(Ks, p.k, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0);
         load_tile<T, EP>(Vs, p.v, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0);
-        load_tile<T, EP>(Ds, bp.d_o, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0);
+        load_tile<T, EP>(Ds, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E, has_do && p.vec_ok != 0);
         if (p.decay == 2 && threadIdx.x < LA_C) {
             int r = threadIdx.x;
             gs[r] = r < n ? p.ld[L.b * p.ld_sb + h * p.ld_sh + (L.tb + t0 + r) * p.ld_st] : 0.0f;

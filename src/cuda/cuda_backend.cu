@@ -5,7 +5,7 @@
  * Support comes from one function (cuda_support) that the dispatcher also
  * follows, so "supported?" and what runs cannot disagree.  What runs:
  *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds
- *   backward                     chunk kernels, scalar decay kinds, fixed decay, D, E <= 128
+ *   backward, state-only backward  chunk kernels, scalar decay kinds, fixed decay, D, E <= 128
  *   decode                       one block per (sequence, head), every decay kind
  * The chunk kernels take D <= 128 (padded to 64 or 128) and any E <= 256
  * (cut into slices of 64 or 128 columns, one block each: see choose_eslice).
@@ -60,15 +60,12 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
         return LA_STATUS_NOT_SUPPORTED;
     }
     if (pl->op == LA_OP_DECODE) return LA_STATUS_SUCCESS;
-    if (pl->op == LA_OP_STATE_BACKWARD) {
-        snprintf(msg, LA_MSG_LEN, "the CUDA backend has no state-only backward yet");
-        return LA_STATUS_NOT_SUPPORTED;
-    }
-    if (pl->op == LA_OP_BACKWARD) {
-        const la_tensor_t *g[4] = {&pl->t.d_o, &pl->t.dq, &pl->t.dk, &pl->t.dv};
-        for (int i = 0; i < 4; i++)
+    if (pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD) {
+        const int state_only = pl->op == LA_OP_STATE_BACKWARD;
+        const la_tensor_t *g[4] = {&pl->t.dk, &pl->t.dv, &pl->t.d_o, &pl->t.dq};
+        for (int i = 0; i < (state_only ? 2 : 4); i++)
             if (g[i]->dtype != dt) {
-                snprintf(msg, LA_MSG_LEN, "the CUDA backward needs q, k, v, d_o, dq, dk, dv in one dtype");
+                snprintf(msg, LA_MSG_LEN, "the CUDA backward needs its token tensors (q, k, v, d_o, dq, dk, dv) in one dtype");
                 return LA_STATUS_UNSUPPORTED_DTYPE;
             }
         if (pl->want_dld || pl->want_dldv) {
@@ -146,7 +143,7 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
      * them up to what fits on the GPU at once, never past it (a second
      * partial wave would cost as much as the first). */
     int eslice = choose_eslice(pl, sms);
-    int bwd = pl->op == LA_OP_BACKWARD;
+    int bwd = pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD;
     int64_t items = pl->num_seqs * pl->p.heads * (bwd ? 2 : (pl->p.dim_v + eslice - 1) / eslice);
     int64_t slots = (int64_t)(bwd ? 1 : blocks_per_sm(eslice)) * sms;
     int64_t maxlen = la_plan_max_len(pl);
@@ -200,7 +197,7 @@ static ws_layout_t layout_ws(const la_plan_t *pl, const seg_plan_t *sp, int esli
     w.seg_logdecay = al256(w.seg_state + st * (size_t)DP * EPT * sizeof(float));
     w.seg_dstate = al256(w.seg_logdecay + st * sizeof(float));
     /* The backward's state gradients at segment boundaries, same shape. */
-    size_t dst = pl->op == LA_OP_BACKWARD ? st * (size_t)DP * EPT * sizeof(float) : 0;
+    size_t dst = pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD ? st * (size_t)DP * EPT * sizeof(float) : 0;
     w.total = al256(w.seg_dstate + dst);
     return w;
 }
@@ -335,11 +332,17 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
     la_status_t st = fill_common(pl, &sp, ws, &w, stream, &b.f, msg);
     if (st) return st;
     b.d_o = tok_of(&t->d_o); b.dq = tok_of(&t->dq); b.dk = tok_of(&t->dk); b.dv = tok_of(&t->dv);
+    if (pl->op == LA_OP_STATE_BACKWARD) { /* q, d_o and dq are not part of this operation */
+        b.d_o.ptr = NULL;
+        b.dq.ptr = NULL;
+        b.f.q.ptr = NULL;
+    }
     b.dsN = st_of(&t->d_final_state);
     if (!pl->has_dfinal) b.dsN.ptr = NULL;
     b.ds0 = st_of(&t->d_initial_state);
     if (!pl->want_dinitial) b.ds0.ptr = NULL;
-    b.f.vec_ok = tok_vec_ok(&t->q) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) && tok_vec_ok(&t->d_o);
+    b.f.vec_ok = (!b.f.q.ptr || tok_vec_ok(&t->q)) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) &&
+                 (!b.d_o.ptr || tok_vec_ok(&t->d_o));
     int eslice = choose_eslice(pl, sms);
     b.f.ept = round_up_slice(b.f.E, eslice);
     if (sp.multi) {
@@ -370,7 +373,7 @@ static la_status_t cuda_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int 
     cudaStream_t stream = (cudaStream_t)stream_ptr;
     switch (pl->op) {
     case LA_OP_FORWARD: case LA_OP_STATE_FORWARD: return run_forward(pl, (char *)ws, stream, msg);
-    case LA_OP_BACKWARD: return run_backward(pl, (char *)ws, stream, msg);
+    case LA_OP_BACKWARD: case LA_OP_STATE_BACKWARD: return run_backward(pl, (char *)ws, stream, msg);
     case LA_OP_DECODE: return la_cuda_decode(pl, (int *)ws, stream, msg);
     default:
         snprintf(msg, LA_MSG_LEN, "operation %d is not supported by the CUDA backend", (int)pl->op);
