@@ -145,29 +145,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
     } else if (role == 1 && bp.dsN.ptr) {
         src = bp.dsN.ptr + L.s * bp.dsN.ss + h * bp.dsN.sh; ssd = bp.dsN.sd; sse = bp.dsN.se;
     }
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * (r >> 1);
-                int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
-                S[mt][nt][r] = (src && d < p.D && e < p.E) ? src[d * ssd + e * sse] : 0.0f;
-            }
-    auto write_state_copy = [&]() {
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * hr;
-                    int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3);
-                    *reinterpret_cast<uint32_t *>(&Ss[d * VP + e]) =
-                        mma_traits<T>::pack(S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
-                }
-    };
+    state_load<DP, EP>(S, src, ssd, sse, p.D, p.E, wm, wn, lane);
+    auto write_state_copy = [&]() { state_copy<T, DP, EP>(S, Ss, wm, wn, lane); };
     write_state_copy();
 
     for (int64_t it = 0; it < nchunks; it++) {
@@ -186,23 +165,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
         cp_async_commit();
         cp_async_wait<0>();
         __syncthreads();
-        if (warp == 0) { /* chunk-local inclusive cumsum of the log decay, fixed order */
-            if (p.decay == 2) {
-                float x0 = gs[2 * lane], x1 = gs[2 * lane + 1];
-                float incl = x0 + x1;
-#pragma unroll
-                for (int off = 1; off < 32; off <<= 1) {
-                    float y = __shfl_up_sync(0xffffffffu, incl, off);
-                    if (lane >= off) incl += y;
-                }
-                float excl = incl - (x0 + x1);
-                Gs[2 * lane] = excl + x0;
-                Gs[2 * lane + 1] = excl + x0 + x1;
-            } else {
-                Gs[2 * lane] = ld_head * (float)(2 * lane + 1);
-                Gs[2 * lane + 1] = ld_head * (float)(2 * lane + 2);
-            }
-        }
+        if (warp == 0) chunk_cumsum(gs, Gs, p.decay, ld_head, lane); /* chunk-local, fixed order */
         __syncthreads();
         const float G_last = Gs[n - 1];
 
@@ -292,70 +255,20 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
                 for (int r = 0; r < 4; r++) S[mt][nt][r] *= decay_all;
         const uint32_t sX = role == 0 ? sK : sQ;  /* the [token][d] operand */
         const uint32_t sY = role == 0 ? sV : sD;  /* the [token][e] operand */
-        for (int kk = 0; kk < LA_C / 16; kk++) {
-            const int j0 = kk * 16 + 2 * (lane & 3);
-            float f[4];
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                int j = j0 + (u & 1) + 8 * (u >> 1);
-                f[u] = j >= n ? 0.0f : role == 0 ? __expf(G_last - Gs[j]) : p.scale * __expf(Gs[j]);
-            }
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                uint32_t a[4], ahi[4], alo[4];
-                ldmatrix_x4_trans_at(a, frag_a_tr(sX, QP, wm * (DP / 4) + mt * 16, kk * 16, lane));
-#pragma unroll
-                for (int r = 0; r < 4; r++) {
-                    const T *h2 = reinterpret_cast<const T *>(&a[r]);
-                    float x0 = float(h2[0]) * f[(r >> 1) * 2], x1 = float(h2[1]) * f[(r >> 1) * 2 + 1];
-                    ahi[r] = mma_traits<T>::pack(x0, x1);
-                    const T *hh = reinterpret_cast<const T *>(&ahi[r]);
-                    alo[r] = mma_traits<T>::pack(x0 - float(hh[0]), x1 - float(hh[1]));
-                }
-#pragma unroll
-                for (int np = 0; np < NTS / 2; np++) {
-                    uint32_t b[4];
-                    ldmatrix_x4_trans_at(b, frag_b_tr(sY, VP, wn * (EP / 2) + np * 16, kk * 16, lane));
-                    mma_16816<T>(S[mt][2 * np], ahi, b);
-                    mma_16816<T>(S[mt][2 * np + 1], ahi, b + 2);
-                    mma_16816<T>(S[mt][2 * np], alo, b);
-                    mma_16816<T>(S[mt][2 * np + 1], alo, b + 2);
-                }
-            }
-        }
+        state_update<T, DP, EP>(S, sX, QP, sY, VP, [&](int j) {
+            return j >= n ? 0.0f : role == 0 ? __expf(G_last - Gs[j]) : p.scale * __expf(Gs[j]);
+        }, wm, wn, lane);
         __syncthreads(); /* every warp is past its reads of the state copy */
         write_state_copy();
     }
 
     /* Reverse state pass: the segment's local gradient. */
-    if (DSTATE_ONLY) {
-        float *dst = bp.seg_dstate + slot * DP * p.ept;
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-                for (int r = 0; r < 4; r++) {
-                    int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * (r >> 1);
-                    int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
-                    if (e < p.ept) dst[d * p.ept + e] = S[mt][nt][r];
-                }
-    }
+    if (DSTATE_ONLY) state_store<DP, EP>(S, bp.seg_dstate + slot * DP * p.ept, p.ept, 1, DP, p.ept, wm, wn, lane);
     /* role 1 of a sequence's first segment: what is left in dS is the
      * gradient of the initial state. */
-    if (!DSTATE_ONLY && role == 1 && L.sp == 0 && bp.ds0.ptr) {
-        float *dst = bp.ds0.ptr + L.s * bp.ds0.ss + h * bp.ds0.sh;
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-                for (int r = 0; r < 4; r++) {
-                    int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * (r >> 1);
-                    int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
-                    if (d < p.D && e < p.E) dst[d * bp.ds0.sd + e * bp.ds0.se] = S[mt][nt][r];
-                }
-    }
+    if (!DSTATE_ONLY && role == 1 && L.sp == 0 && bp.ds0.ptr)
+        state_store<DP, EP>(S, bp.ds0.ptr + L.s * bp.ds0.ss + h * bp.ds0.sh, bp.ds0.sd, bp.ds0.se, p.D, p.E, wm, wn,
+                            lane);
 }
 
 /* Stitch segment state gradients from the last segment back, per (sequence,

@@ -25,10 +25,7 @@
 #ifndef LA_CUDA_FWD_KERNEL_CUH
 #define LA_CUDA_FWD_KERNEL_CUH
 
-#include "kernel_params.h"
-#include "mma.cuh"
-
-#define LA_C LA_CUDA_CHUNK
+#include "chunk_common.cuh"
 
 /* Shared-memory bytes of one forward block (host and device agree on it).
  * STAGES = 2 double-buffers the Q, K, V tiles (Hopper, Ampere: up to 227 KB
@@ -132,7 +129,6 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
     const uint32_t offB_K = ((32 * wn + (lane >> 4) * 8 + (lane & 7)) * QP + ((lane >> 3) & 1) * 8) * 2;
     const uint32_t offA_A = ((16 * wm + (lane & 15)) * AP + (lane >> 4) * 8) * 2;            /* A rows of A */
     const uint32_t offB_V = ((((lane >> 3) & 1) * 8 + (lane & 7)) * VP + wn * (EP / 2) + (lane >> 4) * 8) * 2;
-    const uint32_t offA_Kt = (((lane >> 4) * 8 + (lane & 7)) * QP + wm * (DP / 4) + ((lane >> 3) & 1) * 8) * 2;
     const int h = blockIdx.y, g = blockIdx.x;
     /* Column slice of the value dim this block owns: [e0, e0 + Eloc). */
     const int e0 = blockIdx.z * EP;
@@ -154,32 +150,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
         }
     }
     bool state_nonzero = s_src != nullptr;
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * (r >> 1);
-                int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
-                float x = 0.0f;
-                if (s_src && d < p.D && e < Eloc) x = s_src[d * s_sd + e * s_se];
-                S[mt][nt][r] = x;
-            }
+    state_load<DP, EP>(S, s_src, s_sd, s_se, p.D, Eloc, wm, wn, lane);
     /* The state's copy in the input dtype, the B operand of Q S. */
-    auto write_state_copy = [&]() {
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * hr;
-                    int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3);
-                    *reinterpret_cast<uint32_t *>(&Ss[d * VP + e]) =
-                        mma_traits<T>::pack(S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
-                }
-    };
+    auto write_state_copy = [&]() { state_copy<T, DP, EP>(S, Ss, wm, wn, lane); };
     if (!STATE_ONLY) write_state_copy();
 
     const int64_t nchunks = (L.te - L.ts + LA_C - 1) / LA_C;
@@ -219,23 +192,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
         if (STAGES > 1 && c + 1 < nchunks) issue(c + 1);
 
         /* Chunk-local inclusive cumsum of the log decay (warp 0, fixed order). */
-        if (warp == 0) {
-            if (p.decay == 2) {
-                float x0 = gs[buf * LA_C + 2 * lane], x1 = gs[buf * LA_C + 2 * lane + 1];
-                float incl = x0 + x1;
-#pragma unroll
-                for (int off = 1; off < 32; off <<= 1) {
-                    float y = __shfl_up_sync(0xffffffffu, incl, off);
-                    if (lane >= off) incl += y;
-                }
-                float excl = incl - (x0 + x1);
-                Gs[2 * lane] = excl + x0;
-                Gs[2 * lane + 1] = excl + x0 + x1;
-            } else {
-                Gs[2 * lane] = ld_head * (float)(2 * lane + 1);
-                Gs[2 * lane + 1] = ld_head * (float)(2 * lane + 2);
-            }
-        }
+        if (warp == 0) chunk_cumsum(gs + buf * LA_C, Gs, p.decay, ld_head, lane);
         __syncthreads(); /* B2 */
         const float G_last = Gs[n - 1];
         const uint32_t sQb = sQ0 + buf * LA_C * QP * 2, sKb = sK0 + buf * LA_C * QP * 2;
@@ -377,13 +334,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
                 }
             }
         }
-        /* ---- S <- exp(G_last) S + K~^T V: warp tile rows wm*DP/4.., cols wn*EP/2.. ----
-         * K~_j = exp(G_last - G_j) k_j (exponent <= 0; rows j >= n are zero and
-         * get factor 0, never exp of a positive number).  K~ is formed in
-         * registers from the raw K fragments and split into a hi and a lo part
-         * in the input dtype, two products instead of one: the state then
-         * carries ~16 mantissa bits of every decayed key, not 8, so it stays
-         * at fp32-level accuracy (the final state is an fp32 output). */
+        /* ---- S <- exp(G_last) S + K~^T V, K~_j = exp(G_last - G_j) k_j (exponent <= 0;
+         * rows j >= n are zero and get factor 0, never exp of a positive number). ---- */
         const float decay_all = __expf(G_last);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
@@ -391,51 +343,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
             for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
                 for (int r = 0; r < 4; r++) S[mt][nt][r] *= decay_all;
-#pragma unroll
-        for (int kk = 0; kk < LA_C / 16; kk++) {
-            /* This thread's fragment columns are tokens j0, j0+1, j0+8, j0+9. */
-            const int j0 = kk * 16 + 2 * (lane & 3);
-            float f[4];
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                int j = j0 + (u & 1) + 8 * (u >> 1);
-                f[u] = j < n ? __expf(G_last - Gs[j]) : 0.0f;
-            }
-            uint32_t ahi[MT][4], alo[MT][4], bfr[NTS / 2][4];
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                uint32_t a[4];
-                /* A[d][j] = K[j][d]: transposed load of the stored [j][d] tile. */
-                ldmatrix_x4_trans_at(a, sKb + offA_Kt + kk * 16 * QP * 2 + mt * 32);
-#pragma unroll
-                for (int r = 0; r < 4; r++) {
-                    const T *h2 = reinterpret_cast<const T *>(&a[r]);
-                    float x0 = float(h2[0]) * f[(r >> 1) * 2], x1 = float(h2[1]) * f[(r >> 1) * 2 + 1];
-                    ahi[mt][r] = mma_traits<T>::pack(x0, x1);
-                    const T *hh = reinterpret_cast<const T *>(&ahi[mt][r]);
-                    alo[mt][r] = mma_traits<T>::pack(x0 - float(hh[0]), x1 - float(hh[1]));
-                }
-            }
-#pragma unroll
-            for (int np = 0; np < NTS / 2; np++)
-                ldmatrix_x4_trans_at(bfr[np], sVb + offB_V + kk * 16 * VP * 2 + np * 32);
-            /* All hi products, then all lo products: consecutive mmas hit
-             * different accumulator tiles. */
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                for (int np = 0; np < NTS / 2; np++) {
-                    mma_16816<T>(S[mt][2 * np], ahi[mt], bfr[np]);
-                    mma_16816<T>(S[mt][2 * np + 1], ahi[mt], bfr[np] + 2);
-                }
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                for (int np = 0; np < NTS / 2; np++) {
-                    mma_16816<T>(S[mt][2 * np], alo[mt], bfr[np]);
-                    mma_16816<T>(S[mt][2 * np + 1], alo[mt], bfr[np] + 2);
-                }
-        }
+        state_update<T, DP, EP>(S, sKb, QP, sVb, VP, [&](int j) { return j < n ? __expf(G_last - Gs[j]) : 0.0f; },
+                                wm, wn, lane);
         seg_logdecay += G_last;
         state_nonzero = true;
         if (!STATE_ONLY) {
@@ -453,18 +362,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
         dsd = p.sN.sd;
         dse = p.sN.se;
     }
-    if (dst) {
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-                for (int r = 0; r < 4; r++) {
-                    int d = wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * (r >> 1);
-                    int e = wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
-                    if (STATE_ONLY ? true : (d < p.D && e < Eloc)) dst[d * dsd + e * dse] = S[mt][nt][r];
-                }
-    }
+    if (dst) state_store<DP, EP>(S, dst, dsd, dse, STATE_ONLY ? DP : p.D, STATE_ONLY ? EP : Eloc, wm, wn, lane);
     if (STATE_ONLY && blockIdx.z == 0 && threadIdx.x == 0) p.seg_logdecay[slot] = seg_logdecay;
 }
 

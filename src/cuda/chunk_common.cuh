@@ -1,0 +1,153 @@
+/*
+ * chunk_common.cuh - pieces every chunk kernel shares: the chunk-local
+ * log-decay cumsum, and the fp32 state held as mma accumulators (its
+ * fragment layout, loads, stores, dtype copy and decayed rank-64 update).
+ *
+ * State tile layout: 8 warps as 4 (rows d) x 2 (columns e); warp (wm, wn)
+ * holds rows wm*DP/4.. and columns wn*EP/2.. as MT = DP/64 m16 tiles by
+ * NTS = EP/16 n8 tiles of 4 floats each (PTX's C fragment layout).
+ */
+#ifndef LA_CUDA_CHUNK_COMMON_CUH
+#define LA_CUDA_CHUNK_COMMON_CUH
+
+#include "kernel_params.h"
+#include "mma.cuh"
+
+#define LA_C LA_CUDA_CHUNK
+
+/* Warp 0: Gs[i] = sum_{r <= i} g_r over the chunk (fixed order, so
+ * deterministic); SCALAR_HEAD: (i + 1) ld; NONE: 0. */
+__device__ __forceinline__ void chunk_cumsum(const float *gs, float *Gs, int decay, float ld_head, int lane) {
+    if (decay == 2) {
+        float x0 = gs[2 * lane], x1 = gs[2 * lane + 1];
+        float incl = x0 + x1;
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            float y = __shfl_up_sync(0xffffffffu, incl, off);
+            if (lane >= off) incl += y;
+        }
+        float excl = incl - (x0 + x1);
+        Gs[2 * lane] = excl + x0;
+        Gs[2 * lane + 1] = excl + x0 + x1;
+    } else {
+        Gs[2 * lane] = ld_head * (float)(2 * lane + 1);
+        Gs[2 * lane + 1] = ld_head * (float)(2 * lane + 2);
+    }
+}
+
+template <int DP, int EP>
+struct state_frag {
+    static constexpr int MT = DP / 64, NTS = EP / 16;
+    /* Row and column of element r of tile (mt, nt) held by this lane. */
+    static __device__ __forceinline__ int row(int wm, int lane, int mt, int r) {
+        return wm * (DP / 4) + mt * 16 + (lane >> 2) + 8 * (r >> 1);
+    }
+    static __device__ __forceinline__ int col(int wn, int lane, int nt, int r) {
+        return wn * (EP / 2) + nt * 8 + 2 * (lane & 3) + (r & 1);
+    }
+};
+
+/* S = src[d*sd + e*se] for d < D, e < E, else 0 (src NULL: all 0). */
+template <int DP, int EP>
+__device__ __forceinline__ void state_load(float (&S)[DP / 64][EP / 16][4], const float *src, int64_t sd, int64_t se,
+                                           int D, int E, int wm, int wn, int lane) {
+    typedef state_frag<DP, EP> F;
+#pragma unroll
+    for (int mt = 0; mt < F::MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < F::NTS; nt++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                int d = F::row(wm, lane, mt, r), e = F::col(wn, lane, nt, r);
+                S[mt][nt][r] = (src && d < D && e < E) ? src[d * sd + e * se] : 0.0f;
+            }
+}
+
+/* dst[d*sd + e*se] = S for d < D, e < E. */
+template <int DP, int EP>
+__device__ __forceinline__ void state_store(const float (&S)[DP / 64][EP / 16][4], float *dst, int64_t sd, int64_t se,
+                                            int D, int E, int wm, int wn, int lane) {
+    typedef state_frag<DP, EP> F;
+#pragma unroll
+    for (int mt = 0; mt < F::MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < F::NTS; nt++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                int d = F::row(wm, lane, mt, r), e = F::col(wn, lane, nt, r);
+                if (d < D && e < E) dst[d * sd + e * se] = S[mt][nt][r];
+            }
+}
+
+/* The state rounded to the input dtype into Ss [DP][EP + 8] (an mma operand). */
+template <typename T, int DP, int EP>
+__device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4], T *Ss, int wm, int wn, int lane) {
+    typedef state_frag<DP, EP> F;
+#pragma unroll
+    for (int mt = 0; mt < F::MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < F::NTS; nt++)
+#pragma unroll
+            for (int hr = 0; hr < 2; hr++) {
+                int d = F::row(wm, lane, mt, 2 * hr), e = F::col(wn, lane, nt, 2 * hr);
+                *reinterpret_cast<uint32_t *>(&Ss[d * (EP + 8) + e]) =
+                    mma_traits<T>::pack(S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
+            }
+}
+
+/* S += sum_j (f(j) X_j)^T Y_j over the chunk's 64 tokens, X: [64][DP] at sX
+ * (pitch XP elements), Y: [64][EP] at sY (pitch YP), f(j) the token's decay
+ * factor (0 past the chunk's valid rows).  f(j) X_j is formed in registers
+ * and split into a hi and a lo part in the input dtype: two products, so the
+ * state carries ~16 mantissa bits of every term, not 8 (fp32-level states).
+ * All hi products, then all lo products: consecutive mmas hit different
+ * accumulator tiles. */
+template <typename T, int DP, int EP, typename Factor>
+__device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], uint32_t sX, int XP, uint32_t sY, int YP,
+                                             Factor f_of, int wm, int wn, int lane) {
+    constexpr int MT = DP / 64, NTS = EP / 16;
+    /* Per-lane fragment row addresses (bytes) of X^T (transposed load of the
+     * stored [j][d] tile) and of Y. */
+    const uint32_t offX = (((lane >> 4) * 8 + (lane & 7)) * XP + wm * (DP / 4) + ((lane >> 3) & 1) * 8) * 2;
+    const uint32_t offY = ((((lane >> 3) & 1) * 8 + (lane & 7)) * YP + wn * (EP / 2) + (lane >> 4) * 8) * 2;
+#pragma unroll
+    for (int kk = 0; kk < LA_C / 16; kk++) {
+        /* This lane's fragment columns are tokens j0, j0+1, j0+8, j0+9. */
+        const int j0 = kk * 16 + 2 * (lane & 3);
+        float f[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) f[u] = f_of(j0 + (u & 1) + 8 * (u >> 1));
+        uint32_t ahi[MT][4], alo[MT][4], bfr[NTS / 2][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            uint32_t a[4];
+            ldmatrix_x4_trans_at(a, sX + offX + kk * 16 * XP * 2 + mt * 32);
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const T *h2 = reinterpret_cast<const T *>(&a[r]);
+                float x0 = float(h2[0]) * f[(r >> 1) * 2], x1 = float(h2[1]) * f[(r >> 1) * 2 + 1];
+                ahi[mt][r] = mma_traits<T>::pack(x0, x1);
+                const T *hh = reinterpret_cast<const T *>(&ahi[mt][r]);
+                alo[mt][r] = mma_traits<T>::pack(x0 - float(hh[0]), x1 - float(hh[1]));
+            }
+        }
+#pragma unroll
+        for (int np = 0; np < NTS / 2; np++) ldmatrix_x4_trans_at(bfr[np], sY + offY + kk * 16 * YP * 2 + np * 32);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int np = 0; np < NTS / 2; np++) {
+                mma_16816<T>(S[mt][2 * np], ahi[mt], bfr[np]);
+                mma_16816<T>(S[mt][2 * np + 1], ahi[mt], bfr[np] + 2);
+            }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int np = 0; np < NTS / 2; np++) {
+                mma_16816<T>(S[mt][2 * np], alo[mt], bfr[np]);
+                mma_16816<T>(S[mt][2 * np + 1], alo[mt], bfr[np] + 2);
+            }
+    }
+}
+
+#endif
