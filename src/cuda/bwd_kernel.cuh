@@ -281,20 +281,7 @@ __global__ void la_rfold_kernel(const la_bwd_params_t bp, int blocks_per_state) 
     const int s = blockIdx.x / blocks_per_state, h = blockIdx.y;
     const int idx = (blockIdx.x % blocks_per_state) * blockDim.x + threadIdx.x;
     if (idx >= DP * p.ept) return;
-    const int d = idx / p.ept, e = idx % p.ept;
-    int g0, ns;
-    if (p.seg.cu) { g0 = p.seg.seg_off[s]; ns = p.seg.seg_off[s + 1] - g0; }
-    else { g0 = s * p.seg.n_seg; ns = p.seg.n_seg; }
-    const bool in_range = d < p.D && e < p.E;
-    float run = (bp.dsN.ptr && in_range) ? bp.dsN.ptr[s * bp.dsN.ss + h * bp.dsN.sh + d * bp.dsN.sd + e * bp.dsN.se]
-                                         : 0.0f;
-    for (int sp = ns - 1; sp >= 0; sp--) {
-        int64_t slot = (int64_t)(g0 + sp) * p.H + h;
-        float *cell = bp.seg_dstate + slot * DP * p.ept + idx;
-        float local = *cell;
-        *cell = run;
-        run = __expf(p.seg_logdecay[slot]) * run + local;
-    }
+    fold_cells<DP, true>(p, bp.seg_dstate, bp.dsN, s, h, idx);
 }
 
 #endif

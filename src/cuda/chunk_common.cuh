@@ -150,4 +150,31 @@ __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], ui
     }
 }
 
+/* Stitch the states at segment boundaries of sequence s, head h, for state
+ * element idx (row d, column e of a DP x p.ept cell), in a fixed order:
+ *   forward (state):    in[0] = start, in[q+1] = exp(ld[q]) in[q] + local[q]
+ *   reverse (gradient): out[last] = start, out[q-1] = exp(ld[q]) out[q] + local[q]
+ * Each cell's local value is replaced by the value that enters it from its
+ * neighbour (the incoming state, or the gradient at the outgoing state);
+ * returns what leaves the last segment folded.  ld[q] is the segment's total
+ * log decay from the forward state pass. */
+template <int DP, bool REVERSE>
+__device__ __forceinline__ float fold_cells(const la_fwd_params_t &p, float *cells, const la_st_t &start, int s, int h,
+                                            int idx) {
+    const int d = idx / p.ept, e = idx % p.ept;
+    int g0, ns;
+    if (p.seg.cu) { g0 = p.seg.seg_off[s]; ns = p.seg.seg_off[s + 1] - g0; }
+    else { g0 = s * p.seg.n_seg; ns = p.seg.n_seg; }
+    const bool in_range = d < p.D && e < p.E;
+    float run = (start.ptr && in_range) ? start.ptr[s * start.ss + h * start.sh + d * start.sd + e * start.se] : 0.0f;
+    for (int k = 0; k < ns; k++) {
+        int64_t slot = (int64_t)(g0 + (REVERSE ? ns - 1 - k : k)) * p.H + h;
+        float *cell = cells + slot * DP * p.ept + idx;
+        float local = *cell;
+        *cell = run;
+        run = __expf(p.seg_logdecay[slot]) * run + local;
+    }
+    return run;
+}
+
 #endif

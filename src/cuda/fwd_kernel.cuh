@@ -377,20 +377,9 @@ __global__ void la_fold_kernel(const la_fwd_params_t p, int blocks_per_state) {
     const int s = blockIdx.x / blocks_per_state, h = blockIdx.y;
     const int idx = (blockIdx.x % blocks_per_state) * blockDim.x + threadIdx.x;
     if (idx >= DP * p.ept) return;
+    const float run = fold_cells<DP, false>(p, p.seg_state, p.s0, s, h, idx);
     const int d = idx / p.ept, e = idx % p.ept;
-    int g0, ns;
-    if (p.seg.cu) { g0 = p.seg.seg_off[s]; ns = p.seg.seg_off[s + 1] - g0; }
-    else { g0 = s * p.seg.n_seg; ns = p.seg.n_seg; }
-    const bool in_range = d < p.D && e < p.E;
-    float run = (p.s0.ptr && in_range) ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + e * p.s0.se] : 0.0f;
-    for (int sp = 0; sp < ns; sp++) {
-        int64_t slot = (int64_t)(g0 + sp) * p.H + h;
-        float *cell = p.seg_state + slot * DP * p.ept + idx;
-        float local = *cell;
-        *cell = run;
-        run = __expf(p.seg_logdecay[slot]) * run + local;
-    }
-    if (p.sN.ptr && in_range) p.sN.ptr[s * p.sN.ss + h * p.sN.sh + d * p.sN.sd + e * p.sN.se] = run;
+    if (p.sN.ptr && d < p.D && e < p.E) p.sN.ptr[s * p.sN.ss + h * p.sN.sh + d * p.sN.sd + e * p.sN.se] = run;
 }
 
 #endif
