@@ -76,24 +76,29 @@
 typedef struct tolset {
     double o_rel, o_elem;   /* o */
     double g_rel, g_elem;   /* dq, dk, dv */
+    double d_rel, d_elem;   /* d_ld, d_ldv (f32 outputs), relative to their terms' scale */
 } tolset_t;
 
-static const tolset_t TOL_F32 = {1e-5, 5e-5, 2e-5, 1e-4};
-static const tolset_t TOL_F16 = {1e-3, 1e-3, 1e-3, 1e-3};
-static const tolset_t TOL_BF16 = {1e-2, 1e-2, 1e-2, 1e-2};
+#define DECAY_F32 5e-5, 2e-4
+static const tolset_t TOL_F32 = {1e-5, 5e-5, 2e-5, 1e-4, DECAY_F32};
+static const tolset_t TOL_F16 = {1e-3, 1e-3, 1e-3, 1e-3, DECAY_F32};
+static const tolset_t TOL_BF16 = {1e-2, 1e-2, 1e-2, 1e-2, DECAY_F32};
 static const double STATE_REL = 1.5e-5, STATE_ELEM = 5e-5;  /* final state (f32) */
 static const double DSTATE_REL = 2e-5, DSTATE_ELEM = 1e-4;  /* d_initial_state (f32) */
-static const double DECAY_REL = 5e-5, DECAY_ELEM = 2e-4;    /* d_ld, d_ldv (f32) */
 
 /* Tensor-core backends round the intra-chunk matrices (A, dA) and the state
  * copy that multiply q or dO to the input dtype (as FlashAttention rounds P),
  * so their half-precision token outputs may carry one more rounding of that
- * dtype: they get 2u more (u = 2^-11 for f16, 2^-8 for bf16).  States and
- * decay gradients keep their fp32 bounds on every backend. */
+ * dtype: they get 2u more (u = 2^-11 for f16, 2^-8 for bf16).  States keep
+ * their fp32 bounds on every backend (the state updates split their operands
+ * hi/lo).  The decay gradient's terms there are row dots against those
+ * rounded state copies, each summed over up to 64 tokens of a chunk with the
+ * same rounding, so it gets 4u (rel) and 8u (worst element) of its scale;
+ * measured on the H200 (quick tier): worst 1.5u (bf16), 2.6u (f16). */
 static const tolset_t TOL_F16_TC = {1e-3 + 2 * 4.8828125e-4, 1e-3 + 2 * 4.8828125e-4, 1e-3 + 2 * 4.8828125e-4,
-                                    1e-3 + 2 * 4.8828125e-4};
+                                    1e-3 + 2 * 4.8828125e-4, 4 * 4.8828125e-4, 8 * 4.8828125e-4};
 static const tolset_t TOL_BF16_TC = {1e-2 + 2 * 3.90625e-3, 1e-2 + 2 * 3.90625e-3, 1e-2 + 2 * 3.90625e-3,
-                                     1e-2 + 2 * 3.90625e-3};
+                                     1e-2 + 2 * 3.90625e-3, 4 * 3.90625e-3, 8 * 3.90625e-3};
 
 static const tolset_t *tol_for(la_dtype_t dt, la_backend_t backend) {
     int tc = backend != LA_BACKEND_CPU;
@@ -914,8 +919,8 @@ static void check_state_backward(ctx_t *x) {
             const tolset_t *tl = x->tol;
             cmp_ref(x, "state_backward dk vs ref", &a[0], ref.dk, tl->g_rel, tl->g_elem);
             cmp_ref(x, "state_backward dv vs ref", &a[1], ref.dv, tl->g_rel, tl->g_elem);
-            if (tu_present(&a[2])) cmp_ref_sc(x, "state_backward d_ld vs ref", &a[2], ref.dld, ref.dld_sc, DECAY_REL, DECAY_ELEM);
-            if (tu_present(&a[3])) cmp_ref_sc(x, "state_backward d_ldv vs ref", &a[3], ref.dldv, ref.dldv_sc, DECAY_REL, DECAY_ELEM);
+            if (tu_present(&a[2])) cmp_ref_sc(x, "state_backward d_ld vs ref", &a[2], ref.dld, ref.dld_sc, x->tol->d_rel, x->tol->d_elem);
+            if (tu_present(&a[3])) cmp_ref_sc(x, "state_backward d_ldv vs ref", &a[3], ref.dldv, ref.dldv_sc, x->tol->d_rel, x->tol->d_elem);
             if (tu_present(&a[4])) cmp_ref(x, "state_backward d_initial_state vs ref", &a[4], ref.ds0, DSTATE_REL, DSTATE_ELEM);
         }
     }
@@ -940,8 +945,8 @@ static void check_state_backward(ctx_t *x) {
                                           "state_backward d_ld == backward(d_o=0) d_ld",
                                           "state_backward d_ldv == backward(d_o=0) d_ldv",
                                           "state_backward d_initial_state == backward(d_o=0)"};
-            const double rel[5] = {2 * tl->g_rel, 2 * tl->g_rel, 2 * DECAY_REL, 2 * DECAY_REL, 2 * DSTATE_REL};
-            const double el[5] = {2 * tl->g_elem, 2 * tl->g_elem, 2 * DECAY_ELEM, 2 * DECAY_ELEM, 2 * DSTATE_ELEM};
+            const double rel[5] = {2 * tl->g_rel, 2 * tl->g_rel, 2 * x->tol->d_rel, 2 * x->tol->d_rel, 2 * DSTATE_REL};
+            const double el[5] = {2 * tl->g_elem, 2 * tl->g_elem, 2 * x->tol->d_elem, 2 * x->tol->d_elem, 2 * DSTATE_ELEM};
             const double *sc[5] = {NULL, NULL, ref.dld_sc, ref.dldv_sc, NULL};
             for (int i = 0; i < 5; i++)
                 if (tu_present(&a[i])) cmp_lib_sc(x, what[i], &a[i], &b[i], sc[i], rel[i], el[i]);
@@ -1082,10 +1087,10 @@ static void check_split(ctx_t *x, const refout_t *ref) {
                         tu_set(&dld1, 0, hh, 0, 0, tu_get(&dld1, 0, hh, 0, 0) + tu_get(&dld2, 0, hh, 0, 0));
                     tu_upload(&dld1);
                 }
-                cmp_lib_sc(x, "split backward d_ld == backward", &dld1, &x->T[DLD], ref->dld_sc, 2 * DECAY_REL, 2 * DECAY_ELEM);
+                cmp_lib_sc(x, "split backward d_ld == backward", &dld1, &x->T[DLD], ref->dld_sc, 2 * x->tol->d_rel, 2 * x->tol->d_elem);
             }
             if (tu_present(&dldv))
-                cmp_lib_sc(x, "split backward d_ldv == backward", &dldv, &x->T[DLDV], ref->dldv_sc, 2 * DECAY_REL, 2 * DECAY_ELEM);
+                cmp_lib_sc(x, "split backward d_ldv == backward", &dldv, &x->T[DLDV], ref->dldv_sc, 2 * x->tol->d_rel, 2 * x->tol->d_elem);
         }
         for (int i = 0; i < 8; i++)
             if (tu_present(outs[i])) tu_free(outs[i]);
@@ -1164,7 +1169,7 @@ static void check_headtok(ctx_t *x, const refout_t *ref) {
                 tu_gather_all(&x->T[DLD], lib);
                 if (tu_check(finite, x->name, x->seed, "head == token: token d_ld not finite"))
                     tu_check_close_scaled(x->name, x->seed, "head == token: d_ld[h] == sum of token d_ld", lib,
-                                          sum, ref->dld_sc, H, NULL, 2 * DECAY_REL, 2 * DECAY_ELEM);
+                                          sum, ref->dld_sc, H, NULL, 2 * x->tol->d_rel, 2 * x->tol->d_elem);
                 free(sum);
                 free(lib);
             }
@@ -1267,13 +1272,13 @@ static void check_varlen(ctx_t *x, const refout_t *ref) {
             cmp_lib(x, "packed dk == separate", &x->T[DK], &dk2, 2 * tl->g_rel, 2 * tl->g_elem);
             cmp_lib(x, "packed dv == separate", &x->T[DV], &dv2, 2 * tl->g_rel, 2 * tl->g_elem);
             if (tu_present(&ds02)) cmp_lib(x, "packed d_initial_state == separate", &x->T[DS0], &ds02, 2 * DSTATE_REL, 2 * DSTATE_ELEM);
-            if (tu_present(&dldv2)) cmp_lib_sc(x, "packed d_ldv == separate", &x->T[DLDV], &dldv2, ref->dldv_sc, 2 * DECAY_REL, 2 * DECAY_ELEM);
+            if (tu_present(&dldv2)) cmp_lib_sc(x, "packed d_ldv == separate", &x->T[DLDV], &dldv2, ref->dldv_sc, 2 * x->tol->d_rel, 2 * x->tol->d_elem);
             if (tu_present(&dld2)) {
                 if (!is_tokdecay) {
                     for (int64_t h = 0; h < H; h++) tu_set(&dld2, 0, h, 0, 0, hsum[h]);
                     tu_upload(&dld2);
                 }
-                cmp_lib_sc(x, "packed d_ld == separate (head: summed)", &x->T[DLD], &dld2, ref->dld_sc, 2 * DECAY_REL, 2 * DECAY_ELEM);
+                cmp_lib_sc(x, "packed d_ld == separate (head: summed)", &x->T[DLD], &dld2, ref->dld_sc, 2 * x->tol->d_rel, 2 * x->tol->d_elem);
             }
         }
     }
@@ -1479,8 +1484,8 @@ static void run_case(const bcase_t *c, la_handle_t *h, la_backend_t backend, uin
             check_rounding(x, "dq", &T[DQ], ref.dq);
             check_rounding(x, "dk", &T[DK], ref.dk);
             check_rounding(x, "dv", &T[DV], ref.dv);
-            if (tu_present(&T[DLD])) ok &= cmp_ref_sc(x, "d_ld", &T[DLD], ref.dld, ref.dld_sc, DECAY_REL, DECAY_ELEM);
-            if (tu_present(&T[DLDV])) ok &= cmp_ref_sc(x, "d_ldv", &T[DLDV], ref.dldv, ref.dldv_sc, DECAY_REL, DECAY_ELEM);
+            if (tu_present(&T[DLD])) ok &= cmp_ref_sc(x, "d_ld", &T[DLD], ref.dld, ref.dld_sc, x->tol->d_rel, x->tol->d_elem);
+            if (tu_present(&T[DLDV])) ok &= cmp_ref_sc(x, "d_ldv", &T[DLDV], ref.dldv, ref.dldv_sc, x->tol->d_rel, x->tol->d_elem);
             if (tu_present(&T[DS0])) ok &= cmp_ref(x, "d_initial_state", &T[DS0], ref.ds0, DSTATE_REL, DSTATE_ELEM);
             x->bwd_ok = ok;
             /* determinism: run again, require identical bits */

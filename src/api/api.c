@@ -148,13 +148,20 @@ la_status_t la_set_workspace(la_handle_t *h, void *ws, size_t bytes) {
     return LA_STATUS_SUCCESS;
 }
 
-/* A plan for size queries only: the shapes matter, the pointers do not. */
+/* A plan for size queries only: the shapes matter, the pointers do not.
+ * The tensors are unknown, so a backward is sized for every optional output
+ * its decay kind allows (the decay gradients need scratch on some backends). */
 static void size_plan(la_op_t op, const la_problem_t *p, la_plan_t *pl) {
     memset(pl, 0, sizeof *pl);
     pl->op = op;
     pl->p = *p;
     pl->packed = p->cu_seqlens != NULL;
     pl->num_seqs = pl->packed ? p->num_seqs : p->batch;
+    if (op == LA_OP_BACKWARD || op == LA_OP_STATE_BACKWARD) {
+        pl->want_dld = p->decay != LA_DECAY_NONE;
+        pl->want_dldv = p->decay == LA_DECAY_VECTOR_KV;
+        pl->want_dinitial = pl->has_dfinal = 1;
+    }
 }
 
 la_status_t la_workspace_size(la_handle_t *h, la_op_t op, const la_problem_t *p, size_t *bytes) {

@@ -92,15 +92,247 @@ __device__ __forceinline__ void store_tok(const la_tok_t &x, int64_t b, int64_t 
         }
 }
 
-/* Shared memory of one backward block. */
-__host__ __device__ constexpr int bwd_smem_bytes(int DP, int EP, int elem) {
-    return (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8) + 2 * LA_C * (LA_C + 8) + DP * (EP + 8)) * elem +
-           2 * LA_C * 4;
+/* Floats of the decay gradient's reduction scratch: per-row and per-column
+ * partial sums of the warps (see la_bwd_kernel), and one per warp. */
+#define LA_DLD_RED (10 * LA_C + 8)
+
+/* Shared memory of one backward block.  DLD adds a second state copy (X or
+ * Y below) and the reduction scratch. */
+__host__ __device__ constexpr int bwd_smem_bytes(int DP, int EP, int elem, bool dld) {
+    return (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8) + 2 * LA_C * (LA_C + 8) + (dld ? 2 : 1) * DP * (EP + 8)) * elem +
+           3 * LA_C * 4 + (dld ? LA_DLD_RED * 4 : 0);
+}
+
+/* Row dot products of a 16 x 8NT accumulator tile (rows r0 + lane/4 + 8hr,
+ * columns c0 + 8i + 2(lane%4) + {0,1}) with the same entries of X (shared
+ * memory, pitch P): out[hr], summed over the lane quad in a fixed order. */
+template <typename T, int NT>
+__device__ __forceinline__ void tile_row_dots(const T *X, int P, const float (*acc)[4], int r0, int c0, int lane,
+                                              float out[2]) {
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        const T *row = X + (r0 + (lane >> 2) + 8 * hr) * P + c0 + 2 * (lane & 3);
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < NT; i++) s += float(row[i * 8]) * acc[i][2 * hr] + float(row[i * 8 + 1]) * acc[i][2 * hr + 1];
+        s += __shfl_xor_sync(0xffffffffu, s, 1);
+        s += __shfl_xor_sync(0xffffffffu, s, 2);
+        out[hr] = s;
+    }
+}
+
+/* The two row dots of this lane's quad into red[col_block * 64 + row]. */
+__device__ __forceinline__ void put_row_dots(float *red, int col_block, int r0, int lane, const float d[2]) {
+    if ((lane & 3) == 0) {
+        red[col_block * LA_C + r0 + (lane >> 2)] = d[0];
+        red[col_block * LA_C + r0 + (lane >> 2) + 8] = d[1];
+    }
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);
+    return x;
+}
+
+/* Index of chunk ci of sequence s in the [H][tc] chunk arrays. */
+__device__ __forceinline__ int64_t dld_chunk_index(const la_bwd_params_t &bp, int s, int h, int64_t ci) {
+    int64_t base = bp.f.seg.chunk_off ? bp.f.seg.chunk_off[s] : (int64_t)s * bp.nch_seq;
+    return (int64_t)h * bp.tc + base + ci;
+}
+
+/* ---- the log-decay gradient (DLD), docs/CUDA-BACKWARD.md --------------------------
+ * For token r of chunk c (local index), with every term a genuine pair
+ * contribution (docs/MATH.md):
+ *   dg_r = T1_r + T2_r + z_c + T4_r
+ *   T1_r = sum_{t >= r} q^_t . dq^inter_t         role 0 (u_t below)
+ *   T2_r = sum_{i >= r > j} M_ij, M = A o P          role 1, P = dO V^T
+ *   T4_r = sum_{m < r} k_m . dk^inter_m              role 1 (w_m)
+ *   z_c  = pairs from before chunk c to after it    (e^{G_last} <S_{c-1}, dS'_c>)
+ * z_c needs S and dS' of the same chunk, which live in different roles.  With
+ * col_c = pairs from chunks <= c-2 (and the initial state) to chunk c and
+ * row_c = pairs from chunk c to chunks >= c+2 (and the final state),
+ *   z_{c+1} = z_c + row_c - col_{c+1},   z_0 = e^{G_last,0} <S0, dS'_0>,
+ * where role 0 forms col_c from X = e^{G_last,c-1} S_{c-2} (its state before
+ * chunk c-1's tokens) and role 1 forms row_c from Y = e^{G_last,c+1} dS'_{c+1}.
+ * No adjacent-chunk pair ever enters the recursion, so at strong decay every
+ * term is as small as z itself: no cancellation.  la_dld_finish runs it.
+ * T2 uses the same telescoping inside the chunk:
+ *   T2_{r+1} = T2_r + sum_{i > r} M_ir - sum_{j < r} M_rj,
+ * i.e. T2_r = sum_{j < r} (colsum_j - rowsum_j). */
+
+/* Row and column sums of M_ij = scale (q_i.k_j)(dO_i.v_j) e^{G_i - G_j} over
+ * i > j, i < n of this warp's 16x32 tile: rows into red_mr[wn][i], columns
+ * into red_mc[wm][j] (fixed shuffle order: deterministic). */
+__device__ __forceinline__ void dld_pair_partials(const float (*qk)[4], const float (*pv)[4], const float *Gs, int n,
+                                                  float scale, int wm, int wn, int lane, float *red_mr, float *red_mc) {
+    float rs[2] = {0.0f, 0.0f}, cs[4][2];
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++) {
+        cs[nt][0] = cs[nt][1] = 0.0f;
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++)
+#pragma unroll
+            for (int b = 0; b < 2; b++) {
+                int i = 16 * wm + (lane >> 2) + 8 * hr, j = 32 * wn + nt * 8 + 2 * (lane & 3) + b;
+                float m = (i > j && i < n) ? scale * qk[nt][2 * hr + b] * pv[nt][2 * hr + b] * __expf(Gs[i] - Gs[j])
+                                           : 0.0f;
+                rs[hr] += m;
+                cs[nt][b] += m;
+            }
+    }
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        rs[hr] += __shfl_xor_sync(0xffffffffu, rs[hr], 1);
+        rs[hr] += __shfl_xor_sync(0xffffffffu, rs[hr], 2);
+    }
+    if ((lane & 3) == 0) {
+        red_mr[wn * LA_C + 16 * wm + (lane >> 2)] = rs[0];
+        red_mr[wn * LA_C + 16 * wm + (lane >> 2) + 8] = rs[1];
+    }
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+        for (int b = 0; b < 2; b++) {
+            float x = cs[nt][b];
+            x += __shfl_xor_sync(0xffffffffu, x, 4);
+            x += __shfl_xor_sync(0xffffffffu, x, 8);
+            x += __shfl_xor_sync(0xffffffffu, x, 16);
+            if (lane < 4) red_mc[wm * LA_C + 32 * wn + nt * 8 + 2 * lane + b] = x;
+        }
+}
+
+/* This thread's part of <S, src> (src: fp32 [D][E] with strides). */
+template <int DP, int EP>
+__device__ __forceinline__ float state_dot(const float (&S)[DP / 64][EP / 16][4], const float *src, int64_t sd,
+                                           int64_t se, int D, int E, int wm, int wn, int lane) {
+    typedef state_frag<DP, EP> F;
+    float z = 0.0f;
+#pragma unroll
+    for (int mt = 0; mt < F::MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < F::NTS; nt++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                int d = F::row(wm, lane, mt, r), e = F::col(wn, lane, nt, r);
+                if (d < D && e < E) z += S[mt][nt][r] * src[d * sd + e * se];
+            }
+    return z;
+}
+
+/* Warp 0, role 0, after chunk ci's partial sums: T1 (per token, or its sum
+ * over the chunk for SCALAR_HEAD) and col_ci (when X was there). */
+__device__ __forceinline__ void dld_chunk_role0(const la_bwd_params_t &bp, const seg_loc &L, int h, int64_t ci,
+                                                bool has_x, int64_t t0, int n, const float *Gs, const float *red_u,
+                                                const float *red_c, int64_t tok_row, int lane) {
+    const la_fwd_params_t &p = bp.f;
+    float u[2], cc[2];
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        int r = 2 * lane + k;
+        float f = r < n ? p.scale * __expf(Gs[r]) : 0.0f;
+        u[k] = (red_u[r] + red_u[LA_C + r]) * f;
+        cc[k] = has_x ? (red_c[r] + red_c[LA_C + r]) * f : 0.0f;
+    }
+    /* T1_r = sum_{t >= r} u_t: suffix scan over lane pairs (no subtraction). */
+    float incl = u[0] + u[1];
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+        float y = __shfl_down_sync(0xffffffffu, incl, off);
+        if (lane + off < 32) incl += y;
+    }
+    float next = __shfl_down_sync(0xffffffffu, incl, 1);
+    if (lane == 31) next = 0.0f;
+    const float t1b = next + u[1], t1a = t1b + u[0];
+    const int64_t idx = dld_chunk_index(bp, L.s, h, ci);
+    if (p.decay == 2) {
+        float *dst = bp.dld_tok + tok_row + t0;
+        if (2 * lane < n) dst[2 * lane] = t1a;
+        if (2 * lane + 1 < n) dst[2 * lane + 1] = t1b;
+    } else {
+        float s1 = warp_sum((2 * lane < n ? t1a : 0.0f) + (2 * lane + 1 < n ? t1b : 0.0f));
+        if (lane == 0) bp.dld_chunk[2 * (int64_t)bp.f.H * bp.tc + idx] = s1;
+    }
+    float col = warp_sum(cc[0] + cc[1]);
+    if (lane == 0 && has_x) bp.dld_chunk[idx] = col;
+}
+
+/* Warp 0, role 1, after chunk ci's partial sums: T2 + T4 (into d_ld per
+ * token, or their chunk sum for SCALAR_HEAD), row_ci (when Y was there) and,
+ * at a sequence's chunk 0, z_0. */
+__device__ __forceinline__ void dld_chunk_role1(const la_bwd_params_t &bp, const seg_loc &L, int h, int64_t ci,
+                                                bool has_y, int64_t t0, int n, const float *Gs, const float *red,
+                                                int lane) {
+    const la_fwd_params_t &p = bp.f;
+    const float *red_w = red, *red_r = red + 2 * LA_C, *red_mr = red + 4 * LA_C, *red_mc = red + 6 * LA_C;
+    const float G_last = Gs[n - 1];
+    float dl[2], rr[2];
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        int r = 2 * lane + k;
+        float fj = r < n ? __expf(Gs[LA_C + r]) : 0.0f;
+        float colsum = (red_mc[r] + red_mc[LA_C + r]) + (red_mc[2 * LA_C + r] + red_mc[3 * LA_C + r]);
+        float rowsum = red_mr[r] + red_mr[LA_C + r];
+        dl[k] = (colsum - rowsum) + (red_w[r] + red_w[LA_C + r]) * fj;
+        rr[k] = has_y ? (red_r[r] + red_r[LA_C + r]) * fj : 0.0f;
+    }
+    /* T2_r + T4_r = sum_{j < r} dl_j: exclusive scan over lane pairs. */
+    float incl = dl[0] + dl[1];
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+        float y = __shfl_up_sync(0xffffffffu, incl, off);
+        if (lane >= off) incl += y;
+    }
+    float prev = __shfl_up_sync(0xffffffffu, incl, 1);
+    if (lane == 0) prev = 0.0f;
+    const float ta = prev, tb = prev + dl[0];
+    const int64_t idx = dld_chunk_index(bp, L.s, h, ci);
+    if (p.decay == 2) {
+        float *dst = bp.d_ld + L.b * bp.dld_sb + h * bp.dld_sh + (L.tb + t0) * bp.dld_st;
+        if (2 * lane < n) dst[(2 * lane) * bp.dld_st] = ta;
+        if (2 * lane + 1 < n) dst[(2 * lane + 1) * bp.dld_st] = tb;
+    } else {
+        float s24 = warp_sum((2 * lane < n ? ta : 0.0f) + (2 * lane + 1 < n ? tb : 0.0f));
+        if (lane == 0) bp.dld_chunk[3 * (int64_t)bp.f.H * bp.tc + idx] = s24;
+    }
+    float row = warp_sum(rr[0] + rr[1]);
+    if (lane == 0 && has_y) bp.dld_chunk[(int64_t)bp.f.H * bp.tc + idx] = row;
+    if (L.sp == 0 && t0 == 0 && lane == 0) {
+        const float *red_z = red + 10 * LA_C;
+        float z = ((red_z[0] + red_z[1]) + (red_z[2] + red_z[3])) + ((red_z[4] + red_z[5]) + (red_z[6] + red_z[7]));
+        bp.dld_z0[(int64_t)L.s * p.H + h] = __expf(G_last) * z;
+    }
+}
+
+/* Warp 0: col of the chunk after a segment (its q, dO and the X of this block). */
+__device__ __forceinline__ void dld_boundary_col(const la_bwd_params_t &bp, int s, int h, int64_t ci, int n,
+                                                 const float *Gs, const float *red_c, int lane) {
+    float cc = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        int r = 2 * lane + k;
+        if (r < n) cc += (red_c[r] + red_c[LA_C + r]) * bp.f.scale * __expf(Gs[r]);
+    }
+    cc = warp_sum(cc);
+    if (lane == 0) bp.dld_chunk[dld_chunk_index(bp, s, h, ci)] = cc;
+}
+
+/* Warp 0: row of the (full) chunk before a segment (its k, v and this block's Y). */
+__device__ __forceinline__ void dld_boundary_row(const la_bwd_params_t &bp, int s, int h, int64_t ci,
+                                                 const float *Gs, const float *red_r, int lane) {
+    float rr = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        int r = 2 * lane + k;
+        rr += (red_r[r] + red_r[LA_C + r]) * __expf(Gs[LA_C + r]);
+    }
+    rr = warp_sum(rr);
+    if (lane == 0) bp.dld_chunk[(int64_t)bp.f.H * bp.tc + dld_chunk_index(bp, s, h, ci)] = rr;
 }
 
 /* DSTATE_ONLY: the reverse state pass of multi-segment runs: role 1 only,
  * from a zero gradient, no dK/dV; the segment's local dS goes to seg_dstate. */
-template <typename T, int DP, int EP, bool DSTATE_ONLY>
+template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD>
 __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd_params_t bp) {
     const la_fwd_params_t &p = bp.f;
     constexpr int QP = DP + 8, VP = EP + 8, AP = LA_C + 8;
@@ -113,8 +345,10 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
     T *As = Ds + LA_C * VP;                      /* A  [64][AP] (role 1) */
     T *dAs = As + LA_C * AP;                     /* dA [64][AP] */
     T *Ss = dAs + LA_C * AP;                     /* S (role 0) or dS (role 1) copy [DP][VP] */
-    float *gs = reinterpret_cast<float *>(Ss + DP * VP);
-    float *Gs = gs + LA_C;
+    T *Xs = Ss + DP * VP;                        /* DLD: X (role 0) or Y (role 1) copy [DP][VP] */
+    float *gs = reinterpret_cast<float *>(Xs + (DLD ? DP * VP : 0));
+    float *Gs = gs + LA_C;                       /* [2][64]: cumsum, suffix sums (chunk_cumsum) */
+    float *red = Gs + 2 * LA_C;                  /* DLD: [LA_DLD_RED] */
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = warp & 3, wn = warp >> 2;
@@ -126,7 +360,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
     const int64_t slot = (int64_t)blockIdx.x * p.H + h;
     const bool multi = p.seg_state != nullptr;
     const uint32_t sQ = smem_addr(Qs), sK = smem_addr(Ks), sV = smem_addr(Vs), sD = smem_addr(Ds);
-    const uint32_t sA = smem_addr(As), sdA = smem_addr(dAs), sS = smem_addr(Ss);
+    const uint32_t sA = smem_addr(As), sdA = smem_addr(dAs), sS = smem_addr(Ss), sX = smem_addr(Xs);
     const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
     const int64_t nchunks = (L.te - L.ts + LA_C - 1) / LA_C;
 
@@ -149,15 +383,25 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
     auto write_state_copy = [&]() { state_copy<T, DP, EP>(S, Ss, wm, wn, lane); };
     write_state_copy();
 
-    for (int64_t it = 0; it < nchunks; it++) {
-        const int64_t c = role == 0 ? it : nchunks - 1 - it;
-        const int64_t t0 = L.ts + c * LA_C;
-        const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
-        __syncthreads(); /* previous chunk done with every tile; state copy written */
-        load_tile<T, DP>(Qs, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, has_do && p.vec_ok != 0);
-        load_tile<T, DP>(Ks, p.k, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0);
-        load_tile<T, EP>(Vs, p.v, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0);
-        load_tile<T, EP>(Ds, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E, has_do && p.vec_ok != 0);
+    /* Decay gradient (DLD): this segment's chunks are ci0, ci0 + 1, ... of
+     * sequence L.s; per-warp partial sums meet in red (see dld_* below). */
+    const int64_t ci0 = L.ts / LA_C;
+    float *red_a = red, *red_b = red + 2 * LA_C, *red_mr = red + 4 * LA_C, *red_mc = red + 6 * LA_C;
+    float *red_z = red + 10 * LA_C;
+    const int64_t tok_row = ((int64_t)L.b * p.H + h) * bp.ntot + L.tb; /* dld_tok of this (row, head) */
+
+    /* Load the tiles of the chunk at sequence token t0 (n rows) and its decay
+     * cumsum; leaves Gs ready for every warp. */
+    auto load_chunk = [&](int64_t t0, int n, bool q_do, bool k_v) {
+        __syncthreads(); /* every warp is done with the previous tiles */
+        if (q_do) {
+            load_tile<T, DP>(Qs, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, has_do && p.vec_ok != 0);
+            load_tile<T, EP>(Ds, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E, has_do && p.vec_ok != 0);
+        }
+        if (k_v) {
+            load_tile<T, DP>(Ks, p.k, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0);
+            load_tile<T, EP>(Vs, p.v, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0);
+        }
         if (p.decay == 2 && threadIdx.x < LA_C) {
             int r = threadIdx.x;
             gs[r] = r < n ? p.ld[L.b * p.ld_sb + h * p.ld_sh + (L.tb + t0 + r) * p.ld_st] : 0.0f;
@@ -165,8 +409,15 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
         cp_async_commit();
         cp_async_wait<0>();
         __syncthreads();
-        if (warp == 0) chunk_cumsum(gs, Gs, p.decay, ld_head, lane); /* chunk-local, fixed order */
+        if (warp == 0) chunk_cumsum(gs, Gs, p.decay, ld_head, n, lane); /* chunk-local, fixed order */
         __syncthreads();
+    };
+
+    for (int64_t it = 0; it < nchunks; it++) {
+        const int64_t c = role == 0 ? it : nchunks - 1 - it;
+        const int64_t t0 = L.ts + c * LA_C;
+        const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
+        load_chunk(t0, n, true, true);
         const float G_last = Gs[n - 1];
 
         /* dA = (dO V^T) * Gamma (both roles); A = (Q^ K^T) * Gamma (role 1). */
@@ -174,18 +425,30 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
             float acc[4][4] = {};
             warp_mma<T, 4, false, false>(acc, sD, VP, 16 * wm, sV, VP, 32 * wn, EP / 16, 0, lane);
             store_masked<T>(dAs, AP, acc, Gs, n, wm, wn, lane, 1.0f);
-        }
-        if (role == 1 && !DSTATE_ONLY) {
-            float acc[4][4] = {};
-            warp_mma<T, 4, false, false>(acc, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane);
-            store_masked<T>(As, AP, acc, Gs, n, wm, wn, lane, p.scale);
+            if (role == 1) {
+                float acc_a[4][4] = {};
+                warp_mma<T, 4, false, false>(acc_a, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane);
+                store_masked<T>(As, AP, acc_a, Gs, n, wm, wn, lane, p.scale);
+                if (DLD) dld_pair_partials(acc_a, acc, Gs, n, p.scale, wm, wn, lane, red_mr, red_mc);
+            }
         }
         __syncthreads();
 
         if (role == 0) {
             /* dQ^ = diag(e^{G_i}) dO S^T + dA K: warp tile rows 16wm.., cols wn*DP/2.. */
             float acc[DP / 16][4] = {}, acc2[DP / 16][4] = {};
+            if (DLD && it > 0) { /* q^_t . dO_t X^T: pairs from chunks before the previous one */
+                float acc3[DP / 16][4] = {}, d[2];
+                warp_mma<T, DP / 16, false, false>(acc3, sD, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane);
+                tile_row_dots<T, DP / 16>(Qs, QP, acc3, 16 * wm, wn * (DP / 2), lane, d);
+                put_row_dots(red_b, wn, 16 * wm, lane, d);
+            }
             warp_mma<T, DP / 16, false, false>(acc, sD, VP, 16 * wm, sS, VP, wn * (DP / 2), EP / 16, 0, lane);
+            if (DLD) { /* q^_t . dq^inter_t (before e^{G_t} and scale) */
+                float d[2];
+                tile_row_dots<T, DP / 16>(Qs, QP, acc, 16 * wm, wn * (DP / 2), lane, d);
+                put_row_dots(red_a, wn, 16 * wm, lane, d);
+            }
             float f0 = __expf(Gs[16 * wm + (lane >> 2)]), f1 = __expf(Gs[16 * wm + (lane >> 2) + 8]);
             warp_mma<T, DP / 16, false, true>(acc2, sdA, AP, 16 * wm, sK, QP, wn * (DP / 2), wm + 1, 0, lane);
 #pragma unroll
@@ -196,8 +459,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
             store_tok<T, DP / 16>(bp.dq, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), n, p.D, lane, p.scale);
         } else if (!DSTATE_ONLY) {
             /* dV = A^T dO + diag(f_j) K dS': rows j = 16wm.., cols wn*EP/2.. */
-            const float fj0 = (16 * wm + (lane >> 2) < n) ? __expf(G_last - Gs[16 * wm + (lane >> 2)]) : 0.0f;
-            const float fj1 = (16 * wm + (lane >> 2) + 8 < n) ? __expf(G_last - Gs[16 * wm + (lane >> 2) + 8]) : 0.0f;
+            const float fj0 = (16 * wm + (lane >> 2) < n) ? __expf(Gs[LA_C + 16 * wm + (lane >> 2)]) : 0.0f;
+            const float fj1 = (16 * wm + (lane >> 2) + 8 < n) ? __expf(Gs[LA_C + 16 * wm + (lane >> 2) + 8]) : 0.0f;
             {
                 float acc[EP / 16][4] = {}, acc2[EP / 16][4] = {};
                 warp_mma<T, EP / 16, false, true>(acc, sK, QP, 16 * wm, sS, VP, wn * (EP / 2), DP / 16, 0, lane);
@@ -220,10 +483,21 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
                 }
                 store_tok<T, EP / 16>(bp.dv, L.b, h, L.tb + t0, acc, wm, wn * (EP / 2), n, p.E, lane, 1.0f);
             }
+            if (DLD && it > 0) { /* k_j . v_j Y^T: pairs to chunks after the next one */
+                float acc3[DP / 16][4] = {}, d[2];
+                warp_mma<T, DP / 16, false, false>(acc3, sV, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane);
+                tile_row_dots<T, DP / 16>(Ks, QP, acc3, 16 * wm, wn * (DP / 2), lane, d);
+                put_row_dots(red_b, wn, 16 * wm, lane, d);
+            }
             /* dK = dA^T Q^ + diag(f_j) V dS'^T: rows j, cols wn*DP/2.. */
             {
                 float acc[DP / 16][4] = {}, acc2[DP / 16][4] = {};
                 warp_mma<T, DP / 16, false, false>(acc, sV, VP, 16 * wm, sS, VP, wn * (DP / 2), EP / 16, 0, lane);
+                if (DLD) { /* k_j . dk^inter_j (before f_j) */
+                    float d[2];
+                    tile_row_dots<T, DP / 16>(Ks, QP, acc, 16 * wm, wn * (DP / 2), lane, d);
+                    put_row_dots(red_a, wn, 16 * wm, lane, d);
+                }
                 for (int ks = wm; ks < LA_C / 16; ks++) {
                     uint32_t a[4];
                     ldmatrix_x4_trans_at(a, frag_a_tr(sdA, AP, 16 * wm, ks * 16, lane));
@@ -244,6 +518,15 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
             }
         }
 
+        /* z_0 (DLD): the initial state's pairs that span chunk 0, e^{G_last} <S0, dS'_0>. */
+        if (DLD && role == 1 && L.sp == 0 && c == 0) {
+            float z = p.s0.ptr ? state_dot<DP, EP>(S, p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh, p.s0.sd, p.s0.se, p.D,
+                                                    p.E, wm, wn, lane)
+                               : 0.0f;
+            z = warp_sum(z);
+            if (lane == 0) red_z[warp] = z;
+        }
+
         /* State update.  role 0: S <- e^{G_last} S + (f_j k_j)^T v_j, f_j = e^{G_last - G_j};
          * role 1: dS <- e^{G_last} dS + (f_i q^_i)^T dO_i, f_i = e^{G_i}.  Hi/lo split as in the forward. */
         const float decay_all = __expf(G_last);
@@ -253,13 +536,46 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
             for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
                 for (int r = 0; r < 4; r++) S[mt][nt][r] *= decay_all;
-        const uint32_t sX = role == 0 ? sK : sQ;  /* the [token][d] operand */
-        const uint32_t sY = role == 0 ? sV : sD;  /* the [token][e] operand */
-        state_update<T, DP, EP>(S, sX, QP, sY, VP, [&](int j) {
-            return j >= n ? 0.0f : role == 0 ? __expf(G_last - Gs[j]) : p.scale * __expf(Gs[j]);
+        if (DLD) {
+            __syncthreads(); /* partial sums complete; every warp is past its reads of Ss and Xs */
+            if (warp == 0) {
+                if (role == 0) dld_chunk_role0(bp, L, h, ci0 + c, it > 0, t0, n, Gs, red_a, red_b, tok_row, lane);
+                else dld_chunk_role1(bp, L, h, ci0 + c, it > 0, t0, n, Gs, red, lane);
+            }
+            /* X = e^{G_last} S (role 0) or Y = e^{G_last} dS' (role 1): the
+             * state without this chunk's own tokens, for the next chunk. */
+            state_copy<T, DP, EP>(S, Xs, wm, wn, lane);
+        }
+        const uint32_t sXo = role == 0 ? sK : sQ;  /* the [token][d] operand */
+        const uint32_t sYo = role == 0 ? sV : sD;  /* the [token][e] operand */
+        state_update<T, DP, EP>(S, sXo, QP, sYo, VP, [&](int j) {
+            return j >= n ? 0.0f : role == 0 ? __expf(Gs[LA_C + j]) : p.scale * __expf(Gs[j]);
         }, wm, wn, lane);
-        __syncthreads(); /* every warp is past its reads of the state copy */
+        if (!DLD) __syncthreads(); /* every warp is past its reads of the state copy */
         write_state_copy();
+    }
+
+    /* DLD across a segment boundary: the pairs that span the first chunk of
+     * the next segment (role 0) or the last chunk of the previous one (role
+     * 1) need this block's X or Y; load that neighbour chunk for them. */
+    if (DLD && role == 0 && L.te < L.len) {
+        const int n = (int)(L.len - L.te < LA_C ? L.len - L.te : LA_C);
+        load_chunk(L.te, n, true, false);
+        float acc3[DP / 16][4] = {}, d[2];
+        warp_mma<T, DP / 16, false, false>(acc3, sD, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane);
+        tile_row_dots<T, DP / 16>(Qs, QP, acc3, 16 * wm, wn * (DP / 2), lane, d);
+        put_row_dots(red_b, wn, 16 * wm, lane, d);
+        __syncthreads();
+        if (warp == 0) dld_boundary_col(bp, L.s, h, L.te / LA_C, n, Gs, red_b, lane);
+    }
+    if (DLD && role == 1 && L.sp > 0) {
+        load_chunk(L.ts - LA_C, LA_C, false, true);
+        float acc3[DP / 16][4] = {}, d[2];
+        warp_mma<T, DP / 16, false, false>(acc3, sV, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane);
+        tile_row_dots<T, DP / 16>(Ks, QP, acc3, 16 * wm, wn * (DP / 2), lane, d);
+        put_row_dots(red_b, wn, 16 * wm, lane, d);
+        __syncthreads();
+        if (warp == 0) dld_boundary_row(bp, L.s, h, L.ts / LA_C - 1, Gs, red_b, lane);
     }
 
     /* Reverse state pass: the segment's local gradient. */

@@ -1,4 +1,4 @@
-/* bwd_launch.h - host entry of the backward kernels (bwd.cu). */
+/* bwd_launch.h - host entry of the backward kernels (bwd_bf16.cu, bwd_f16.cu). */
 #ifndef LA_CUDA_BWD_LAUNCH_H
 #define LA_CUDA_BWD_LAUNCH_H
 
@@ -6,9 +6,13 @@
 #include "kernel_params.h"
 #include <cuda_runtime.h>
 
-/* One block per (sequence, head) and role; DP, EP: padded head dims (64 or 128). */
-la_status_t la_cuda_bwd(const struct la_bwd_params *b, int DP, int EP, int total_segs, int bf16, cudaStream_t s,
-                        char *msg);
-int la_cuda_bwd_smem(int DP, int EP);
+/* One block per (segment, head) and role; DP, EP: padded head dims (64 or 128).
+ * With b->want_dld the log-decay gradient's finish kernels follow. */
+la_status_t la_cuda_bwd_bf16(const la_bwd_params_t *b, int DP, int EP, int total_segs, cudaStream_t s, char *msg);
+la_status_t la_cuda_bwd_f16(const la_bwd_params_t *b, int DP, int EP, int total_segs, cudaStream_t s, char *msg);
+/* The decay gradient's finish kernels (after the backward kernel). */
+cudaError_t la_cuda_dld_finish(const la_bwd_params_t *b, cudaStream_t s);
+/* Shared memory of one backward block (dld: with the decay gradient). */
+int la_cuda_bwd_smem(int DP, int EP, int dld);
 
 #endif

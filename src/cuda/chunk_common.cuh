@@ -15,23 +15,36 @@
 
 #define LA_C LA_CUDA_CHUNK
 
-/* Warp 0: Gs[i] = sum_{r <= i} g_r over the chunk (fixed order, so
- * deterministic); SCALAR_HEAD: (i + 1) ld; NONE: 0. */
-__device__ __forceinline__ void chunk_cumsum(const float *gs, float *Gs, int decay, float ld_head, int lane) {
-    if (decay == 2) {
+/* Warp 0: Gs[i] = sum_{r <= i} g_r over the chunk and Gs[64 + j] =
+ * sum_{j < r < n} g_r = G_last - G_j (fixed order, so deterministic);
+ * SCALAR_HEAD: (i + 1) ld and (n - 1 - j) ld; NONE: 0.  The suffix sums are
+ * summed directly, not taken as G_last - G_j: under strong decay G is large
+ * and that difference would lose the exponent's low bits (a relative error
+ * of ~eps |G| in every key's factor of the state update). */
+__device__ __forceinline__ void chunk_cumsum(const float *gs, float *Gs, int decay, float ld_head, int n, int lane) {
+    float *Rs = Gs + LA_C;
+    if (decay == 2) { /* rows >= n hold g = 0 */
         float x0 = gs[2 * lane], x1 = gs[2 * lane + 1];
-        float incl = x0 + x1;
+        float incl = x0 + x1, sincl = x0 + x1;
 #pragma unroll
         for (int off = 1; off < 32; off <<= 1) {
             float y = __shfl_up_sync(0xffffffffu, incl, off);
             if (lane >= off) incl += y;
+            float z = __shfl_down_sync(0xffffffffu, sincl, off);
+            if (lane + off < 32) sincl += z;
         }
         float excl = incl - (x0 + x1);
         Gs[2 * lane] = excl + x0;
         Gs[2 * lane + 1] = excl + x0 + x1;
+        float after = __shfl_down_sync(0xffffffffu, sincl, 1);
+        if (lane == 31) after = 0.0f;
+        Rs[2 * lane + 1] = after;
+        Rs[2 * lane] = after + x1;
     } else {
         Gs[2 * lane] = ld_head * (float)(2 * lane + 1);
         Gs[2 * lane + 1] = ld_head * (float)(2 * lane + 2);
+        Rs[2 * lane] = 2 * lane < n ? ld_head * (float)(n - 1 - 2 * lane) : 0.0f;
+        Rs[2 * lane + 1] = 2 * lane + 1 < n ? ld_head * (float)(n - 2 - 2 * lane) : 0.0f;
     }
 }
 

@@ -5,7 +5,7 @@
  * Support comes from one function (cuda_support) that the dispatcher also
  * follows, so "supported?" and what runs cannot disagree.  What runs:
  *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds
- *   backward, state-only backward  chunk kernels, scalar decay kinds, fixed decay, D, E <= 128
+ *   backward, state-only backward  chunk kernels, scalar decay kinds (with d ld), D, E <= 128
  *   decode                       one block per (sequence, head), every decay kind
  * The chunk kernels take D <= 128 (padded to 64 or 128) and any E <= 256
  * (cut into slices of 64 or 128 columns, one block each: see choose_eslice).
@@ -68,17 +68,14 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
                 snprintf(msg, LA_MSG_LEN, "the CUDA backward needs its token tensors (q, k, v, d_o, dq, dk, dv) in one dtype");
                 return LA_STATUS_UNSUPPORTED_DTYPE;
             }
-        if (pl->want_dld || pl->want_dldv) {
-            snprintf(msg, LA_MSG_LEN, "the CUDA backward does not return the decay gradient yet (learnable decay)");
-            return LA_STATUS_NOT_SUPPORTED;
-        }
         if (pl->p.dim_v > 128) {
             snprintf(msg, LA_MSG_LEN, "the CUDA backward takes E <= 128 (got E=%lld)", (long long)pl->p.dim_v);
             return LA_STATUS_UNSUPPORTED_HEAD_DIM;
         }
-        if (la_cuda_bwd_smem(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v)) > device_smem_optin()) {
-            snprintf(msg, LA_MSG_LEN, "the CUDA backward needs %d bytes of shared memory per block, this GPU has %d",
-                     la_cuda_bwd_smem(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v)), device_smem_optin());
+        const int smem = la_cuda_bwd_smem(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v), pl->want_dld);
+        if (smem > device_smem_optin()) {
+            snprintf(msg, LA_MSG_LEN, "the CUDA backward%s needs %d bytes of shared memory per block, this GPU has %d",
+                     pl->want_dld ? " with the decay gradient" : "", smem, device_smem_optin());
             return LA_STATUS_NOT_SUPPORTED;
         }
     }
@@ -175,14 +172,27 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
 }
 
 /* Workspace layout (bytes, each part 256-aligned):
- *   [flag int] [cu_seqlens int64 x (S+1)] [seg_off int x (S+1)]
- *   [seg_state f32 x total*H*DP*EPT] [seg_logdecay f32 x total*H]
- * (EPT = E rounded up to whole value slices) */
+ *   [flag int] [cu_seqlens int64 x (S+1)] [seg_off int x (S+1)] [chunk_off int x (S+1)]
+ *   [seg_state f32 x total*H*DP*EPT] [seg_logdecay f32 x total*H] [seg_dstate, as seg_state]
+ *   decay gradient: [dld_tok f32 x B*H*ntot] [dld_chunk f32 x 4*H*tc] [dld_z0 f32 x S*H]
+ *   [dld_part f64 x S*H]
+ * (EPT = E rounded up to whole value slices; seg_dstate for the backward) */
 typedef struct ws_layout {
-    size_t flag, cu, seg_off, seg_state, seg_logdecay, seg_dstate, total;
+    size_t flag, cu, seg_off, chunk_off, seg_state, seg_logdecay, seg_dstate;
+    size_t dld_tok, dld_chunk, dld_z0, dld_part, total;
 } ws_layout_t;
 
 static size_t al256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+/* Chunks over all sequences, and tokens per (batch row, head) row. */
+static int64_t total_chunks(const la_plan_t *pl) {
+    int64_t tc = 0;
+    for (int64_t s = 0; s < pl->num_seqs; s++) tc += (la_plan_seq_len(pl, s) + LA_CUDA_CHUNK - 1) / LA_CUDA_CHUNK;
+    return tc;
+}
+static int64_t tokens_per_row(const la_plan_t *pl) {
+    return pl->packed ? pl->p.cu_seqlens[pl->num_seqs] : pl->p.seqlen;
+}
 
 static ws_layout_t layout_ws(const la_plan_t *pl, const seg_plan_t *sp, int eslice) {
     ws_layout_t w;
@@ -193,12 +203,25 @@ static ws_layout_t layout_ws(const la_plan_t *pl, const seg_plan_t *sp, int esli
     w.flag = 0;
     w.cu = al256(w.flag + sizeof(int));
     w.seg_off = al256(w.cu + (pl->packed ? S * sizeof(int64_t) : 0));
-    w.seg_state = al256(w.seg_off + (pl->packed ? S * sizeof(int) : 0));
+    w.chunk_off = al256(w.seg_off + (pl->packed ? S * sizeof(int) : 0));
+    w.seg_state = al256(w.chunk_off + (pl->packed ? S * sizeof(int) : 0));
     w.seg_logdecay = al256(w.seg_state + st * (size_t)DP * EPT * sizeof(float));
     w.seg_dstate = al256(w.seg_logdecay + st * sizeof(float));
     /* The backward's state gradients at segment boundaries, same shape. */
     size_t dst = pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD ? st * (size_t)DP * EPT * sizeof(float) : 0;
-    w.total = al256(w.seg_dstate + dst);
+    w.dld_tok = al256(w.seg_dstate + dst);
+    /* The decay gradient's scratch: per token (role 0's term, SCALAR_TOKEN),
+     * per chunk and per (sequence, head).  B4 H32 N8192: 16 MiB, 0.2 MiB. */
+    int dld = pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD ? pl->want_dld : 0;
+    int has_do = pl->op == LA_OP_BACKWARD;
+    size_t tok = dld && has_do && pl->p.decay == LA_DECAY_SCALAR_TOKEN
+                     ? (size_t)(pl->packed ? 1 : pl->p.batch) * (size_t)pl->p.heads * (size_t)tokens_per_row(pl)
+                     : 0;
+    size_t sh = (size_t)pl->num_seqs * (size_t)pl->p.heads;
+    w.dld_chunk = al256(w.dld_tok + tok * sizeof(float));
+    w.dld_z0 = al256(w.dld_chunk + (dld ? 4 * (size_t)pl->p.heads * (size_t)total_chunks(pl) * sizeof(float) : 0));
+    w.dld_part = al256(w.dld_z0 + (dld ? sh * sizeof(float) : 0));
+    w.total = al256(w.dld_part + (dld ? sh * sizeof(double) : 0));
     return w;
 }
 
@@ -259,27 +282,33 @@ static la_status_t fill_common(const la_plan_t *pl, const seg_plan_t *sp, char *
     if (pl->packed) {
         int64_t S = pl->num_seqs;
         int64_t *cu = (int64_t *)(ws + w->cu);
-        int *off = (int *)(ws + w->seg_off);
-        int host_off[1024];
-        int *hoff = S + 1 <= 1024 ? host_off : (int *)malloc((size_t)(S + 1) * sizeof(int));
+        int *off = (int *)(ws + w->seg_off), *coff = (int *)(ws + w->chunk_off);
+        int host_off[2 * 1024];
+        /* first segment and first chunk of each sequence, side by side */
+        int *hoff = S + 1 <= 1024 ? host_off : (int *)malloc(2 * (size_t)(S + 1) * sizeof(int));
         if (!hoff) { snprintf(msg, LA_MSG_LEN, "out of host memory"); return LA_STATUS_ALLOC_FAILED; }
+        int *hcoff = hoff + S + 1;
         hoff[0] = 0;
+        hcoff[0] = 0;
         for (int64_t s = 0; s < S; s++) {
             int64_t len = la_plan_seq_len(pl, s);
             hoff[s + 1] = hoff[s] + (len == 0 ? 1 : (int)((len + sp->seg_len - 1) / sp->seg_len));
+            hcoff[s + 1] = hcoff[s] + (int)((len + LA_CUDA_CHUNK - 1) / LA_CUDA_CHUNK);
         }
         cudaError_t e1 = cudaMemcpyAsync(cu, pl->p.cu_seqlens, (size_t)(S + 1) * sizeof(int64_t),
                                          cudaMemcpyHostToDevice, stream);
         cudaError_t e2 = cudaMemcpyAsync(off, hoff, (size_t)(S + 1) * sizeof(int), cudaMemcpyHostToDevice, stream);
+        cudaError_t e4 = cudaMemcpyAsync(coff, hcoff, (size_t)(S + 1) * sizeof(int), cudaMemcpyHostToDevice, stream);
         /* The copies read pageable host memory: wait before the buffer goes away. */
         cudaError_t e3 = cudaStreamSynchronize(stream);
         if (hoff != host_off) free(hoff);
-        if (e1 != cudaSuccess || e2 != cudaSuccess || e3 != cudaSuccess) {
+        if (e1 != cudaSuccess || e2 != cudaSuccess || e3 != cudaSuccess || e4 != cudaSuccess) {
             snprintf(msg, LA_MSG_LEN, "copying cu_seqlens to the device failed");
             return LA_STATUS_EXECUTION_FAILED;
         }
         p.seg.cu = cu;
         p.seg.seg_off = off;
+        p.seg.chunk_off = coff;
     }
     return LA_STATUS_SUCCESS;
 }
@@ -360,10 +389,24 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         l.main_pass = 0;
         la_fwd_params_t fp = b.f;
         fp.sN.ptr = NULL; /* the backward writes no final state */
-        st = t->q.dtype == LA_DTYPE_BF16 ? la_cuda_fwd_bf16(&fp, &l, stream, msg) : la_cuda_fwd_f16(&fp, &l, stream, msg);
+        st = t->k.dtype == LA_DTYPE_BF16 ? la_cuda_fwd_bf16(&fp, &l, stream, msg) : la_cuda_fwd_f16(&fp, &l, stream, msg);
         if (st) return st;
     }
-    return la_cuda_bwd(&b, pad_dim(b.f.D), pad_dim(b.f.E), sp.total, t->q.dtype == LA_DTYPE_BF16, stream, msg);
+    if (pl->want_dld) {
+        b.want_dld = 1;
+        b.d_ld = (float *)t->d_ld.data;
+        b.dld_sb = t->d_ld.stride[0]; b.dld_sh = t->d_ld.stride[1]; b.dld_st = t->d_ld.stride[2];
+        b.dld_tok = (float *)(ws + w.dld_tok);
+        b.dld_chunk = (float *)(ws + w.dld_chunk);
+        b.dld_z0 = (float *)(ws + w.dld_z0);
+        b.dld_part = (double *)(ws + w.dld_part);
+        b.ntot = tokens_per_row(pl);
+        b.tc = total_chunks(pl);
+        b.nch_seq = (int)((pl->p.seqlen + LA_CUDA_CHUNK - 1) / LA_CUDA_CHUNK);
+    }
+    const la_dtype_t dt = t->k.dtype; /* q is absent from the state-only backward */
+    if (dt == LA_DTYPE_BF16) return la_cuda_bwd_bf16(&b, pad_dim(b.f.D), pad_dim(b.f.E), sp.total, stream, msg);
+    return la_cuda_bwd_f16(&b, pad_dim(b.f.D), pad_dim(b.f.E), sp.total, stream, msg);
 }
 
 static la_status_t cuda_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads, void *stream_ptr,

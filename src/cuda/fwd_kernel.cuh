@@ -33,7 +33,7 @@
  * fit 99 KB per block (checked below at compile time). */
 __host__ __device__ constexpr int fwd_smem_bytes(int DP, int EP, int elem, int stages) {
     return (stages * LA_C * (DP + 8) * 2 + stages * LA_C * (EP + 8) + LA_C * (LA_C + 8) + DP * (EP + 8)) * elem +
-           (2 * LA_C + LA_C) * 4;
+           (2 * LA_C + 2 * LA_C) * 4;
 }
 static_assert(fwd_smem_bytes(128, 128, 2, 1) <= 99 * 1024, "single-stage forward must fit sm_120's 99 KB");
 
@@ -42,6 +42,7 @@ struct seg_loc {
     int s, sp, nseg;
     int64_t b, tb;     /* batch row, token offset of the sequence in the N dim */
     int64_t ts, te;    /* segment's token range within the sequence */
+    int64_t len;       /* the sequence's length */
 };
 
 __device__ __forceinline__ seg_loc locate_segment(const la_seginfo_t &si, int g) {
@@ -67,6 +68,7 @@ __device__ __forceinline__ seg_loc locate_segment(const la_seginfo_t &si, int g)
         L.tb = 0;
         len = si.seqlen;
     }
+    L.len = len;
     L.ts = (int64_t)L.sp * si.seg_len;
     L.te = L.ts + si.seg_len < len ? L.ts + si.seg_len : len;
     if (L.te < L.ts) L.te = L.ts;
@@ -117,7 +119,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
     T *As = Vs + STAGES * LA_C * VP;                  /* [64][AP] */
     T *Ss = As + LA_C * AP;                           /* [DP][VP] */
     float *gs = reinterpret_cast<float *>(Ss + DP * VP); /* [2][64] raw log decays */
-    float *Gs = gs + 2 * LA_C;                        /* [64] cumsum */
+    float *Gs = gs + 2 * LA_C;                        /* [2][64] cumsum, suffix sums */
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = warp & 3, wn = warp >> 2;
@@ -192,7 +194,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
         if (STAGES > 1 && c + 1 < nchunks) issue(c + 1);
 
         /* Chunk-local inclusive cumsum of the log decay (warp 0, fixed order). */
-        if (warp == 0) chunk_cumsum(gs + buf * LA_C, Gs, p.decay, ld_head, lane);
+        if (warp == 0) chunk_cumsum(gs + buf * LA_C, Gs, p.decay, ld_head, n, lane);
         __syncthreads(); /* B2 */
         const float G_last = Gs[n - 1];
         const uint32_t sQb = sQ0 + buf * LA_C * QP * 2, sKb = sK0 + buf * LA_C * QP * 2;
@@ -334,7 +336,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
                 }
             }
         }
-        /* ---- S <- exp(G_last) S + K~^T V, K~_j = exp(G_last - G_j) k_j (exponent <= 0;
+        /* ---- S <- exp(G_last) S + K~^T V, K~_j = exp(G_last - G_j) k_j (exponent <= 0, the suffix sum;
          * rows j >= n are zero and get factor 0, never exp of a positive number). ---- */
         const float decay_all = __expf(G_last);
 #pragma unroll
@@ -343,7 +345,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
             for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
                 for (int r = 0; r < 4; r++) S[mt][nt][r] *= decay_all;
-        state_update<T, DP, EP>(S, sKb, QP, sVb, VP, [&](int j) { return j < n ? __expf(G_last - Gs[j]) : 0.0f; },
+        state_update<T, DP, EP>(S, sKb, QP, sVb, VP, [&](int j) { return j < n ? __expf(Gs[LA_C + j]) : 0.0f; },
                                 wm, wn, lane);
         seg_logdecay += G_last;
         state_nonzero = true;

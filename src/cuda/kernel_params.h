@@ -35,6 +35,7 @@ typedef struct la_seginfo {
     /* Packed: device arrays. */
     const int64_t *cu;       /* [num_seqs + 1] token offsets, or NULL */
     const int *seg_off;      /* [num_seqs + 1] first global segment of each sequence */
+    const int *chunk_off;    /* [num_seqs + 1] first global chunk of each sequence */
     int num_seqs;
     int total_segs;          /* number of segments over all sequences */
 } la_seginfo_t;
@@ -68,6 +69,19 @@ typedef struct la_bwd_params {
      * reverse fold) the gradient arriving at the segment's outgoing state.
      * f.seg_state holds the incoming states from the forward state pass. */
     float *seg_dstate;
+    /* The log-decay gradient (learnable decay; docs/CUDA-BACKWARD.md), or
+     * want_dld = 0.  Per chunk the kernel writes its local terms, the finish
+     * kernels add the terms that cross chunks, all in a fixed order. */
+    int want_dld;
+    float *d_ld;             /* SCALAR_HEAD: d_ld[h * dld_sh]; SCALAR_TOKEN: [B, H, N] */
+    int64_t dld_sb, dld_sh, dld_st;
+    float *dld_tok;          /* [B * H * ntot] role 0's per-token term (SCALAR_TOKEN) */
+    float *dld_chunk;        /* [4][H][tc]: col, row, s1, s24 per chunk (see la_dld_finish) */
+    float *dld_z0;           /* [S * H] initial-state pairs spanning chunk 0 */
+    double *dld_part;        /* [S * H] per-sequence sums (SCALAR_HEAD) */
+    int64_t ntot;            /* tokens per (batch row, head) row of dld_tok */
+    int64_t tc;              /* chunks over all sequences */
+    int nch_seq;             /* chunks per sequence (not packed) */
 } la_bwd_params_t;
 
 #endif
