@@ -10,8 +10,8 @@
  *                           dK  = dA^T Q^ + diag(e^{G_last - G_j}) V dS'^T
  *                           dS <- e^{G_last} dS' + (diag(e^{G_i}) Q^)^T dO
  * with q^ = scale q, A = (Q^ K^T) * Gamma, dA = (dO V^T) * Gamma (docs/MATH.md).
- * Both state updates use the hi/lo split of the forward so S and dS keep
- * fp32-level accuracy (the initial-state gradient is an fp32 output).
+ * dS keeps fp32-level accuracy (the forward's hi/lo split) when the
+ * initial-state gradient, an f32 output, is wanted.
  * The state-only backward is role 1 with dO = 0 (and no q).
  */
 #ifndef LA_CUDA_BWD_KERNEL_CUH
@@ -332,8 +332,12 @@ __device__ __forceinline__ void dld_boundary_row(const la_bwd_params_t &bp, int 
 
 /* DSTATE_ONLY: the reverse state pass of multi-segment runs: role 1 only,
  * from a zero gradient, no dK/dV; the segment's local dS goes to seg_dstate. */
+/* Blocks per SM the backward is built for: two at D = E = 64 (64 KB of
+ * shared memory, 128 registers), else one. */
+__host__ __device__ constexpr int bwd_blocks_per_sm(int DP, int EP) { return DP == 64 && EP == 64 ? 2 : 1; }
+
 template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD>
-__global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd_params_t bp) {
+__global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la_bwd_kernel(const la_bwd_params_t bp) {
     const la_fwd_params_t &p = bp.f;
     constexpr int QP = DP + 8, VP = EP + 8, AP = LA_C + 8;
     constexpr int MT = DP / 64, NTS = EP / 16;   /* state tile per warp: (DP/4) x (EP/2) */
@@ -548,9 +552,15 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, 1) la_bwd_kernel(const la_bwd
         }
         const uint32_t sXo = role == 0 ? sK : sQ;  /* the [token][d] operand */
         const uint32_t sYo = role == 0 ? sV : sD;  /* the [token][e] operand */
-        state_update<T, DP, EP>(S, sXo, QP, sYo, VP, [&](int j) {
+        /* The hi/lo split only where a state leaves as f32: role 1's dS
+         * when the initial-state gradient is wanted.  Otherwise S and dS
+         * only multiply into half-precision dq, dk, dv (and the decay
+         * gradient, held to the same precision). */
+        auto factor = [&](int j) {
             return j >= n ? 0.0f : role == 0 ? __expf(Gs[LA_C + j]) : p.scale * __expf(Gs[j]);
-        }, wm, wn, lane);
+        };
+        if (role == 1 && bp.ds0.ptr) state_update<T, DP, EP, true>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);
+        else state_update<T, DP, EP, false>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);
         if (!DLD) __syncthreads(); /* every warp is past its reads of the state copy */
         write_state_copy();
     }

@@ -14,5 +14,7 @@ la_status_t la_cuda_bwd_f16(const la_bwd_params_t *b, int DP, int EP, int total_
 cudaError_t la_cuda_dld_finish(const la_bwd_params_t *b, cudaStream_t s);
 /* Shared memory of one backward block (dld: with the decay gradient). */
 int la_cuda_bwd_smem(int DP, int EP, int dld);
+/* Blocks per SM the backward kernel is built for (its launch bounds). */
+int la_cuda_bwd_blocks_per_sm(int DP, int EP);
 
 #endif

@@ -114,8 +114,11 @@ __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4]
  * and split into a hi and a lo part in the input dtype: two products, so the
  * state carries ~16 mantissa bits of every term, not 8 (fp32-level states).
  * All hi products, then all lo products: consecutive mmas hit different
- * accumulator tiles. */
-template <typename T, int DP, int EP, typename Factor>
+ * accumulator tiles.  LO = false drops the lo part (a quarter of a forward
+ * chunk's mmas): for states that only ever multiply q into a half-precision
+ * output, never leave the kernel, so 8 bits per term are what the output
+ * keeps anyway. */
+template <typename T, int DP, int EP, bool LO, typename Factor>
 __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], uint32_t sX, int XP, uint32_t sY, int YP,
                                              Factor f_of, int wm, int wn, int lane) {
     constexpr int MT = DP / 64, NTS = EP / 16;
@@ -140,8 +143,10 @@ __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], ui
                 const T *h2 = reinterpret_cast<const T *>(&a[r]);
                 float x0 = float(h2[0]) * f[(r >> 1) * 2], x1 = float(h2[1]) * f[(r >> 1) * 2 + 1];
                 ahi[mt][r] = mma_traits<T>::pack(x0, x1);
-                const T *hh = reinterpret_cast<const T *>(&ahi[mt][r]);
-                alo[mt][r] = mma_traits<T>::pack(x0 - float(hh[0]), x1 - float(hh[1]));
+                if (LO) {
+                    const T *hh = reinterpret_cast<const T *>(&ahi[mt][r]);
+                    alo[mt][r] = mma_traits<T>::pack(x0 - float(hh[0]), x1 - float(hh[1]));
+                }
             }
         }
 #pragma unroll
@@ -153,13 +158,15 @@ __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], ui
                 mma_16816<T>(S[mt][2 * np], ahi[mt], bfr[np]);
                 mma_16816<T>(S[mt][2 * np + 1], ahi[mt], bfr[np] + 2);
             }
+        if (LO) {
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int np = 0; np < NTS / 2; np++) {
-                mma_16816<T>(S[mt][2 * np], alo[mt], bfr[np]);
-                mma_16816<T>(S[mt][2 * np + 1], alo[mt], bfr[np] + 2);
-            }
+                for (int np = 0; np < NTS / 2; np++) {
+                    mma_16816<T>(S[mt][2 * np], alo[mt], bfr[np]);
+                    mma_16816<T>(S[mt][2 * np + 1], alo[mt], bfr[np] + 2);
+                }
+        }
     }
 }
 

@@ -115,6 +115,7 @@ static int device_sms(void) {
  * columns and run one block per SM; 64-column slices run two blocks per SM
  * (half the registers) and give more blocks when batch x heads is small. */
 static int choose_eslice(const la_plan_t *pl, int sms) {
+    if (pl->p.dim_v <= LA_CUDA_ESLICE_SMALL) return LA_CUDA_ESLICE_SMALL; /* a wider slice would be padding */
     int64_t items = pl->num_seqs * pl->p.heads * ((pl->p.dim_v + 127) / 128);
     return items >= (3 * (int64_t)sms) / 4 ? LA_CUDA_ESLICE_LARGE : LA_CUDA_ESLICE_SMALL;
 }
@@ -142,7 +143,8 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
     int eslice = choose_eslice(pl, sms);
     int bwd = pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD;
     int64_t items = pl->num_seqs * pl->p.heads * (bwd ? 2 : (pl->p.dim_v + eslice - 1) / eslice);
-    int64_t slots = (int64_t)(bwd ? 1 : blocks_per_sm(eslice)) * sms;
+    int64_t slots = (int64_t)(bwd ? la_cuda_bwd_blocks_per_sm(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v))
+                                  : blocks_per_sm(eslice)) * sms;
     int64_t maxlen = la_plan_max_len(pl);
     int64_t want = items >= (3 * slots) / 4 ? 1 : slots / items;
     int64_t by_len = (maxlen + LA_CUDA_MIN_SEGMENT - 1) / LA_CUDA_MIN_SEGMENT;

@@ -106,7 +106,10 @@ __device__ __forceinline__ void load_tile(T *dst, const la_tok_t &x, int64_t b, 
     }
 }
 
-template <typename T, int DP, int EP, bool STATE_ONLY, int STAGES>
+/* PRECISE: the state update keeps fp32-level terms (hi/lo split); needed
+ * where the state leaves the kernel (final state, segment states), not for a
+ * state that only produces o. */
+template <typename T, int DP, int EP, bool STATE_ONLY, int STAGES, bool PRECISE>
 __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chunk_kernel(const la_fwd_params_t p) {
     constexpr int QP = DP + 8, VP = EP + 8, AP = LA_C + 8;
     constexpr int MT = DP / 64;        /* m16 tiles of the state per warp (rows d) */
@@ -345,7 +348,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
             for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
                 for (int r = 0; r < 4; r++) S[mt][nt][r] *= decay_all;
-        state_update<T, DP, EP>(S, sKb, QP, sVb, VP, [&](int j) { return j < n ? __expf(Gs[LA_C + j]) : 0.0f; },
+        state_update<T, DP, EP, PRECISE>(S, sKb, QP, sVb, VP, [&](int j) { return j < n ? __expf(Gs[LA_C + j]) : 0.0f; },
                                 wm, wn, lane);
         seg_logdecay += G_last;
         state_nonzero = true;

@@ -25,7 +25,9 @@ static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l
     const int smem = fwd_smem_bytes(DP, EP, 2, STAGES);
     const dim3 grid(l.total_segs, p.H, (p.E + EP - 1) / EP);
     if (l.state_pass) {
-        auto k = la_fwd_chunk_kernel<T, DP, EP, true, STAGES>;
+        /* Segment states reach the caller only through the final state. */
+        auto k = p.sN.ptr ? la_fwd_chunk_kernel<T, DP, EP, true, STAGES, true>
+                          : la_fwd_chunk_kernel<T, DP, EP, true, STAGES, false>;
         LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         k<<<grid, LA_CUDA_THREADS, smem, stream>>>(p);
         LA_LAUNCH_TRY(cudaGetLastError());
@@ -34,7 +36,12 @@ static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l
         LA_LAUNCH_TRY(cudaGetLastError());
     }
     if (l.main_pass) {
-        auto k = la_fwd_chunk_kernel<T, DP, EP, false, STAGES>;
+        /* The output pass writes the final state only with one segment per
+         * sequence (else the fold does); without it, o alone needs no
+         * fp32-level state. */
+        const bool precise = p.sN.ptr != nullptr && !l.state_pass;
+        auto k = precise ? la_fwd_chunk_kernel<T, DP, EP, false, STAGES, true>
+                         : la_fwd_chunk_kernel<T, DP, EP, false, STAGES, false>;
         LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         k<<<grid, LA_CUDA_THREADS, smem, stream>>>(p);
         LA_LAUNCH_TRY(cudaGetLastError());
