@@ -426,12 +426,14 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
 
         /* dA = (dO V^T) * Gamma (both roles); A = (Q^ K^T) * Gamma (role 1). */
         if (!DSTATE_ONLY) {
+            /* Warp tiles entirely above the diagonal stay zero: no products. */
+            const bool live = 32 * wn <= 16 * wm + 15;
             float acc[4][4] = {};
-            warp_mma<T, 4, false, false>(acc, sD, VP, 16 * wm, sV, VP, 32 * wn, EP / 16, 0, lane);
+            if (live) warp_mma<T, 4, false, false>(acc, sD, VP, 16 * wm, sV, VP, 32 * wn, EP / 16, 0, lane);
             store_masked<T>(dAs, AP, acc, Gs, n, wm, wn, lane, 1.0f);
             if (role == 1) {
                 float acc_a[4][4] = {};
-                warp_mma<T, 4, false, false>(acc_a, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane);
+                if (live) warp_mma<T, 4, false, false>(acc_a, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane);
                 store_masked<T>(As, AP, acc_a, Gs, n, wm, wn, lane, p.scale);
                 if (DLD) dld_pair_partials(acc_a, acc, Gs, n, p.scale, wm, wn, lane, red_mr, red_mc);
             }

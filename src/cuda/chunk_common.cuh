@@ -96,6 +96,21 @@ __device__ __forceinline__ void state_store(const float (&S)[DP / 64][EP / 16][4
 template <typename T, int DP, int EP>
 __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4], T *Ss, int wm, int wn, int lane) {
     typedef state_frag<DP, EP> F;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    /* stmatrix: one store per two n8 tiles (four 8x8 matrices: rows 0-7 and
+     * 8-15 of tiles nt and nt+1) instead of eight 4-byte stores. */
+    const uint32_t base = smem_addr(Ss + (wm * (DP / 4) + (lane & 7) + 8 * ((lane >> 3) & 1)) * (EP + 8) +
+                                    wn * (EP / 2) + 8 * (lane >> 4));
+#pragma unroll
+    for (int mt = 0; mt < F::MT; mt++)
+#pragma unroll
+        for (int np = 0; np < F::NTS / 2; np++)
+            stmatrix_x4_at(base + (mt * 16 * (EP + 8) + np * 16) * 2,
+                           mma_traits<T>::pack(S[mt][2 * np][0], S[mt][2 * np][1]),
+                           mma_traits<T>::pack(S[mt][2 * np][2], S[mt][2 * np][3]),
+                           mma_traits<T>::pack(S[mt][2 * np + 1][0], S[mt][2 * np + 1][1]),
+                           mma_traits<T>::pack(S[mt][2 * np + 1][2], S[mt][2 * np + 1][3]));
+#else
 #pragma unroll
     for (int mt = 0; mt < F::MT; mt++)
 #pragma unroll
@@ -106,6 +121,7 @@ __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4]
                 *reinterpret_cast<uint32_t *>(&Ss[d * (EP + 8) + e]) =
                     mma_traits<T>::pack(S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
             }
+#endif
 }
 
 /* S += sum_j (f(j) X_j)^T Y_j over the chunk's 64 tokens, X: [64][DP] at sX

@@ -18,8 +18,9 @@
  * copy of S rounded to the input dtype for the Q S product.  The state
  * itself never leaves fp32.
  *
- * Barriers per chunk: B1 tiles landed; B2 G ready; B3 A ready; B4 every
- * warp past its O products (the S copy may be rewritten).  Row pitches are padded by 8 elements
+ * Barriers per chunk: B1 tiles landed; B3 A ready; B4 every warp past its
+ * O products (the S copy may be rewritten).  (Each warp keeps its own copy
+ * of the decay cumsum G, so G needs no barrier.)  Row pitches are padded by 8 elements
  * (16 bytes) so ldmatrix rows fall in distinct banks.
  */
 #ifndef LA_CUDA_FWD_KERNEL_CUH
@@ -33,7 +34,7 @@
  * fit 99 KB per block (checked below at compile time). */
 __host__ __device__ constexpr int fwd_smem_bytes(int DP, int EP, int elem, int stages) {
     return (stages * LA_C * (DP + 8) * 2 + stages * LA_C * (EP + 8) + LA_C * (LA_C + 8) + DP * (EP + 8)) * elem +
-           (2 * LA_C + 2 * LA_C) * 4;
+           (2 * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4;
 }
 static_assert(fwd_smem_bytes(128, 128, 2, 1) <= 99 * 1024, "single-stage forward must fit sm_120's 99 KB");
 
@@ -122,9 +123,12 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
     T *As = Vs + STAGES * LA_C * VP;                  /* [64][AP] */
     T *Ss = As + LA_C * AP;                           /* [DP][VP] */
     float *gs = reinterpret_cast<float *>(Ss + DP * VP); /* [2][64] raw log decays */
-    float *Gs = gs + 2 * LA_C;                        /* [2][64] cumsum, suffix sums */
-
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    /* [8 warps][2][64] cumsum and suffix sums: each warp computes its own
+     * copy (a few dozen instructions), which saves a block-wide barrier per
+     * chunk. */
+    float *Gs = gs + 2 * LA_C + warp * 2 * LA_C;
+
     const int wm = warp & 3, wn = warp >> 2;
     /* Per-thread ldmatrix row addresses (bytes), fixed for the whole block:
      * every fragment load below is one of these plus a compile-time offset. */
@@ -196,9 +200,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
         __syncthreads(); /* B1: chunk c's tiles are in shared memory for everyone */
         if (STAGES > 1 && c + 1 < nchunks) issue(c + 1);
 
-        /* Chunk-local inclusive cumsum of the log decay (warp 0, fixed order). */
-        if (warp == 0) chunk_cumsum(gs + buf * LA_C, Gs, p.decay, ld_head, n, lane);
-        __syncthreads(); /* B2 */
+        /* Chunk-local inclusive cumsum of the log decay (every warp, fixed order). */
+        chunk_cumsum(gs + buf * LA_C, Gs, p.decay, ld_head, n, lane);
+        __syncwarp();
         const float G_last = Gs[n - 1];
         const uint32_t sQb = sQ0 + buf * LA_C * QP * 2, sKb = sK0 + buf * LA_C * QP * 2;
         const uint32_t sVb = sV0 + buf * LA_C * VP * 2;

@@ -79,6 +79,14 @@ __device__ __forceinline__ void ldmatrix_x4_trans_at(uint32_t r[4], uint32_t add
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(addr));
 }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+/* Four 8x8 b16 matrices from registers (the mma C layout, packed in pairs) to
+ * shared memory; lane l gives the address of row l%8 of matrix l/8 (sm_90+). */
+__device__ __forceinline__ void stmatrix_x4_at(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+                 "r"(r2), "r"(r3));
+}
+#endif
 __device__ __forceinline__ void cp_async_16_at(uint32_t saddr, const void *gmem, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr), "l"(gmem), "r"(src_bytes));
 }
