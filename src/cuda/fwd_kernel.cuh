@@ -18,8 +18,9 @@
  * copy of S rounded to the input dtype for the Q S product.  The state
  * itself never leaves fp32.
  *
- * Barriers per chunk: B1 tiles landed; B3 A ready; B4 every warp past its
- * O products (the S copy may be rewritten).  (Each warp keeps its own copy
+ * Barriers per chunk: B1 tiles landed (whole block); B3 A ready (the two
+ * warps of a row block); B4 the four warps of a column half past their O
+ * products (their S copy columns may be rewritten).  (Each warp keeps its own copy
  * of the decay cumsum G, so G needs no barrier.)  Row pitches are padded by 8 elements
  * (16 bytes) so ldmatrix rows fall in distinct banks.
  */
@@ -257,7 +258,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
                     *reinterpret_cast<uint32_t *>(&As[i * AP + j]) = mma_traits<T>::pack(v0, v1);
                 }
         }
-        __syncthreads(); /* B3: A is ready */
+        /* B3: A is ready.  A warp's O rows 16wm.. read only the A rows its
+         * own pair of warps (wm, 0) and (wm, 1) wrote. */
+        if (!STATE_ONLY) group_barrier(1 + wm, 64);
 
         if (!STATE_ONLY) {
             /* ---- O = exp(G_i) Q S + A V: warp tile rows 16wm.., cols wn*EP/2.. ---- */
@@ -357,7 +360,10 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chun
         seg_logdecay += G_last;
         state_nonzero = true;
         if (!STATE_ONLY) {
-            __syncthreads(); /* B4: every warp is past its O products, so Ss may be rewritten */
+            /* B4: Ss may be rewritten once every warp reading its columns
+             * (the four warps of this wn, which also write them) is past its
+             * O products. */
+            group_barrier(5 + wn, 128);
             write_state_copy();
         }
     }

@@ -51,6 +51,13 @@ __device__ __forceinline__ void mma_16816<__half>(float d[4], const uint32_t a[4
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+/* Barrier among `threads` threads (whole warps) that use the same id
+ * (1..15; 0 is __syncthreads): lets warp groups that share data wait only
+ * for each other. */
+__device__ __forceinline__ void group_barrier(int id, int threads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 __device__ __forceinline__ uint32_t smem_addr(const void *p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
