@@ -96,11 +96,13 @@ __device__ __forceinline__ void store_tok(const la_tok_t &x, int64_t b, int64_t 
  * partial sums of the warps (see la_bwd_kernel), and one per warp. */
 #define LA_DLD_RED (10 * LA_C + 8)
 
-/* Shared memory of one backward block.  DLD adds a second state copy (X or
- * Y below) and the reduction scratch. */
+/* Shared memory of one backward block: tiles, A, dA, two state copies (the
+ * state double-buffered, or with DLD the state and X / Y below), raw decays,
+ * every warp's own decay cumsum, and with DLD the reduction scratch.  At
+ * DP = EP = 128: 158 KB (161 KB with DLD), inside the A100's 163 KB. */
 __host__ __device__ constexpr int bwd_smem_bytes(int DP, int EP, int elem, bool dld) {
-    return (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8) + 2 * LA_C * (LA_C + 8) + (dld ? 2 : 1) * DP * (EP + 8)) * elem +
-           3 * LA_C * 4 + (dld ? LA_DLD_RED * 4 : 0);
+    return (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8) + 2 * LA_C * (LA_C + 8) + 2 * DP * (EP + 8)) * elem +
+           (LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4 + (dld ? LA_DLD_RED * 4 : 0);
 }
 
 /* Row dot products of a 16 x 8NT accumulator tile (rows r0 + lane/4 + 8hr,
@@ -349,10 +351,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
     T *As = Ds + LA_C * VP;                      /* A  [64][AP] (role 1) */
     T *dAs = As + LA_C * AP;                     /* dA [64][AP] */
     T *Ss = dAs + LA_C * AP;                     /* S (role 0) or dS (role 1) copy [DP][VP] */
-    T *Xs = Ss + DP * VP;                        /* DLD: X (role 0) or Y (role 1) copy [DP][VP] */
-    float *gs = reinterpret_cast<float *>(Xs + (DLD ? DP * VP : 0));
-    float *Gs = gs + LA_C;                       /* [2][64]: cumsum, suffix sums (chunk_cumsum) */
-    float *red = Gs + 2 * LA_C;                  /* DLD: [LA_DLD_RED] */
+    T *Xs = Ss + DP * VP;                        /* DLD: X (role 0) or Y (role 1) copy; else Ss's second buffer */
+    float *gs = reinterpret_cast<float *>(Xs + DP * VP);
+    /* [8 warps][2][64]: each warp's own cumsum and suffix sums (chunk_cumsum). */
+    float *Gs = gs + LA_C + (threadIdx.x >> 5) * 2 * LA_C;
+    float *red = gs + LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C; /* DLD: [LA_DLD_RED] */
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = warp & 3, wn = warp >> 2;
@@ -364,7 +367,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
     const int64_t slot = (int64_t)blockIdx.x * p.H + h;
     const bool multi = p.seg_state != nullptr;
     const uint32_t sQ = smem_addr(Qs), sK = smem_addr(Ks), sV = smem_addr(Vs), sD = smem_addr(Ds);
-    const uint32_t sA = smem_addr(As), sdA = smem_addr(dAs), sS = smem_addr(Ss), sX = smem_addr(Xs);
+    const uint32_t sA = smem_addr(As), sdA = smem_addr(dAs), sX = smem_addr(Xs);
     const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
     const int64_t nchunks = (L.te - L.ts + LA_C - 1) / LA_C;
 
@@ -384,8 +387,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         src = bp.dsN.ptr + L.s * bp.dsN.ss + h * bp.dsN.sh; ssd = bp.dsN.sd; sse = bp.dsN.se;
     }
     state_load<DP, EP>(S, src, ssd, sse, p.D, p.E, wm, wn, lane);
-    auto write_state_copy = [&]() { state_copy<T, DP, EP>(S, Ss, wm, wn, lane); };
-    write_state_copy();
+    /* Without DLD the state copy is double-buffered: chunk `it` reads copy
+     * it % 2 and writes the next into the other, so no barrier guards the
+     * rewrite (the loop's first barrier orders it before the next reads). */
+    auto copy_buf = [&](int64_t it) { return DLD || (it & 1) == 0 ? Ss : Xs; };
+    state_copy<T, DP, EP>(S, Ss, wm, wn, lane);
 
     /* Decay gradient (DLD): this segment's chunks are ci0, ci0 + 1, ... of
      * sequence L.s; per-warp partial sums meet in red (see dld_* below). */
@@ -413,8 +419,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         cp_async_commit();
         cp_async_wait<0>();
         __syncthreads();
-        if (warp == 0) chunk_cumsum(gs, Gs, p.decay, ld_head, n, lane); /* chunk-local, fixed order */
-        __syncthreads();
+        chunk_cumsum(gs, Gs, p.decay, ld_head, n, lane); /* every warp its own copy; fixed order */
+        __syncwarp();
     };
 
     for (int64_t it = 0; it < nchunks; it++) {
@@ -423,6 +429,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
         load_chunk(t0, n, true, true);
         const float G_last = Gs[n - 1];
+        const uint32_t sS = smem_addr(copy_buf(it)); /* this chunk's state copy */
 
         /* dA = (dO V^T) * Gamma (both roles); A = (Q^ K^T) * Gamma (role 1). */
         if (!DSTATE_ONLY) {
@@ -437,8 +444,20 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
                 store_masked<T>(As, AP, acc_a, Gs, n, wm, wn, lane, p.scale);
                 if (DLD) dld_pair_partials(acc_a, acc, Gs, n, p.scale, wm, wn, lane, red_mr, red_mc);
             }
+            /* dA (and A) ready, among the warps that read what they wrote.
+             * Role 0: a warp's dQ rows 16wm.. use dA rows 16wm.., written
+             * by its pair (wm, 0), (wm, 1).  Role 1: a warp's dK, dV rows
+             * j = 16wm.. use columns 16wm.. of A and dA, rows i >= j: the
+             * warps of column half wm / 2, which arrive on that half's
+             * barrier (6 warps: its 4 writers and 4 readers, 2 both). */
+            if (role == 0) {
+                group_barrier(1 + wm, 64);
+            } else {
+                const int half = wm >> 1;
+                if (half != wn) group_arrive(5 + wn, 192);
+                group_barrier(5 + half, 192);
+            }
         }
-        __syncthreads();
 
         if (role == 0) {
             /* dQ^ = diag(e^{G_i}) dO S^T + dA K: warp tile rows 16wm.., cols wn*DP/2.. */
@@ -563,8 +582,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         };
         if (role == 1 && bp.ds0.ptr) state_update<T, DP, EP, true>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);
         else state_update<T, DP, EP, false>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);
-        if (!DLD) __syncthreads(); /* every warp is past its reads of the state copy */
-        write_state_copy();
+        state_copy<T, DP, EP>(S, copy_buf(it + 1), wm, wn, lane);
     }
 
     /* DLD across a segment boundary: the pairs that span the first chunk of
