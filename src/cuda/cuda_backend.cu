@@ -27,8 +27,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Shortest segment worth its share of the state pass and fold (8 chunks). */
-#define LA_CUDA_MIN_SEGMENT 512
+/* Shortest segment worth its share of the state pass and fold.  With few
+ * (sequence, head) pairs a sequence is bound by the latency of its chunk
+ * steps (~5.5 us each on the H200), and the state pass plus fold add ~20 us
+ * whatever their length: the forward cuts sequences of 16 chunks or more
+ * into segments of at least 2 chunks (measured B1 H16: N1024 0.078 ->
+ * 0.062 ms, N2048 0.089 -> 0.082; cutting N256 and N512 lost 11 and 7 us).
+ * The backward's extra passes cost more: segments of at least 8 chunks. */
+#define LA_CUDA_MIN_SEGMENT_FWD 128
+#define LA_CUDA_SEGMENT_FROM_FWD 1024
+#define LA_CUDA_MIN_SEGMENT_BWD 512
 
 static int pad_dim(int64_t x) { return x <= 64 ? 64 : 128; }
 
@@ -126,7 +134,7 @@ static int round_up_slice(int64_t E, int eslice) { return (int)((E + eslice - 1)
 
 /* How sequences are cut into segments.  One segment per sequence when the
  * (sequence, head) blocks already fill the GPU; otherwise segments of at
- * least LA_CUDA_MIN_SEGMENT tokens until they do. */
+ * least LA_CUDA_MIN_SEGMENT_FWD / _BWD tokens until they do. */
 typedef struct seg_plan {
     int64_t seg_len;
     int n_seg;          /* non-packed: segments per sequence */
@@ -147,7 +155,9 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
                                   : blocks_per_sm(eslice)) * sms;
     int64_t maxlen = la_plan_max_len(pl);
     int64_t want = items >= (3 * slots) / 4 ? 1 : slots / items;
-    int64_t by_len = (maxlen + LA_CUDA_MIN_SEGMENT - 1) / LA_CUDA_MIN_SEGMENT;
+    int64_t min_seg = bwd ? LA_CUDA_MIN_SEGMENT_BWD : LA_CUDA_MIN_SEGMENT_FWD;
+    int64_t by_len = (maxlen + min_seg - 1) / min_seg;
+    if (!bwd && maxlen < LA_CUDA_SEGMENT_FROM_FWD) by_len = 1;
     if (want > by_len) want = by_len;
     if (want < 1) want = 1;
     int64_t chunks = (maxlen + LA_CUDA_CHUNK - 1) / LA_CUDA_CHUNK;
