@@ -160,6 +160,12 @@ static void err_add(err_t *e, double x, double ref) {
     e->num += (x - ref) * (x - ref);
     e->den += ref * ref;
 }
+/* A number for the JSON file: NaN (not measured) becomes null. */
+static void json_num(char *buf, size_t n, const char *fmt, double x) {
+    if (isnan(x) || isinf(x)) snprintf(buf, n, "null");
+    else snprintf(buf, n, fmt, x);
+}
+
 static double err_val(const err_t *e) { return e->bad ? NAN : sqrt(e->num / (e->den > 0 ? e->den : 1)); }
 
 /* A tensor of the benchmark: host copy (inputs filled, outputs read back
@@ -333,14 +339,29 @@ int main(int argc, char **argv) {
     for (int i = 0; i < o.nN; i++) {
         row_t r;
         if (!bench_one(&o, h, &dev, o.Ns[i], &r)) { ok = 0; break; }
-        printf("%8lld %10.3f %10.1f %10.3f %10.1f %12.3f", (long long)r.N, r.fwd_ms,
-               flops_fwd(&o, r.N) / (r.fwd_ms * 1e6), r.bwd_ms, flops_bwd(&o, r.N) / (r.bwd_ms * 1e6),
-               r.fwd_ms + r.bwd_ms);
-        if (o.check_heads > 0) printf(" %10.2e %10.2e\n", r.err_o, r.err_grad);
-        else printf(" %10s %10s\n", "-", "-");
+        printf("%8lld %10.3f %10.1f", (long long)r.N, r.fwd_ms, flops_fwd(&o, r.N) / (r.fwd_ms * 1e6));
+        /* A backward this backend does not run prints as "-" (null in the JSON). */
+        int has_b = !isnan(r.bwd_ms);
+        if (has_b)
+            printf(" %10.3f %10.1f %12.3f", r.bwd_ms, flops_bwd(&o, r.N) / (r.bwd_ms * 1e6), r.fwd_ms + r.bwd_ms);
+        else
+            printf(" %10s %10s %12s", "-", "-", "-");
+        if (o.check_heads > 0) {
+            printf(" %10.2e", r.err_o);
+            if (has_b) printf(" %10.2e\n", r.err_grad);
+            else printf(" %10s\n", "-");
+        } else {
+            printf(" %10s %10s\n", "-", "-");
+        }
         fflush(stdout);
-        if (js) fprintf(js, "%s{\"N\": %lld, \"fwd_ms\": %.4f, \"bwd_ms\": %.4f, \"err_o\": %.3e, \"err_dqkv\": %.3e}",
-                        i ? ", " : "", (long long)r.N, r.fwd_ms, r.bwd_ms, r.err_o, r.err_grad);
+        if (js) {
+            char b[32], eo[32], eg[32];
+            json_num(b, sizeof b, "%.4f", r.bwd_ms);
+            json_num(eo, sizeof eo, "%.3e", o.check_heads > 0 ? r.err_o : NAN);
+            json_num(eg, sizeof eg, "%.3e", o.check_heads > 0 ? r.err_grad : NAN);
+            fprintf(js, "%s{\"N\": %lld, \"fwd_ms\": %.4f, \"bwd_ms\": %s, \"err_o\": %s, \"err_dqkv\": %s}",
+                    i ? ", " : "", (long long)r.N, r.fwd_ms, b, eo, eg);
+        }
     }
     if (js) { fprintf(js, "]}\n"); fclose(js); }
     bdev_destroy(&dev);

@@ -192,6 +192,9 @@ static const bcase_t TABLE[] = {
     {.name = "dim1x256_vkv", .tags = ALLST, .decay = VKV_, .dtype = F32_, .layout = TU_BHND, .B = 1, .H = 1, .N = 70, .D = 1, .E = 256},
     {.name = "dim256x1_vk", .tags = ALLST, .decay = VK_, .dtype = BF16_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 70, .D = 256, .E = 1},
     {.name = "dim256x256_head", .tags = ALLST, .decay = HEAD_, .dtype = F32_, .layout = TU_BHND, .B = 1, .H = 2, .N = 130, .D = 256, .E = 256},
+    /* D > 128 with scalar decay: the GPU forward's 256-row state (one value slice, then four, with segments) */
+    {.name = "dim200x96_tok_bf16", .tags = ALLST, .decay = TOK_, .dtype = BF16_, .layout = TU_BHND, .B = 2, .H = 2, .N = 300, .D = 200, .E = 96},
+    {.name = "dim256x256_head_f16_n1100", .tags = ALLST, .decay = HEAD_, .dtype = F16_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 1100, .D = 256, .E = 256},
     {.name = "dim256x256_vkv_bf16", .tags = ALLST, .decay = VKV_, .dtype = BF16_, .layout = TU_BHND, .B = 1, .H = 1, .N = 100, .D = 256, .E = 256},
     {.name = "dim48x100_none_f16", .tags = ALLST, .decay = NONE_, .dtype = F16_, .layout = TU_BNHD, .B = 2, .H = 2, .N = 97, .D = 48, .E = 100},
     {.name = "dim100x48_vk_f16", .tags = ALLST, .decay = VK_, .dtype = F16_, .layout = TU_BHND, .B = 1, .H = 2, .N = 97, .D = 100, .E = 48},

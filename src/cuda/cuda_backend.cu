@@ -7,8 +7,9 @@
  *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds
  *   backward, state-only backward  chunk kernels, scalar decay kinds (with d ld), D, E <= 128
  *   decode                       one block per (sequence, head), every decay kind
- * The chunk kernels take D <= 128 (padded to 64 or 128) and any E <= 256
- * (cut into slices of 64 or 128 columns, one block each: see choose_eslice).
+ * The forward chunk kernels take D <= 256 (padded to 64, 128 or 256) and any
+ * E <= 256 (cut into slices of 64 or 128 columns, one block each: see
+ * choose_eslice; 64 when D > 128); the backward D, E <= 128.
  *
  * Sequence parallelism: when batch x heads is small next to the number of
  * SMs, each sequence is cut into segments; a state pass computes every
@@ -38,7 +39,7 @@
 #define LA_CUDA_SEGMENT_FROM_FWD 1024
 #define LA_CUDA_MIN_SEGMENT_BWD 512
 
-static int pad_dim(int64_t x) { return x <= 64 ? 64 : 128; }
+static int pad_dim(int64_t x) { return x <= 64 ? 64 : x <= 128 ? 128 : 256; }
 
 static int is_scalar_kind(la_decay_t k) {
     return k == LA_DECAY_NONE || k == LA_DECAY_SCALAR_HEAD || k == LA_DECAY_SCALAR_TOKEN;
@@ -76,8 +77,9 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
                 snprintf(msg, LA_MSG_LEN, "the CUDA backward needs its token tensors (q, k, v, d_o, dq, dk, dv) in one dtype");
                 return LA_STATUS_UNSUPPORTED_DTYPE;
             }
-        if (pl->p.dim_v > 128) {
-            snprintf(msg, LA_MSG_LEN, "the CUDA backward takes E <= 128 (got E=%lld)", (long long)pl->p.dim_v);
+        if (pl->p.dim_qk > 128 || pl->p.dim_v > 128) {
+            snprintf(msg, LA_MSG_LEN, "the CUDA backward takes D, E <= 128 (got D=%lld, E=%lld)",
+                     (long long)pl->p.dim_qk, (long long)pl->p.dim_v);
             return LA_STATUS_UNSUPPORTED_HEAD_DIM;
         }
         const int smem = la_cuda_bwd_smem(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v), pl->want_dld);
@@ -92,14 +94,18 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
                  (int)pl->p.decay);
         return LA_STATUS_UNSUPPORTED_DECAY;
     }
-    if (pl->p.dim_qk > 128) {
-        snprintf(msg, LA_MSG_LEN, "the CUDA backend's chunk kernels take D <= 128 (got D=%lld)",
-                 (long long)pl->p.dim_qk);
-        return LA_STATUS_UNSUPPORTED_HEAD_DIM;
-    }
     if (dt == LA_DTYPE_F32) {
         snprintf(msg, LA_MSG_LEN, "the CUDA chunk kernels take f16 or bf16 inputs (f32 is not supported yet)");
         return LA_STATUS_UNSUPPORTED_DTYPE;
+    }
+    /* The forward: D up to 256 (in 64-column value slices above 128), if
+     * one single-stage block fits this GPU (not on sm_120's 99 KB). */
+    const int fsmem = la_cuda_fwd_smem(pad_dim(pl->p.dim_qk), pl->p.dim_qk > 128 ? LA_CUDA_ESLICE_SMALL
+                                                                                 : LA_CUDA_ESLICE_LARGE, 1);
+    if (fsmem > device_smem_optin()) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA forward at D=%lld needs %d bytes of shared memory per block, this GPU has %d",
+                 (long long)pl->p.dim_qk, fsmem, device_smem_optin());
+        return LA_STATUS_UNSUPPORTED_HEAD_DIM;
     }
     return LA_STATUS_SUCCESS;
 }
@@ -124,11 +130,14 @@ static int device_sms(void) {
  * (half the registers) and give more blocks when batch x heads is small. */
 static int choose_eslice(const la_plan_t *pl, int sms) {
     if (pl->p.dim_v <= LA_CUDA_ESLICE_SMALL) return LA_CUDA_ESLICE_SMALL; /* a wider slice would be padding */
+    if (pl->p.dim_qk > 128) return LA_CUDA_ESLICE_SMALL; /* a 256 x 64 fp32 state is all the registers allow */
     int64_t items = pl->num_seqs * pl->p.heads * ((pl->p.dim_v + 127) / 128);
     return items >= (3 * (int64_t)sms) / 4 ? LA_CUDA_ESLICE_LARGE : LA_CUDA_ESLICE_SMALL;
 }
 
-static int blocks_per_sm(int eslice) { return eslice == LA_CUDA_ESLICE_LARGE ? 1 : 2; }
+/* Forward blocks per SM (the kernel's launch bounds): 64-column slices run
+ * two per SM up to D = 128; a D = 256 block takes a whole SM. */
+static int blocks_per_sm(int eslice, int DP) { return eslice == LA_CUDA_ESLICE_LARGE || DP > 128 ? 1 : 2; }
 
 static int round_up_slice(int64_t E, int eslice) { return (int)((E + eslice - 1) / eslice) * eslice; }
 
@@ -152,7 +161,7 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
     int bwd = pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD;
     int64_t items = pl->num_seqs * pl->p.heads * (bwd ? 2 : (pl->p.dim_v + eslice - 1) / eslice);
     int64_t slots = (int64_t)(bwd ? la_cuda_bwd_blocks_per_sm(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v))
-                                  : blocks_per_sm(eslice)) * sms;
+                                  : blocks_per_sm(eslice, pad_dim(pl->p.dim_qk))) * sms;
     int64_t maxlen = la_plan_max_len(pl);
     int64_t want = items >= (3 * slots) / 4 ? 1 : slots / items;
     int64_t min_seg = bwd ? LA_CUDA_MIN_SEGMENT_BWD : LA_CUDA_MIN_SEGMENT_FWD;
@@ -350,7 +359,7 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     l.DP = pad_dim(p.D);
     l.eslice = eslice;
     /* Double-buffer the tiles when the planned blocks per SM still fit that way. */
-    l.stages = blocks_per_sm(eslice) * (la_cuda_fwd_smem(l.DP, eslice, 2) + 1024) <= device_smem_per_sm() ? 2 : 1;
+    l.stages = blocks_per_sm(eslice, l.DP) * (la_cuda_fwd_smem(l.DP, eslice, 2) + 1024) <= device_smem_per_sm() ? 2 : 1;
     l.total_segs = sp.total;
     l.num_seqs = (int)pl->num_seqs;
     l.state_pass = multi;

@@ -112,7 +112,7 @@ __device__ __forceinline__ void load_tile(T *dst, const la_tok_t &x, int64_t b, 
  * where the state leaves the kernel (final state, segment states), not for a
  * state that only produces o. */
 template <typename T, int DP, int EP, bool STATE_ONLY, int STAGES, bool PRECISE>
-__global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 ? 2 : 1) la_fwd_chunk_kernel(const la_fwd_params_t p) {
+__global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1) la_fwd_chunk_kernel(const la_fwd_params_t p) {
     constexpr int QP = DP + 8, VP = EP + 8, AP = LA_C + 8;
     constexpr int MT = DP / 64;        /* m16 tiles of the state per warp (rows d) */
     constexpr int NTS = EP / 16;       /* n8 tiles of the state per warp (cols e) */

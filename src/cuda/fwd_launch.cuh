@@ -56,6 +56,7 @@ static la_status_t la_fwd_dims(const la_fwd_params_t &p, const la_fwd_launch_t &
         return la_fwd_run<T, 128, LA_CUDA_ESLICE_LARGE, STAGES>(p, l, s, msg);
     }
     if (l.DP == 64) return la_fwd_run<T, 64, LA_CUDA_ESLICE_SMALL, STAGES>(p, l, s, msg);
+    if (l.DP == 256) return la_fwd_run<T, 256, LA_CUDA_ESLICE_SMALL, STAGES>(p, l, s, msg);
     return la_fwd_run<T, 128, LA_CUDA_ESLICE_SMALL, STAGES>(p, l, s, msg);
 }
 
