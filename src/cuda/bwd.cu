@@ -3,7 +3,7 @@
 #include "bwd_launch.h"
 #include "dld_finish.cuh"
 
-int la_cuda_bwd_smem(int DP, int EP, int dld) { return bwd_smem_bytes(DP, EP, 2, dld != 0); }
+int la_cuda_bwd_smem(int DP, int EP, int dld) { return bwd_smem_bytes(DP, EP, 2, dld != 0, 1); }
 int la_cuda_bwd_blocks_per_sm(int DP, int EP) { return bwd_blocks_per_sm(DP, EP); }
 
 cudaError_t la_cuda_dld_finish(const la_bwd_params_t *b, cudaStream_t s) {

@@ -96,13 +96,16 @@ __device__ __forceinline__ void store_tok(const la_tok_t &x, int64_t b, int64_t 
  * partial sums of the warps (see la_bwd_kernel), and one per warp. */
 #define LA_DLD_RED (10 * LA_C + 8)
 
-/* Shared memory of one backward block: tiles, A, dA, two state copies (the
- * state double-buffered, or with DLD the state and X / Y below), raw decays,
- * every warp's own decay cumsum, and with DLD the reduction scratch.  At
- * DP = EP = 128: 158 KB (161 KB with DLD), inside the A100's 163 KB. */
-__host__ __device__ constexpr int bwd_smem_bytes(int DP, int EP, int elem, bool dld) {
-    return (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8) + 2 * LA_C * (LA_C + 8) + 2 * DP * (EP + 8)) * elem +
-           (LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4 + (dld ? LA_DLD_RED * 4 : 0);
+/* Shared memory of one backward block: the Q, K, V, dO tiles (STAGES = 2:
+ * double-buffered, the next chunk's loads in flight during this one), A,
+ * dA, the state copy (STAGES = 1: two of them, the state's double buffer,
+ * or with DLD the state and X / Y below), raw decays, every warp's own decay
+ * cumsum, and with DLD the reduction scratch.  At DP = EP = 128: 158 KB for
+ * one stage (161 KB with DLD, inside the A100's 163 KB), 197 KB for two. */
+__host__ __device__ constexpr int bwd_smem_bytes(int DP, int EP, int elem, bool dld, int stages) {
+    return (stages * (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8)) + 2 * LA_C * (LA_C + 8) +
+            (stages == 2 ? 1 : 2) * DP * (EP + 8)) * elem +
+           (stages * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4 + (dld ? LA_DLD_RED * 4 : 0);
 }
 
 /* Row dot products of a 16 x 8NT accumulator tile (rows r0 + lane/4 + 8hr,
@@ -338,24 +341,27 @@ __device__ __forceinline__ void dld_boundary_row(const la_bwd_params_t &bp, int 
  * shared memory, 128 registers), else one. */
 __host__ __device__ constexpr int bwd_blocks_per_sm(int DP, int EP) { return DP == 64 && EP == 64 ? 2 : 1; }
 
-template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD>
+template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD, int STAGES>
 __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la_bwd_kernel(const la_bwd_params_t bp) {
+    static_assert(STAGES == 1 || !DLD, "the decay gradient's block is single-stage (shared memory)");
     const la_fwd_params_t &p = bp.f;
     constexpr int QP = DP + 8, VP = EP + 8, AP = LA_C + 8;
     constexpr int MT = DP / 64, NTS = EP / 16;   /* state tile per warp: (DP/4) x (EP/2) */
+    constexpr int TPS = 2 * LA_C * QP + 2 * LA_C * VP; /* tile elements per stage */
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *Qs = reinterpret_cast<T *>(smem_raw);     /* [64][QP] */
-    T *Ks = Qs + LA_C * QP;                      /* [64][QP] */
-    T *Vs = Ks + LA_C * QP;                      /* [64][VP] */
-    T *Ds = Vs + LA_C * VP;                      /* dO [64][VP] */
-    T *As = Ds + LA_C * VP;                      /* A  [64][AP] (role 1) */
+    T *Qs = reinterpret_cast<T *>(smem_raw);     /* [STAGES] x {Q, K [64][QP]; V, dO [64][VP]}; stage 0: */
+    T *Ks = Qs + LA_C * QP;
+    T *Vs = Ks + LA_C * QP;
+    T *Ds = Vs + LA_C * VP;
+    T *const Qs0 = Qs;
+    T *As = Qs + STAGES * TPS;                   /* A  [64][AP] (role 1) */
     T *dAs = As + LA_C * AP;                     /* dA [64][AP] */
     T *Ss = dAs + LA_C * AP;                     /* S (role 0) or dS (role 1) copy [DP][VP] */
-    T *Xs = Ss + DP * VP;                        /* DLD: X (role 0) or Y (role 1) copy; else Ss's second buffer */
-    float *gs = reinterpret_cast<float *>(Xs + DP * VP);
+    T *Xs = Ss + DP * VP;                        /* DLD: X (role 0) or Y (role 1) copy; STAGES 1: Ss's second buffer */
+    float *gs = reinterpret_cast<float *>(Xs + (STAGES == 2 ? 0 : DP * VP)); /* [STAGES][64] raw decays */
     /* [8 warps][2][64]: each warp's own cumsum and suffix sums (chunk_cumsum). */
-    float *Gs = gs + LA_C + (threadIdx.x >> 5) * 2 * LA_C;
-    float *red = gs + LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C; /* DLD: [LA_DLD_RED] */
+    float *Gs = gs + STAGES * LA_C + (threadIdx.x >> 5) * 2 * LA_C;
+    float *red = gs + STAGES * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C; /* DLD: [LA_DLD_RED] */
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = warp & 3, wn = warp >> 2;
@@ -387,10 +393,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         src = bp.dsN.ptr + L.s * bp.dsN.ss + h * bp.dsN.sh; ssd = bp.dsN.sd; sse = bp.dsN.se;
     }
     state_load<DP, EP>(S, src, ssd, sse, p.D, p.E, wm, wn, lane);
-    /* Without DLD the state copy is double-buffered: chunk `it` reads copy
-     * it % 2 and writes the next into the other, so no barrier guards the
-     * rewrite (the loop's first barrier orders it before the next reads). */
-    auto copy_buf = [&](int64_t it) { return DLD || (it & 1) == 0 ? Ss : Xs; };
+    /* Single-stage without DLD the state copy is double-buffered: chunk `it`
+     * reads copy it % 2 and writes the next into the other, so no barrier
+     * guards the rewrite (the loop's first barrier orders it before the next
+     * reads).  Two-stage blocks spend that memory on the tiles instead. */
+    auto copy_buf = [&](int64_t it) { return DLD || STAGES == 2 || (it & 1) == 0 ? Ss : Xs; };
     state_copy<T, DP, EP>(S, Ss, wm, wn, lane);
 
     /* Decay gradient (DLD): this segment's chunks are ci0, ci0 + 1, ... of
@@ -422,12 +429,44 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         chunk_cumsum(gs, Gs, p.decay, ld_head, n, lane); /* every warp its own copy; fixed order */
         __syncwarp();
     };
+    /* STAGES = 2: start the loads of iteration `it` into stage it % 2. */
+    auto issue = [&](int64_t it) {
+        const int64_t c = role == 0 ? it : nchunks - 1 - it;
+        const int64_t t0 = L.ts + c * LA_C;
+        const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
+        T *Qb = Qs + (it & 1) * TPS;
+        float *gb = gs + (it & 1) * LA_C;
+        load_tile<T, DP>(Qb, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, has_do && p.vec_ok != 0);
+        load_tile<T, EP>(Qb + 2 * LA_C * QP + LA_C * VP, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E,
+                         has_do && p.vec_ok != 0);
+        load_tile<T, DP>(Qb + LA_C * QP, p.k, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0);
+        load_tile<T, EP>(Qb + 2 * LA_C * QP, p.v, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0);
+        if (p.decay == 2 && threadIdx.x < LA_C) {
+            int r = threadIdx.x;
+            gb[r] = r < n ? p.ld[L.b * p.ld_sb + h * p.ld_sh + (L.tb + t0 + r) * p.ld_st] : 0.0f;
+        }
+        cp_async_commit();
+    };
+    if (STAGES == 2 && nchunks > 0) issue(0);
 
     for (int64_t it = 0; it < nchunks; it++) {
         const int64_t c = role == 0 ? it : nchunks - 1 - it;
         const int64_t t0 = L.ts + c * LA_C;
         const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
-        load_chunk(t0, n, true, true);
+        if (STAGES == 1) {
+            load_chunk(t0, n, true, true);
+        } else {
+            cp_async_wait<0>();
+            __syncthreads(); /* this chunk's tiles are in; every warp is past the previous chunk */
+            if (it + 1 < nchunks) issue(it + 1);
+            chunk_cumsum(gs + (it & 1) * LA_C, Gs, p.decay, ld_head, n, lane);
+            __syncwarp();
+        }
+        /* This chunk's stage of the tiles (shadowing stage 0's names). */
+        T *const Qs = Qs0 + (STAGES == 2 ? (it & 1) * TPS : 0);
+        T *const Ks = Qs + LA_C * QP;
+        const uint32_t sQ = smem_addr(Qs), sK = sQ + LA_C * QP * 2, sV = sK + LA_C * QP * 2,
+                       sD = sV + LA_C * VP * 2;
         const float G_last = Gs[n - 1];
         const uint32_t sS = smem_addr(copy_buf(it)); /* this chunk's state copy */
 
@@ -582,6 +621,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         };
         if (role == 1 && bp.ds0.ptr) state_update<T, DP, EP, true>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);
         else state_update<T, DP, EP, false>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);
+        if (STAGES == 2) __syncthreads(); /* one state copy: every warp is past its reads */
         state_copy<T, DP, EP>(S, copy_buf(it + 1), wm, wn, lane);
     }
 

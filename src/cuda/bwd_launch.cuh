@@ -8,38 +8,51 @@
 
 #include <stdio.h>
 
-template <typename T, int DP, int EP, bool DLD>
-static cudaError_t bwd_main(const la_bwd_params_t *b, int total, cudaStream_t s) {
-    const int smem = bwd_smem_bytes(DP, EP, 2, DLD);
-    cudaError_t err =
-        cudaFuncSetAttribute(la_bwd_kernel<T, DP, EP, false, DLD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+/* Two stages (the next chunk's tiles loading during this one) where the
+ * block fits the device; the decay gradient's block is single-stage. */
+static int bwd_stages(int DP, int EP, bool dld) {
+    if (dld) return 1;
+    int dev = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+        return 1;
+    int per_sm = 0;
+    cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    const int two = bwd_smem_bytes(DP, EP, 2, false, 2);
+    return two <= optin && bwd_blocks_per_sm(DP, EP) * (two + 1024) <= per_sm ? 2 : 1;
+}
+
+template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD, int STAGES>
+static cudaError_t bwd_launch(const la_bwd_params_t *b, int total, int roles, cudaStream_t s) {
+    const int smem = bwd_smem_bytes(DP, EP, 2, DLD, STAGES);
+    auto k = la_bwd_kernel<T, DP, EP, DSTATE_ONLY, DLD, STAGES>;
+    cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
-    /* Two roles (dQ; dK, dV), or role 1 alone for the state-only backward. */
-    la_bwd_kernel<T, DP, EP, false, DLD><<<dim3(total, b->f.H, b->d_o.ptr ? 2 : 1), LA_CUDA_THREADS, smem, s>>>(*b);
+    k<<<dim3(total, b->f.H, roles), LA_CUDA_THREADS, smem, s>>>(*b);
     return cudaGetLastError();
 }
 
 template <typename T, int DP, int EP>
 static la_status_t bwd_run(const la_bwd_params_t *b, int total, cudaStream_t s, char *msg) {
-    const int smem = bwd_smem_bytes(DP, EP, 2, false);
+    const int stages = bwd_stages(DP, EP, b->want_dld != 0);
     cudaError_t err = cudaSuccess;
     if (b->seg_dstate) { /* reverse state pass (zero without d_o), then the reverse fold */
-        err = cudaFuncSetAttribute(la_bwd_kernel<T, DP, EP, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   smem);
-        if (err == cudaSuccess) {
-            la_bwd_kernel<T, DP, EP, true, false><<<dim3(total, b->f.H, 1), LA_CUDA_THREADS, smem, s>>>(*b);
-            err = cudaGetLastError();
-        }
+        err = stages == 2 ? bwd_launch<T, DP, EP, true, false, 2>(b, total, 1, s)
+                          : bwd_launch<T, DP, EP, true, false, 1>(b, total, 1, s);
         if (err == cudaSuccess) {
             const int per_state = (DP * b->f.ept + 255) / 256;
             la_rfold_kernel<DP><<<dim3(b->f.seg.num_seqs * per_state, b->f.H), 256, 0, s>>>(*b, per_state);
             err = cudaGetLastError();
         }
     }
-    if (err == cudaSuccess) err = b->want_dld ? bwd_main<T, DP, EP, true>(b, total, s) : bwd_main<T, DP, EP, false>(b, total, s);
-    if (err == cudaSuccess && b->want_dld) {
-        err = la_cuda_dld_finish(b, s);
+    /* Two roles (dQ; dK, dV), or role 1 alone for the state-only backward. */
+    const int roles = b->d_o.ptr ? 2 : 1;
+    if (err == cudaSuccess) {
+        if (b->want_dld) err = bwd_launch<T, DP, EP, false, true, 1>(b, total, roles, s);
+        else if (stages == 2) err = bwd_launch<T, DP, EP, false, false, 2>(b, total, roles, s);
+        else err = bwd_launch<T, DP, EP, false, false, 1>(b, total, roles, s);
     }
+    if (err == cudaSuccess && b->want_dld) err = la_cuda_dld_finish(b, s);
     if (err != cudaSuccess) {
         snprintf(msg, LA_MSG_LEN, "backward launch failed: %s", cudaGetErrorString(err));
         return LA_STATUS_EXECUTION_FAILED;
