@@ -55,21 +55,34 @@ __device__ __forceinline__ void warp_mma(float (*acc)[4], uint32_t sa, int pa, i
     }
 }
 
+/* The decay mask of a 16x32 warp tile: f[nt][2hr + b] = e^{G_i - G_j} for
+ * j <= i < n, else 0 (i = 16wm + lane/4 + 8hr, j = 32wn + 8nt + 2(lane%4) + b).
+ * Computed once per chunk and shared by A, dA and the decay gradient. */
+__device__ __forceinline__ void mask_factors(float (*f)[4], const float *Gs, int n, int wm, int wn, int lane) {
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++)
+#pragma unroll
+            for (int b = 0; b < 2; b++) {
+                int i = 16 * wm + (lane >> 2) + 8 * hr, j = 32 * wn + nt * 8 + 2 * (lane & 3) + b;
+                f[nt][2 * hr + b] = (i >= j && i < n) ? __expf(Gs[i] - Gs[j]) : 0.0f;
+            }
+}
+
 /* The masked, decayed intra-chunk matrix of a 16x32 warp tile into shared
- * memory: M[i][j] = mul * acc * e^{G_i - G_j} for j <= i < n, else 0. */
+ * memory: M[i][j] = mul * acc * f (mask_factors). */
 template <typename T>
-__device__ __forceinline__ void store_masked(T *M, int MP, const float (*acc)[4], const float *Gs, int n, int wm,
-                                             int wn, int lane, float mul) {
+__device__ __forceinline__ void store_masked(T *M, int MP, const float (*acc)[4], const float (*f)[4], int wm, int wn,
+                                             int lane, float mul) {
 #pragma unroll
     for (int nt = 0; nt < 4; nt++)
 #pragma unroll
         for (int hr = 0; hr < 2; hr++) {
             int i = 16 * wm + (lane >> 2) + 8 * hr;
             int j = 32 * wn + nt * 8 + 2 * (lane & 3);
-            float gi = Gs[i];
-            float v0 = (i >= j && i < n) ? mul * acc[nt][2 * hr] * __expf(gi - Gs[j]) : 0.0f;
-            float v1 = (i >= j + 1 && i < n) ? mul * acc[nt][2 * hr + 1] * __expf(gi - Gs[j + 1]) : 0.0f;
-            *reinterpret_cast<uint32_t *>(&M[i * MP + j]) = mma_traits<T>::pack(v0, v1);
+            *reinterpret_cast<uint32_t *>(&M[i * MP + j]) =
+                mma_traits<T>::pack(mul * acc[nt][2 * hr] * f[nt][2 * hr], mul * acc[nt][2 * hr + 1] * f[nt][2 * hr + 1]);
         }
 }
 
@@ -98,13 +111,13 @@ __device__ __forceinline__ void store_tok(const la_tok_t &x, int64_t b, int64_t 
 
 /* Shared memory of one backward block: the Q, K, V, dO tiles (STAGES = 2:
  * double-buffered, the next chunk's loads in flight during this one), A,
- * dA, the state copy (STAGES = 1: two of them, the state's double buffer,
- * or with DLD the state and X / Y below), raw decays, every warp's own decay
- * cumsum, and with DLD the reduction scratch.  At DP = EP = 128: 158 KB for
- * one stage (161 KB with DLD, inside the A100's 163 KB), 197 KB for two. */
+ * dA, two state copies (the state's double buffer, or with DLD the state
+ * and X / Y below), raw decays, every warp's own decay cumsum, and with DLD
+ * the reduction scratch.  At DP = EP = 128: 158 KB for one stage (161 KB
+ * with DLD, inside the A100's 163 KB), 226.5 KB for two (H100, H200, B200:
+ * 227 KB). */
 __host__ __device__ constexpr int bwd_smem_bytes(int DP, int EP, int elem, bool dld, int stages) {
-    return (stages * (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8)) + 2 * LA_C * (LA_C + 8) +
-            (stages == 2 ? 1 : 2) * DP * (EP + 8)) * elem +
+    return (stages * (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8)) + 2 * LA_C * (LA_C + 8) + 2 * DP * (EP + 8)) * elem +
            (stages * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4 + (dld ? LA_DLD_RED * 4 : 0);
 }
 
@@ -169,7 +182,7 @@ __device__ __forceinline__ int64_t dld_chunk_index(const la_bwd_params_t &bp, in
 /* Row and column sums of M_ij = scale (q_i.k_j)(dO_i.v_j) e^{G_i - G_j} over
  * i > j, i < n of this warp's 16x32 tile: rows into red_mr[wn][i], columns
  * into red_mc[wm][j] (fixed shuffle order: deterministic). */
-__device__ __forceinline__ void dld_pair_partials(const float (*qk)[4], const float (*pv)[4], const float *Gs, int n,
+__device__ __forceinline__ void dld_pair_partials(const float (*qk)[4], const float (*pv)[4], const float (*f)[4],
                                                   float scale, int wm, int wn, int lane, float *red_mr, float *red_mc) {
     float rs[2] = {0.0f, 0.0f}, cs[4][2];
 #pragma unroll
@@ -180,8 +193,7 @@ __device__ __forceinline__ void dld_pair_partials(const float (*qk)[4], const fl
 #pragma unroll
             for (int b = 0; b < 2; b++) {
                 int i = 16 * wm + (lane >> 2) + 8 * hr, j = 32 * wn + nt * 8 + 2 * (lane & 3) + b;
-                float m = (i > j && i < n) ? scale * qk[nt][2 * hr + b] * pv[nt][2 * hr + b] * __expf(Gs[i] - Gs[j])
-                                           : 0.0f;
+                float m = i > j ? scale * qk[nt][2 * hr + b] * pv[nt][2 * hr + b] * f[nt][2 * hr + b] : 0.0f;
                 rs[hr] += m;
                 cs[nt][b] += m;
             }
@@ -357,8 +369,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
     T *As = Qs + STAGES * TPS;                   /* A  [64][AP] (role 1) */
     T *dAs = As + LA_C * AP;                     /* dA [64][AP] */
     T *Ss = dAs + LA_C * AP;                     /* S (role 0) or dS (role 1) copy [DP][VP] */
-    T *Xs = Ss + DP * VP;                        /* DLD: X (role 0) or Y (role 1) copy; STAGES 1: Ss's second buffer */
-    float *gs = reinterpret_cast<float *>(Xs + (STAGES == 2 ? 0 : DP * VP)); /* [STAGES][64] raw decays */
+    T *Xs = Ss + DP * VP;                        /* DLD: X (role 0) or Y (role 1) copy; else Ss's second buffer */
+    float *gs = reinterpret_cast<float *>(Xs + DP * VP); /* [STAGES][64] raw decays */
     /* [8 warps][2][64]: each warp's own cumsum and suffix sums (chunk_cumsum). */
     float *Gs = gs + STAGES * LA_C + (threadIdx.x >> 5) * 2 * LA_C;
     float *red = gs + STAGES * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C; /* DLD: [LA_DLD_RED] */
@@ -393,11 +405,10 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         src = bp.dsN.ptr + L.s * bp.dsN.ss + h * bp.dsN.sh; ssd = bp.dsN.sd; sse = bp.dsN.se;
     }
     state_load<DP, EP>(S, src, ssd, sse, p.D, p.E, wm, wn, lane);
-    /* Single-stage without DLD the state copy is double-buffered: chunk `it`
-     * reads copy it % 2 and writes the next into the other, so no barrier
-     * guards the rewrite (the loop's first barrier orders it before the next
-     * reads).  Two-stage blocks spend that memory on the tiles instead. */
-    auto copy_buf = [&](int64_t it) { return DLD || STAGES == 2 || (it & 1) == 0 ? Ss : Xs; };
+    /* Without DLD the state copy is double-buffered: chunk `it` reads copy
+     * it % 2 and writes the next into the other, so no barrier guards the
+     * rewrite (the loop's first barrier orders it before the next reads). */
+    auto copy_buf = [&](int64_t it) { return DLD || (it & 1) == 0 ? Ss : Xs; };
     state_copy<T, DP, EP>(S, Ss, wm, wn, lane);
 
     /* Decay gradient (DLD): this segment's chunks are ci0, ci0 + 1, ... of
@@ -476,12 +487,14 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
             const bool live = 32 * wn <= 16 * wm + 15;
             float acc[4][4] = {};
             if (live) warp_mma<T, 4, false, false>(acc, sD, VP, 16 * wm, sV, VP, 32 * wn, EP / 16, 0, lane);
-            store_masked<T>(dAs, AP, acc, Gs, n, wm, wn, lane, 1.0f);
+            float fm[4][4];
+            mask_factors(fm, Gs, n, wm, wn, lane);
+            store_masked<T>(dAs, AP, acc, fm, wm, wn, lane, 1.0f);
             if (role == 1) {
                 float acc_a[4][4] = {};
                 if (live) warp_mma<T, 4, false, false>(acc_a, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane);
-                store_masked<T>(As, AP, acc_a, Gs, n, wm, wn, lane, p.scale);
-                if (DLD) dld_pair_partials(acc_a, acc, Gs, n, p.scale, wm, wn, lane, red_mr, red_mc);
+                store_masked<T>(As, AP, acc_a, fm, wm, wn, lane, p.scale);
+                if (DLD) dld_pair_partials(acc_a, acc, fm, p.scale, wm, wn, lane, red_mr, red_mc);
             }
             /* dA (and A) ready, among the warps that read what they wrote.
              * Role 0: a warp's dQ rows 16wm.. use dA rows 16wm.., written
@@ -621,7 +634,6 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         };
         if (role == 1 && bp.ds0.ptr) state_update<T, DP, EP, true>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);
         else state_update<T, DP, EP, false>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);
-        if (STAGES == 2) __syncthreads(); /* one state copy: every warp is past its reads */
         state_copy<T, DP, EP>(S, copy_buf(it + 1), wm, wn, lane);
     }
 
