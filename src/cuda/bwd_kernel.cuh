@@ -1,6 +1,7 @@
 /*
- * bwd_kernel.cuh - the chunked backward (first version: one block per
- * (sequence, head) and role, whole sequence, D and E up to 128, fixed decay).
+ * bwd_kernel.cuh - the chunked backward: one block per (segment of a
+ * sequence, head) and role, D and E up to 128, Q/K/V/dO tiles in one or two
+ * stages, and the log-decay gradient's chunk terms (DLD; docs/CUDA-BACKWARD.md).
  *
  * Two roles share one launch (blockIdx.z), each owning the full D x E state
  * of its (sequence, head) in registers (dQ and dK sum over E, dV over D, so
