@@ -110,6 +110,30 @@ double bdev_timer_stop_ms(bdev_t *b) {
     return now_ms() - b->t0;
 }
 
+static int cmp_ms(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bdev_copy_gbps(bdev_t *b) {
+    size_t half = b->cuda ? b->flush_bytes / 2 : (size_t)64 << 20;
+    char *cpu = b->cuda ? NULL : malloc(2 * half);
+    if (!b->cuda && !cpu) return 0.0;
+    if (cpu) memset(cpu, 1, 2 * half);
+    double ms[6];
+    for (int r = 0; r < 6; r++) {
+        bdev_timer_start(b);
+#ifdef LA_BENCH_CUDA
+        if (b->cuda) cudaMemcpyAsync((char *)b->flush + half, b->flush, half, cudaMemcpyDeviceToDevice, 0);
+#endif
+        if (cpu) memcpy(cpu + half, cpu, half);
+        ms[r] = bdev_timer_stop_ms(b);
+    }
+    free(cpu);
+    qsort(ms + 1, 5, sizeof(double), cmp_ms); /* ms[0]: warm-up */
+    return ms[3] > 0 ? 2.0 * (double)half / (ms[3] * 1e6) : 0.0;
+}
+
 size_t bdev_used_bytes(bdev_t *b) {
 #ifdef LA_BENCH_CUDA
     if (b->cuda) {

@@ -30,6 +30,9 @@ void bdev_flush_l2(bdev_t *b);
 void bdev_timer_start(bdev_t *b);
 /* Milliseconds since bdev_timer_start, after all queued work finished. */
 double bdev_timer_stop_ms(bdev_t *b);
+/* Measured copy bandwidth in GB/s (bytes read + bytes written per second):
+ * device-to-device copies on the GPU, memcpy on the CPU; median of 5. */
+double bdev_copy_gbps(bdev_t *b);
 /* Bytes in use on the device right now (0 on the CPU). */
 size_t bdev_used_bytes(bdev_t *b);
 

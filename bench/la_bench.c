@@ -9,10 +9,15 @@
  *
  * Times are medians of --reps runs after one warm-up, wall clock around a
  * synchronous call.  GFLOP/s counts the chunked algorithm's useful work
- * (see flops_fwd / flops_bwd).  Error columns: relative L2 error of o (fwd)
- * and of dq, dk, dv together (bwd) against ref_forward_recurrent /
- * ref_backward on the same (rounded) inputs, over the first --check-heads
- * heads of batch row 0.
+ * (see flops_fwd / flops_bwd).  x_floor is the time over the memory floor:
+ * the bytes that must move (each input read once, each output written once)
+ * at the copy bandwidth measured at start-up.  Error columns: relative L2
+ * error of o (fwd) and of dq, dk, dv together (bwd) against
+ * ref_forward_recurrent / ref_backward on the same (rounded) inputs, over the
+ * first --check-heads heads of batch row 0.  --op state times the state-only
+ * pass (fwd: final state; bwd: dk, dv from d final state; errors of the
+ * final state and of dk, dv); --op decode one decode step with the state
+ * updated in place (errors of o and the new state; -N is ignored).
  */
 #include "lightning_attn.h"
 #include "reference.h"
@@ -33,7 +38,14 @@ typedef struct {
     int reps, threads, check_heads;
     int learnable;     /* backward also returns d ld (LASD_PL) */
     const char *json;
+    int op;            /* OP_TRAIN, OP_STATE or OP_DECODE */
+    double copy_gbps;  /* measured copy bandwidth: the floors' denominator */
 } opts_t;
+
+/* What a row times: forward + backward (LA_OP_FORWARD / LA_OP_BACKWARD), the
+ * state-only pass and its backward, or one decode step (N ignored). */
+enum { OP_TRAIN, OP_STATE, OP_DECODE };
+static const char *op_name(int op) { return op == OP_STATE ? "state-only" : op == OP_DECODE ? "decode" : "forward/backward"; }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static double rnd_uniform(void) { /* splitmix64 */
@@ -100,7 +112,8 @@ static const char *dtype_name(la_dtype_t d) {
 static void usage(void) {
     fprintf(stderr, "usage: la_bench [--backend cpu|cuda] [-B n] [-H n] [-N n,n,...] [-D n] [-E n]\n"
                     "                [--dtype f32|f16|bf16] [--decay none|head|token|vk|vkv] [--reps n]\n"
-                    "                [--threads n] [--check-heads n] [--learnable 0|1] [--json FILE]\n");
+                    "                [--threads n] [--check-heads n] [--learnable 0|1] [--json FILE]\n"
+                    "                [--op train|state|decode]\n");
 }
 
 static int parse(int argc, char **argv, opts_t *o) {
@@ -112,7 +125,7 @@ static int parse(int argc, char **argv, opts_t *o) {
     o->dtype = (la_dtype_t)-1; /* default chosen after parsing: f32 on the CPU, bf16 on the GPU */
     int batch_given = 0, heads_given = 0;
     o->decay = LA_DECAY_SCALAR_HEAD;
-    o->reps = 5; o->threads = 0; o->check_heads = 2; o->json = NULL; o->learnable = 0;
+    o->reps = 5; o->threads = 0; o->check_heads = 2; o->json = NULL; o->learnable = 0; o->op = OP_TRAIN;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { usage(); return 0; }
@@ -136,7 +149,12 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--check-heads")) o->check_heads = atoi(v);
         else if (!strcmp(a, "--json")) o->json = v;
         else if (!strcmp(a, "--learnable")) { o->learnable = atoi(v); }
-        else { usage(); return 0; }
+        else if (!strcmp(a, "--op")) {
+            if (!strcmp(v, "train")) o->op = OP_TRAIN;
+            else if (!strcmp(v, "state")) o->op = OP_STATE;
+            else if (!strcmp(v, "decode")) o->op = OP_DECODE;
+            else { usage(); return 0; }
+        } else { usage(); return 0; }
         i++;
     }
     if (o->reps < 1) o->reps = 1;
@@ -151,6 +169,7 @@ static int parse(int argc, char **argv, opts_t *o) {
 typedef struct {
     int64_t N;
     double fwd_ms, bwd_ms, err_o, err_grad;
+    double fwd_bytes, bwd_bytes; /* the floors' bytes */
 } row_t;
 
 /* Relative L2 error accumulators. */
@@ -184,6 +203,28 @@ static void buf_drop(bdev_t *dev, buf_t *b) {
     free(b->h);
 }
 
+/* Decays of the benchmark, as bench_one fills them. */
+static void fill_decays(const opts_t *o, float *ld, int64_t nld, int64_t H) {
+    for (int64_t i = 0; i < nld; i++) {
+        if (o->decay == LA_DECAY_SCALAR_HEAD) ld[i] = -(float)pow(2.0, -8.0 * (double)(i % H + 1) / (double)H); /* ALiBi */
+        else ld[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));                                              /* logsigmoid */
+    }
+}
+
+/* fp64 decays of head hh of batch row 0 for N tokens (NULL for NONE). */
+static double *ref_decays(const opts_t *o, const float *ld, int64_t hh, int64_t N) {
+    if (o->decay == LA_DECAY_NONE) return NULL;
+    int64_t D = o->D;
+    double *gk = malloc((size_t)(N * D) * sizeof(double));
+    if (!gk) return NULL;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t d = 0; d < D; d++)
+            gk[n * D + d] = o->decay == LA_DECAY_SCALAR_HEAD ? ld[hh]
+                          : o->decay == LA_DECAY_SCALAR_TOKEN ? ld[hh * N + n] : ld[(hh * N + n) * D + d];
+    return gk;
+}
+
+
 static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, row_t *row) {
     int64_t B = o->B, H = o->H, D = o->D, E = o->E;
     size_t es = la_dtype_size(o->dtype);
@@ -208,10 +249,7 @@ static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, ro
     float *ld = bf[LD].h, *ldv = bf[LDV].h;
     for (int64_t i = 0; i < nqk; i++) { put(q, o->dtype, i, rnd_normal() * 0.1); put(k, o->dtype, i, rnd_normal() * 0.1); }
     for (int64_t i = 0; i < nv; i++) { put(v, o->dtype, i, rnd_normal() * 0.1); put(dout, o->dtype, i, rnd_normal() * 0.1); }
-    for (int64_t i = 0; i < nld; i++) {
-        if (o->decay == LA_DECAY_SCALAR_HEAD) ld[i] = -(float)pow(2.0, -8.0 * (double)(i + 1) / (double)H); /* ALiBi */
-        else ld[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));                                        /* logsigmoid */
-    }
+    fill_decays(o, ld, nld, H);
     for (int64_t i = 0; i < nldv; i++) ldv[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));
     int in[] = {Q, K, V, DO, LD, LDV};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) bdev_upload(dev, bf[in[i]].d, bf[in[i]].h, bf[in[i]].bytes);
@@ -277,17 +315,12 @@ static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, ro
     double *rq = malloc(N * D * sizeof(double)), *rk = malloc(N * D * sizeof(double)), *rv = malloc(N * E * sizeof(double));
     double *rdo = malloc(N * E * sizeof(double)), *ro = malloc(N * E * sizeof(double));
     double *rdq = malloc(N * D * sizeof(double)), *rdk = malloc(N * D * sizeof(double)), *rdv = malloc(N * E * sizeof(double));
-    double *gk = o->decay == LA_DECAY_NONE ? NULL : malloc(N * D * sizeof(double));
     double *gv = o->decay == LA_DECAY_VECTOR_KV ? malloc(N * E * sizeof(double)) : NULL;
     for (int hh = 0; hh < heads && rq && rk && rv && rdo && ro && rdq && rdk && rdv; hh++) {
         int64_t bq = (int64_t)hh * N * D, bv = (int64_t)hh * N * E;
         for (int64_t i = 0; i < N * D; i++) { rq[i] = get(q, o->dtype, bq + i); rk[i] = get(k, o->dtype, bq + i); }
         for (int64_t i = 0; i < N * E; i++) { rv[i] = get(v, o->dtype, bv + i); rdo[i] = get(dout, o->dtype, bv + i); }
-        if (gk)
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t d = 0; d < D; d++)
-                    gk[n * D + d] = o->decay == LA_DECAY_SCALAR_HEAD ? ld[hh]
-                                  : o->decay == LA_DECAY_SCALAR_TOKEN ? ld[hh * N + n] : ld[bq + n * D + d];
+        double *gk = ref_decays(o, ld, hh, N);
         if (gv)
             for (int64_t i = 0; i < N * E; i++) gv[i] = ldv[bv + i];
         ref_forward_recurrent(N, (int)D, (int)E, 1.0, rq, rk, rv, gk, gv, NULL, ro, NULL);
@@ -297,11 +330,212 @@ static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, ro
             for (int64_t i = 0; i < N * D; i++) { err_add(&eg, get(dq, o->dtype, bq + i), rdq[i]); err_add(&eg, get(dk, o->dtype, bq + i), rdk[i]); }
             for (int64_t i = 0; i < N * E; i++) err_add(&eg, get(dv, o->dtype, bv + i), rdv[i]);
         }
+        free(gk);
     }
     row->err_o = err_val(&eo);
     row->err_grad = have_bwd ? err_val(&eg) : NAN;
-    free(rq); free(rk); free(rv); free(rdo); free(ro); free(rdq); free(rdk); free(rdv); free(gk); free(gv);
+    row->fwd_bytes = (double)(2 * nqk + 2 * nv) * (double)es;
+    row->bwd_bytes = (double)(4 * nqk + 3 * nv) * (double)es;
+    free(rq); free(rk); free(rv); free(rdo); free(ro); free(rdq); free(rdk); free(rdv); free(gv);
     for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
+    return 1;
+}
+
+/* The state-only pass (fwd) and its backward from a random d final state
+ * (bwd).  Scalar and vector-k decays (what the state-only API takes). */
+static int bench_state(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, row_t *row) {
+    int64_t B = o->B, H = o->H, D = o->D, E = o->E;
+    size_t es = la_dtype_size(o->dtype);
+    int64_t nk = B * H * N * D, nv = B * H * N * E, ns = B * H * D * E;
+    int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD ? H : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H * N
+                : o->decay == LA_DECAY_NONE ? 1 : nk;
+    enum { K, V, LD, SN, DSN, DK, DV, NB };
+    size_t sizes[NB] = {nk * es, nv * es, nld * 4, ns * 4, ns * 4, nk * es, nv * es};
+    buf_t bf[NB];
+    memset(bf, 0, sizeof bf);
+    int ok = o->decay != LA_DECAY_VECTOR_KV;
+    for (int i = 0; i < NB && ok; i++) ok &= buf_make(dev, &bf[i], sizes[i]);
+    if (!ok) {
+        fprintf(stderr, "la_bench: out of memory (or vector-kv decay, which the state-only pass does not take)\n");
+        for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
+        return 0;
+    }
+    float *ld = bf[LD].h, *dsn = bf[DSN].h;
+    for (int64_t i = 0; i < nk; i++) put(bf[K].h, o->dtype, i, rnd_normal() * 0.1);
+    for (int64_t i = 0; i < nv; i++) put(bf[V].h, o->dtype, i, rnd_normal() * 0.1);
+    for (int64_t i = 0; i < ns; i++) dsn[i] = (float)(rnd_normal() * 0.1);
+    fill_decays(o, ld, nld, H);
+    int in[] = {K, V, LD, DSN};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) bdev_upload(dev, bf[in[i]].d, bf[in[i]].h, bf[in[i]].bytes);
+
+    la_problem_t p;
+    la_problem_init(&p);
+    p.batch = B; p.heads = H; p.seqlen = N; p.dim_qk = D; p.dim_v = E; p.decay = o->decay;
+    la_tensors_t t;
+    la_tensors_init(&t);
+    la_tensor_contiguous(&t.k, bf[K].d, o->dtype, B, H, N, D);
+    la_tensor_contiguous(&t.v, bf[V].d, o->dtype, B, H, N, E);
+    la_tensor_contiguous(&t.dk, bf[DK].d, o->dtype, B, H, N, D);
+    la_tensor_contiguous(&t.dv, bf[DV].d, o->dtype, B, H, N, E);
+    la_tensor_contiguous(&t.final_state, bf[SN].d, LA_DTYPE_F32, B, H, D, E);
+    la_tensor_contiguous(&t.d_final_state, bf[DSN].d, LA_DTYPE_F32, B, H, D, E);
+    if (o->decay == LA_DECAY_SCALAR_HEAD) la_tensor_contiguous(&t.ld, bf[LD].d, LA_DTYPE_F32, 1, H, 1, 1);
+    else if (o->decay != LA_DECAY_NONE)
+        la_tensor_contiguous(&t.ld, bf[LD].d, LA_DTYPE_F32, B, H, N, o->decay == LA_DECAY_SCALAR_TOKEN ? 1 : D);
+    int have_bwd = la_supports(h, LA_OP_STATE_BACKWARD, &p, &t) == LA_STATUS_SUCCESS;
+
+    double tf[64], tb[64];
+    int reps = o->reps > 64 ? 64 : o->reps;
+    for (int r = -1; r < reps; r++) {
+        bdev_flush_l2(dev);
+        bdev_timer_start(dev);
+        la_status_t st = la_state_forward(h, &p, &t);
+        double t1 = bdev_timer_stop_ms(dev), t2 = 0.0;
+        if (st == LA_STATUS_SUCCESS && have_bwd) {
+            bdev_flush_l2(dev);
+            bdev_timer_start(dev);
+            st = la_state_backward(h, &p, &t);
+            t2 = bdev_timer_stop_ms(dev);
+        }
+        if (st != LA_STATUS_SUCCESS) {
+            fprintf(stderr, "la_bench: %s: %s\n", la_status_string(st), la_last_error(h));
+            for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
+            return 0;
+        }
+        if (r >= 0) { tf[r] = t1; tb[r] = t2; }
+    }
+    qsort(tf, reps, sizeof(double), cmp_double);
+    qsort(tb, reps, sizeof(double), cmp_double);
+    row->N = N;
+    row->fwd_ms = tf[reps / 2];
+    row->bwd_ms = have_bwd ? tb[reps / 2] : NAN;
+    row->fwd_bytes = (double)(nk + nv) * (double)es + (double)ns * 4;
+    row->bwd_bytes = (double)(2 * (nk + nv)) * (double)es + (double)ns * 4;
+    int outs[] = {SN, DK, DV};
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) bdev_download(dev, bf[outs[i]].h, bf[outs[i]].d, bf[outs[i]].bytes);
+
+    err_t es_ = {0}, eg = {0};
+    int heads = o->check_heads < H ? o->check_heads : (int)H;
+    double *rk = malloc(N * D * sizeof(double)), *rv = malloc(N * E * sizeof(double));
+    double *ro = malloc(N * E * sizeof(double)), *rs = malloc(D * E * sizeof(double));
+    double *rdo = calloc((size_t)(N * E), sizeof(double)), *rds = malloc(D * E * sizeof(double));
+    double *rdk = malloc(N * D * sizeof(double)), *rdv = malloc(N * E * sizeof(double));
+    for (int hh = 0; hh < heads && rk && rv && ro && rs && rdo && rds && rdk && rdv; hh++) {
+        int64_t bk = (int64_t)hh * N * D, bv = (int64_t)hh * N * E, bs = (int64_t)hh * D * E;
+        for (int64_t i = 0; i < N * D; i++) rk[i] = get(bf[K].h, o->dtype, bk + i);
+        for (int64_t i = 0; i < N * E; i++) rv[i] = get(bf[V].h, o->dtype, bv + i);
+        for (int64_t i = 0; i < D * E; i++) rds[i] = dsn[bs + i];
+        double *gk = ref_decays(o, ld, hh, N);
+        ref_forward_recurrent(N, (int)D, (int)E, 1.0, rk, rk, rv, gk, NULL, NULL, ro, rs);
+        for (int64_t i = 0; i < D * E; i++) err_add(&es_, ((float *)bf[SN].h)[bs + i], rs[i]);
+        if (have_bwd) {
+            ref_backward(N, (int)D, (int)E, 1.0, rk, rk, rv, gk, NULL, NULL, rdo, rds, NULL, rdk, rdv, NULL, NULL, NULL);
+            for (int64_t i = 0; i < N * D; i++) err_add(&eg, get(bf[DK].h, o->dtype, bk + i), rdk[i]);
+            for (int64_t i = 0; i < N * E; i++) err_add(&eg, get(bf[DV].h, o->dtype, bv + i), rdv[i]);
+        }
+        free(gk);
+    }
+    row->err_o = err_val(&es_);
+    row->err_grad = have_bwd ? err_val(&eg) : NAN;
+    free(rk); free(rv); free(ro); free(rs); free(rdo); free(rds); free(rdk); free(rdv);
+    for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
+    return 1;
+}
+
+/* One decode step, the state updated in place (what a serving loop does). */
+static int bench_decode(const opts_t *o, la_handle_t *h, bdev_t *dev, row_t *row) {
+    int64_t B = o->B, H = o->H, D = o->D, E = o->E;
+    size_t es = la_dtype_size(o->dtype);
+    int64_t nk = B * H * D, nv = B * H * E, ns = B * H * D * E;
+    int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD ? H : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H
+                : o->decay == LA_DECAY_NONE ? 1 : nk;
+    int64_t nldv = o->decay == LA_DECAY_VECTOR_KV ? nv : 1;
+    enum { Q, K, V, O, LD, LDV, ST, NB };
+    size_t sizes[NB] = {nk * es, nk * es, nv * es, nv * es, nld * 4, nldv * 4, ns * 4};
+    buf_t bf[NB], s0;
+    memset(bf, 0, sizeof bf);
+    int ok = 1;
+    for (int i = 0; i < NB; i++) ok &= buf_make(dev, &bf[i], sizes[i]);
+    s0.h = malloc(ns * 4);
+    if (!ok || !s0.h) {
+        fprintf(stderr, "la_bench: out of memory\n");
+        for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
+        free(s0.h);
+        return 0;
+    }
+    float *ld = bf[LD].h, *ldv = bf[LDV].h, *st0 = s0.h;
+    for (int64_t i = 0; i < nk; i++) { put(bf[Q].h, o->dtype, i, rnd_normal() * 0.1); put(bf[K].h, o->dtype, i, rnd_normal() * 0.1); }
+    for (int64_t i = 0; i < nv; i++) put(bf[V].h, o->dtype, i, rnd_normal() * 0.1);
+    for (int64_t i = 0; i < ns; i++) st0[i] = (float)(rnd_normal() * 0.1);
+    fill_decays(o, ld, nld, H);
+    for (int64_t i = 0; i < nldv; i++) ldv[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));
+    int in[] = {Q, K, V, LD, LDV};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) bdev_upload(dev, bf[in[i]].d, bf[in[i]].h, bf[in[i]].bytes);
+    bdev_upload(dev, bf[ST].d, st0, ns * 4);
+
+    la_problem_t p;
+    la_problem_init(&p);
+    p.batch = B; p.heads = H; p.seqlen = 1; p.dim_qk = D; p.dim_v = E; p.decay = o->decay;
+    la_tensors_t t;
+    la_tensors_init(&t);
+    la_tensor_contiguous(&t.q, bf[Q].d, o->dtype, B, H, 1, D);
+    la_tensor_contiguous(&t.k, bf[K].d, o->dtype, B, H, 1, D);
+    la_tensor_contiguous(&t.v, bf[V].d, o->dtype, B, H, 1, E);
+    la_tensor_contiguous(&t.o, bf[O].d, o->dtype, B, H, 1, E);
+    la_tensor_contiguous(&t.initial_state, bf[ST].d, LA_DTYPE_F32, B, H, D, E);
+    la_tensor_contiguous(&t.final_state, bf[ST].d, LA_DTYPE_F32, B, H, D, E);
+    if (o->decay == LA_DECAY_SCALAR_HEAD) la_tensor_contiguous(&t.ld, bf[LD].d, LA_DTYPE_F32, 1, H, 1, 1);
+    else if (o->decay != LA_DECAY_NONE)
+        la_tensor_contiguous(&t.ld, bf[LD].d, LA_DTYPE_F32, B, H, 1, o->decay == LA_DECAY_SCALAR_TOKEN ? 1 : D);
+    if (o->decay == LA_DECAY_VECTOR_KV) la_tensor_contiguous(&t.ldv, bf[LDV].d, LA_DTYPE_F32, B, H, 1, E);
+
+    double tf[64];
+    int reps = o->reps > 64 ? 64 : o->reps;
+    for (int r = -1; r <= reps; r++) { /* r = reps: the checked step, from the uploaded state */
+        if (r == reps) bdev_upload(dev, bf[ST].d, st0, ns * 4);
+        bdev_flush_l2(dev);
+        bdev_timer_start(dev);
+        la_status_t st = la_decode(h, &p, &t);
+        double t1 = bdev_timer_stop_ms(dev);
+        if (st != LA_STATUS_SUCCESS) {
+            fprintf(stderr, "la_bench: %s: %s\n", la_status_string(st), la_last_error(h));
+            for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
+            free(s0.h);
+            return 0;
+        }
+        if (r >= 0 && r < reps) tf[r] = t1;
+    }
+    qsort(tf, reps, sizeof(double), cmp_double);
+    row->N = 1;
+    row->fwd_ms = tf[reps / 2];
+    row->bwd_ms = NAN;
+    row->fwd_bytes = (double)(2 * nk + 2 * nv) * (double)es + 2.0 * (double)ns * 4;
+    row->bwd_bytes = NAN;
+    bdev_download(dev, bf[O].h, bf[O].d, bf[O].bytes);
+    bdev_download(dev, bf[ST].h, bf[ST].d, bf[ST].bytes);
+
+    err_t eo = {0}, es_ = {0};
+    int heads = o->check_heads < H ? o->check_heads : (int)H;
+    double *rq = malloc(D * sizeof(double)), *rk = malloc(D * sizeof(double)), *rv = malloc(E * sizeof(double));
+    double *rs0 = malloc(D * E * sizeof(double)), *ro = malloc(E * sizeof(double)), *rs = malloc(D * E * sizeof(double));
+    double *gv = o->decay == LA_DECAY_VECTOR_KV ? malloc(E * sizeof(double)) : NULL;
+    for (int hh = 0; hh < heads && rq && rk && rv && rs0 && ro && rs; hh++) {
+        for (int64_t i = 0; i < D; i++) { rq[i] = get(bf[Q].h, o->dtype, hh * D + i); rk[i] = get(bf[K].h, o->dtype, hh * D + i); }
+        for (int64_t i = 0; i < E; i++) rv[i] = get(bf[V].h, o->dtype, hh * E + i);
+        for (int64_t i = 0; i < D * E; i++) rs0[i] = st0[hh * D * E + i];
+        if (gv)
+            for (int64_t i = 0; i < E; i++) gv[i] = ldv[hh * E + i];
+        double *gk = ref_decays(o, ld, hh, 1);
+        ref_forward_recurrent(1, (int)D, (int)E, 1.0, rq, rk, rv, gk, gv, rs0, ro, rs);
+        for (int64_t i = 0; i < E; i++) err_add(&eo, get(bf[O].h, o->dtype, hh * E + i), ro[i]);
+        for (int64_t i = 0; i < D * E; i++) err_add(&es_, ((float *)bf[ST].h)[hh * D * E + i], rs[i]);
+        free(gk);
+    }
+    row->err_o = err_val(&eo);
+    row->err_grad = err_val(&es_); /* the state's error goes in the second error column */
+    free(rq); free(rk); free(rv); free(rs0); free(ro); free(rs); free(gv);
+    for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
+    free(s0.h);
     return 1;
 }
 
@@ -324,43 +558,57 @@ int main(int argc, char **argv) {
     /* Trusted inputs: the benchmark's decays are valid by construction, and the
      * value check synchronises the stream on the GPU. */
     la_set_check_values(h, 0);
-    printf("lightning-attn %s benchmark on %s: %s, %s decay%s, B%lld H%lld D%lld E%lld, median of %d (ms), "
+    o.copy_gbps = bdev_copy_gbps(&dev);
+    static const char *err_names[3][2] = {{"err_o", "err_dqkv"}, {"err_state", "err_dkv"}, {"err_o", "err_state"}};
+    const char *e1 = err_names[o.op][0], *e2 = err_names[o.op][1];
+    printf("lightning-attn %s benchmark on %s: %s, %s, %s decay%s, B%lld H%lld D%lld E%lld, median of %d (ms), "
+           "x_floor = time / (bytes moved at the measured copy bandwidth, %.0f GB/s), "
            "error = relative L2 vs fp64 reference\n",
-           o.backend == LA_BACKEND_CUDA ? "CUDA" : "CPU", dev.name, dtype_name(o.dtype), decay_name(o.decay),
+           o.backend == LA_BACKEND_CUDA ? "CUDA" : "CPU", dev.name, op_name(o.op), dtype_name(o.dtype), decay_name(o.decay),
            o.learnable ? " (learnable: backward returns d ld)" : "", (long long)o.B,
-           (long long)o.H, (long long)o.D, (long long)o.E, o.reps);
-    printf("%8s %10s %10s %10s %10s %12s %10s %10s\n", "N", "fwd_ms", "fwd_GF/s", "bwd_ms", "bwd_GF/s", "fwd+bwd_ms",
-           "err_o", "err_dqkv");
+           (long long)o.H, (long long)o.D, (long long)o.E, o.reps, o.copy_gbps);
+    printf("%8s %10s %10s %8s %10s %10s %8s %12s %10s %10s\n", "N", "fwd_ms", "fwd_GF/s", "fwd_xfl", "bwd_ms", "bwd_GF/s",
+           "bwd_xfl", "fwd+bwd_ms", e1, e2);
     FILE *js = o.json ? fopen(o.json, "w") : NULL;
-    if (js) fprintf(js, "{\"backend\": \"%s\", \"dtype\": \"%s\", \"decay\": \"%s\", \"B\": %lld, \"H\": %lld, \"D\": %lld, \"E\": %lld, \"rows\": [",
-                    o.backend == LA_BACKEND_CUDA ? "cuda" : "cpu", dtype_name(o.dtype), decay_name(o.decay),
-                    (long long)o.B, (long long)o.H, (long long)o.D, (long long)o.E);
+    if (js) fprintf(js, "{\"backend\": \"%s\", \"op\": \"%s\", \"dtype\": \"%s\", \"decay\": \"%s\", \"B\": %lld, \"H\": %lld, "
+                        "\"D\": %lld, \"E\": %lld, \"copy_GBps\": %.1f, \"rows\": [",
+                    o.backend == LA_BACKEND_CUDA ? "cuda" : "cpu", op_name(o.op), dtype_name(o.dtype), decay_name(o.decay),
+                    (long long)o.B, (long long)o.H, (long long)o.D, (long long)o.E, o.copy_gbps);
     int ok = 1;
-    for (int i = 0; i < o.nN; i++) {
-        row_t r;
-        if (!bench_one(&o, h, &dev, o.Ns[i], &r)) { ok = 0; break; }
-        printf("%8lld %10.3f %10.1f", (long long)r.N, r.fwd_ms, flops_fwd(&o, r.N) / (r.fwd_ms * 1e6));
-        /* A backward this backend does not run prints as "-" (null in the JSON). */
-        int has_b = !isnan(r.bwd_ms);
-        if (has_b)
-            printf(" %10.3f %10.1f %12.3f", r.bwd_ms, flops_bwd(&o, r.N) / (r.bwd_ms * 1e6), r.fwd_ms + r.bwd_ms);
-        else
-            printf(" %10s %10s %12s", "-", "-", "-");
-        if (o.check_heads > 0) {
-            printf(" %10.2e", r.err_o);
-            if (has_b) printf(" %10.2e\n", r.err_grad);
-            else printf(" %10s\n", "-");
-        } else {
-            printf(" %10s %10s\n", "-", "-");
+    for (int i = 0; i < (o.op == OP_DECODE ? 1 : o.nN); i++) {
+        row_t r = {0};
+        int done = o.op == OP_TRAIN ? bench_one(&o, h, &dev, o.Ns[i], &r)
+                 : o.op == OP_STATE ? bench_state(&o, h, &dev, o.Ns[i], &r) : bench_decode(&o, h, &dev, &r);
+        if (!done) { ok = 0; break; }
+        /* GF/s for the chunked forward and backward only; "-" (null in the
+         * JSON) where a figure does not apply or the backend does not run it. */
+        double gf_f = o.op == OP_TRAIN ? flops_fwd(&o, r.N) / (r.fwd_ms * 1e6) : NAN;
+        double gf_b = o.op == OP_TRAIN ? flops_bwd(&o, r.N) / (r.bwd_ms * 1e6) : NAN;
+        double bw = o.copy_gbps * 1e6; /* bytes per ms */
+        double xf = bw > 0 ? r.fwd_ms / (r.fwd_bytes / bw) : NAN, xb = bw > 0 ? r.bwd_ms / (r.bwd_bytes / bw) : NAN;
+        double vals[9] = {r.fwd_ms, gf_f, xf, r.bwd_ms, gf_b, xb, r.fwd_ms + r.bwd_ms,
+                          o.check_heads > 0 ? r.err_o : NAN, o.check_heads > 0 ? r.err_grad : NAN};
+        static const char *fmt[9] = {"%.3f", "%.1f", "%.2f", "%.3f", "%.1f", "%.2f", "%.3f", "%.2e", "%.2e"};
+        static const int width[9] = {10, 10, 8, 10, 10, 8, 12, 10, 10};
+        printf("%8lld", (long long)r.N);
+        for (int c = 0; c < 9; c++) {
+            char cell[32];
+            if (isnan(vals[c]) || isinf(vals[c])) snprintf(cell, sizeof cell, "-");
+            else snprintf(cell, sizeof cell, fmt[c], vals[c]);
+            printf(" %*s", width[c], cell);
         }
+        printf("\n");
         fflush(stdout);
         if (js) {
-            char b[32], eo[32], eg[32];
-            json_num(b, sizeof b, "%.4f", r.bwd_ms);
-            json_num(eo, sizeof eo, "%.3e", o.check_heads > 0 ? r.err_o : NAN);
-            json_num(eg, sizeof eg, "%.3e", o.check_heads > 0 ? r.err_grad : NAN);
-            fprintf(js, "%s{\"N\": %lld, \"fwd_ms\": %.4f, \"bwd_ms\": %s, \"err_o\": %s, \"err_dqkv\": %s}",
-                    i ? ", " : "", (long long)r.N, r.fwd_ms, b, eo, eg);
+            static const char *key[9] = {"fwd_ms", "fwd_GFs", "fwd_x_floor", "bwd_ms", "bwd_GFs", "bwd_x_floor",
+                                         "total_ms", NULL, NULL};
+            fprintf(js, "%s{\"N\": %lld", i ? ", " : "", (long long)r.N);
+            for (int c = 0; c < 9; c++) {
+                char num[32];
+                json_num(num, sizeof num, c >= 7 ? "%.3e" : "%.4f", vals[c]);
+                fprintf(js, ", \"%s\": %s", key[c] ? key[c] : c == 7 ? e1 : e2, num);
+            }
+            fprintf(js, "}");
         }
     }
     if (js) { fprintf(js, "]}\n"); fclose(js); }
