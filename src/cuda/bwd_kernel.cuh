@@ -67,7 +67,7 @@ __device__ __forceinline__ void mask_factors(float (*f)[4], const float *Gs, int
 #pragma unroll
             for (int b = 0; b < 2; b++) {
                 int i = 16 * wm + (lane >> 2) + 8 * hr, j = 32 * wn + nt * 8 + 2 * (lane & 3) + b;
-                f[nt][2 * hr + b] = (i >= j && i < n) ? __expf(Gs[i] - Gs[j]) : 0.0f;
+                f[nt][2 * hr + b] = (i >= j && i < n) ? exp_nonpos(Gs[i] - Gs[j]) : 0.0f;
             }
 }
 
@@ -248,7 +248,7 @@ __device__ __forceinline__ void dld_chunk_role0(const la_bwd_params_t &bp, const
 #pragma unroll
     for (int k = 0; k < 2; k++) {
         int r = 2 * lane + k;
-        float f = r < n ? p.scale * __expf(Gs[r]) : 0.0f;
+        float f = r < n ? p.scale * exp_nonpos(Gs[r]) : 0.0f;
         u[k] = (red_u[r] + red_u[LA_C + r]) * f;
         cc[k] = has_x ? (red_c[r] + red_c[LA_C + r]) * f : 0.0f;
     }
@@ -288,7 +288,7 @@ __device__ __forceinline__ void dld_chunk_role1(const la_bwd_params_t &bp, const
 #pragma unroll
     for (int k = 0; k < 2; k++) {
         int r = 2 * lane + k;
-        float fj = r < n ? __expf(Gs[LA_C + r]) : 0.0f;
+        float fj = r < n ? exp_nonpos(Gs[LA_C + r]) : 0.0f;
         float colsum = (red_mc[r] + red_mc[LA_C + r]) + (red_mc[2 * LA_C + r] + red_mc[3 * LA_C + r]);
         float rowsum = red_mr[r] + red_mr[LA_C + r];
         dl[k] = (colsum - rowsum) + (red_w[r] + red_w[LA_C + r]) * fj;
@@ -318,7 +318,7 @@ __device__ __forceinline__ void dld_chunk_role1(const la_bwd_params_t &bp, const
     if (L.sp == 0 && t0 == 0 && lane == 0) {
         const float *red_z = red + 10 * LA_C;
         float z = ((red_z[0] + red_z[1]) + (red_z[2] + red_z[3])) + ((red_z[4] + red_z[5]) + (red_z[6] + red_z[7]));
-        bp.dld_z0[(int64_t)L.s * p.H + h] = __expf(G_last) * z;
+        bp.dld_z0[(int64_t)L.s * p.H + h] = exp_nonpos(G_last) * z;
     }
 }
 
@@ -329,7 +329,7 @@ __device__ __forceinline__ void dld_boundary_col(const la_bwd_params_t &bp, int 
 #pragma unroll
     for (int k = 0; k < 2; k++) {
         int r = 2 * lane + k;
-        if (r < n) cc += (red_c[r] + red_c[LA_C + r]) * bp.f.scale * __expf(Gs[r]);
+        if (r < n) cc += (red_c[r] + red_c[LA_C + r]) * bp.f.scale * exp_nonpos(Gs[r]);
     }
     cc = warp_sum(cc);
     if (lane == 0) bp.dld_chunk[dld_chunk_index(bp, s, h, ci)] = cc;
@@ -342,7 +342,7 @@ __device__ __forceinline__ void dld_boundary_row(const la_bwd_params_t &bp, int 
 #pragma unroll
     for (int k = 0; k < 2; k++) {
         int r = 2 * lane + k;
-        rr += (red_r[r] + red_r[LA_C + r]) * __expf(Gs[LA_C + r]);
+        rr += (red_r[r] + red_r[LA_C + r]) * exp_nonpos(Gs[LA_C + r]);
     }
     rr = warp_sum(rr);
     if (lane == 0) bp.dld_chunk[(int64_t)bp.f.H * bp.tc + dld_chunk_index(bp, s, h, ci)] = rr;
@@ -527,7 +527,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
                 tile_row_dots<T, DP / 16>(Qs, QP, acc, 16 * wm, wn * (DP / 2), lane, d);
                 put_row_dots(red_a, wn, 16 * wm, lane, d);
             }
-            float f0 = __expf(Gs[16 * wm + (lane >> 2)]), f1 = __expf(Gs[16 * wm + (lane >> 2) + 8]);
+            float f0 = exp_nonpos(Gs[16 * wm + (lane >> 2)]), f1 = exp_nonpos(Gs[16 * wm + (lane >> 2) + 8]);
             warp_mma<T, DP / 16, false, true>(acc2, sdA, AP, 16 * wm, sK, QP, wn * (DP / 2), wm + 1, 0, lane);
 #pragma unroll
             for (int i = 0; i < DP / 16; i++) {
@@ -537,8 +537,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
             store_tok<T, DP / 16>(bp.dq, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), n, p.D, lane, p.scale);
         } else if (!DSTATE_ONLY) {
             /* dV = A^T dO + diag(f_j) K dS': rows j = 16wm.., cols wn*EP/2.. */
-            const float fj0 = (16 * wm + (lane >> 2) < n) ? __expf(Gs[LA_C + 16 * wm + (lane >> 2)]) : 0.0f;
-            const float fj1 = (16 * wm + (lane >> 2) + 8 < n) ? __expf(Gs[LA_C + 16 * wm + (lane >> 2) + 8]) : 0.0f;
+            const float fj0 = (16 * wm + (lane >> 2) < n) ? exp_nonpos(Gs[LA_C + 16 * wm + (lane >> 2)]) : 0.0f;
+            const float fj1 = (16 * wm + (lane >> 2) + 8 < n) ? exp_nonpos(Gs[LA_C + 16 * wm + (lane >> 2) + 8]) : 0.0f;
             {
                 float acc[EP / 16][4] = {}, acc2[EP / 16][4] = {};
                 warp_mma<T, EP / 16, false, true>(acc, sK, QP, 16 * wm, sS, VP, wn * (EP / 2), DP / 16, 0, lane);
@@ -607,7 +607,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
 
         /* State update.  role 0: S <- e^{G_last} S + (f_j k_j)^T v_j, f_j = e^{G_last - G_j};
          * role 1: dS <- e^{G_last} dS + (f_i q^_i)^T dO_i, f_i = e^{G_i}.  Hi/lo split as in the forward. */
-        const float decay_all = __expf(G_last);
+        const float decay_all = exp_nonpos(G_last);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -631,7 +631,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
          * only multiply into half-precision dq, dk, dv (and the decay
          * gradient, held to the same precision). */
         auto factor = [&](int j) {
-            return j >= n ? 0.0f : role == 0 ? __expf(Gs[LA_C + j]) : p.scale * __expf(Gs[j]);
+            return j >= n ? 0.0f : role == 0 ? exp_nonpos(Gs[LA_C + j]) : p.scale * exp_nonpos(Gs[j]);
         };
         if (role == 1 && bp.ds0.ptr) state_update<T, DP, EP, true>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);
         else state_update<T, DP, EP, false>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);

@@ -15,6 +15,17 @@
 
 #define LA_C LA_CUDA_CHUNK
 
+/* e^x for the chunk kernels' exponents, all <= 0 by construction: one
+ * ex2.approx.ftz (plus the scaling multiply).  __expf compiles to the
+ * non-ftz ex2 with a range fix-up around it (five more instructions and a
+ * predicate per exp, ~8% of the D=64 forward's instructions); flushing
+ * results below 2^-126 to zero is the underflow the design allows. */
+__device__ __forceinline__ float exp_nonpos(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
+    return y;
+}
+
 /* Warp 0: Gs[i] = sum_{r <= i} g_r over the chunk and Gs[64 + j] =
  * sum_{j < r < n} g_r = G_last - G_j (fixed order, so deterministic);
  * SCALAR_HEAD: (i + 1) ld and (n - 1 - j) ld; NONE: 0.  The suffix sums are
@@ -124,11 +135,72 @@ __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4]
 #endif
 }
 
+/* One register of an A fragment (two elements x0, x1 of X in the input
+ * dtype) times the decay factors of its two tokens, in the input dtype:
+ * hi, and with want_lo the remainder lo (x f = hi + lo to ~16 mantissa bits).
+ * The generic form goes through fp32: unpack, multiply, round, unpack the
+ * rounded value, subtract, round (10 instructions for hi and lo).  bf16
+ * (below) stays packed: with the factors split as f = fh + fl in bf16,
+ *   hi = x fh                 (one rounding)
+ *   r  = fma(x, fh, -hi)      exact: x fh has 16 significant bits, hi its
+ *                             top 8, so the residual fits a bf16
+ *   lo = fma(x, fl, r)        (one rounding, of a term 2^-8 of the product)
+ * three bf16x2 instructions; per-term error ~2^-16 instead of ~2^-18, still
+ * far below what the final-state tests allow (1.5e-5 relative L2).  Without
+ * lo, hi = fma(x, fh, x fl): one rounding of the product, as before.
+ * (f16's range is too short to split factors that way: the generic form.) */
+typedef struct {
+    float f0, f1;     /* generic: the two factors */
+    uint32_t fh, fl;  /* bf16: the factors split as fh + fl, packed */
+} la_fpair_t;
+
+template <typename T>
+__device__ __forceinline__ void fpair_set(la_fpair_t &f, float a, float b) { f.f0 = a; f.f1 = b; }
+
+template <typename T>
+__device__ __forceinline__ void fpair_apply(const la_fpair_t &f, uint32_t x, uint32_t &hi, uint32_t &lo, bool want_lo) {
+    const T *h2 = reinterpret_cast<const T *>(&x);
+    float x0 = float(h2[0]) * f.f0, x1 = float(h2[1]) * f.f1;
+    hi = mma_traits<T>::pack(x0, x1);
+    if (want_lo) {
+        const T *hh = reinterpret_cast<const T *>(&hi);
+        lo = mma_traits<T>::pack(x0 - float(hh[0]), x1 - float(hh[1]));
+    }
+}
+
+template <>
+__device__ __forceinline__ void fpair_set<__nv_bfloat16>(la_fpair_t &f, float a, float b) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    const float2 back = __bfloat1622float2(h);
+    __nv_bfloat162 l = __floats2bfloat162_rn(a - back.x, b - back.y);
+    f.fh = *reinterpret_cast<uint32_t *>(&h);
+    f.fl = *reinterpret_cast<uint32_t *>(&l);
+}
+
+template <>
+__device__ __forceinline__ void fpair_apply<__nv_bfloat16>(const la_fpair_t &f, uint32_t x, uint32_t &hi, uint32_t &lo,
+                                                           bool want_lo) {
+    const __nv_bfloat162 xv = *reinterpret_cast<const __nv_bfloat162 *>(&x);
+    const __nv_bfloat162 fh = *reinterpret_cast<const __nv_bfloat162 *>(&f.fh);
+    const __nv_bfloat162 fl = *reinterpret_cast<const __nv_bfloat162 *>(&f.fl);
+    __nv_bfloat162 h;
+    if (want_lo) {
+        h = __hmul2(xv, fh);
+        const __nv_bfloat162 r = __hfma2(xv, fh, __hneg2(h));
+        const __nv_bfloat162 l = __hfma2(xv, fl, r);
+        lo = *reinterpret_cast<const uint32_t *>(&l);
+    } else {
+        h = __hfma2(xv, fh, __hmul2(xv, fl));
+    }
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+}
+
 /* S += sum_j (f(j) X_j)^T Y_j over the chunk's 64 tokens, X: [64][DP] at sX
  * (pitch XP elements), Y: [64][EP] at sY (pitch YP), f(j) the token's decay
  * factor (0 past the chunk's valid rows).  f(j) X_j is formed in registers
- * and split into a hi and a lo part in the input dtype: two products, so the
- * state carries ~16 mantissa bits of every term, not 8 (fp32-level states).
+ * and split into a hi and a lo part in the input dtype (fpair_apply): two
+ * products, so the state carries ~16 mantissa bits of every term, not 8
+ * (fp32-level states).
  * All hi products, then all lo products: consecutive mmas hit different
  * accumulator tiles.  LO = false drops the lo part (a quarter of a forward
  * chunk's mmas): for states that only ever multiply q into a half-precision
@@ -146,24 +218,16 @@ __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], ui
     for (int kk = 0; kk < LA_C / 16; kk++) {
         /* This lane's fragment columns are tokens j0, j0+1, j0+8, j0+9. */
         const int j0 = kk * 16 + 2 * (lane & 3);
-        float f[4];
-#pragma unroll
-        for (int u = 0; u < 4; u++) f[u] = f_of(j0 + (u & 1) + 8 * (u >> 1));
+        la_fpair_t fp[2]; /* registers 0, 1: tokens j0, j0+1; registers 2, 3: j0+8, j0+9 */
+        fpair_set<T>(fp[0], f_of(j0), f_of(j0 + 1));
+        fpair_set<T>(fp[1], f_of(j0 + 8), f_of(j0 + 9));
         uint32_t ahi[MT][4], alo[MT][4], bfr[NTS / 2][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
             uint32_t a[4];
             ldmatrix_x4_trans_at(a, sX + offX + kk * 16 * XP * 2 + mt * 32);
 #pragma unroll
-            for (int r = 0; r < 4; r++) {
-                const T *h2 = reinterpret_cast<const T *>(&a[r]);
-                float x0 = float(h2[0]) * f[(r >> 1) * 2], x1 = float(h2[1]) * f[(r >> 1) * 2 + 1];
-                ahi[mt][r] = mma_traits<T>::pack(x0, x1);
-                if (LO) {
-                    const T *hh = reinterpret_cast<const T *>(&ahi[mt][r]);
-                    alo[mt][r] = mma_traits<T>::pack(x0 - float(hh[0]), x1 - float(hh[1]));
-                }
-            }
+            for (int r = 0; r < 4; r++) fpair_apply<T>(fp[r >> 1], a[r], ahi[mt][r], alo[mt][r], LO);
         }
 #pragma unroll
         for (int np = 0; np < NTS / 2; np++) ldmatrix_x4_trans_at(bfr[np], sY + offY + kk * 16 * YP * 2 + np * 32);
@@ -208,7 +272,7 @@ __device__ __forceinline__ float fold_cells(const la_fwd_params_t &p, float *cel
         float *cell = cells + slot * DP * p.ept + idx;
         float local = *cell;
         *cell = run;
-        run = __expf(p.seg_logdecay[slot]) * run + local;
+        run = exp_nonpos(p.seg_logdecay[slot]) * run + local;
     }
     return run;
 }

@@ -249,11 +249,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
                     float gi = Gs[i];
                     float v0, v1;
                     if (unmasked) {
-                        v0 = acc[nt][2 * hr] * __expf(gi - Gs[j]);
-                        v1 = acc[nt][2 * hr + 1] * __expf(gi - Gs[j + 1]);
+                        v0 = acc[nt][2 * hr] * exp_nonpos(gi - Gs[j]);
+                        v1 = acc[nt][2 * hr + 1] * exp_nonpos(gi - Gs[j + 1]);
                     } else {
-                        v0 = (i >= j && i < n) ? acc[nt][2 * hr] * __expf(gi - Gs[j]) : 0.0f;
-                        v1 = (i >= j + 1 && i < n) ? acc[nt][2 * hr + 1] * __expf(gi - Gs[j + 1]) : 0.0f;
+                        v0 = (i >= j && i < n) ? acc[nt][2 * hr] * exp_nonpos(gi - Gs[j]) : 0.0f;
+                        v1 = (i >= j + 1 && i < n) ? acc[nt][2 * hr + 1] * exp_nonpos(gi - Gs[j + 1]) : 0.0f;
                     }
                     *reinterpret_cast<uint32_t *>(&As[i * AP + j]) = mma_traits<T>::pack(v0, v1);
                 }
@@ -285,7 +285,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
                 }
 #pragma unroll
                 for (int i = 0; i < NTO; i++) {
-                    float f0 = __expf(Gs[16 * wm + (lane >> 2)]), f1 = __expf(Gs[16 * wm + (lane >> 2) + 8]);
+                    float f0 = exp_nonpos(Gs[16 * wm + (lane >> 2)]), f1 = exp_nonpos(Gs[16 * wm + (lane >> 2) + 8]);
                     o[i][0] *= f0; o[i][1] *= f0; o[i][2] *= f1; o[i][3] *= f1;
                 }
             }
@@ -348,14 +348,14 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
         }
         /* ---- S <- exp(G_last) S + K~^T V, K~_j = exp(G_last - G_j) k_j (exponent <= 0, the suffix sum;
          * rows j >= n are zero and get factor 0, never exp of a positive number). ---- */
-        const float decay_all = __expf(G_last);
+        const float decay_all = exp_nonpos(G_last);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
             for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
                 for (int r = 0; r < 4; r++) S[mt][nt][r] *= decay_all;
-        state_update<T, DP, EP, PRECISE>(S, sKb, QP, sVb, VP, [&](int j) { return j < n ? __expf(Gs[LA_C + j]) : 0.0f; },
+        state_update<T, DP, EP, PRECISE>(S, sKb, QP, sVb, VP, [&](int j) { return j < n ? exp_nonpos(Gs[LA_C + j]) : 0.0f; },
                                 wm, wn, lane);
         seg_logdecay += G_last;
         state_nonzero = true;
