@@ -14,7 +14,9 @@
  * Sequence parallelism: when batch x heads is small next to the number of
  * SMs, each sequence is cut into segments; a state pass computes every
  * segment's local state, a fold stitches them in order, and the forward pass
- * starts each segment from its incoming state.
+ * starts each segment from its incoming state.  Short sequences (forward, up
+ * to LA_CUDA_PREFIX_UPTO tokens) skip the state pass and fold: each block
+ * walks from its sequence's start (prefix mode).
  */
 #include "internal.h"
 #include "kernel_params.h"
@@ -38,6 +40,10 @@
 #define LA_CUDA_MIN_SEGMENT_FWD 128
 #define LA_CUDA_SEGMENT_FROM_FWD 1024
 #define LA_CUDA_MIN_SEGMENT_BWD 512
+/* Forwards of sequences up to this long cut them in prefix mode instead
+ * (fwd_kernel.cuh): every block walks from the sequence start, so nothing
+ * runs before the output pass and segments can be one chunk long. */
+#define LA_CUDA_PREFIX_UPTO 1024
 
 static int pad_dim(int64_t x) { return x <= 64 ? 64 : x <= 128 ? 128 : 256; }
 
@@ -148,7 +154,8 @@ typedef struct seg_plan {
     int64_t seg_len;
     int n_seg;          /* non-packed: segments per sequence */
     int total;          /* all segments */
-    int multi;          /* any sequence has more than one segment */
+    int multi;          /* any sequence has more than one segment, joined by a state pass and fold */
+    int prefix;         /* ... joined by each block walking from its sequence's start instead */
 } seg_plan_t;
 
 static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
@@ -164,9 +171,10 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
                                   : blocks_per_sm(eslice, pad_dim(pl->p.dim_qk))) * sms;
     int64_t maxlen = la_plan_max_len(pl);
     int64_t want = items >= (3 * slots) / 4 ? 1 : slots / items;
-    int64_t min_seg = bwd ? LA_CUDA_MIN_SEGMENT_BWD : LA_CUDA_MIN_SEGMENT_FWD;
+    const int prefix = pl->op == LA_OP_FORWARD && maxlen <= LA_CUDA_PREFIX_UPTO;
+    int64_t min_seg = bwd ? LA_CUDA_MIN_SEGMENT_BWD : prefix ? LA_CUDA_CHUNK : LA_CUDA_MIN_SEGMENT_FWD;
     int64_t by_len = (maxlen + min_seg - 1) / min_seg;
-    if (!bwd && maxlen < LA_CUDA_SEGMENT_FROM_FWD) by_len = 1;
+    if (!bwd && !prefix && maxlen < LA_CUDA_SEGMENT_FROM_FWD) by_len = 1;
     if (want > by_len) want = by_len;
     if (want < 1) want = 1;
     int64_t chunks = (maxlen + LA_CUDA_CHUNK - 1) / LA_CUDA_CHUNK;
@@ -189,6 +197,8 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
             if (n > 1) sp.multi = 1;
         }
     }
+    sp.prefix = prefix && sp.multi;
+    if (sp.prefix) sp.multi = 0;
     return sp;
 }
 
@@ -355,6 +365,7 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
         p.seg_logdecay = (float *)(ws + w.seg_logdecay);
     }
     p.vec_ok = tok_vec_ok(&t->q) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) && tok_vec_ok(&t->o);
+    p.prefix = sp.prefix;
     la_fwd_launch_t l;
     l.DP = pad_dim(p.D);
     l.eslice = eslice;

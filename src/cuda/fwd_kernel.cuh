@@ -18,6 +18,12 @@
  * copy of S rounded to the input dtype for the Q S product.  The state
  * itself never leaves fp32.
  *
+ * Short sequences with few (sequence, head) pairs run in prefix mode
+ * (p.prefix): sequences cut into segments as for the state pass, but each
+ * block walks from the sequence start and updates the state alone until its
+ * segment begins: no state pass, no fold, and the walk before the segment
+ * costs a state update per chunk, not a whole chunk step.
+ *
  * Barriers per chunk: B1 tiles landed (whole block); B3 A ready (the two
  * warps of a row block); B4 the four warps of a column half past their O
  * products (their S copy columns may be rewritten).  (Each warp keeps its own copy
@@ -165,7 +171,10 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     auto write_state_copy = [&]() { state_copy<T, DP, EP>(S, Ss, wm, wn, lane); };
     if (!STATE_ONLY) write_state_copy();
 
-    const int64_t nchunks = (L.te - L.ts + LA_C - 1) / LA_C;
+    /* Prefix mode: walk from the sequence start, the chunks before the
+     * segment updating the state only (no Q tile, no A, no O). */
+    const int64_t walk0 = p.prefix ? 0 : L.ts;
+    const int64_t nchunks = (L.te - walk0 + LA_C - 1) / LA_C;
     la_tok_t vz = p.v; /* this block's value columns */
     vz.ptr = static_cast<const T *>(p.v.ptr) + e0 * p.v.sc;
     const bool vec = p.vec_ok != 0;
@@ -174,9 +183,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     /* Issue the loads of chunk c into buffer c % STAGES. */
     auto issue = [&](int64_t c) {
         int buf = (int)(c % STAGES);
-        int64_t t0 = L.ts + c * LA_C;
+        int64_t t0 = walk0 + c * LA_C;
         int nrows = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
-        if (!STATE_ONLY) load_tile<T, DP>(Qs + buf * LA_C * QP, p.q, L.b, h, L.tb + t0, nrows, p.D, vec);
+        if (!STATE_ONLY && t0 >= L.ts) load_tile<T, DP>(Qs + buf * LA_C * QP, p.q, L.b, h, L.tb + t0, nrows, p.D, vec);
         load_tile<T, DP>(Ks + buf * LA_C * QP, p.k, L.b, h, L.tb + t0, nrows, p.D, vec);
         load_tile<T, EP>(Vs + buf * LA_C * VP, vz, L.b, h, L.tb + t0, nrows, Eloc, vec);
         if (p.decay == 2 /* SCALAR_TOKEN */ && threadIdx.x < LA_C) {
@@ -191,8 +200,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
 
     for (int64_t c = 0; c < nchunks; c++) {
         const int buf = (int)(c % STAGES);
-        const int64_t t0 = L.ts + c * LA_C;
+        const int64_t t0 = walk0 + c * LA_C;
         const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
+        const bool out = !STATE_ONLY && t0 >= L.ts; /* this chunk's o is the block's to write */
         if (STAGES == 1 && c > 0) {
             __syncthreads(); /* single buffer: everyone is done with chunk c-1's tiles */
             issue(c);
@@ -208,7 +218,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
         const uint32_t sQb = sQ0 + buf * LA_C * QP * 2, sKb = sK0 + buf * LA_C * QP * 2;
         const uint32_t sVb = sV0 + buf * LA_C * VP * 2;
 
-        if (!STATE_ONLY) {
+        if (out) {
             /* ---- A = (Q K^T) * decay mask: warp tile rows 16wm.., cols 32wn.. ---- */
             /* Even and odd k-steps accumulate separately: 8 independent mma
              * chains instead of 4, so back-to-back mmas do not wait on each
@@ -260,9 +270,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
         }
         /* B3: A is ready.  A warp's O rows 16wm.. read only the A rows its
          * own pair of warps (wm, 0) and (wm, 1) wrote. */
-        if (!STATE_ONLY) group_barrier(1 + wm, 64);
+        if (out) group_barrier(1 + wm, 64);
 
-        if (!STATE_ONLY) {
+        if (out) {
             /* ---- O = exp(G_i) Q S + A V: warp tile rows 16wm.., cols wn*EP/2.. ---- */
             float o[NTO][4];
 #pragma unroll
@@ -359,7 +369,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
                                 wm, wn, lane);
         seg_logdecay += G_last;
         state_nonzero = true;
-        if (!STATE_ONLY) {
+        if (!STATE_ONLY && t0 + LA_C >= L.ts) { /* the next chunk (if any) multiplies Q by this state */
             /* B4: Ss may be rewritten once every warp reading its columns
              * (the four warps of this wn, which also write them) is past its
              * O products. */
@@ -372,7 +382,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     float *dst = nullptr;
     int64_t dsd = 0, dse = 0;
     if (STATE_ONLY) { dst = p.seg_state + slot * DP * p.ept + e0; dsd = p.ept; dse = 1; }
-    else if (!multi && p.sN.ptr) {
+    else if (!multi && p.sN.ptr && L.sp == L.nseg - 1) { /* prefix mode: the last segment's block */
         dst = p.sN.ptr + L.s * p.sN.ss + h * p.sN.sh + e0 * p.sN.se;
         dsd = p.sN.sd;
         dse = p.sN.se;

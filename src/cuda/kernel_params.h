@@ -57,6 +57,8 @@ typedef struct la_fwd_params {
     float *seg_logdecay;
     int ept;                 /* columns of one segment state in seg_state: slices x EP */
     int vec_ok;              /* q, k, v: channel stride 1 and 16-byte aligned rows */
+    int prefix;              /* forward: each block walks its sequence from token 0, updating the
+                                state alone before its segment (short sequences, no state pass) */
 } la_fwd_params_t;
 
 /* The backward: the forward's parameters plus the gradients. */
