@@ -203,6 +203,48 @@ static void buf_drop(bdev_t *dev, buf_t *b) {
     free(b->h);
 }
 
+/* One of the library's operations (they share a signature). */
+typedef la_status_t (*op_fn_t)(la_handle_t *, const la_problem_t *, const la_tensors_t *);
+
+/* Time fwd, and bwd after it when given, --reps times after a warm-up (the
+ * first call allocates the workspace, faults pages in, loads modules), the
+ * L2 flushed before each; medians into row.  0 (message printed) on error. */
+static int time_pair(const opts_t *o, la_handle_t *h, bdev_t *dev, op_fn_t fwd, op_fn_t bwd, const la_problem_t *p,
+                     const la_tensors_t *t, row_t *row) {
+    double tf[64], tb[64];
+    int reps = o->reps > 64 ? 64 : o->reps;
+    for (int r = -1; r < reps; r++) {
+        bdev_flush_l2(dev);
+        bdev_timer_start(dev);
+        la_status_t st = fwd(h, p, t);
+        double t1 = bdev_timer_stop_ms(dev), t2 = 0.0;
+        if (st == LA_STATUS_SUCCESS && bwd) {
+            bdev_flush_l2(dev);
+            bdev_timer_start(dev);
+            st = bwd(h, p, t);
+            t2 = bdev_timer_stop_ms(dev);
+        }
+        if (st != LA_STATUS_SUCCESS) {
+            fprintf(stderr, "la_bench: %s: %s\n", la_status_string(st), la_last_error(h));
+            return 0;
+        }
+        if (r >= 0) { tf[r] = t1; tb[r] = t2; }
+    }
+    qsort(tf, reps, sizeof(double), cmp_double);
+    qsort(tb, reps, sizeof(double), cmp_double);
+    row->fwd_ms = tf[reps / 2];
+    row->bwd_ms = bwd ? tb[reps / 2] : NAN;
+    return 1;
+}
+
+/* The problem of one row: the options' shape and decay, N tokens. */
+static la_problem_t bench_problem(const opts_t *o, int64_t N) {
+    la_problem_t p;
+    la_problem_init(&p);
+    p.batch = o->B; p.heads = o->H; p.seqlen = N; p.dim_qk = o->D; p.dim_v = o->E; p.decay = o->decay;
+    return p;
+}
+
 /* Decays of the benchmark, as bench_one fills them. */
 static void fill_decays(const opts_t *o, float *ld, int64_t nld, int64_t H) {
     for (int64_t i = 0; i < nld; i++) {
@@ -254,9 +296,7 @@ static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, ro
     int in[] = {Q, K, V, DO, LD, LDV};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) bdev_upload(dev, bf[in[i]].d, bf[in[i]].h, bf[in[i]].bytes);
 
-    la_problem_t p;
-    la_problem_init(&p);
-    p.batch = B; p.heads = H; p.seqlen = N; p.dim_qk = D; p.dim_v = E; p.decay = o->decay;
+    la_problem_t p = bench_problem(o, N);
     la_tensors_t t;
     la_tensors_init(&t);
     la_tensor_contiguous(&t.q, bf[Q].d, o->dtype, B, H, N, D);
@@ -281,31 +321,11 @@ static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, ro
     }
     int have_bwd = la_supports(h, LA_OP_BACKWARD, &p, &t) == LA_STATUS_SUCCESS;
 
-    double tf[64], tb[64];
-    int reps = o->reps > 64 ? 64 : o->reps;
-    for (int r = -1; r < reps; r++) { /* r = -1: warm-up (workspace allocation, page faults, module load) */
-        bdev_flush_l2(dev);
-        bdev_timer_start(dev);
-        la_status_t st = la_forward(h, &p, &t);
-        double t1 = bdev_timer_stop_ms(dev), t2 = 0.0;
-        if (st == LA_STATUS_SUCCESS && have_bwd) {
-            bdev_flush_l2(dev);
-            bdev_timer_start(dev);
-            st = la_backward(h, &p, &t);
-            t2 = bdev_timer_stop_ms(dev);
-        }
-        if (st != LA_STATUS_SUCCESS) {
-            fprintf(stderr, "la_bench: %s: %s\n", la_status_string(st), la_last_error(h));
-            for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
-            return 0;
-        }
-        if (r >= 0) { tf[r] = t1; tb[r] = t2; }
+    if (!time_pair(o, h, dev, la_forward, have_bwd ? la_backward : NULL, &p, &t, row)) {
+        for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
+        return 0;
     }
-    qsort(tf, reps, sizeof(double), cmp_double);
-    qsort(tb, reps, sizeof(double), cmp_double);
     row->N = N;
-    row->fwd_ms = tf[reps / 2];
-    row->bwd_ms = have_bwd ? tb[reps / 2] : NAN;
     int outs[] = {O, DQ, DK, DV};
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) bdev_download(dev, bf[outs[i]].h, bf[outs[i]].d, bf[outs[i]].bytes);
 
@@ -368,9 +388,7 @@ static int bench_state(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, 
     int in[] = {K, V, LD, DSN};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) bdev_upload(dev, bf[in[i]].d, bf[in[i]].h, bf[in[i]].bytes);
 
-    la_problem_t p;
-    la_problem_init(&p);
-    p.batch = B; p.heads = H; p.seqlen = N; p.dim_qk = D; p.dim_v = E; p.decay = o->decay;
+    la_problem_t p = bench_problem(o, N);
     la_tensors_t t;
     la_tensors_init(&t);
     la_tensor_contiguous(&t.k, bf[K].d, o->dtype, B, H, N, D);
@@ -384,31 +402,11 @@ static int bench_state(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, 
         la_tensor_contiguous(&t.ld, bf[LD].d, LA_DTYPE_F32, B, H, N, o->decay == LA_DECAY_SCALAR_TOKEN ? 1 : D);
     int have_bwd = la_supports(h, LA_OP_STATE_BACKWARD, &p, &t) == LA_STATUS_SUCCESS;
 
-    double tf[64], tb[64];
-    int reps = o->reps > 64 ? 64 : o->reps;
-    for (int r = -1; r < reps; r++) {
-        bdev_flush_l2(dev);
-        bdev_timer_start(dev);
-        la_status_t st = la_state_forward(h, &p, &t);
-        double t1 = bdev_timer_stop_ms(dev), t2 = 0.0;
-        if (st == LA_STATUS_SUCCESS && have_bwd) {
-            bdev_flush_l2(dev);
-            bdev_timer_start(dev);
-            st = la_state_backward(h, &p, &t);
-            t2 = bdev_timer_stop_ms(dev);
-        }
-        if (st != LA_STATUS_SUCCESS) {
-            fprintf(stderr, "la_bench: %s: %s\n", la_status_string(st), la_last_error(h));
-            for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
-            return 0;
-        }
-        if (r >= 0) { tf[r] = t1; tb[r] = t2; }
+    if (!time_pair(o, h, dev, la_state_forward, have_bwd ? la_state_backward : NULL, &p, &t, row)) {
+        for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
+        return 0;
     }
-    qsort(tf, reps, sizeof(double), cmp_double);
-    qsort(tb, reps, sizeof(double), cmp_double);
     row->N = N;
-    row->fwd_ms = tf[reps / 2];
-    row->bwd_ms = have_bwd ? tb[reps / 2] : NAN;
     row->fwd_bytes = (double)(nk + nv) * (double)es + (double)ns * 4;
     row->bwd_bytes = (double)(2 * (nk + nv)) * (double)es + (double)ns * 4;
     int outs[] = {SN, DK, DV};
@@ -473,9 +471,7 @@ static int bench_decode(const opts_t *o, la_handle_t *h, bdev_t *dev, row_t *row
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) bdev_upload(dev, bf[in[i]].d, bf[in[i]].h, bf[in[i]].bytes);
     bdev_upload(dev, bf[ST].d, st0, ns * 4);
 
-    la_problem_t p;
-    la_problem_init(&p);
-    p.batch = B; p.heads = H; p.seqlen = 1; p.dim_qk = D; p.dim_v = E; p.decay = o->decay;
+    la_problem_t p = bench_problem(o, 1);
     la_tensors_t t;
     la_tensors_init(&t);
     la_tensor_contiguous(&t.q, bf[Q].d, o->dtype, B, H, 1, D);
