@@ -36,9 +36,9 @@ static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l
         LA_LAUNCH_TRY(cudaGetLastError());
     }
     if (l.main_pass) {
-        /* The output pass writes the final state only with one segment per
-         * sequence (else the fold does); without it, o alone needs no
-         * fp32-level state. */
+        /* The output pass writes the final state without a state pass (one
+         * segment per sequence, or the last segment's block in prefix mode;
+         * else the fold does); without it, o alone needs no fp32-level state. */
         const bool precise = p.sN.ptr != nullptr && !l.state_pass;
         auto k = precise ? la_fwd_chunk_kernel<T, DP, EP, false, STAGES, true>
                          : la_fwd_chunk_kernel<T, DP, EP, false, STAGES, false>;
