@@ -633,8 +633,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         auto factor = [&](int j) {
             return j >= n ? 0.0f : role == 0 ? exp_nonpos(Gs[LA_C + j]) : p.scale * exp_nonpos(Gs[j]);
         };
-        if (role == 1 && bp.ds0.ptr) state_update<T, DP, EP, true>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);
-        else state_update<T, DP, EP, false>(S, sXo, QP, sYo, VP, factor, wm, wn, lane);
+        auto pair = [&](int j, la_fpair_t &f) { fpair_set<T>(f, factor(j), factor(j + 1)); };
+        if (role == 1 && bp.ds0.ptr) state_update<T, DP, EP, true>(S, sXo, QP, sYo, VP, pair, wm, wn, lane);
+        else state_update<T, DP, EP, false>(S, sXo, QP, sYo, VP, pair, wm, wn, lane);
         state_copy<T, DP, EP>(S, copy_buf(it + 1), wm, wn, lane);
     }
 

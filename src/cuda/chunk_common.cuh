@@ -195,9 +195,30 @@ __device__ __forceinline__ void fpair_apply<__nv_bfloat16>(const la_fpair_t &f, 
     hi = *reinterpret_cast<const uint32_t *>(&h);
 }
 
+/* A token pair's factors packed in 8 bytes (bf16: fh, fl; generic: f0, f1),
+ * so a kernel can prepare them once in shared memory (fwd_kernel.cuh's
+ * table for chunks whose factors do not change). */
+template <typename T>
+__device__ __forceinline__ uint2 fpair_pack(const la_fpair_t &f) {
+    return make_uint2(__float_as_uint(f.f0), __float_as_uint(f.f1));
+}
+template <typename T>
+__device__ __forceinline__ void fpair_unpack(la_fpair_t &f, uint2 u) {
+    f.f0 = __uint_as_float(u.x);
+    f.f1 = __uint_as_float(u.y);
+}
+template <>
+__device__ __forceinline__ uint2 fpair_pack<__nv_bfloat16>(const la_fpair_t &f) { return make_uint2(f.fh, f.fl); }
+template <>
+__device__ __forceinline__ void fpair_unpack<__nv_bfloat16>(la_fpair_t &f, uint2 u) {
+    f.fh = u.x;
+    f.fl = u.y;
+}
+
 /* S += sum_j (f(j) X_j)^T Y_j over the chunk's 64 tokens, X: [64][DP] at sX
  * (pitch XP elements), Y: [64][EP] at sY (pitch YP), f(j) the token's decay
- * factor (0 past the chunk's valid rows).  f(j) X_j is formed in registers
+ * factor (0 past the chunk's valid rows), given as pair_of(j, fp): the
+ * factors of tokens j and j + 1 (j even) into fp.  f(j) X_j is formed in registers
  * and split into a hi and a lo part in the input dtype (fpair_apply): two
  * products, so the state carries ~16 mantissa bits of every term, not 8
  * (fp32-level states).
@@ -206,9 +227,9 @@ __device__ __forceinline__ void fpair_apply<__nv_bfloat16>(const la_fpair_t &f, 
  * chunk's mmas): for states that only ever multiply q into a half-precision
  * output, never leave the kernel, so 8 bits per term are what the output
  * keeps anyway. */
-template <typename T, int DP, int EP, bool LO, typename Factor>
+template <typename T, int DP, int EP, bool LO, typename PairFn>
 __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], uint32_t sX, int XP, uint32_t sY, int YP,
-                                             Factor f_of, int wm, int wn, int lane) {
+                                             PairFn pair_of, int wm, int wn, int lane) {
     constexpr int MT = DP / 64, NTS = EP / 16;
     /* Per-lane fragment row addresses (bytes) of X^T (transposed load of the
      * stored [j][d] tile) and of Y. */
@@ -219,8 +240,8 @@ __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], ui
         /* This lane's fragment columns are tokens j0, j0+1, j0+8, j0+9. */
         const int j0 = kk * 16 + 2 * (lane & 3);
         la_fpair_t fp[2]; /* registers 0, 1: tokens j0, j0+1; registers 2, 3: j0+8, j0+9 */
-        fpair_set<T>(fp[0], f_of(j0), f_of(j0 + 1));
-        fpair_set<T>(fp[1], f_of(j0 + 8), f_of(j0 + 9));
+        pair_of(j0, fp[0]);
+        pair_of(j0 + 8, fp[1]);
         uint32_t ahi[MT][4], alo[MT][4], bfr[NTS / 2][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {

@@ -39,10 +39,15 @@
  * STAGES = 2 double-buffers the Q, K, V tiles (Hopper, Ampere: up to 227 KB
  * per block); STAGES = 1 is the consumer-Blackwell configuration, which must
  * fit 99 KB per block (checked below at compile time). */
+/* Floats of the decay table Ts and of the table and key factor pairs together
+ * (the region that SCALAR_TOKEN's raw log decays use instead). */
+#define LA_FWD_TAB (2 * LA_C + 4)
+#define LA_FWD_TABS (LA_FWD_TAB + LA_C)
 __host__ __device__ constexpr int fwd_smem_bytes(int DP, int EP, int elem, int stages) {
     return (stages * LA_C * (DP + 8) * 2 + stages * LA_C * (EP + 8) + LA_C * (LA_C + 8) + DP * (EP + 8)) * elem +
-           (2 * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4;
+           (LA_FWD_TABS + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4;
 }
+static_assert(LA_FWD_TABS >= 2 * LA_C, "the raw log decays fit the tables' region");
 static_assert(fwd_smem_bytes(128, 128, 2, 1) <= 99 * 1024, "single-stage forward must fit sm_120's 99 KB");
 
 /* Which sequence, batch row, token range a block's segment covers. */
@@ -81,6 +86,50 @@ __device__ __forceinline__ seg_loc locate_segment(const la_seginfo_t &si, int g)
     L.te = L.ts + si.seg_len < len ? L.ts + si.seg_len : len;
     if (L.te < L.ts) L.te = L.ts;
     return L;
+}
+
+/* Where one thread's part of a block's [64, XP] tiles of a token tensor comes
+ * from (the vectorised path: channel stride 1, 16-byte aligned rows): thread
+ * t copies 16-byte piece t % PIECES of rows t / PIECES + k RSTEP.  Set up
+ * once per block, so a chunk's loads cost a multiply-add and the copies. */
+typedef struct la_tile_src {
+    const char *src;  /* this thread's piece of its first row at token 0 of the walk */
+    int64_t tok_step; /* bytes per token */
+    uint32_t soff;    /* its piece's byte offset in a shared tile */
+    int bytes;        /* bytes of its piece inside the X valid columns (0..16) */
+} la_tile_src_t;
+
+template <typename T, int XP>
+__device__ __forceinline__ la_tile_src_t tile_src(const la_tok_t &x, int64_t b, int64_t h, int64_t tok0, int X) {
+    constexpr int PIECES = XP / 8;
+    const int pc = threadIdx.x % PIECES, r0 = threadIdx.x / PIECES;
+    int cols = X - pc * 8;
+    cols = cols < 0 ? 0 : (cols > 8 ? 8 : cols);
+    la_tile_src_t t;
+    t.src = reinterpret_cast<const char *>(static_cast<const T *>(x.ptr) + b * x.sb + h * x.sh + (tok0 + r0) * x.st +
+                                           pc * 8);
+    t.tok_step = x.st * (int64_t)sizeof(T);
+    t.soff = (uint32_t)((r0 * (XP + 8) + pc * 8) * sizeof(T));
+    t.bytes = cols * 2;
+    return t;
+}
+
+/* Issue the copies of the tile at walk token tok into the shared tile at
+ * sdst (bytes), rows >= nrows and columns past X zero-filled (a zero-byte
+ * copy reads nothing; it names the tensor's base as its source). */
+template <typename T, int XP>
+__device__ __forceinline__ void tile_issue(uint32_t sdst, const la_tile_src_t &t, int64_t tok, int nrows,
+                                           const void *base) {
+    constexpr int PIECES = XP / 8, RSTEP = LA_CUDA_THREADS / PIECES;
+    static_assert(LA_CUDA_THREADS % PIECES == 0, "each thread keeps one column piece");
+    const int r0 = threadIdx.x / PIECES;
+    const char *src = t.src + tok * t.tok_step;
+#pragma unroll
+    for (int k = 0; k < LA_C / RSTEP; k++) {
+        const bool ok = r0 + k * RSTEP < nrows && t.bytes > 0;
+        cp_async_16_at(sdst + t.soff + k * RSTEP * (XP + 8) * (int)sizeof(T), ok ? src + k * RSTEP * t.tok_step : base,
+                       ok ? t.bytes : 0);
+    }
 }
 
 /* Load a [64, XP] tile of token tensor X starting at sequence token t0 into
@@ -129,12 +178,17 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     T *Vs = Ks + STAGES * LA_C * QP;                  /* [STAGES][64][VP] */
     T *As = Vs + STAGES * LA_C * VP;                  /* [64][AP] */
     T *Ss = As + LA_C * AP;                           /* [DP][VP] */
-    float *gs = reinterpret_cast<float *>(Ss + DP * VP); /* [2][64] raw log decays */
+    /* [2][64] raw log decays (SCALAR_TOKEN), or in their place (other kinds)
+     * Ts[64 + d] = e^{ld d} for d in [-64, 64] (0 for d < 0) and Kf[j / 2]
+     * the key factor pair of tokens j, j + 1 of a full chunk: see "regular" below. */
+    float *gs = reinterpret_cast<float *>(Ss + DP * VP);
+    float *Ts = gs;
+    uint2 *Kf = reinterpret_cast<uint2 *>(Ts + LA_FWD_TAB);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     /* [8 warps][2][64] cumsum and suffix sums: each warp computes its own
      * copy (a few dozen instructions), which saves a block-wide barrier per
      * chunk. */
-    float *Gs = gs + 2 * LA_C + warp * 2 * LA_C;
+    float *Gs = gs + LA_FWD_TABS + warp * 2 * LA_C;
 
     const int wm = warp & 3, wn = warp >> 2;
     /* Per-thread ldmatrix row addresses (bytes), fixed for the whole block:
@@ -179,15 +233,28 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     vz.ptr = static_cast<const T *>(p.v.ptr) + e0 * p.v.sc;
     const bool vec = p.vec_ok != 0;
     float seg_logdecay = 0.0f;
+    la_tile_src_t tq, tk, tv;
+    if (vec) {
+        tq = tile_src<T, DP>(p.q, L.b, h, L.tb + walk0, p.D);
+        tk = tile_src<T, DP>(p.k, L.b, h, L.tb + walk0, p.D);
+        tv = tile_src<T, EP>(vz, L.b, h, L.tb + walk0, Eloc);
+    }
 
     /* Issue the loads of chunk c into buffer c % STAGES. */
     auto issue = [&](int64_t c) {
         int buf = (int)(c % STAGES);
         int64_t t0 = walk0 + c * LA_C;
         int nrows = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
-        if (!STATE_ONLY && t0 >= L.ts) load_tile<T, DP>(Qs + buf * LA_C * QP, p.q, L.b, h, L.tb + t0, nrows, p.D, vec);
-        load_tile<T, DP>(Ks + buf * LA_C * QP, p.k, L.b, h, L.tb + t0, nrows, p.D, vec);
-        load_tile<T, EP>(Vs + buf * LA_C * VP, vz, L.b, h, L.tb + t0, nrows, Eloc, vec);
+        const bool wq = !STATE_ONLY && t0 >= L.ts;
+        if (vec) {
+            if (wq) tile_issue<T, DP>(sQ0 + buf * LA_C * QP * 2, tq, c * LA_C, nrows, p.q.ptr);
+            tile_issue<T, DP>(sK0 + buf * LA_C * QP * 2, tk, c * LA_C, nrows, p.k.ptr);
+            tile_issue<T, EP>(sV0 + buf * LA_C * VP * 2, tv, c * LA_C, nrows, p.v.ptr);
+        } else {
+            if (wq) load_tile<T, DP>(Qs + buf * LA_C * QP, p.q, L.b, h, L.tb + t0, nrows, p.D, false);
+            load_tile<T, DP>(Ks + buf * LA_C * QP, p.k, L.b, h, L.tb + t0, nrows, p.D, false);
+            load_tile<T, EP>(Vs + buf * LA_C * VP, vz, L.b, h, L.tb + t0, nrows, Eloc, false);
+        }
         if (p.decay == 2 /* SCALAR_TOKEN */ && threadIdx.x < LA_C) {
             int r = threadIdx.x;
             gs[buf * LA_C + r] = r < nrows ? p.ld[L.b * p.ld_sb + h * p.ld_sh + (L.tb + t0 + r) * p.ld_st] : 0.0f;
@@ -197,6 +264,22 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
 
     const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
     if (nchunks > 0) issue(0);
+    /* Regular chunks (decay NONE or SCALAR_HEAD, all 64 rows valid) have the
+     * same factors every chunk: e^{ld (i - j)} [i >= j] for the mask,
+     * e^{ld (i + 1)} for q's inter part, e^{ld (63 - j)} for the keys and
+     * e^{64 ld} for the state.  Tabulated here once (read after chunk 0's
+     * barrier), they replace the cumsum and every exp of such a chunk. */
+    const bool table = p.decay != 2;
+    if (table) {
+        for (int i = threadIdx.x; i <= 2 * LA_C; i += LA_CUDA_THREADS)
+            Ts[i] = i < LA_C ? 0.0f : exp_nonpos(ld_head * (float)(i - LA_C));
+        if (threadIdx.x < LA_C / 2) {
+            const int j = 2 * threadIdx.x;
+            la_fpair_t f;
+            fpair_set<T>(f, exp_nonpos(ld_head * (float)(LA_C - 1 - j)), exp_nonpos(ld_head * (float)(LA_C - 2 - j)));
+            Kf[threadIdx.x] = fpair_pack<T>(f);
+        }
+    }
 
     for (int64_t c = 0; c < nchunks; c++) {
         const int buf = (int)(c % STAGES);
@@ -211,10 +294,13 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
         __syncthreads(); /* B1: chunk c's tiles are in shared memory for everyone */
         if (STAGES > 1 && c + 1 < nchunks) issue(c + 1);
 
-        /* Chunk-local inclusive cumsum of the log decay (every warp, fixed order). */
-        chunk_cumsum(gs + buf * LA_C, Gs, p.decay, ld_head, n, lane);
-        __syncwarp();
-        const float G_last = Gs[n - 1];
+        const bool regular = table && n == LA_C;
+        /* Otherwise the chunk-local inclusive cumsum of the log decay (every warp, fixed order). */
+        if (!regular) {
+            chunk_cumsum(gs + buf * LA_C, Gs, p.decay, ld_head, n, lane);
+            __syncwarp();
+        }
+        const float G_last = regular ? ld_head * (float)LA_C : Gs[n - 1];
         const uint32_t sQb = sQ0 + buf * LA_C * QP * 2, sKb = sK0 + buf * LA_C * QP * 2;
         const uint32_t sVb = sV0 + buf * LA_C * VP * 2;
 
@@ -250,18 +336,24 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
             }
             /* Tiles strictly below the diagonal of a full chunk need no mask. */
             const bool unmasked = n == LA_C && 32 * wn + 31 < 16 * wm;
+            /* Regular chunks: the factor of (i, j) is Ts[64 + i - j] (0 above the diagonal). */
+            const float *tdiag = Ts + LA_C + 16 * wm + (lane >> 2) - 32 * wn - 2 * (lane & 3);
 #pragma unroll
             for (int nt = 0; nt < 4; nt++)
 #pragma unroll
                 for (int hr = 0; hr < 2; hr++) {
                     int i = 16 * wm + (lane >> 2) + 8 * hr;
                     int j = 32 * wn + nt * 8 + 2 * (lane & 3);
-                    float gi = Gs[i];
                     float v0, v1;
-                    if (unmasked) {
+                    if (regular) {
+                        v0 = acc[nt][2 * hr] * tdiag[8 * hr - 8 * nt];
+                        v1 = acc[nt][2 * hr + 1] * tdiag[8 * hr - 8 * nt - 1];
+                    } else if (unmasked) {
+                        const float gi = Gs[i];
                         v0 = acc[nt][2 * hr] * exp_nonpos(gi - Gs[j]);
                         v1 = acc[nt][2 * hr + 1] * exp_nonpos(gi - Gs[j + 1]);
                     } else {
+                        const float gi = Gs[i];
                         v0 = (i >= j && i < n) ? acc[nt][2 * hr] * exp_nonpos(gi - Gs[j]) : 0.0f;
                         v1 = (i >= j + 1 && i < n) ? acc[nt][2 * hr + 1] * exp_nonpos(gi - Gs[j + 1]) : 0.0f;
                     }
@@ -293,9 +385,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
                         mma_16816<T>(o[2 * np + 1], a, bfr + 2);
                     }
                 }
+                const int i0 = 16 * wm + (lane >> 2);
+                const float f0 = regular ? Ts[LA_C + i0 + 1] : exp_nonpos(Gs[i0]);
+                const float f1 = regular ? Ts[LA_C + i0 + 9] : exp_nonpos(Gs[i0 + 8]);
 #pragma unroll
                 for (int i = 0; i < NTO; i++) {
-                    float f0 = exp_nonpos(Gs[16 * wm + (lane >> 2)]), f1 = exp_nonpos(Gs[16 * wm + (lane >> 2) + 8]);
                     o[i][0] *= f0; o[i][1] *= f0; o[i][2] *= f1; o[i][3] *= f1;
                 }
             }
@@ -358,15 +452,21 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
         }
         /* ---- S <- exp(G_last) S + K~^T V, K~_j = exp(G_last - G_j) k_j (exponent <= 0, the suffix sum;
          * rows j >= n are zero and get factor 0, never exp of a positive number). ---- */
-        const float decay_all = exp_nonpos(G_last);
+        const float decay_all = regular ? Ts[2 * LA_C] : exp_nonpos(G_last);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
             for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
                 for (int r = 0; r < 4; r++) S[mt][nt][r] *= decay_all;
-        state_update<T, DP, EP, PRECISE>(S, sKb, QP, sVb, VP, [&](int j) { return j < n ? exp_nonpos(Gs[LA_C + j]) : 0.0f; },
-                                wm, wn, lane);
+        if (regular) {
+            state_update<T, DP, EP, PRECISE>(S, sKb, QP, sVb, VP, [&](int j, la_fpair_t &f) { fpair_unpack<T>(f, Kf[j >> 1]); },
+                                             wm, wn, lane);
+        } else {
+            auto kf = [&](int j) { return j < n ? exp_nonpos(Gs[LA_C + j]) : 0.0f; };
+            state_update<T, DP, EP, PRECISE>(S, sKb, QP, sVb, VP,
+                                             [&](int j, la_fpair_t &f) { fpair_set<T>(f, kf(j), kf(j + 1)); }, wm, wn, lane);
+        }
         seg_logdecay += G_last;
         state_nonzero = true;
         if (!STATE_ONLY && t0 + LA_C >= L.ts) { /* the next chunk (if any) multiplies Q by this state */
