@@ -93,7 +93,7 @@ __device__ __forceinline__ seg_loc locate_segment(const la_seginfo_t &si, int g)
  * t copies 16-byte piece t % PIECES of rows t / PIECES + k RSTEP.  Set up
  * once per block, so a chunk's loads cost a multiply-add and the copies. */
 typedef struct la_tile_src {
-    const char *src;  /* this thread's piece of its first row at token 0 of the walk */
+    const char *src;  /* this thread's piece of its first row in the next chunk to load */
     int64_t tok_step; /* bytes per token */
     uint32_t soff;    /* its piece's byte offset in a shared tile */
     int bytes;        /* bytes of its piece inside the X valid columns (0..16) */
@@ -114,22 +114,24 @@ __device__ __forceinline__ la_tile_src_t tile_src(const la_tok_t &x, int64_t b, 
     return t;
 }
 
-/* Issue the copies of the tile at walk token tok into the shared tile at
- * sdst (bytes), rows >= nrows and columns past X zero-filled (a zero-byte
- * copy reads nothing; it names the tensor's base as its source). */
+/* Issue the copies of the next chunk's tile into the shared tile at sdst
+ * (bytes), rows >= nrows and columns past X zero-filled (a zero-byte copy
+ * reads nothing; it names the tensor's base as its source), and step to the
+ * chunk after it (issue = false: step only). */
 template <typename T, int XP>
-__device__ __forceinline__ void tile_issue(uint32_t sdst, const la_tile_src_t &t, int64_t tok, int nrows,
-                                           const void *base) {
+__device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int nrows, const void *base, bool issue) {
     constexpr int PIECES = XP / 8, RSTEP = LA_CUDA_THREADS / PIECES;
     static_assert(LA_CUDA_THREADS % PIECES == 0, "each thread keeps one column piece");
     const int r0 = threadIdx.x / PIECES;
-    const char *src = t.src + tok * t.tok_step;
+    if (issue) {
 #pragma unroll
-    for (int k = 0; k < LA_C / RSTEP; k++) {
-        const bool ok = r0 + k * RSTEP < nrows && t.bytes > 0;
-        cp_async_16_at(sdst + t.soff + k * RSTEP * (XP + 8) * (int)sizeof(T), ok ? src + k * RSTEP * t.tok_step : base,
-                       ok ? t.bytes : 0);
+        for (int k = 0; k < LA_C / RSTEP; k++) {
+            const bool ok = r0 + k * RSTEP < nrows && t.bytes > 0;
+            cp_async_16_at(sdst + t.soff + k * RSTEP * (XP + 8) * (int)sizeof(T),
+                           ok ? t.src + k * RSTEP * t.tok_step : base, ok ? t.bytes : 0);
+        }
     }
+    t.src += LA_C * t.tok_step;
 }
 
 /* Load a [64, XP] tile of token tensor X starting at sequence token t0 into
@@ -228,7 +230,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     /* Prefix mode: walk from the sequence start, the chunks before the
      * segment updating the state only (no Q tile, no A, no O). */
     const int64_t walk0 = p.prefix ? 0 : L.ts;
-    const int64_t nchunks = (L.te - walk0 + LA_C - 1) / LA_C;
+    /* Chunks of the walk; the block writes o from chunk c_out on (prefix
+     * mode: the walk starts before the segment); the last chunk has n_last rows. */
+    const int nchunks = (int)((L.te - walk0 + LA_C - 1) / LA_C);
+    const int c_out = STATE_ONLY ? nchunks : (int)((L.ts - walk0) / LA_C);
+    const int n_last = (int)(L.te - walk0 - (int64_t)(nchunks - 1) * LA_C);
     la_tok_t vz = p.v; /* this block's value columns */
     vz.ptr = static_cast<const T *>(p.v.ptr) + e0 * p.v.sc;
     const bool vec = p.vec_ok != 0;
@@ -241,15 +247,16 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     }
 
     /* Issue the loads of chunk c into buffer c % STAGES. */
-    auto issue = [&](int64_t c) {
-        int buf = (int)(c % STAGES);
-        int64_t t0 = walk0 + c * LA_C;
-        int nrows = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
-        const bool wq = !STATE_ONLY && t0 >= L.ts;
+    /* Called for c = 0, 1, 2, ... in order (the tile sources step along). */
+    auto issue = [&](int c) {
+        int buf = c % STAGES;
+        int64_t t0 = walk0 + (int64_t)c * LA_C;
+        int nrows = c < nchunks - 1 ? LA_C : n_last;
+        const bool wq = c >= c_out;
         if (vec) {
-            if (wq) tile_issue<T, DP>(sQ0 + buf * LA_C * QP * 2, tq, c * LA_C, nrows, p.q.ptr);
-            tile_issue<T, DP>(sK0 + buf * LA_C * QP * 2, tk, c * LA_C, nrows, p.k.ptr);
-            tile_issue<T, EP>(sV0 + buf * LA_C * VP * 2, tv, c * LA_C, nrows, p.v.ptr);
+            if (!STATE_ONLY) tile_issue<T, DP>(sQ0 + buf * LA_C * QP * 2, tq, nrows, p.q.ptr, wq);
+            tile_issue<T, DP>(sK0 + buf * LA_C * QP * 2, tk, nrows, p.k.ptr, true);
+            tile_issue<T, EP>(sV0 + buf * LA_C * VP * 2, tv, nrows, p.v.ptr, true);
         } else {
             if (wq) load_tile<T, DP>(Qs + buf * LA_C * QP, p.q, L.b, h, L.tb + t0, nrows, p.D, false);
             load_tile<T, DP>(Ks + buf * LA_C * QP, p.k, L.b, h, L.tb + t0, nrows, p.D, false);
@@ -270,6 +277,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
      * e^{64 ld} for the state.  Tabulated here once (read after chunk 0's
      * barrier), they replace the cumsum and every exp of such a chunk. */
     const bool table = p.decay != 2;
+    /* The same factors in registers where a thread uses them every chunk:
+     * q's inter-part rows and the state's decay (as in Ts, bit for bit). */
+    const int i0 = 16 * wm + (lane >> 2);
+    const float row_f0 = exp_nonpos(ld_head * (float)(i0 + 1)), row_f1 = exp_nonpos(ld_head * (float)(i0 + 9));
+    const float decay_chunk = exp_nonpos(ld_head * (float)LA_C);
     if (table) {
         for (int i = threadIdx.x; i <= 2 * LA_C; i += LA_CUDA_THREADS)
             Ts[i] = i < LA_C ? 0.0f : exp_nonpos(ld_head * (float)(i - LA_C));
@@ -281,11 +293,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
         }
     }
 
-    for (int64_t c = 0; c < nchunks; c++) {
-        const int buf = (int)(c % STAGES);
-        const int64_t t0 = walk0 + c * LA_C;
-        const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
-        const bool out = !STATE_ONLY && t0 >= L.ts; /* this chunk's o is the block's to write */
+    for (int c = 0; c < nchunks; c++) {
+        const int buf = c % STAGES;
+        const int64_t t0 = walk0 + (int64_t)c * LA_C;
+        const int n = c < nchunks - 1 ? LA_C : n_last;
+        const bool out = c >= c_out; /* this chunk's o is the block's to write */
         if (STAGES == 1 && c > 0) {
             __syncthreads(); /* single buffer: everyone is done with chunk c-1's tiles */
             issue(c);
@@ -334,21 +346,28 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
 #pragma unroll
                     for (int r = 0; r < 4; r++) acc[i][r] += acc2[i][r];
             }
+            const int ia = 16 * wm + (lane >> 2), ja = 32 * wn + 2 * (lane & 3);
+            if (regular) {
+                /* The factor of (i, j) is Ts[64 + i - j] (0 above the diagonal). */
+                const float *tdiag = Ts + LA_C + ia - ja;
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int hr = 0; hr < 2; hr++)
+                        *reinterpret_cast<uint32_t *>(&As[(ia + 8 * hr) * AP + ja + nt * 8]) =
+                            mma_traits<T>::pack(acc[nt][2 * hr] * tdiag[8 * hr - 8 * nt],
+                                                acc[nt][2 * hr + 1] * tdiag[8 * hr - 8 * nt - 1]);
+            } else {
             /* Tiles strictly below the diagonal of a full chunk need no mask. */
             const bool unmasked = n == LA_C && 32 * wn + 31 < 16 * wm;
-            /* Regular chunks: the factor of (i, j) is Ts[64 + i - j] (0 above the diagonal). */
-            const float *tdiag = Ts + LA_C + 16 * wm + (lane >> 2) - 32 * wn - 2 * (lane & 3);
 #pragma unroll
             for (int nt = 0; nt < 4; nt++)
 #pragma unroll
                 for (int hr = 0; hr < 2; hr++) {
-                    int i = 16 * wm + (lane >> 2) + 8 * hr;
-                    int j = 32 * wn + nt * 8 + 2 * (lane & 3);
+                    int i = ia + 8 * hr;
+                    int j = ja + nt * 8;
                     float v0, v1;
-                    if (regular) {
-                        v0 = acc[nt][2 * hr] * tdiag[8 * hr - 8 * nt];
-                        v1 = acc[nt][2 * hr + 1] * tdiag[8 * hr - 8 * nt - 1];
-                    } else if (unmasked) {
+                    if (unmasked) {
                         const float gi = Gs[i];
                         v0 = acc[nt][2 * hr] * exp_nonpos(gi - Gs[j]);
                         v1 = acc[nt][2 * hr + 1] * exp_nonpos(gi - Gs[j + 1]);
@@ -359,6 +378,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
                     }
                     *reinterpret_cast<uint32_t *>(&As[i * AP + j]) = mma_traits<T>::pack(v0, v1);
                 }
+            }
         }
         /* B3: A is ready.  A warp's O rows 16wm.. read only the A rows its
          * own pair of warps (wm, 0) and (wm, 1) wrote. */
@@ -385,9 +405,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
                         mma_16816<T>(o[2 * np + 1], a, bfr + 2);
                     }
                 }
-                const int i0 = 16 * wm + (lane >> 2);
-                const float f0 = regular ? Ts[LA_C + i0 + 1] : exp_nonpos(Gs[i0]);
-                const float f1 = regular ? Ts[LA_C + i0 + 9] : exp_nonpos(Gs[i0 + 8]);
+                const float f0 = regular ? row_f0 : exp_nonpos(Gs[i0]);
+                const float f1 = regular ? row_f1 : exp_nonpos(Gs[i0 + 8]);
 #pragma unroll
                 for (int i = 0; i < NTO; i++) {
                     o[i][0] *= f0; o[i][1] *= f0; o[i][2] *= f1; o[i][3] *= f1;
@@ -452,7 +471,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
         }
         /* ---- S <- exp(G_last) S + K~^T V, K~_j = exp(G_last - G_j) k_j (exponent <= 0, the suffix sum;
          * rows j >= n are zero and get factor 0, never exp of a positive number). ---- */
-        const float decay_all = regular ? Ts[2 * LA_C] : exp_nonpos(G_last);
+        const float decay_all = regular ? decay_chunk : exp_nonpos(G_last);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -469,7 +488,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
         }
         seg_logdecay += G_last;
         state_nonzero = true;
-        if (!STATE_ONLY && t0 + LA_C >= L.ts) { /* the next chunk (if any) multiplies Q by this state */
+        if (!STATE_ONLY && c + 1 >= c_out) { /* the next chunk (if any) multiplies Q by this state */
             /* B4: Ss may be rewritten once every warp reading its columns
              * (the four warps of this wn, which also write them) is past its
              * O products. */
