@@ -107,7 +107,7 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
     /* The forward: D up to 256 (in 64-column value slices above 128), if
      * one single-stage block fits this GPU (not on sm_120's 99 KB). */
     const int fsmem = la_cuda_fwd_smem(pad_dim(pl->p.dim_qk), pl->p.dim_qk > 128 ? LA_CUDA_ESLICE_SMALL
-                                                                                 : LA_CUDA_ESLICE_LARGE, 1);
+                                                                                 : LA_CUDA_ESLICE_LARGE, 1, 0);
     if (fsmem > device_smem_optin()) {
         snprintf(msg, LA_MSG_LEN, "the CUDA forward at D=%lld needs %d bytes of shared memory per block, this GPU has %d",
                  (long long)pl->p.dim_qk, fsmem, device_smem_optin());
@@ -133,12 +133,17 @@ static int device_sms(void) {
 
 /* Value columns per block.  128-column slices compute Q K^T once per 128
  * columns and run one block per SM; 64-column slices run two blocks per SM
- * (half the registers) and give more blocks when batch x heads is small. */
+ * (half the registers) and give more blocks when batch x heads is small.
+ * Segments fill the GPU with 128-column blocks too, and those do a chunk's
+ * 128 columns in less time than two 64-column blocks sharing an SM: they
+ * win from 512 tokens on (H200, B1 H16 forward: N512 0.025 -> 0.022 ms,
+ * N8192 0.150 -> 0.133, N32768 0.465 -> 0.391; N256 0.015 -> 0.016). */
 static int choose_eslice(const la_plan_t *pl, int sms) {
     if (pl->p.dim_v <= LA_CUDA_ESLICE_SMALL) return LA_CUDA_ESLICE_SMALL; /* a wider slice would be padding */
     if (pl->p.dim_qk > 128) return LA_CUDA_ESLICE_SMALL; /* a 256 x 64 fp32 state is all the registers allow */
     int64_t items = pl->num_seqs * pl->p.heads * ((pl->p.dim_v + 127) / 128);
-    return items >= (3 * (int64_t)sms) / 4 ? LA_CUDA_ESLICE_LARGE : LA_CUDA_ESLICE_SMALL;
+    if (items >= (3 * (int64_t)sms) / 4 || la_plan_max_len(pl) >= 512) return LA_CUDA_ESLICE_LARGE;
+    return LA_CUDA_ESLICE_SMALL;
 }
 
 /* Forward blocks per SM (the kernel's launch bounds): 64-column slices run
@@ -146,6 +151,15 @@ static int choose_eslice(const la_plan_t *pl, int sms) {
 static int blocks_per_sm(int eslice, int DP) { return eslice == LA_CUDA_ESLICE_LARGE || DP > 128 ? 1 : 2; }
 
 static int round_up_slice(int64_t E, int eslice) { return (int)((E + eslice - 1) / eslice) * eslice; }
+
+/* Tile stages of the forward passes: as many as the planned blocks per SM
+ * leave room for (output pass 2 or 1, state pass 4 or 2). */
+static int fwd_stages(int DP, int eslice, int state_only) {
+    const int hi = state_only ? 4 : 2;
+    return blocks_per_sm(eslice, DP) * (la_cuda_fwd_smem(DP, eslice, hi, state_only) + 1024) <= device_smem_per_sm()
+               ? hi
+               : hi / 2;
+}
 
 /* How sequences are cut into segments.  One segment per sequence when the
  * (sequence, head) blocks already fill the GPU; otherwise segments of at
@@ -370,7 +384,8 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     l.DP = pad_dim(p.D);
     l.eslice = eslice;
     /* Double-buffer the tiles when the planned blocks per SM still fit that way. */
-    l.stages = blocks_per_sm(eslice, l.DP) * (la_cuda_fwd_smem(l.DP, eslice, 2) + 1024) <= device_smem_per_sm() ? 2 : 1;
+    l.stages = fwd_stages(l.DP, eslice, 0);
+    l.state_stages = fwd_stages(l.DP, eslice, 1);
     l.total_segs = sp.total;
     l.num_seqs = (int)pl->num_seqs;
     l.state_pass = multi;
@@ -415,6 +430,7 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         l.DP = pad_dim(b.f.D);
         l.eslice = eslice;
         l.stages = 1;
+        l.state_stages = fwd_stages(l.DP, eslice, 1);
         l.total_segs = sp.total;
         l.num_seqs = (int)pl->num_seqs;
         l.state_pass = 1;

@@ -36,19 +36,27 @@
 #include "chunk_common.cuh"
 
 /* Shared-memory bytes of one forward block (host and device agree on it).
- * STAGES = 2 double-buffers the Q, K, V tiles (Hopper, Ampere: up to 227 KB
- * per block); STAGES = 1 is the consumer-Blackwell configuration, which must
- * fit 99 KB per block (checked below at compile time). */
+ * The output pass: STAGES = 2 double-buffers the Q, K, V tiles (Hopper,
+ * Ampere: up to 227 KB per block); STAGES = 1 is the consumer-Blackwell
+ * configuration, which must fit 99 KB per block (checked below at compile
+ * time).  The state pass keeps only K and V tiles, in 2 or 4 stages: its
+ * chunk step is short next to a tile's load latency, so it loads further
+ * ahead. */
 /* Floats of the decay table Ts and of the table and key factor pairs together
  * (the region that SCALAR_TOKEN's raw log decays use instead). */
 #define LA_FWD_TAB (2 * LA_C + 4)
 #define LA_FWD_TABS (LA_FWD_TAB + LA_C)
-__host__ __device__ constexpr int fwd_smem_bytes(int DP, int EP, int elem, int stages) {
-    return (stages * LA_C * (DP + 8) * 2 + stages * LA_C * (EP + 8) + LA_C * (LA_C + 8) + DP * (EP + 8)) * elem +
-           (LA_FWD_TABS + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4;
+__host__ __device__ constexpr int fwd_tabs_floats(int stages) {
+    return stages * LA_C > LA_FWD_TABS ? stages * LA_C : LA_FWD_TABS;
 }
-static_assert(LA_FWD_TABS >= 2 * LA_C, "the raw log decays fit the tables' region");
-static_assert(fwd_smem_bytes(128, 128, 2, 1) <= 99 * 1024, "single-stage forward must fit sm_120's 99 KB");
+__host__ __device__ constexpr int fwd_smem_bytes(int DP, int EP, int elem, int stages, bool state_only) {
+    return ((state_only ? 1 : 2) * stages * LA_C * (DP + 8) + stages * LA_C * (EP + 8) +
+            (state_only ? 0 : LA_C * (LA_C + 8) + DP * (EP + 8))) * elem +
+           (fwd_tabs_floats(stages) + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4;
+}
+static_assert(fwd_smem_bytes(128, 128, 2, 1, false) <= 99 * 1024, "single-stage forward must fit sm_120's 99 KB");
+static_assert(fwd_smem_bytes(128, 128, 2, 2, true) <= 99 * 1024 && fwd_smem_bytes(256, 64, 2, 2, true) <= 99 * 1024,
+              "two-stage state pass must fit sm_120's 99 KB");
 
 /* Which sequence, batch row, token range a block's segment covers. */
 struct seg_loc {
@@ -175,22 +183,23 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     constexpr int NTS = EP / 16;       /* n8 tiles of the state per warp (cols e) */
     constexpr int NTO = EP / 16;       /* n8 tiles of O per warp */
     extern __shared__ __align__(16) unsigned char smem_raw[];
+    /* The state pass (STATE_ONLY) has no Q, A or state copy. */
     T *Qs = reinterpret_cast<T *>(smem_raw);          /* [STAGES][64][QP] */
-    T *Ks = Qs + STAGES * LA_C * QP;                  /* [STAGES][64][QP] */
+    T *Ks = Qs + (STATE_ONLY ? 0 : STAGES * LA_C * QP); /* [STAGES][64][QP] */
     T *Vs = Ks + STAGES * LA_C * QP;                  /* [STAGES][64][VP] */
     T *As = Vs + STAGES * LA_C * VP;                  /* [64][AP] */
-    T *Ss = As + LA_C * AP;                           /* [DP][VP] */
-    /* [2][64] raw log decays (SCALAR_TOKEN), or in their place (other kinds)
+    T *Ss = As + (STATE_ONLY ? 0 : LA_C * AP);        /* [DP][VP] */
+    /* [STAGES][64] raw log decays (SCALAR_TOKEN), or in their place (other kinds)
      * Ts[64 + d] = e^{ld d} for d in [-64, 64] (0 for d < 0) and Kf[j / 2]
      * the key factor pair of tokens j, j + 1 of a full chunk: see "regular" below. */
-    float *gs = reinterpret_cast<float *>(Ss + DP * VP);
+    float *gs = reinterpret_cast<float *>(Ss + (STATE_ONLY ? 0 : DP * VP));
     float *Ts = gs;
     uint2 *Kf = reinterpret_cast<uint2 *>(Ts + LA_FWD_TAB);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     /* [8 warps][2][64] cumsum and suffix sums: each warp computes its own
      * copy (a few dozen instructions), which saves a block-wide barrier per
      * chunk. */
-    float *Gs = gs + LA_FWD_TABS + warp * 2 * LA_C;
+    float *Gs = gs + fwd_tabs_floats(STAGES) + warp * 2 * LA_C;
 
     const int wm = warp & 3, wn = warp >> 2;
     /* Per-thread ldmatrix row addresses (bytes), fixed for the whole block:
@@ -270,7 +279,13 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     };
 
     const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
-    if (nchunks > 0) issue(0);
+    /* Loads run STAGES - 1 chunks ahead (one commit group per chunk, empty
+     * past the end, so the wait below counts the same every chunk). */
+#pragma unroll
+    for (int c = 0; c < (STAGES > 1 ? STAGES - 1 : 1); c++) {
+        if (c < nchunks) issue(c);
+        else cp_async_commit();
+    }
     /* Regular chunks (decay NONE or SCALAR_HEAD, all 64 rows valid) have the
      * same factors every chunk: e^{ld (i - j)} [i >= j] for the mask,
      * e^{ld (i + 1)} for q's inter part, e^{ld (63 - j)} for the keys and
@@ -298,13 +313,20 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
         const int64_t t0 = walk0 + (int64_t)c * LA_C;
         const int n = c < nchunks - 1 ? LA_C : n_last;
         const bool out = c >= c_out; /* this chunk's o is the block's to write */
-        if (STAGES == 1 && c > 0) {
-            __syncthreads(); /* single buffer: everyone is done with chunk c-1's tiles */
-            issue(c);
+        if (STAGES == 1) {
+            if (c > 0) {
+                __syncthreads(); /* single buffer: everyone is done with chunk c-1's tiles */
+                issue(c);
+            }
+            cp_async_wait<0>();
+        } else {
+            cp_async_wait<STAGES - 2>(); /* chunk c's group; the STAGES - 2 after it may still fly */
         }
-        cp_async_wait<0>();
         __syncthreads(); /* B1: chunk c's tiles are in shared memory for everyone */
-        if (STAGES > 1 && c + 1 < nchunks) issue(c + 1);
+        if (STAGES > 1) { /* into the buffer of chunk c - 1, which everyone is done with */
+            if (c + STAGES - 1 < nchunks) issue(c + STAGES - 1);
+            else cp_async_commit();
+        }
 
         const bool regular = table && n == LA_C;
         /* Otherwise the chunk-local inclusive cumsum of the log decay (every warp, fixed order). */

@@ -16,7 +16,8 @@
 typedef struct la_fwd_launch {
     int DP;              /* padded key dim: 64 or 128 */
     int eslice;          /* value columns per block: 64 (two blocks per SM) or 128 (one) */
-    int stages;          /* 2 where shared memory allows, else 1 */
+    int stages;          /* output pass: 2 where shared memory allows, else 1 */
+    int state_stages;    /* state pass without a final state: 4 where shared memory allows, else 2 */
     int total_segs, num_seqs;
     int state_pass;      /* run the state pass and the fold first */
     int main_pass;       /* run the output pass (0 for the state-only operation) */
@@ -24,7 +25,8 @@ typedef struct la_fwd_launch {
 
 la_status_t la_cuda_fwd_bf16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
 la_status_t la_cuda_fwd_f16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
-/* Bytes of shared memory the forward kernel takes for this configuration. */
-int la_cuda_fwd_smem(int DP, int eslice, int stages);
+/* Bytes of shared memory the forward kernel takes for this configuration
+ * (state_only: the state pass). */
+int la_cuda_fwd_smem(int DP, int eslice, int stages, int state_only);
 
 #endif
