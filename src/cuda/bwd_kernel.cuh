@@ -88,11 +88,23 @@ __device__ __forceinline__ void store_masked(T *M, int MP, const float (*acc)[4]
 }
 
 /* Store a 16 x (8*NT) warp tile of a token tensor: rows 16wm.. of the chunk
- * (< n), columns c0.. (< X), value = mul * (acc + f_row * acc2 ... ) given as acc. */
+ * (< n), columns c0.. (< X), value = mul * (acc + f_row * acc2 ... ) given as acc.
+ * vec (channel stride 1, aligned rows): a full chunk and whole tile store
+ * each lane's column pairs as one 4-byte word, without bounds checks. */
 template <typename T, int NT>
 __device__ __forceinline__ void store_tok(const la_tok_t &x, int64_t b, int64_t h, int64_t tok0, const float (*acc)[4],
-                                          int wm, int c0, int n, int X, int lane, float mul) {
+                                          int wm, int c0, int n, int X, int lane, float mul, bool vec) {
     T *base = const_cast<T *>(static_cast<const T *>(x.ptr)) + b * x.sb + h * x.sh + tok0 * x.st;
+    if (vec && n == LA_C && c0 + 8 * NT <= X) {
+        T *row0 = base + (16 * wm + (lane >> 2)) * x.st + c0 + 2 * (lane & 3);
+        T *row1 = row0 + 8 * x.st;
+#pragma unroll
+        for (int i = 0; i < NT; i++) {
+            *reinterpret_cast<uint32_t *>(row0 + i * 8) = mma_traits<T>::pack(mul * acc[i][0], mul * acc[i][1]);
+            *reinterpret_cast<uint32_t *>(row1 + i * 8) = mma_traits<T>::pack(mul * acc[i][2], mul * acc[i][3]);
+        }
+        return;
+    }
 #pragma unroll
     for (int i = 0; i < NT; i++)
 #pragma unroll
@@ -534,7 +546,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
                 acc[i][0] = acc[i][0] * f0 + acc2[i][0]; acc[i][1] = acc[i][1] * f0 + acc2[i][1];
                 acc[i][2] = acc[i][2] * f1 + acc2[i][2]; acc[i][3] = acc[i][3] * f1 + acc2[i][3];
             }
-            store_tok<T, DP / 16>(bp.dq, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), n, p.D, lane, p.scale);
+            store_tok<T, DP / 16>(bp.dq, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), n, p.D, lane, p.scale, bp.gvec_ok);
         } else if (!DSTATE_ONLY) {
             /* dV = A^T dO + diag(f_j) K dS': rows j = 16wm.., cols wn*EP/2.. */
             const float fj0 = (16 * wm + (lane >> 2) < n) ? exp_nonpos(Gs[LA_C + 16 * wm + (lane >> 2)]) : 0.0f;
@@ -559,7 +571,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
                     acc[i][0] = acc[i][0] * fj0 + acc2[i][0]; acc[i][1] = acc[i][1] * fj0 + acc2[i][1];
                     acc[i][2] = acc[i][2] * fj1 + acc2[i][2]; acc[i][3] = acc[i][3] * fj1 + acc2[i][3];
                 }
-                store_tok<T, EP / 16>(bp.dv, L.b, h, L.tb + t0, acc, wm, wn * (EP / 2), n, p.E, lane, 1.0f);
+                store_tok<T, EP / 16>(bp.dv, L.b, h, L.tb + t0, acc, wm, wn * (EP / 2), n, p.E, lane, 1.0f, bp.gvec_ok);
             }
             if (DLD && it > 0) { /* k_j . v_j Y^T: pairs to chunks after the next one */
                 float acc3[DP / 16][4] = {}, d[2];
@@ -592,7 +604,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
                     acc[i][0] = acc[i][0] * fj0 + p.scale * acc2[i][0]; acc[i][1] = acc[i][1] * fj0 + p.scale * acc2[i][1];
                     acc[i][2] = acc[i][2] * fj1 + p.scale * acc2[i][2]; acc[i][3] = acc[i][3] * fj1 + p.scale * acc2[i][3];
                 }
-                store_tok<T, DP / 16>(bp.dk, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), n, p.D, lane, 1.0f);
+                store_tok<T, DP / 16>(bp.dk, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), n, p.D, lane, 1.0f, bp.gvec_ok);
             }
         }
 

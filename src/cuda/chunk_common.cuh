@@ -281,7 +281,7 @@ __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], ui
  * log decay from the forward state pass. */
 template <int DP, bool REVERSE>
 __device__ __forceinline__ float fold_cells(const la_fwd_params_t &p, float *cells, const la_st_t &start, int s, int h,
-                                            int idx) {
+                                            int idx, bool last_local = true) {
     const int d = idx / p.ept, e = idx % p.ept;
     int g0, ns;
     if (p.seg.cu) { g0 = p.seg.seg_off[s]; ns = p.seg.seg_off[s + 1] - g0; }
@@ -291,7 +291,9 @@ __device__ __forceinline__ float fold_cells(const la_fwd_params_t &p, float *cel
     for (int k = 0; k < ns; k++) {
         int64_t slot = (int64_t)(g0 + (REVERSE ? ns - 1 - k : k)) * p.H + h;
         float *cell = cells + slot * DP * p.ept + idx;
-        float local = *cell;
+        /* !last_local: the last cell holds no local value (its pass skipped
+         * it); only what enters it is wanted, and the returned value is not. */
+        float local = last_local || k + 1 < ns ? *cell : 0.0f;
         *cell = run;
         run = exp_nonpos(p.seg_logdecay[slot]) * run + local;
     }

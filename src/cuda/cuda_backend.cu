@@ -419,6 +419,7 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
     if (!pl->want_dinitial) b.ds0.ptr = NULL;
     b.f.vec_ok = (!b.f.q.ptr || tok_vec_ok(&t->q)) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) &&
                  (!b.d_o.ptr || tok_vec_ok(&t->d_o));
+    b.gvec_ok = (!b.dq.ptr || tok_vec_ok(&t->dq)) && tok_vec_ok(&t->dk) && tok_vec_ok(&t->dv);
     int eslice = choose_eslice(pl, sms);
     b.f.ept = round_up_slice(b.f.E, eslice);
     if (sp.multi) {

@@ -58,6 +58,14 @@ static_assert(fwd_smem_bytes(128, 128, 2, 1, false) <= 99 * 1024, "single-stage 
 static_assert(fwd_smem_bytes(128, 128, 2, 2, true) <= 99 * 1024 && fwd_smem_bytes(256, 64, 2, 2, true) <= 99 * 1024,
               "two-stage state pass must fit sm_120's 99 KB");
 
+/* The state pass leaves the last segment of each sequence out where nothing
+ * reads its local state: no final state wanted (the fold's last step only
+ * makes the final state).  SCALAR_TOKEN keeps it: the segment's total log
+ * decay, which the backward's reverse fold reads, comes from its walk. */
+__device__ __forceinline__ bool state_pass_skips_last(const la_fwd_params_t &p) {
+    return p.sN.ptr == nullptr && p.decay != 2;
+}
+
 /* Which sequence, batch row, token range a block's segment covers. */
 struct seg_loc {
     int s, sp, nseg;
@@ -217,6 +225,16 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     const seg_loc L = locate_segment(p.seg, g);
     const int64_t slot = (int64_t)g * p.H + h;
     const bool multi = p.seg_state != nullptr;
+    if (STATE_ONLY && L.sp == L.nseg - 1 && state_pass_skips_last(p)) {
+        /* Only the segment's total log decay, summed as the walk would. */
+        if (blockIdx.z == 0 && threadIdx.x == 0) {
+            const float ldh = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
+            float sld = 0.0f;
+            for (int64_t t0 = L.ts; t0 < L.te; t0 += LA_C) sld += ldh * (float)(L.te - t0 < LA_C ? L.te - t0 : LA_C);
+            p.seg_logdecay[slot] = sld;
+        }
+        return;
+    }
 
     /* ---- initial state into registers (and its dtype copy into Ss) ---- */
     float S[MT][NTS][4];
@@ -543,7 +561,7 @@ __global__ void la_fold_kernel(const la_fwd_params_t p, int blocks_per_state) {
     const int s = blockIdx.x / blocks_per_state, h = blockIdx.y;
     const int idx = (blockIdx.x % blocks_per_state) * blockDim.x + threadIdx.x;
     if (idx >= DP * p.ept) return;
-    const float run = fold_cells<DP, false>(p, p.seg_state, p.s0, s, h, idx);
+    const float run = fold_cells<DP, false>(p, p.seg_state, p.s0, s, h, idx, !state_pass_skips_last(p));
     const int d = idx / p.ept, e = idx % p.ept;
     if (p.sN.ptr && d < p.D && e < p.E) p.sN.ptr[s * p.sN.ss + h * p.sN.sh + d * p.sN.sd + e * p.sN.se] = run;
 }

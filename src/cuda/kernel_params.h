@@ -65,6 +65,7 @@ typedef struct la_fwd_params {
 typedef struct la_bwd_params {
     la_fwd_params_t f;       /* q, k, v, decay, s0, one segment per sequence, D, E, H, scale */
     la_tok_t d_o, dq, dk, dv;
+    int gvec_ok;             /* dq, dk, dv: channel stride 1 and 16-byte aligned rows */
     la_st_t dsN, ds0;        /* incoming final-state gradient, initial-state gradient (NULL = absent) */
     /* Multi-segment runs: per (global segment, head) a DP x f.ept fp32 state
      * gradient: the local one from the reverse state pass, then (after the
