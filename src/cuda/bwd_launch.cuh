@@ -33,12 +33,15 @@ static cudaError_t bwd_launch(const la_bwd_params_t *b, int total, int roles, cu
 }
 
 template <typename T, int DP, int EP>
-static la_status_t bwd_run(const la_bwd_params_t *b, int total, cudaStream_t s, char *msg) {
+static la_status_t bwd_run(const la_bwd_params_t *b, int total, cudaStream_t s, cudaEvent_t join, char *msg) {
     const int stages = bwd_stages(DP, EP, b->want_dld != 0);
     cudaError_t err = cudaSuccess;
     if (b->seg_dstate) { /* reverse state pass (zero without d_o), then the reverse fold */
         err = stages == 2 ? bwd_launch<T, DP, EP, true, false, 2>(b, total, 1, s)
                           : bwd_launch<T, DP, EP, true, false, 1>(b, total, 1, s);
+        /* The reverse fold reads the segments' total log decays, which
+         * the forward state pass writes. */
+        if (err == cudaSuccess && join) err = cudaStreamWaitEvent(s, join, 0);
         if (err == cudaSuccess) {
             const int per_state = (DP * b->f.ept + 255) / 256;
             la_rfold_kernel<DP><<<dim3(b->f.seg.num_seqs * per_state, b->f.H), 256, 0, s>>>(*b, per_state);
@@ -61,11 +64,12 @@ static la_status_t bwd_run(const la_bwd_params_t *b, int total, cudaStream_t s, 
 }
 
 template <typename T>
-static la_status_t bwd_dims(const la_bwd_params_t *b, int DP, int EP, int total, cudaStream_t s, char *msg) {
-    if (DP == 64 && EP == 64) return bwd_run<T, 64, 64>(b, total, s, msg);
-    if (DP == 64) return bwd_run<T, 64, 128>(b, total, s, msg);
-    if (EP == 64) return bwd_run<T, 128, 64>(b, total, s, msg);
-    return bwd_run<T, 128, 128>(b, total, s, msg);
+static la_status_t bwd_dims(const la_bwd_params_t *b, int DP, int EP, int total, cudaStream_t s, cudaEvent_t join,
+                            char *msg) {
+    if (DP == 64 && EP == 64) return bwd_run<T, 64, 64>(b, total, s, join, msg);
+    if (DP == 64) return bwd_run<T, 64, 128>(b, total, s, join, msg);
+    if (EP == 64) return bwd_run<T, 128, 64>(b, total, s, join, msg);
+    return bwd_run<T, 128, 128>(b, total, s, join, msg);
 }
 
 #endif

@@ -8,8 +8,12 @@
 
 /* One block per (segment, head) and role; DP, EP: padded head dims (64 or 128).
  * With b->want_dld the log-decay gradient's finish kernels follow. */
-la_status_t la_cuda_bwd_bf16(const la_bwd_params_t *b, int DP, int EP, int total_segs, cudaStream_t s, char *msg);
-la_status_t la_cuda_bwd_f16(const la_bwd_params_t *b, int DP, int EP, int total_segs, cudaStream_t s, char *msg);
+/* join: an event the reverse fold (and all after it) waits for, the forward
+ * state pass that runs on another stream beside the reverse one; or NULL. */
+la_status_t la_cuda_bwd_bf16(const la_bwd_params_t *b, int DP, int EP, int total_segs, cudaStream_t s,
+                             cudaEvent_t join, char *msg);
+la_status_t la_cuda_bwd_f16(const la_bwd_params_t *b, int DP, int EP, int total_segs, cudaStream_t s,
+                            cudaEvent_t join, char *msg);
 /* The decay gradient's finish kernels (after the backward kernel). */
 cudaError_t la_cuda_dld_finish(const la_bwd_params_t *b, cudaStream_t s);
 /* Shared memory of one backward block (dld: with the decay gradient). */

@@ -303,6 +303,26 @@ static int tok_vec_ok(const la_tensor_t *t) {
     return 1;
 }
 
+/* A second stream per device, made on first use and kept for the process
+ * (as a library handle would keep it): the backward's forward state pass
+ * runs on it beside the reverse state pass, which it does not depend on.
+ * Fork and join go through events, so stream capture records them too. */
+#define LA_CUDA_MAX_DEVICES 64
+static cudaStream_t side_streams[LA_CUDA_MAX_DEVICES];
+
+static cudaStream_t side_stream(void) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= LA_CUDA_MAX_DEVICES) return NULL;
+    cudaStream_t s = __atomic_load_n(&side_streams[dev], __ATOMIC_ACQUIRE);
+    if (s) return s;
+    cudaStream_t mine = NULL, expected = NULL;
+    if (cudaStreamCreateWithFlags(&mine, cudaStreamNonBlocking) != cudaSuccess) return NULL;
+    if (__atomic_compare_exchange_n(&side_streams[dev], &expected, mine, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return mine;
+    cudaStreamDestroy(mine); /* another thread's stream won */
+    return expected;
+}
+
 /* Parameters every chunk kernel shares, and the packed tables uploaded to
  * the workspace (one synchronising copy). */
 static la_status_t fill_common(const la_plan_t *pl, const seg_plan_t *sp, char *ws, const ws_layout_t *w,
@@ -422,8 +442,21 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
     b.gvec_ok = (!b.dq.ptr || tok_vec_ok(&t->dq)) && tok_vec_ok(&t->dk) && tok_vec_ok(&t->dv);
     int eslice = choose_eslice(pl, sms);
     b.f.ept = round_up_slice(b.f.E, eslice);
+    /* Events of the side stream's fork and join (NULL: one stream). */
+    cudaEvent_t fork = NULL, join = NULL;
     if (sp.multi) {
-        /* Incoming states of every segment: the forward's state pass and fold. */
+        /* Incoming states of every segment: the forward's state pass and
+         * fold, on the side stream where one can be had. */
+        cudaStream_t fs = stream, side = side_stream();
+        if (side && cudaEventCreateWithFlags(&fork, cudaEventDisableTiming) == cudaSuccess &&
+            cudaEventCreateWithFlags(&join, cudaEventDisableTiming) == cudaSuccess &&
+            cudaEventRecord(fork, stream) == cudaSuccess && cudaStreamWaitEvent(side, fork, 0) == cudaSuccess)
+            fs = side;
+        else {
+            if (fork) cudaEventDestroy(fork);
+            if (join) cudaEventDestroy(join);
+            fork = join = NULL;
+        }
         b.f.seg_state = (float *)(ws + w.seg_state);
         b.f.seg_logdecay = (float *)(ws + w.seg_logdecay);
         b.seg_dstate = (float *)(ws + w.seg_dstate);
@@ -438,8 +471,15 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         l.main_pass = 0;
         la_fwd_params_t fp = b.f;
         fp.sN.ptr = NULL; /* the backward writes no final state */
-        st = t->k.dtype == LA_DTYPE_BF16 ? la_cuda_fwd_bf16(&fp, &l, stream, msg) : la_cuda_fwd_f16(&fp, &l, stream, msg);
-        if (st) return st;
+        st = t->k.dtype == LA_DTYPE_BF16 ? la_cuda_fwd_bf16(&fp, &l, fs, msg) : la_cuda_fwd_f16(&fp, &l, fs, msg);
+        if (!st && join && cudaEventRecord(join, side) != cudaSuccess) {
+            snprintf(msg, LA_MSG_LEN, "recording the side stream's event failed");
+            st = LA_STATUS_EXECUTION_FAILED;
+        }
+        if (st) {
+            if (fork) { cudaEventDestroy(fork); cudaEventDestroy(join); }
+            return st;
+        }
     }
     if (pl->want_dld) {
         b.want_dld = 1;
@@ -454,8 +494,11 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         b.nch_seq = (int)((pl->p.seqlen + LA_CUDA_CHUNK - 1) / LA_CUDA_CHUNK);
     }
     const la_dtype_t dt = t->k.dtype; /* q is absent from the state-only backward */
-    if (dt == LA_DTYPE_BF16) return la_cuda_bwd_bf16(&b, pad_dim(b.f.D), pad_dim(b.f.E), sp.total, stream, msg);
-    return la_cuda_bwd_f16(&b, pad_dim(b.f.D), pad_dim(b.f.E), sp.total, stream, msg);
+    st = dt == LA_DTYPE_BF16 ? la_cuda_bwd_bf16(&b, pad_dim(b.f.D), pad_dim(b.f.E), sp.total, stream, join, msg)
+                             : la_cuda_bwd_f16(&b, pad_dim(b.f.D), pad_dim(b.f.E), sp.total, stream, join, msg);
+    /* Enqueued work keeps what it needs of an event; destroying it now is safe. */
+    if (fork) { cudaEventDestroy(fork); cudaEventDestroy(join); }
+    return st;
 }
 
 static la_status_t cuda_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads, void *stream_ptr,
