@@ -16,7 +16,8 @@
  * segment's local state, a fold stitches them in order, and the forward pass
  * starts each segment from its incoming state.  Short sequences (forward, up
  * to LA_CUDA_PREFIX_UPTO tokens) skip the state pass and fold: each block
- * walks from its sequence's start (prefix mode).
+ * walks from its sequence's start (prefix mode).  The backward's forward and
+ * reverse state passes are independent and run side by side (side_stream).
  */
 #include "internal.h"
 #include "kernel_params.h"

@@ -14,7 +14,8 @@
  *   S  <- exp(G_last) S + (exp(G_last - G_j) K)^T V     DP/4 x EP/2 per warp
  *
  * Operands go through shared memory in the input dtype (bf16/f16): Q, K, V
- * tiles (double-buffered, loaded with cp.async one chunk ahead), A, and a
+ * tiles (loaded with cp.async one chunk ahead; the state pass has K and V
+ * only, up to three chunks ahead), A, and a
  * copy of S rounded to the input dtype for the Q S product.  The state
  * itself never leaves fp32.
  *
@@ -35,6 +36,14 @@
 
 #include "chunk_common.cuh"
 
+/* Floats of the decay table Ts and of the table and key factor pairs together
+ * (the region that SCALAR_TOKEN's raw log decays, [STAGES][64], use instead). */
+#define LA_FWD_TAB (2 * LA_C + 4)
+#define LA_FWD_TABS (LA_FWD_TAB + LA_C)
+__host__ __device__ constexpr int fwd_tabs_floats(int stages) {
+    return stages * LA_C > LA_FWD_TABS ? stages * LA_C : LA_FWD_TABS;
+}
+
 /* Shared-memory bytes of one forward block (host and device agree on it).
  * The output pass: STAGES = 2 double-buffers the Q, K, V tiles (Hopper,
  * Ampere: up to 227 KB per block); STAGES = 1 is the consumer-Blackwell
@@ -42,13 +51,6 @@
  * time).  The state pass keeps only K and V tiles, in 2 or 4 stages: its
  * chunk step is short next to a tile's load latency, so it loads further
  * ahead. */
-/* Floats of the decay table Ts and of the table and key factor pairs together
- * (the region that SCALAR_TOKEN's raw log decays use instead). */
-#define LA_FWD_TAB (2 * LA_C + 4)
-#define LA_FWD_TABS (LA_FWD_TAB + LA_C)
-__host__ __device__ constexpr int fwd_tabs_floats(int stages) {
-    return stages * LA_C > LA_FWD_TABS ? stages * LA_C : LA_FWD_TABS;
-}
 __host__ __device__ constexpr int fwd_smem_bytes(int DP, int EP, int elem, int stages, bool state_only) {
     return ((state_only ? 1 : 2) * stages * LA_C * (DP + 8) + stages * LA_C * (EP + 8) +
             (state_only ? 0 : LA_C * (LA_C + 8) + DP * (EP + 8))) * elem +
@@ -273,8 +275,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
         tv = tile_src<T, EP>(vz, L.b, h, L.tb + walk0, Eloc);
     }
 
-    /* Issue the loads of chunk c into buffer c % STAGES. */
-    /* Called for c = 0, 1, 2, ... in order (the tile sources step along). */
+    /* Issue the loads of chunk c into buffer c % STAGES; called for c = 0, 1,
+     * 2, ... in order (the tile sources step along). */
     auto issue = [&](int c) {
         int buf = c % STAGES;
         int64_t t0 = walk0 + (int64_t)c * LA_C;
@@ -398,26 +400,24 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
                             mma_traits<T>::pack(acc[nt][2 * hr] * tdiag[8 * hr - 8 * nt],
                                                 acc[nt][2 * hr + 1] * tdiag[8 * hr - 8 * nt - 1]);
             } else {
-            /* Tiles strictly below the diagonal of a full chunk need no mask. */
-            const bool unmasked = n == LA_C && 32 * wn + 31 < 16 * wm;
+                /* Tiles strictly below the diagonal of a full chunk need no mask. */
+                const bool unmasked = n == LA_C && 32 * wn + 31 < 16 * wm;
 #pragma unroll
-            for (int nt = 0; nt < 4; nt++)
+                for (int nt = 0; nt < 4; nt++)
 #pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    int i = ia + 8 * hr;
-                    int j = ja + nt * 8;
-                    float v0, v1;
-                    if (unmasked) {
+                    for (int hr = 0; hr < 2; hr++) {
+                        const int i = ia + 8 * hr, j = ja + nt * 8;
                         const float gi = Gs[i];
-                        v0 = acc[nt][2 * hr] * exp_nonpos(gi - Gs[j]);
-                        v1 = acc[nt][2 * hr + 1] * exp_nonpos(gi - Gs[j + 1]);
-                    } else {
-                        const float gi = Gs[i];
-                        v0 = (i >= j && i < n) ? acc[nt][2 * hr] * exp_nonpos(gi - Gs[j]) : 0.0f;
-                        v1 = (i >= j + 1 && i < n) ? acc[nt][2 * hr + 1] * exp_nonpos(gi - Gs[j + 1]) : 0.0f;
+                        float v0, v1;
+                        if (unmasked) {
+                            v0 = acc[nt][2 * hr] * exp_nonpos(gi - Gs[j]);
+                            v1 = acc[nt][2 * hr + 1] * exp_nonpos(gi - Gs[j + 1]);
+                        } else {
+                            v0 = (i >= j && i < n) ? acc[nt][2 * hr] * exp_nonpos(gi - Gs[j]) : 0.0f;
+                            v1 = (i >= j + 1 && i < n) ? acc[nt][2 * hr + 1] * exp_nonpos(gi - Gs[j + 1]) : 0.0f;
+                        }
+                        *reinterpret_cast<uint32_t *>(&As[i * AP + j]) = mma_traits<T>::pack(v0, v1);
                     }
-                    *reinterpret_cast<uint32_t *>(&As[i * AP + j]) = mma_traits<T>::pack(v0, v1);
-                }
             }
         }
         /* B3: A is ready.  A warp's O rows 16wm.. read only the A rows its
