@@ -36,12 +36,11 @@ __device__ __forceinline__ uint32_t frag_b_tr(uint32_t base, int P, int n0, int 
     return base + ((k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * P + n0 + (lane >> 4) * 8) * 2;
 }
 
-/* acc[16 x 8*NT] += A[m0.., k] . B[k, n0..] over k in [0, 16*ksteps). */
+/* acc[16 x 8*NT] += A[m0.., k] . B[k, n0..] over k in [16*k0, 16*ksteps). */
 template <typename T, int NT, bool A_TR, bool B_TR>
 __device__ __forceinline__ void warp_mma(float (*acc)[4], uint32_t sa, int pa, int m0, uint32_t sb, int pb, int n0,
-                                         int ksteps, int kmax_unrolled_bound, int lane) {
-    (void)kmax_unrolled_bound;
-    for (int ks = 0; ks < ksteps; ks++) {
+                                         int ksteps, int k0, int lane) {
+    for (int ks = k0; ks < ksteps; ks++) {
         uint32_t a[4];
         if (A_TR) ldmatrix_x4_trans_at(a, frag_a_tr(sa, pa, m0, ks * 16, lane));
         else ldmatrix_x4_at(a, frag_a_rm(sa, pa, m0, ks * 16, lane));
@@ -53,6 +52,18 @@ __device__ __forceinline__ void warp_mma(float (*acc)[4], uint32_t sa, int pa, i
             mma_16816<T>(acc[2 * np], a, b);
             mma_16816<T>(acc[2 * np + 1], a, b + 2);
         }
+    }
+}
+
+/* acc = f_row * acc + mul * acc2 on a 16 x 8*NT warp tile: the inter part
+ * scaled by its rows' decay factors (f0: rows lane/4, f1: rows lane/4 + 8),
+ * plus the intra part. */
+template <int NT>
+__device__ __forceinline__ void rows_combine(float (*acc)[4], const float (*acc2)[4], float f0, float f1, float mul) {
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        acc[i][0] = acc[i][0] * f0 + mul * acc2[i][0]; acc[i][1] = acc[i][1] * f0 + mul * acc2[i][1];
+        acc[i][2] = acc[i][2] * f1 + mul * acc2[i][2]; acc[i][3] = acc[i][3] * f1 + mul * acc2[i][3];
     }
 }
 
@@ -236,17 +247,10 @@ __device__ __forceinline__ void dld_pair_partials(const float (*qk)[4], const fl
 template <int DP, int EP>
 __device__ __forceinline__ float state_dot(const float (&S)[DP / 64][EP / 16][4], const float *src, int64_t sd,
                                            int64_t se, int D, int E, int wm, int wn, int lane) {
-    typedef state_frag<DP, EP> F;
     float z = 0.0f;
-#pragma unroll
-    for (int mt = 0; mt < F::MT; mt++)
-#pragma unroll
-        for (int nt = 0; nt < F::NTS; nt++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                int d = F::row(wm, lane, mt, r), e = F::col(wn, lane, nt, r);
-                if (d < D && e < E) z += S[mt][nt][r] * src[d * sd + e * se];
-            }
+    state_each<DP, EP>(S, wm, wn, lane, [&](const float &x, int d, int e) {
+        if (d < D && e < E) z += x * src[d * sd + e * se];
+    });
     return z;
 }
 
@@ -541,11 +545,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
             }
             float f0 = exp_nonpos(Gs[16 * wm + (lane >> 2)]), f1 = exp_nonpos(Gs[16 * wm + (lane >> 2) + 8]);
             warp_mma<T, DP / 16, false, true>(acc2, sdA, AP, 16 * wm, sK, QP, wn * (DP / 2), wm + 1, 0, lane);
-#pragma unroll
-            for (int i = 0; i < DP / 16; i++) {
-                acc[i][0] = acc[i][0] * f0 + acc2[i][0]; acc[i][1] = acc[i][1] * f0 + acc2[i][1];
-                acc[i][2] = acc[i][2] * f1 + acc2[i][2]; acc[i][3] = acc[i][3] * f1 + acc2[i][3];
-            }
+            rows_combine<DP / 16>(acc, acc2, f0, f1, 1.0f);
             store_tok<T, DP / 16>(bp.dq, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), n, p.D, lane, p.scale, bp.gvec_ok);
         } else if (!DSTATE_ONLY) {
             /* dV = A^T dO + diag(f_j) K dS': rows j = 16wm.., cols wn*EP/2.. */
@@ -555,22 +555,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
                 float acc[EP / 16][4] = {}, acc2[EP / 16][4] = {};
                 warp_mma<T, EP / 16, false, true>(acc, sK, QP, 16 * wm, sS, VP, wn * (EP / 2), DP / 16, 0, lane);
                 /* A^T dO: only i >= j contributes, i.e. k-steps from wm on. */
-                for (int ks = wm; ks < LA_C / 16; ks++) {
-                    uint32_t a[4];
-                    ldmatrix_x4_trans_at(a, frag_a_tr(sA, AP, 16 * wm, ks * 16, lane));
-#pragma unroll
-                    for (int np = 0; np < EP / 32; np++) {
-                        uint32_t b[4];
-                        ldmatrix_x4_trans_at(b, frag_b_tr(sD, VP, wn * (EP / 2) + np * 16, ks * 16, lane));
-                        mma_16816<T>(acc2[2 * np], a, b);
-                        mma_16816<T>(acc2[2 * np + 1], a, b + 2);
-                    }
-                }
-#pragma unroll
-                for (int i = 0; i < EP / 16; i++) {
-                    acc[i][0] = acc[i][0] * fj0 + acc2[i][0]; acc[i][1] = acc[i][1] * fj0 + acc2[i][1];
-                    acc[i][2] = acc[i][2] * fj1 + acc2[i][2]; acc[i][3] = acc[i][3] * fj1 + acc2[i][3];
-                }
+                warp_mma<T, EP / 16, true, true>(acc2, sA, AP, 16 * wm, sD, VP, wn * (EP / 2), LA_C / 16, wm, lane);
+                rows_combine<EP / 16>(acc, acc2, fj0, fj1, 1.0f);
                 store_tok<T, EP / 16>(bp.dv, L.b, h, L.tb + t0, acc, wm, wn * (EP / 2), n, p.E, lane, 1.0f, bp.gvec_ok);
             }
             if (DLD && it > 0) { /* k_j . v_j Y^T: pairs to chunks after the next one */
@@ -588,22 +574,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
                     tile_row_dots<T, DP / 16>(Ks, QP, acc, 16 * wm, wn * (DP / 2), lane, d);
                     put_row_dots(red_a, wn, 16 * wm, lane, d);
                 }
-                for (int ks = wm; ks < LA_C / 16; ks++) {
-                    uint32_t a[4];
-                    ldmatrix_x4_trans_at(a, frag_a_tr(sdA, AP, 16 * wm, ks * 16, lane));
-#pragma unroll
-                    for (int np = 0; np < DP / 32; np++) {
-                        uint32_t b[4];
-                        ldmatrix_x4_trans_at(b, frag_b_tr(sQ, QP, wn * (DP / 2) + np * 16, ks * 16, lane));
-                        mma_16816<T>(acc2[2 * np], a, b);
-                        mma_16816<T>(acc2[2 * np + 1], a, b + 2);
-                    }
-                }
-#pragma unroll
-                for (int i = 0; i < DP / 16; i++) {
-                    acc[i][0] = acc[i][0] * fj0 + p.scale * acc2[i][0]; acc[i][1] = acc[i][1] * fj0 + p.scale * acc2[i][1];
-                    acc[i][2] = acc[i][2] * fj1 + p.scale * acc2[i][2]; acc[i][3] = acc[i][3] * fj1 + p.scale * acc2[i][3];
-                }
+                warp_mma<T, DP / 16, true, true>(acc2, sdA, AP, 16 * wm, sQ, QP, wn * (DP / 2), LA_C / 16, wm, lane);
+                rows_combine<DP / 16>(acc, acc2, fj0, fj1, p.scale);
                 store_tok<T, DP / 16>(bp.dk, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), n, p.D, lane, 1.0f, bp.gvec_ok);
             }
         }
@@ -619,13 +591,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
 
         /* State update.  role 0: S <- e^{G_last} S + (f_j k_j)^T v_j, f_j = e^{G_last - G_j};
          * role 1: dS <- e^{G_last} dS + (f_i q^_i)^T dO_i, f_i = e^{G_i}.  Hi/lo split as in the forward. */
-        const float decay_all = exp_nonpos(G_last);
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-                for (int r = 0; r < 4; r++) S[mt][nt][r] *= decay_all;
+        state_scale<DP, EP>(S, exp_nonpos(G_last));
         if (DLD) {
             __syncthreads(); /* partial sums complete; every warp is past its reads of Ss and Xs */
             if (warp == 0) {

@@ -71,36 +71,42 @@ struct state_frag {
     }
 };
 
-/* S = src[d*sd + e*se] for d < D, e < E, else 0 (src NULL: all 0). */
-template <int DP, int EP>
-__device__ __forceinline__ void state_load(float (&S)[DP / 64][EP / 16][4], const float *src, int64_t sd, int64_t se,
-                                           int D, int E, int wm, int wn, int lane) {
+/* f(x, d, e) for every element x of this lane's state fragment S (a
+ * float or const float [DP/64][EP/16][4]; row d, column e): the one walk over
+ * the fragment that loads, stores, dots and scales share. */
+template <int DP, int EP, typename A, typename Fn>
+__device__ __forceinline__ void state_each(A &S, int wm, int wn, int lane, Fn f) {
     typedef state_frag<DP, EP> F;
 #pragma unroll
     for (int mt = 0; mt < F::MT; mt++)
 #pragma unroll
         for (int nt = 0; nt < F::NTS; nt++)
 #pragma unroll
-            for (int r = 0; r < 4; r++) {
-                int d = F::row(wm, lane, mt, r), e = F::col(wn, lane, nt, r);
-                S[mt][nt][r] = (src && d < D && e < E) ? src[d * sd + e * se] : 0.0f;
-            }
+            for (int r = 0; r < 4; r++) f(S[mt][nt][r], F::row(wm, lane, mt, r), F::col(wn, lane, nt, r));
+}
+
+/* S = src[d*sd + e*se] for d < D, e < E, else 0 (src NULL: all 0). */
+template <int DP, int EP>
+__device__ __forceinline__ void state_load(float (&S)[DP / 64][EP / 16][4], const float *src, int64_t sd, int64_t se,
+                                           int D, int E, int wm, int wn, int lane) {
+    state_each<DP, EP>(S, wm, wn, lane, [&](float &x, int d, int e) {
+        x = (src && d < D && e < E) ? src[d * sd + e * se] : 0.0f;
+    });
 }
 
 /* dst[d*sd + e*se] = S for d < D, e < E. */
 template <int DP, int EP>
 __device__ __forceinline__ void state_store(const float (&S)[DP / 64][EP / 16][4], float *dst, int64_t sd, int64_t se,
                                             int D, int E, int wm, int wn, int lane) {
-    typedef state_frag<DP, EP> F;
-#pragma unroll
-    for (int mt = 0; mt < F::MT; mt++)
-#pragma unroll
-        for (int nt = 0; nt < F::NTS; nt++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                int d = F::row(wm, lane, mt, r), e = F::col(wn, lane, nt, r);
-                if (d < D && e < E) dst[d * sd + e * se] = S[mt][nt][r];
-            }
+    state_each<DP, EP>(S, wm, wn, lane, [&](const float &x, int d, int e) {
+        if (d < D && e < E) dst[d * sd + e * se] = x;
+    });
+}
+
+/* S *= a (the state's decay over one chunk). */
+template <int DP, int EP>
+__device__ __forceinline__ void state_scale(float (&S)[DP / 64][EP / 16][4], float a) {
+    state_each<DP, EP>(S, 0, 0, 0, [&](float &x, int, int) { x *= a; });
 }
 
 /* The state rounded to the input dtype into Ss [DP][EP + 8] (an mma operand). */

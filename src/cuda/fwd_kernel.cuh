@@ -511,13 +511,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
         }
         /* ---- S <- exp(G_last) S + K~^T V, K~_j = exp(G_last - G_j) k_j (exponent <= 0, the suffix sum;
          * rows j >= n are zero and get factor 0, never exp of a positive number). ---- */
-        const float decay_all = regular ? decay_chunk : exp_nonpos(G_last);
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-                for (int r = 0; r < 4; r++) S[mt][nt][r] *= decay_all;
+        state_scale<DP, EP>(S, regular ? decay_chunk : exp_nonpos(G_last));
         if (regular) {
             state_update<T, DP, EP, PRECISE>(S, sKb, QP, sVb, VP, [&](int j, la_fpair_t &f) { fpair_unpack<T>(f, Kf[j >> 1]); },
                                              wm, wn, lane);
