@@ -7,6 +7,7 @@
  *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds
  *   backward, state-only backward  chunk kernels, scalar decay kinds (with d ld), D, E <= 128
  *   decode                       one block per (sequence, head), every decay kind
+ *   (sm_90a builds: a wgmma forward, opt-in with LA_CUDA_WGMMA=1; use_wg below)
  * The forward chunk kernels take D <= 256 (padded to 64, 128 or 256) and any
  * E <= 256 (cut into slices of 64 or 128 columns, one block each: see
  * choose_eslice; 64 when D > 128); the backward D, E <= 128.
@@ -132,6 +133,30 @@ static int device_sms(void) {
     return sms;
 }
 
+/* The forward on Hopper's warpgroup tensor cores (fwd_wg_kernel.cuh) can run
+ * where it was built (sm_90a, LA_HAVE_SM90A) on a compute capability 9.0
+ * device, for D <= 128.  It is correct (the GPU tests run the case table on
+ * it) but not yet faster than the mma.sync kernels (docs/PERF.md: one
+ * warpgroup per chunk is latency-bound), so it runs only when asked for
+ * with LA_CUDA_WGMMA=1 in the environment. */
+static int use_wg(const la_plan_t *pl) {
+#ifdef LA_HAVE_SM90A
+    if (pl->op != LA_OP_FORWARD && pl->op != LA_OP_STATE_FORWARD) return 0;
+    if (pl->p.dim_qk > 128) return 0;
+    const char *env = getenv("LA_CUDA_WGMMA");
+    if (!env || env[0] != '1') return 0;
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+        return 0;
+    return major == 9 && minor == 0;
+#else
+    (void)pl;
+    return 0;
+#endif
+}
+
 /* Value columns per block.  128-column slices compute Q K^T once per 128
  * columns and run one block per SM; 64-column slices run two blocks per SM
  * (half the registers) and give more blocks when batch x heads is small.
@@ -140,6 +165,7 @@ static int device_sms(void) {
  * win from 512 tokens on (H200, B1 H16 forward: N512 0.025 -> 0.022 ms,
  * N8192 0.150 -> 0.133, N32768 0.465 -> 0.391; N256 0.015 -> 0.016). */
 static int choose_eslice(const la_plan_t *pl, int sms) {
+    if (use_wg(pl)) return LA_CUDA_ESLICE_SMALL; /* the Hopper kernel's one slice width */
     if (pl->p.dim_v <= LA_CUDA_ESLICE_SMALL) return LA_CUDA_ESLICE_SMALL; /* a wider slice would be padding */
     if (pl->p.dim_qk > 128) return LA_CUDA_ESLICE_SMALL; /* a 256 x 64 fp32 state is all the registers allow */
     int64_t items = pl->num_seqs * pl->p.heads * ((pl->p.dim_v + 127) / 128);
@@ -150,6 +176,16 @@ static int choose_eslice(const la_plan_t *pl, int sms) {
 /* Forward blocks per SM (the kernel's launch bounds): 64-column slices run
  * two per SM up to D = 128; a D = 256 block takes a whole SM. */
 static int blocks_per_sm(int eslice, int DP) { return eslice == LA_CUDA_ESLICE_LARGE || DP > 128 ? 1 : 2; }
+
+/* The same for the plan's forward kernel (the Hopper one: 3 at D = 64, else 2). */
+static int fwd_blocks_per_sm(const la_plan_t *pl, int eslice, int DP) {
+#ifdef LA_HAVE_SM90A
+    if (use_wg(pl)) return la_cuda_fwd_wg_blocks_per_sm(DP);
+#else
+    (void)pl;
+#endif
+    return blocks_per_sm(eslice, DP);
+}
 
 static int round_up_slice(int64_t E, int eslice) { return (int)((E + eslice - 1) / eslice) * eslice; }
 
@@ -183,7 +219,7 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
     int bwd = pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD;
     int64_t items = pl->num_seqs * pl->p.heads * (bwd ? 2 : (pl->p.dim_v + eslice - 1) / eslice);
     int64_t slots = (int64_t)(bwd ? la_cuda_bwd_blocks_per_sm(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v))
-                                  : blocks_per_sm(eslice, pad_dim(pl->p.dim_qk))) * sms;
+                                  : fwd_blocks_per_sm(pl, eslice, pad_dim(pl->p.dim_qk))) * sms;
     int64_t maxlen = la_plan_max_len(pl);
     int64_t want = items >= (3 * slots) / 4 ? 1 : slots / items;
     const int prefix = pl->op == LA_OP_FORWARD && maxlen <= LA_CUDA_PREFIX_UPTO;
@@ -402,15 +438,28 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     p.vec_ok = tok_vec_ok(&t->q) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) && tok_vec_ok(&t->o);
     p.prefix = sp.prefix;
     la_fwd_launch_t l;
-    l.DP = pad_dim(p.D);
-    l.eslice = eslice;
-    /* Double-buffer the tiles when the planned blocks per SM still fit that way. */
-    l.stages = fwd_stages(l.DP, eslice, 0);
-    l.state_stages = fwd_stages(l.DP, eslice, 1);
     l.total_segs = sp.total;
     l.num_seqs = (int)pl->num_seqs;
     l.state_pass = multi;
     l.main_pass = !so;
+    l.DP = pad_dim(p.D);
+    l.eslice = eslice;
+#ifdef LA_HAVE_SM90A
+    /* The Hopper kernel copies whole 16-byte pieces: vectorisable tensors only
+     * (others take the mma.sync kernels, on the same plan). */
+    if (use_wg(pl) && p.vec_ok) {
+        l.stages = 2;
+        l.state_stages = la_cuda_fwd_wg_blocks_per_sm(l.DP) * (la_cuda_fwd_wg_smem(l.DP, 4, 1) + 1024) <=
+                                 device_smem_per_sm()
+                             ? 4
+                             : 2;
+        if (t->k.dtype == LA_DTYPE_BF16) return la_cuda_fwd_wg_bf16(&p, &l, stream, msg);
+        return la_cuda_fwd_wg_f16(&p, &l, stream, msg);
+    }
+#endif
+    /* Double-buffer the tiles when the planned blocks per SM still fit that way. */
+    l.stages = fwd_stages(l.DP, eslice, 0);
+    l.state_stages = fwd_stages(l.DP, eslice, 1);
     if (t->k.dtype == LA_DTYPE_BF16) return la_cuda_fwd_bf16(&p, &l, stream, msg);
     return la_cuda_fwd_f16(&p, &l, stream, msg);
 }

@@ -29,4 +29,13 @@ la_status_t la_cuda_fwd_f16(const la_fwd_params_t *p, const la_fwd_launch_t *l, 
  * (state_only: the state pass). */
 int la_cuda_fwd_smem(int DP, int eslice, int stages, int state_only);
 
+#ifdef LA_HAVE_SM90A
+/* The Hopper forward (fwd_wg.cu, sm_90a only): 64-column value slices, DP 64
+ * or 128, vectorisable token tensors; l->stages is 2, l->state_stages 2 or 4. */
+la_status_t la_cuda_fwd_wg_bf16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
+la_status_t la_cuda_fwd_wg_f16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
+int la_cuda_fwd_wg_smem(int DP, int stages, int state_only);
+int la_cuda_fwd_wg_blocks_per_sm(int DP);
+#endif
+
 #endif
