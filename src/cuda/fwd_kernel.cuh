@@ -106,6 +106,54 @@ __device__ __forceinline__ seg_loc locate_segment(const la_seginfo_t &si, int g)
     return L;
 }
 
+/* The state pass's block of a sequence's last segment when nothing reads its
+ * local state (state_pass_skips_last): only the segment's total log decay,
+ * summed as the walk would.  Both forward kernels. */
+__device__ __forceinline__ void write_skipped_logdecay(const la_fwd_params_t &p, const seg_loc &L, int h, int64_t slot) {
+    if (blockIdx.z == 0 && threadIdx.x == 0) {
+        const float ldh = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
+        float sld = 0.0f;
+        for (int64_t t0 = L.ts; t0 < L.te; t0 += LA_C) sld += ldh * (float)(L.te - t0 < LA_C ? L.te - t0 : LA_C);
+        p.seg_logdecay[slot] = sld;
+    }
+}
+
+/* Where an output or state pass block's state slice (columns e0..) starts:
+ * the folded incoming state (segments), the initial state, or none (NULL);
+ * its row and column strides into *sd, *se. */
+__device__ __forceinline__ const float *state_source(const la_fwd_params_t &p, const seg_loc &L, int h, int64_t slot,
+                                                     int DP, int e0, int64_t *sd, int64_t *se) {
+    if (p.seg_state) { *sd = p.ept; *se = 1; return p.seg_state + slot * DP * p.ept + e0; }
+    if (p.s0.ptr) { *sd = p.s0.sd; *se = p.s0.se; return p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh + e0 * p.s0.se; }
+    *sd = *se = 0;
+    return nullptr;
+}
+
+/* SCALAR_TOKEN: the raw log decays of the chunk at sequence token t0 (nrows
+ * valid, 0 after) into gs[64], by threads 0..63. */
+__device__ __forceinline__ void load_raw_decays(float *gs, const la_fwd_params_t &p, const seg_loc &L, int h, int64_t t0,
+                                                int nrows) {
+    if (p.decay == 2 && threadIdx.x < LA_C) {
+        const int r = threadIdx.x;
+        gs[r] = r < nrows ? p.ld[L.b * p.ld_sb + h * p.ld_sh + (L.tb + t0 + r) * p.ld_st] : 0.0f;
+    }
+}
+
+/* The regular-chunk tables (decay NONE or SCALAR_HEAD): Ts[64 + d] = e^{ld d}
+ * for d in [-64, 64] (0 for d < 0) and Kf[j / 2], the key factor pair of
+ * tokens j, j + 1 of a full chunk (e^{ld (63 - j)}), made by a block of
+ * `threads` threads once. */
+template <typename T>
+__device__ __forceinline__ void make_chunk_tables(float *Ts, uint2 *Kf, float ld_head, int threads) {
+    for (int i = threadIdx.x; i <= 2 * LA_C; i += threads) Ts[i] = i < LA_C ? 0.0f : exp_nonpos(ld_head * (float)(i - LA_C));
+    if (threadIdx.x < LA_C / 2) {
+        const int j = 2 * threadIdx.x;
+        la_fpair_t f;
+        fpair_set<T>(f, exp_nonpos(ld_head * (float)(LA_C - 1 - j)), exp_nonpos(ld_head * (float)(LA_C - 2 - j)));
+        Kf[threadIdx.x] = fpair_pack<T>(f);
+    }
+}
+
 /* Where one thread's part of a block's [64, XP] tiles of a token tensor comes
  * from (the vectorised path: channel stride 1, 16-byte aligned rows): thread
  * t copies 16-byte piece t % PIECES of rows t / PIECES + k RSTEP.  Set up
@@ -228,28 +276,14 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     const int64_t slot = (int64_t)g * p.H + h;
     const bool multi = p.seg_state != nullptr;
     if (STATE_ONLY && L.sp == L.nseg - 1 && state_pass_skips_last(p)) {
-        /* Only the segment's total log decay, summed as the walk would. */
-        if (blockIdx.z == 0 && threadIdx.x == 0) {
-            const float ldh = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
-            float sld = 0.0f;
-            for (int64_t t0 = L.ts; t0 < L.te; t0 += LA_C) sld += ldh * (float)(L.te - t0 < LA_C ? L.te - t0 : LA_C);
-            p.seg_logdecay[slot] = sld;
-        }
+        write_skipped_logdecay(p, L, h, slot);
         return;
     }
 
     /* ---- initial state into registers (and its dtype copy into Ss) ---- */
     float S[MT][NTS][4];
-    const float *s_src = nullptr;
     int64_t s_sd = 0, s_se = 0;
-    if (!STATE_ONLY) {
-        if (multi) { s_src = p.seg_state + slot * DP * p.ept + e0; s_sd = p.ept; s_se = 1; }
-        else if (p.s0.ptr) {
-            s_src = p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh + e0 * p.s0.se;
-            s_sd = p.s0.sd;
-            s_se = p.s0.se;
-        }
-    }
+    const float *s_src = STATE_ONLY ? nullptr : state_source(p, L, h, slot, DP, e0, &s_sd, &s_se);
     bool state_nonzero = s_src != nullptr;
     state_load<DP, EP>(S, s_src, s_sd, s_se, p.D, Eloc, wm, wn, lane);
     /* The state's copy in the input dtype, the B operand of Q S. */
@@ -291,10 +325,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
             load_tile<T, DP>(Ks + buf * LA_C * QP, p.k, L.b, h, L.tb + t0, nrows, p.D, false);
             load_tile<T, EP>(Vs + buf * LA_C * VP, vz, L.b, h, L.tb + t0, nrows, Eloc, false);
         }
-        if (p.decay == 2 /* SCALAR_TOKEN */ && threadIdx.x < LA_C) {
-            int r = threadIdx.x;
-            gs[buf * LA_C + r] = r < nrows ? p.ld[L.b * p.ld_sb + h * p.ld_sh + (L.tb + t0 + r) * p.ld_st] : 0.0f;
-        }
+        load_raw_decays(gs + buf * LA_C, p, L, h, t0, nrows);
         cp_async_commit();
     };
 
@@ -317,16 +348,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     const int i0 = 16 * wm + (lane >> 2);
     const float row_f0 = exp_nonpos(ld_head * (float)(i0 + 1)), row_f1 = exp_nonpos(ld_head * (float)(i0 + 9));
     const float decay_chunk = exp_nonpos(ld_head * (float)LA_C);
-    if (table) {
-        for (int i = threadIdx.x; i <= 2 * LA_C; i += LA_CUDA_THREADS)
-            Ts[i] = i < LA_C ? 0.0f : exp_nonpos(ld_head * (float)(i - LA_C));
-        if (threadIdx.x < LA_C / 2) {
-            const int j = 2 * threadIdx.x;
-            la_fpair_t f;
-            fpair_set<T>(f, exp_nonpos(ld_head * (float)(LA_C - 1 - j)), exp_nonpos(ld_head * (float)(LA_C - 2 - j)));
-            Kf[threadIdx.x] = fpair_pack<T>(f);
-        }
-    }
+    if (table) make_chunk_tables<T>(Ts, Kf, ld_head, LA_CUDA_THREADS);
 
     for (int c = 0; c < nchunks; c++) {
         const int buf = c % STAGES;

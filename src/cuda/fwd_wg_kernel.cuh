@@ -127,26 +127,13 @@ __global__ void __launch_bounds__(LA_WG_THREADS, fwd_wg_blocks_per_sm(DP)) la_fw
     const int64_t slot = (int64_t)g * p.H + h;
     const bool multi = p.seg_state != nullptr;
     if (STATE_ONLY && L.sp == L.nseg - 1 && state_pass_skips_last(p)) {
-        if (blockIdx.z == 0 && threadIdx.x == 0) {
-            const float ldh = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
-            float sld = 0.0f;
-            for (int64_t t0 = L.ts; t0 < L.te; t0 += LA_C) sld += ldh * (float)(L.te - t0 < LA_C ? L.te - t0 : LA_C);
-            p.seg_logdecay[slot] = sld;
-        }
+        write_skipped_logdecay(p, L, h, slot);
         return;
     }
 
     float S[MT][32];
-    const float *s_src = nullptr;
     int64_t s_sd = 0, s_se = 0;
-    if (!STATE_ONLY) {
-        if (multi) { s_src = p.seg_state + slot * DP * p.ept + e0; s_sd = p.ept; s_se = 1; }
-        else if (p.s0.ptr) {
-            s_src = p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh + e0 * p.s0.se;
-            s_sd = p.s0.sd;
-            s_se = p.s0.se;
-        }
-    }
+    const float *s_src = STATE_ONLY ? nullptr : state_source(p, L, h, slot, DP, e0, &s_sd, &s_se);
     wg_state_each<DP>(S, warp, lane, [&](float &x, int d, int e) {
         x = (s_src && d < p.D && e < Eloc) ? s_src[d * s_sd + e * s_se] : 0.0f;
     });
@@ -183,10 +170,7 @@ __global__ void __launch_bounds__(LA_WG_THREADS, fwd_wg_blocks_per_sm(DP)) la_fw
         if (!STATE_ONLY) wg_issue<T, DP>(sQ0 + buf * TQ, tq, nrows, p.q.ptr, c >= c_out);
         wg_issue<T, DP>(sK0 + buf * TQ, tk, nrows, p.k.ptr, true);
         wg_issue<T, EP>(sV0 + buf * TV, tv, nrows, p.v.ptr, true);
-        if (p.decay == 2 && threadIdx.x < LA_C) {
-            const int r = threadIdx.x;
-            gs[buf * LA_C + r] = r < nrows ? p.ld[L.b * p.ld_sb + h * p.ld_sh + (L.tb + t0 + r) * p.ld_st] : 0.0f;
-        }
+        load_raw_decays(gs + buf * LA_C, p, L, h, t0, nrows);
         cp_async_commit();
     };
 
@@ -201,16 +185,7 @@ __global__ void __launch_bounds__(LA_WG_THREADS, fwd_wg_blocks_per_sm(DP)) la_fw
     const int i0 = 16 * warp + (lane >> 2);
     const float row_f0 = exp_nonpos(ld_head * (float)(i0 + 1)), row_f1 = exp_nonpos(ld_head * (float)(i0 + 9));
     const float decay_chunk = exp_nonpos(ld_head * (float)LA_C);
-    if (table) {
-        for (int i = threadIdx.x; i <= 2 * LA_C; i += LA_WG_THREADS)
-            Ts[i] = i < LA_C ? 0.0f : exp_nonpos(ld_head * (float)(i - LA_C));
-        if (threadIdx.x < LA_C / 2) {
-            const int j = 2 * threadIdx.x;
-            la_fpair_t f;
-            fpair_set<T>(f, exp_nonpos(ld_head * (float)(LA_C - 1 - j)), exp_nonpos(ld_head * (float)(LA_C - 2 - j)));
-            Kf[threadIdx.x] = fpair_pack<T>(f);
-        }
-    }
+    if (table) make_chunk_tables<T>(Ts, Kf, ld_head, LA_WG_THREADS);
     /* ldmatrix.trans row address of K~^T's A fragments (matrix lane / 8:
      * d rows 16 warp + 8 (m & 1), tokens 8 (m >> 1) + lane % 8). */
     const uint32_t offKT = wg_cm_off(8 * ((lane >> 3) >> 1) + (lane & 7), 16 * warp + 8 * ((lane >> 3) & 1), DP);
