@@ -118,7 +118,7 @@ __device__ __forceinline__ void write_skipped_logdecay(const la_fwd_params_t &p,
     }
 }
 
-/* Where an output or state pass block's state slice (columns e0..) starts:
+/* Where an output pass block's state slice (columns e0..) starts:
  * the folded incoming state (segments), the initial state, or none (NULL);
  * its row and column strides into *sd, *se. */
 __device__ __forceinline__ const float *state_source(const la_fwd_params_t &p, const seg_loc &L, int h, int64_t slot,
