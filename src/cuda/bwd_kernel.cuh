@@ -98,37 +98,6 @@ __device__ __forceinline__ void store_masked(T *M, int MP, const float (*acc)[4]
         }
 }
 
-/* Store a 16 x (8*NT) warp tile of a token tensor: rows 16wm.. of the chunk
- * (< n), columns c0.. (< X), value = mul * (acc + f_row * acc2 ... ) given as acc.
- * vec (channel stride 1, aligned rows): a full chunk and whole tile store
- * each lane's column pairs as one 4-byte word, without bounds checks. */
-template <typename T, int NT>
-__device__ __forceinline__ void store_tok(const la_tok_t &x, int64_t b, int64_t h, int64_t tok0, const float (*acc)[4],
-                                          int wm, int c0, int n, int X, int lane, float mul, bool vec) {
-    T *base = const_cast<T *>(static_cast<const T *>(x.ptr)) + b * x.sb + h * x.sh + tok0 * x.st;
-    if (vec && n == LA_C && c0 + 8 * NT <= X) {
-        T *row0 = base + (16 * wm + (lane >> 2)) * x.st + c0 + 2 * (lane & 3);
-        T *row1 = row0 + 8 * x.st;
-#pragma unroll
-        for (int i = 0; i < NT; i++) {
-            *reinterpret_cast<uint32_t *>(row0 + i * 8) = mma_traits<T>::pack(mul * acc[i][0], mul * acc[i][1]);
-            *reinterpret_cast<uint32_t *>(row1 + i * 8) = mma_traits<T>::pack(mul * acc[i][2], mul * acc[i][3]);
-        }
-        return;
-    }
-#pragma unroll
-    for (int i = 0; i < NT; i++)
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            int r = 16 * wm + (lane >> 2) + 8 * hr;
-            int c = c0 + i * 8 + 2 * (lane & 3);
-            if (r >= n) continue;
-            T *dst = base + r * x.st + c * x.sc;
-            if (c < X) dst[0] = T(mul * acc[i][2 * hr]);
-            if (c + 1 < X) dst[x.sc] = T(mul * acc[i][2 * hr + 1]);
-        }
-}
-
 /* Floats of the decay gradient's reduction scratch: per-row and per-column
  * partial sums of the warps (see la_bwd_kernel), and one per warp. */
 #define LA_DLD_RED (10 * LA_C + 8)
@@ -323,8 +292,10 @@ __device__ __forceinline__ void dld_chunk_role1(const la_bwd_params_t &bp, const
     const int64_t idx = dld_chunk_index(bp, L.s, h, ci);
     if (p.decay == 2) {
         float *dst = bp.d_ld + L.b * bp.dld_sb + h * bp.dld_sh + (L.tb + t0) * bp.dld_st;
-        if (2 * lane < n) dst[(2 * lane) * bp.dld_st] = ta;
-        if (2 * lane + 1 < n) dst[(2 * lane + 1) * bp.dld_st] = tb;
+        const bool add = p.accum & LA_SUM_DLD_ADD; /* an earlier head-dim tile's share is there */
+        float *d0 = dst + (2 * lane) * bp.dld_st, *d1 = d0 + bp.dld_st;
+        if (2 * lane < n) *d0 = add ? *d0 + ta : ta;
+        if (2 * lane + 1 < n) *d1 = add ? *d1 + tb : tb;
     } else {
         float s24 = warp_sum((2 * lane < n ? ta : 0.0f) + (2 * lane + 1 < n ? tb : 0.0f));
         if (lane == 0) bp.dld_chunk[3 * (int64_t)bp.f.H * bp.tc + idx] = s24;
@@ -546,7 +517,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
             float f0 = exp_nonpos(Gs[16 * wm + (lane >> 2)]), f1 = exp_nonpos(Gs[16 * wm + (lane >> 2) + 8]);
             warp_mma<T, DP / 16, false, true>(acc2, sdA, AP, 16 * wm, sK, QP, wn * (DP / 2), wm + 1, 0, lane);
             rows_combine<DP / 16>(acc, acc2, f0, f1, 1.0f);
-            store_tok<T, DP / 16>(bp.dq, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), n, p.D, lane, p.scale, bp.gvec_ok);
+            store_tok<T, DP / 16>(bp.dq, bp.sum_dq, LA_SUM_MODE(p.accum, LA_SUM_DQ), L.b, h, L.tb + t0, acc, wm,
+                                  wn * (DP / 2), n, p.D, lane, p.scale, bp.gvec_ok);
         } else if (!DSTATE_ONLY) {
             /* dV = A^T dO + diag(f_j) K dS': rows j = 16wm.., cols wn*EP/2.. */
             const float fj0 = (16 * wm + (lane >> 2) < n) ? exp_nonpos(Gs[LA_C + 16 * wm + (lane >> 2)]) : 0.0f;
@@ -557,7 +529,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
                 /* A^T dO: only i >= j contributes, i.e. k-steps from wm on. */
                 warp_mma<T, EP / 16, true, true>(acc2, sA, AP, 16 * wm, sD, VP, wn * (EP / 2), LA_C / 16, wm, lane);
                 rows_combine<EP / 16>(acc, acc2, fj0, fj1, 1.0f);
-                store_tok<T, EP / 16>(bp.dv, L.b, h, L.tb + t0, acc, wm, wn * (EP / 2), n, p.E, lane, 1.0f, bp.gvec_ok);
+                store_tok<T, EP / 16>(bp.dv, bp.sum_dv, LA_SUM_MODE(p.accum, LA_SUM_DV), L.b, h, L.tb + t0, acc, wm,
+                                      wn * (EP / 2), n, p.E, lane, 1.0f, bp.gvec_ok);
             }
             if (DLD && it > 0) { /* k_j . v_j Y^T: pairs to chunks after the next one */
                 float acc3[DP / 16][4] = {}, d[2];
@@ -576,7 +549,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
                 }
                 warp_mma<T, DP / 16, true, true>(acc2, sdA, AP, 16 * wm, sQ, QP, wn * (DP / 2), LA_C / 16, wm, lane);
                 rows_combine<DP / 16>(acc, acc2, fj0, fj1, p.scale);
-                store_tok<T, DP / 16>(bp.dk, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), n, p.D, lane, 1.0f, bp.gvec_ok);
+                store_tok<T, DP / 16>(bp.dk, bp.sum_dk, LA_SUM_MODE(p.accum, LA_SUM_DK), L.b, h, L.tb + t0, acc, wm,
+                                      wn * (DP / 2), n, p.D, lane, 1.0f, bp.gvec_ok);
             }
         }
 

@@ -141,6 +141,76 @@ __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4]
 #endif
 }
 
+/* Store a 16 x (8*NT) warp tile of mma accumulators into a token tensor:
+ * rows 16wm + lane/4 (+8) of the chunk starting at token tok0 (< n),
+ * columns c0 + 8i + 2(lane%4) (+1) (< X), value mul * acc.  vec (channel
+ * stride 1, aligned rows): a full chunk and whole tile store each lane's
+ * column pairs as one 4-byte word, without bounds checks.
+ * mode (LA_SUM_* bits, kernel_params.h): the tile is a head-dim tile's
+ * share of a sum; add the fp32 sum so far (sm) and/or keep the result
+ * there instead of storing it, element by element (the rare path). */
+template <typename T, int NT>
+__device__ __forceinline__ void store_tok(const la_tok_t &x, const la_sum_t &sm, int mode, int64_t b, int64_t h,
+                                          int64_t tok0, const float (*acc)[4], int wm, int c0, int n, int X, int lane,
+                                          float mul, bool vec) {
+    T *base = const_cast<T *>(static_cast<const T *>(x.ptr)) + b * x.sb + h * x.sh + tok0 * x.st;
+    const int r0 = 16 * wm + (lane >> 2), cl = c0 + 2 * (lane & 3);
+    if (mode) {
+        float *sbase = sm.ptr + b * sm.sb + h * sm.sh + tok0 * sm.st;
+        if (vec && n == LA_C && c0 + 8 * NT <= X) { /* column pairs: 8-byte sums, 4-byte outputs */
+#pragma unroll
+            for (int hr = 0; hr < 2; hr++) {
+                T *row = base + (r0 + 8 * hr) * x.st + cl;
+                float *srow = sbase + (r0 + 8 * hr) * sm.st + cl;
+#pragma unroll
+                for (int i = 0; i < NT; i++) {
+                    float2 v = make_float2(mul * acc[i][2 * hr], mul * acc[i][2 * hr + 1]);
+                    if (mode & LA_SUM_ADD) {
+                        const float2 old = *reinterpret_cast<const float2 *>(srow + i * 8);
+                        v.x += old.x;
+                        v.y += old.y;
+                    }
+                    if (mode & LA_SUM_KEEP) *reinterpret_cast<float2 *>(srow + i * 8) = v;
+                    else *reinterpret_cast<uint32_t *>(row + i * 8) = mma_traits<T>::pack(v.x, v.y);
+                }
+            }
+            return;
+        }
+#pragma unroll
+        for (int i = 0; i < NT; i++)
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const int r = r0 + 8 * (k >> 1), c = cl + i * 8 + (k & 1);
+                if (r >= n || c >= X) continue;
+                float v = mul * acc[i][k];
+                float *sd = sbase + r * sm.st + c;
+                if (mode & LA_SUM_ADD) v += *sd;
+                if (mode & LA_SUM_KEEP) *sd = v;
+                else base[r * x.st + c * x.sc] = T(v);
+            }
+        return;
+    }
+    if (vec && n == LA_C && c0 + 8 * NT <= X) {
+        T *row0 = base + r0 * x.st + cl, *row1 = row0 + 8 * x.st;
+#pragma unroll
+        for (int i = 0; i < NT; i++) {
+            *reinterpret_cast<uint32_t *>(row0 + i * 8) = mma_traits<T>::pack(mul * acc[i][0], mul * acc[i][1]);
+            *reinterpret_cast<uint32_t *>(row1 + i * 8) = mma_traits<T>::pack(mul * acc[i][2], mul * acc[i][3]);
+        }
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            const int r = r0 + 8 * hr, c = cl + i * 8;
+            if (r >= n) continue;
+            T *dst = base + r * x.st + c * x.sc;
+            if (c < X) dst[0] = T(mul * acc[i][2 * hr]);
+            if (c + 1 < X) dst[x.sc] = T(mul * acc[i][2 * hr + 1]);
+        }
+}
+
 /* One register of an A fragment (two elements x0, x1 of X in the input
  * dtype) times the decay factors of its two tokens, in the input dtype:
  * hi, and with want_lo the remainder lo (x f = hi + lo to ~16 mantissa bits).

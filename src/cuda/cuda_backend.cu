@@ -5,12 +5,15 @@
  * Support comes from one function (cuda_support) that the dispatcher also
  * follows, so "supported?" and what runs cannot disagree.  What runs:
  *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds
- *   backward, state-only backward  chunk kernels, scalar decay kinds (with d ld), D, E <= 128
+ *   backward, state-only backward  chunk kernels, scalar decay kinds (with d ld)
  *   decode                       one block per (sequence, head), every decay kind
  *   (sm_90a builds: a wgmma forward, opt-in with LA_CUDA_WGMMA=1; use_wg below)
  * The forward chunk kernels take D <= 256 (padded to 64, 128 or 256) and any
  * E <= 256 (cut into slices of 64 or 128 columns, one block each: see
- * choose_eslice; 64 when D > 128); the backward D, E <= 128.
+ * choose_eslice; 64 when D > 128); the backward kernel D, E <= 128.  Larger
+ * head dims than a block of this GPU holds (the backward above 128, or above
+ * 64 on sm_120's 99 KB; the forward above 128 there) run as sub-problems on
+ * head-dim tiles whose shares are summed (run_blocked).
  *
  * Sequence parallelism: when batch x heads is small next to the number of
  * SMs, each sequence is cut into segments; a state pass computes every
@@ -61,6 +64,62 @@ static int device_smem_optin(void) {
     return bytes;
 }
 
+/* Head-dim tiles: the most rows of D and columns of E one sub-problem
+ * takes (d = 0: none fits this GPU).  A plan whose dims exceed its tile runs
+ * as sub-problems (run_blocked).  LA_CUDA_TILE_CAP=64 in the environment
+ * caps both at 64, so a GPU with room to spare runs the blocked path as a
+ * small-shared-memory one (sm_120) does: the GPU tests use it. */
+typedef struct tiles {
+    int d, e;
+} tiles_t;
+
+static int tile_cap(void) {
+    const char *env = getenv("LA_CUDA_TILE_CAP");
+    return env && atoi(env) == 64 ? 64 : env && atoi(env) == 128 ? 128 : 256;
+}
+
+static int min_int(int64_t a, int b) { return a < b ? (int)a : b; }
+
+/* Backward: D and E up to 128 each, the largest pair whose block (one
+ * stage, with the decay gradient where asked) fits; 64 x 64 on sm_120. */
+static tiles_t bwd_tiles(const la_plan_t *pl) {
+    static const int cand[4][2] = {{128, 128}, {128, 64}, {64, 128}, {64, 64}};
+    const int cap = tile_cap(), optin = device_smem_optin();
+    tiles_t t = {0, 0};
+    for (int i = 0; i < 4; i++) {
+        if (cand[i][0] > cap || cand[i][1] > cap) continue;
+        const int dt = min_int(pl->p.dim_qk, cand[i][0]), et = min_int(pl->p.dim_v, cand[i][1]);
+        if (la_cuda_bwd_smem(pad_dim(dt), pad_dim(et), pl->want_dld) <= optin) {
+            t.d = dt;
+            t.e = et;
+            return t;
+        }
+    }
+    return t;
+}
+
+/* Forward: D up to 256 (in 64-column value slices above 128) where one
+ * single-stage block fits this GPU (not on sm_120's 99 KB: 128 there); E
+ * is never cut, the kernel walks it in slices. */
+static tiles_t fwd_tiles(const la_plan_t *pl) {
+    const int cap = tile_cap(), optin = device_smem_optin();
+    tiles_t t = {0, (int)pl->p.dim_v};
+    for (int d = 256; d >= 64; d /= 2) {
+        if (d > cap) continue;
+        const int dt = min_int(pl->p.dim_qk, d);
+        const int eslice = pad_dim(dt) > 128 ? LA_CUDA_ESLICE_SMALL : LA_CUDA_ESLICE_LARGE;
+        if (la_cuda_fwd_smem(pad_dim(dt), eslice, 1, 0) <= optin) {
+            t.d = dt;
+            return t;
+        }
+    }
+    return t;
+}
+
+static tiles_t plan_tiles(const la_plan_t *pl) {
+    return pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD ? bwd_tiles(pl) : fwd_tiles(pl);
+}
+
 /* The one support table of this backend. */
 static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
     /* q, k, v, o in one dtype: the kernels are instantiated per dtype. */
@@ -85,15 +144,11 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
                 snprintf(msg, LA_MSG_LEN, "the CUDA backward needs its token tensors (q, k, v, d_o, dq, dk, dv) in one dtype");
                 return LA_STATUS_UNSUPPORTED_DTYPE;
             }
-        if (pl->p.dim_qk > 128 || pl->p.dim_v > 128) {
-            snprintf(msg, LA_MSG_LEN, "the CUDA backward takes D, E <= 128 (got D=%lld, E=%lld)",
-                     (long long)pl->p.dim_qk, (long long)pl->p.dim_v);
-            return LA_STATUS_UNSUPPORTED_HEAD_DIM;
-        }
-        const int smem = la_cuda_bwd_smem(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v), pl->want_dld);
-        if (smem > device_smem_optin()) {
+        tiles_t tl = bwd_tiles(pl);
+        if (!tl.d) {
             snprintf(msg, LA_MSG_LEN, "the CUDA backward%s needs %d bytes of shared memory per block, this GPU has %d",
-                     pl->want_dld ? " with the decay gradient" : "", smem, device_smem_optin());
+                     pl->want_dld ? " with the decay gradient" : "", la_cuda_bwd_smem(64, 64, pl->want_dld),
+                     device_smem_optin());
             return LA_STATUS_NOT_SUPPORTED;
         }
     }
@@ -106,14 +161,10 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
         snprintf(msg, LA_MSG_LEN, "the CUDA chunk kernels take f16 or bf16 inputs (f32 is not supported yet)");
         return LA_STATUS_UNSUPPORTED_DTYPE;
     }
-    /* The forward: D up to 256 (in 64-column value slices above 128), if
-     * one single-stage block fits this GPU (not on sm_120's 99 KB). */
-    const int fsmem = la_cuda_fwd_smem(pad_dim(pl->p.dim_qk), pl->p.dim_qk > 128 ? LA_CUDA_ESLICE_SMALL
-                                                                                 : LA_CUDA_ESLICE_LARGE, 1, 0);
-    if (fsmem > device_smem_optin()) {
-        snprintf(msg, LA_MSG_LEN, "the CUDA forward at D=%lld needs %d bytes of shared memory per block, this GPU has %d",
-                 (long long)pl->p.dim_qk, fsmem, device_smem_optin());
-        return LA_STATUS_UNSUPPORTED_HEAD_DIM;
+    if (!fwd_tiles(pl).d) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA forward needs %d bytes of shared memory per block, this GPU has %d",
+                 la_cuda_fwd_smem(64, LA_CUDA_ESLICE_LARGE, 1, 0), device_smem_optin());
+        return LA_STATUS_NOT_SUPPORTED;
     }
     return LA_STATUS_SUCCESS;
 }
@@ -307,12 +358,119 @@ static ws_layout_t layout_ws(const la_plan_t *pl, const seg_plan_t *sp, int esli
     return w;
 }
 
+/* Head-dim tiles (tiles_t above): the sub-problem on rows [d0, d0 + dn) of D
+ * and columns [e0, e0 + en) of E is the same operation on views of the
+ * plan's tensors.  The math splits exactly: Q Kᵀ sums over D and dO Vᵀ over
+ * E, so o and dv are sums over D tiles, dq and dk over E tiles, d ld over
+ * all; a state and its gradient are the tile pair's own block of them. */
+static void view_tok(la_tensor_t *t, int64_t c0) {
+    if (t->data) t->data = (char *)t->data + c0 * t->stride[3] * (int64_t)la_dtype_size(t->dtype);
+}
+static void view_state(la_tensor_t *t, int64_t d0, int64_t e0) {
+    if (t->data) t->data = (float *)t->data + d0 * t->stride[2] + e0 * t->stride[3];
+}
+
+static la_plan_t sub_plan(const la_plan_t *pl, tiles_t tl, int64_t d0, int64_t e0) {
+    la_plan_t s = *pl;
+    la_tensors_t *t = &s.t;
+    s.p.dim_qk = min_int(pl->p.dim_qk - d0, tl.d);
+    s.p.dim_v = min_int(pl->p.dim_v - e0, tl.e);
+    view_tok(&t->q, d0); view_tok(&t->k, d0); view_tok(&t->dq, d0); view_tok(&t->dk, d0);
+    view_tok(&t->v, e0); view_tok(&t->o, e0); view_tok(&t->d_o, e0); view_tok(&t->dv, e0);
+    view_state(&t->initial_state, d0, e0);
+    view_state(&t->final_state, d0, e0);
+    view_state(&t->d_final_state, d0, e0);
+    view_state(&t->d_initial_state, d0, e0);
+    if (d0 || e0) s.check_values = 0; /* the first sub-problem checked the decays */
+    return s;
+}
+
+/* How a sub-problem's outputs are summed: LA_SUM_* bits and the fp32
+ * running sums (kernel_params.h). */
+typedef struct sums {
+    int accum;
+    la_sum_t o, dq, dk, dv;
+} sums_t;
+
+static int is_bwd(const la_plan_t *pl) { return pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD; }
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Running sums after the sub-problems' workspace: o (forward) and dv
+ * (backward) summed over D tiles, E wide; dq and dk summed over the E
+ * tiles of one D tile, a D tile wide (reused tile after tile).  Rows:
+ * (batch row, head, token); pitch a multiple of 4 floats (8-byte pairs). */
+typedef struct sum_layout {
+    int64_t rows, pe, pd;  /* rows; pitch of the E-wide and D-tile-wide sums */
+    size_t o_dv, dq, dk, total;
+} sum_layout_t;
+
+static sum_layout_t layout_sums(const la_plan_t *pl, tiles_t tl, size_t base) {
+    sum_layout_t w;
+    const int64_t nd = ceil_div(pl->p.dim_qk, tl.d), ne = ceil_div(pl->p.dim_v, tl.e);
+    w.rows = (pl->packed ? 1 : pl->p.batch) * pl->p.heads * tokens_per_row(pl);
+    w.pe = (pl->p.dim_v + 3) / 4 * 4;
+    w.pd = (tl.d + 3) / 4 * 4;
+    const size_t e_bytes = nd > 1 ? (size_t)w.rows * (size_t)w.pe * sizeof(float) : 0;
+    const size_t d_bytes = is_bwd(pl) && ne > 1 ? (size_t)w.rows * (size_t)w.pd * sizeof(float) : 0;
+    w.o_dv = al256(base);
+    w.dq = al256(w.o_dv + e_bytes);
+    w.dk = al256(w.dq + d_bytes);
+    w.total = al256(w.dk + d_bytes);
+    return w;
+}
+
+static la_sum_t sum_view(char *ws, size_t off, const la_plan_t *pl, int64_t pitch, int64_t c0) {
+    la_sum_t v;
+    const int64_t n = tokens_per_row(pl);
+    v.ptr = (float *)(ws + off) + c0;
+    v.st = pitch;
+    v.sh = n * pitch;
+    v.sb = pl->p.heads * n * pitch;
+    return v;
+}
+
+/* Tile (i, j) of nd x ne: which shares it adds and keeps, and where. */
+static sums_t sub_sums(const la_plan_t *pl, tiles_t tl, const sum_layout_t *w, char *ws, int64_t d0, int64_t e0) {
+    sums_t m;
+    memset(&m, 0, sizeof m);
+    const int64_t nd = ceil_div(pl->p.dim_qk, tl.d), ne = ceil_div(pl->p.dim_v, tl.e);
+    const int64_t i = d0 / tl.d, j = e0 / tl.e;
+    const int over_d = (i > 0 ? LA_SUM_ADD : 0) | (i < nd - 1 ? LA_SUM_KEEP : 0);
+    const int over_e = (j > 0 ? LA_SUM_ADD : 0) | (j < ne - 1 ? LA_SUM_KEEP : 0);
+    if (!is_bwd(pl)) {
+        m.accum = over_d << LA_SUM_O;
+        if (nd > 1) m.o = sum_view(ws, w->o_dv, pl, w->pe, 0);
+        return m;
+    }
+    m.accum = over_e << LA_SUM_DQ | over_e << LA_SUM_DK | over_d << LA_SUM_DV | (i || j ? LA_SUM_DLD_ADD : 0);
+    if (nd > 1) m.dv = sum_view(ws, w->o_dv, pl, w->pe, e0);
+    if (ne > 1) {
+        m.dq = sum_view(ws, w->dq, pl, w->pd, 0);
+        m.dk = sum_view(ws, w->dk, pl, w->pd, 0);
+    }
+    return m;
+}
+
+/* The workspace of the sub-problems, which run one after another in it. */
+static size_t sub_workspace(const la_plan_t *pl, tiles_t tl, int sms) {
+    size_t most = 0;
+    for (int64_t d0 = 0; d0 < pl->p.dim_qk; d0 += tl.d)
+        for (int64_t e0 = 0; e0 < pl->p.dim_v; e0 += tl.e) {
+            la_plan_t sub = sub_plan(pl, tl, d0, e0);
+            seg_plan_t sp = plan_segments(&sub, sms);
+            size_t bytes = layout_ws(&sub, &sp, choose_eslice(&sub, sms)).total;
+            if (bytes > most) most = bytes;
+        }
+    return most;
+}
+
 static size_t cuda_workspace_size(const la_plan_t *pl, int num_threads) {
     (void)num_threads;
     if (pl->op == LA_OP_DECODE) return 256;
-    int sms = device_sms();
-    seg_plan_t sp = plan_segments(pl, sms);
-    return layout_ws(pl, &sp, choose_eslice(pl, sms)).total;
+    tiles_t tl = plan_tiles(pl);
+    if (!tl.d) return 256; /* refused by cuda_support */
+    return layout_sums(pl, tl, sub_workspace(pl, tl, device_sms())).total;
 }
 
 static la_tok_t tok_of(const la_tensor_t *t) {
@@ -415,7 +573,7 @@ static la_status_t fill_common(const la_plan_t *pl, const seg_plan_t *sp, char *
     return LA_STATUS_SUCCESS;
 }
 
-static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t stream, char *msg) {
+static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t stream, const sums_t *sums, char *msg) {
     int sms = device_sms();
     seg_plan_t sp = plan_segments(pl, sms);
     int eslice = choose_eslice(pl, sms);
@@ -437,6 +595,8 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     }
     p.vec_ok = tok_vec_ok(&t->q) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) && tok_vec_ok(&t->o);
     p.prefix = sp.prefix;
+    p.accum = sums->accum;
+    p.sum_o = sums->o;
     la_fwd_launch_t l;
     l.total_segs = sp.total;
     l.num_seqs = (int)pl->num_seqs;
@@ -446,8 +606,9 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     l.eslice = eslice;
 #ifdef LA_HAVE_SM90A
     /* The Hopper kernel copies whole 16-byte pieces: vectorisable tensors only
-     * (others take the mma.sync kernels, on the same plan). */
-    if (use_wg(pl) && p.vec_ok) {
+     * (others take the mma.sync kernels, on the same plan), and writes o
+     * (a D tile's share, added to o, takes them too). */
+    if (use_wg(pl) && p.vec_ok && !p.accum) {
         l.stages = 2;
         l.state_stages = la_cuda_fwd_wg_blocks_per_sm(l.DP) * (la_cuda_fwd_wg_smem(l.DP, 4, 1) + 1024) <=
                                  device_smem_per_sm()
@@ -464,7 +625,7 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     return la_cuda_fwd_f16(&p, &l, stream, msg);
 }
 
-static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stream, char *msg) {
+static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stream, const sums_t *sums, char *msg) {
     int sms = device_sms();
     seg_plan_t sp = plan_segments(pl, sms); /* one segment per sequence */
     ws_layout_t w = layout_ws(pl, &sp, choose_eslice(pl, sms));
@@ -477,6 +638,10 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
     memset(&b, 0, sizeof b);
     la_status_t st = fill_common(pl, &sp, ws, &w, stream, &b.f, msg);
     if (st) return st;
+    b.f.accum = sums->accum;
+    b.sum_dq = sums->dq;
+    b.sum_dk = sums->dk;
+    b.sum_dv = sums->dv;
     b.d_o = tok_of(&t->d_o); b.dq = tok_of(&t->dq); b.dk = tok_of(&t->dk); b.dv = tok_of(&t->dv);
     if (pl->op == LA_OP_STATE_BACKWARD) { /* q, d_o and dq are not part of this operation */
         b.d_o.ptr = NULL;
@@ -521,6 +686,7 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         l.main_pass = 0;
         la_fwd_params_t fp = b.f;
         fp.sN.ptr = NULL; /* the backward writes no final state */
+        fp.accum = 0;
         st = t->k.dtype == LA_DTYPE_BF16 ? la_cuda_fwd_bf16(&fp, &l, fs, msg) : la_cuda_fwd_f16(&fp, &l, fs, msg);
         if (!st && join && cudaEventRecord(join, side) != cudaSuccess) {
             snprintf(msg, LA_MSG_LEN, "recording the side stream's event failed");
@@ -551,14 +717,29 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
     return st;
 }
 
+/* The chunk kernels on each head-dim tile in turn (one tile when the dims
+ * fit a block), in a fixed order: deterministic sums. */
+static la_status_t run_blocked(const la_plan_t *pl, char *ws, cudaStream_t stream, char *msg) {
+    tiles_t tl = plan_tiles(pl);
+    sum_layout_t w = layout_sums(pl, tl, sub_workspace(pl, tl, device_sms()));
+    for (int64_t d0 = 0; d0 < pl->p.dim_qk; d0 += tl.d)
+        for (int64_t e0 = 0; e0 < pl->p.dim_v; e0 += tl.e) {
+            la_plan_t sub = sub_plan(pl, tl, d0, e0);
+            sums_t m = sub_sums(pl, tl, &w, ws, d0, e0);
+            la_status_t st = is_bwd(pl) ? run_backward(&sub, ws, stream, &m, msg) : run_forward(&sub, ws, stream, &m, msg);
+            if (st) return st;
+        }
+    return LA_STATUS_SUCCESS;
+}
+
 static la_status_t cuda_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads, void *stream_ptr,
                             char *msg) {
     (void)ws_bytes;
     (void)num_threads;
     cudaStream_t stream = (cudaStream_t)stream_ptr;
     switch (pl->op) {
-    case LA_OP_FORWARD: case LA_OP_STATE_FORWARD: return run_forward(pl, (char *)ws, stream, msg);
-    case LA_OP_BACKWARD: case LA_OP_STATE_BACKWARD: return run_backward(pl, (char *)ws, stream, msg);
+    case LA_OP_FORWARD: case LA_OP_STATE_FORWARD:
+    case LA_OP_BACKWARD: case LA_OP_STATE_BACKWARD: return run_blocked(pl, (char *)ws, stream, msg);
     case LA_OP_DECODE: return la_cuda_decode(pl, (int *)ws, stream, msg);
     default:
         snprintf(msg, LA_MSG_LEN, "operation %d is not supported by the CUDA backend", (int)pl->op);

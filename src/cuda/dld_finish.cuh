@@ -4,7 +4,8 @@
  *
  * Per (sequence, head) it runs z_0 = dld_z0, z_{c+1} = z_c + row_c - col_{c+1}
  * in double, in chunk order (deterministic), then
- *   SCALAR_TOKEN: d_ld[t] += T1[t] + z_{c(t)}   (T2 + T4 already in d_ld)
+ *   SCALAR_TOKEN: d_ld[t] += T1[t] + z_{c(t)}   (T2 + T4 already in d_ld, added there
+ *                 to an earlier head-dim tile's share with LA_SUM_DLD_ADD)
  *   SCALAR_HEAD:  part[s, h] = sum_c (s1_c + s24_c + n_c z_c)
  * and la_dld_head_kernel adds the parts of every sequence in order.
  * Without d_o (the state-only backward) role 0 never ran: T1 and col are 0.
@@ -59,7 +60,8 @@ __global__ void la_dld_head_kernel(const la_bwd_params_t bp) {
     if (h >= bp.f.H) return;
     double sum = 0.0;
     for (int s = 0; s < bp.f.seg.num_seqs; s++) sum += bp.dld_part[(int64_t)s * bp.f.H + h];
-    bp.d_ld[h * bp.dld_sh] = (float)sum;
+    float *dst = bp.d_ld + h * bp.dld_sh;
+    *dst = (bp.f.accum & LA_SUM_DLD_ADD ? *dst : 0.0f) + (float)sum;
 }
 
 #endif

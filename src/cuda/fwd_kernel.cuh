@@ -498,38 +498,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
             for (int i = 0; i < NTO; i++)
 #pragma unroll
                 for (int r = 0; r < 4; r++) o[i][r] += o2[i][r];
-            /* Store O rows < n, columns < E. */
-            T *obase = const_cast<T *>(static_cast<const T *>(p.o.ptr)) + L.b * p.o.sb + h * p.o.sh +
-                       (L.tb + t0) * p.o.st + e0 * p.o.sc;
-            if (vec && n == LA_C && Eloc == EP) {
-                /* Full chunk, whole slice: no bounds, two row pointers. */
-                T *row0 = obase + (16 * wm + (lane >> 2)) * p.o.st + ecol0 + 2 * (lane & 3);
-                T *row1 = row0 + 8 * p.o.st;
-#pragma unroll
-                for (int i = 0; i < NTO; i++) {
-                    *reinterpret_cast<uint32_t *>(row0 + i * 8) =
-                        mma_traits<T>::pack(o[i][0] * p.scale, o[i][1] * p.scale);
-                    *reinterpret_cast<uint32_t *>(row1 + i * 8) =
-                        mma_traits<T>::pack(o[i][2] * p.scale, o[i][3] * p.scale);
-                }
-            } else {
-#pragma unroll
-            for (int i = 0; i < NTO; i++)
-#pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    int r = 16 * wm + (lane >> 2) + 8 * hr;
-                    int e = ecol0 + i * 8 + 2 * (lane & 3);
-                    if (r >= n || e >= Eloc) continue;
-                    float x0 = o[i][2 * hr] * p.scale, x1 = o[i][2 * hr + 1] * p.scale;
-                    T *dst = obase + r * p.o.st + e * p.o.sc;
-                    if (vec && e + 1 < Eloc) {
-                        *reinterpret_cast<uint32_t *>(dst) = mma_traits<T>::pack(x0, x1);
-                    } else {
-                        dst[0] = T(x0);
-                        if (e + 1 < Eloc) dst[p.o.sc] = T(x1);
-                    }
-                }
-            }
+            /* Store O rows < n, columns < E (a D tile's share of a sum with blocked head dims). */
+            store_tok<T, NTO>(p.o, p.sum_o, LA_SUM_MODE(p.accum, LA_SUM_O), L.b, h, L.tb + t0, o, wm, e0 + ecol0, n,
+                              p.E, lane, p.scale, vec);
         }
         /* ---- S <- exp(G_last) S + K~^T V, K~_j = exp(G_last - G_j) k_j (exponent <= 0, the suffix sum;
          * rows j >= n are zero and get factor 0, never exp of a positive number). ---- */

@@ -15,6 +15,31 @@
 #define LA_CUDA_CHUNK 64      /* tokens per chunk */
 #define LA_CUDA_THREADS 256   /* threads per block of the chunk kernels */
 
+/* Head dims larger than one block's tile run as sub-problems whose shares of
+ * one output are summed in a fixed order (cuda_backend.cu, run_blocked).
+ * The running sum stays in fp32 (la_sum_t), not in the output's dtype: a
+ * share can be larger than the total, and rounding each one to bf16 would
+ * add its error to the result.  Per summed output two bits of
+ * la_fwd_params_t.accum, shifted by LA_SUM_O ... LA_SUM_DV:
+ *   LA_SUM_ADD   add the fp32 sum so far to this share
+ *   LA_SUM_KEEP  store the result as the fp32 sum, not into the output
+ * (first share: KEEP; middle: ADD | KEEP; last: ADD).  d_ld is f32 and
+ * takes the shares in place (LA_SUM_DLD_ADD). */
+#define LA_SUM_ADD 1
+#define LA_SUM_KEEP 2
+#define LA_SUM_O 0    /* forward: o */
+#define LA_SUM_DQ 2   /* backward: dq, dk, dv */
+#define LA_SUM_DK 4
+#define LA_SUM_DV 6
+#define LA_SUM_DLD_ADD 256
+#define LA_SUM_MODE(accum, shift) (((accum) >> (shift)) & 3)
+
+/* An fp32 running sum of one token output [B, H, N, X]: channel stride 1. */
+typedef struct la_sum {
+    float *ptr;
+    int64_t sb, sh, st;
+} la_sum_t;
+
 /* One token tensor [B, H, N, X]: base pointer and strides. */
 typedef struct la_tok {
     const void *ptr;
@@ -59,12 +84,15 @@ typedef struct la_fwd_params {
     int vec_ok;              /* q, k, v: channel stride 1 and 16-byte aligned rows */
     int prefix;              /* forward: each block walks its sequence from token 0, updating the
                                 state alone before its segment (short sequences, no state pass) */
+    int accum;               /* LA_SUM_* bits (the backward's too): shares of a sum */
+    la_sum_t sum_o;          /* o's running sum (LA_SUM_O) */
 } la_fwd_params_t;
 
 /* The backward: the forward's parameters plus the gradients. */
 typedef struct la_bwd_params {
     la_fwd_params_t f;       /* q, k, v, decay, s0, one segment per sequence, D, E, H, scale */
     la_tok_t d_o, dq, dk, dv;
+    la_sum_t sum_dq, sum_dk, sum_dv; /* running sums (f.accum: LA_SUM_DQ ... DV) */
     int gvec_ok;             /* dq, dk, dv: channel stride 1 and 16-byte aligned rows */
     la_st_t dsN, ds0;        /* incoming final-state gradient, initial-state gradient (NULL = absent) */
     /* Multi-segment runs: per (global segment, head) a DP x f.ept fp32 state
