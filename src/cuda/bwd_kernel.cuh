@@ -113,6 +113,9 @@ __host__ __device__ constexpr int bwd_smem_bytes(int DP, int EP, int elem, bool 
     return (stages * (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8)) + 2 * LA_C * (LA_C + 8) + 2 * DP * (EP + 8)) * elem +
            (stages * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4 + (dld ? LA_DLD_RED * 4 : 0);
 }
+/* Where a GPU's blocks are small (sm_120: 99 KB), the backward runs in 64 x 64
+ * head-dim tiles (cuda_backend.cu, bwd_tiles): that block must fit there. */
+static_assert(bwd_smem_bytes(64, 64, 2, true, 1) <= 99 * 1024, "the 64 x 64 backward block must fit sm_120's 99 KB");
 
 /* Row dot products of a 16 x 8NT accumulator tile (rows r0 + lane/4 + 8hr,
  * columns c0 + 8i + 2(lane%4) + {0,1}) with the same entries of X (shared
