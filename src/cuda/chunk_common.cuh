@@ -148,7 +148,8 @@ __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4]
  * column pairs as one 4-byte word, without bounds checks.
  * mode (LA_SUM_* bits, kernel_params.h): the tile is a head-dim tile's
  * share of a sum; add the fp32 sum so far (sm) and/or keep the result
- * there instead of storing it, element by element (the rare path). */
+ * there instead of storing it.  That rare path has its own branch, so the
+ * plain stores below stay as they were. */
 template <typename T, int NT>
 __device__ __forceinline__ void store_tok(const la_tok_t &x, const la_sum_t &sm, int mode, int64_t b, int64_t h,
                                           int64_t tok0, const float (*acc)[4], int wm, int c0, int n, int X, int lane,

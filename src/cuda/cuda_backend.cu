@@ -116,9 +116,9 @@ static tiles_t fwd_tiles(const la_plan_t *pl) {
     return t;
 }
 
-static tiles_t plan_tiles(const la_plan_t *pl) {
-    return pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD ? bwd_tiles(pl) : fwd_tiles(pl);
-}
+static int is_bwd(const la_plan_t *pl) { return pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD; }
+
+static tiles_t plan_tiles(const la_plan_t *pl) { return is_bwd(pl) ? bwd_tiles(pl) : fwd_tiles(pl); }
 
 /* The one support table of this backend. */
 static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
@@ -309,7 +309,9 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
  *   [seg_state f32 x total*H*DP*EPT] [seg_logdecay f32 x total*H] [seg_dstate, as seg_state]
  *   decay gradient: [dld_tok f32 x B*H*ntot] [dld_chunk f32 x 4*H*tc] [dld_z0 f32 x S*H]
  *   [dld_part f64 x S*H]
- * (EPT = E rounded up to whole value slices; seg_dstate for the backward) */
+ * (EPT = E rounded up to whole value slices; seg_dstate for the backward)
+ * Head-dim tiles run one after another in the largest such layout of any of
+ * them, followed by their fp32 running sums (layout_sums). */
 typedef struct ws_layout {
     size_t flag, cu, seg_off, chunk_off, seg_state, seg_logdecay, seg_dstate;
     size_t dld_tok, dld_chunk, dld_z0, dld_part, total;
@@ -391,8 +393,6 @@ typedef struct sums {
     int accum;
     la_sum_t o, dq, dk, dv;
 } sums_t;
-
-static int is_bwd(const la_plan_t *pl) { return pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD; }
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -606,8 +606,8 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     l.eslice = eslice;
 #ifdef LA_HAVE_SM90A
     /* The Hopper kernel copies whole 16-byte pieces: vectorisable tensors only
-     * (others take the mma.sync kernels, on the same plan), and writes o
-     * (a D tile's share, added to o, takes them too). */
+     * (others take the mma.sync kernels, on the same plan); it has no summed
+     * stores, so a D tile's share of o takes the mma.sync kernels too. */
     if (use_wg(pl) && p.vec_ok && !p.accum) {
         l.stages = 2;
         l.state_stages = la_cuda_fwd_wg_blocks_per_sm(l.DP) * (la_cuda_fwd_wg_smem(l.DP, 4, 1) + 1024) <=
