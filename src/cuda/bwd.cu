@@ -3,8 +3,8 @@
 #include "bwd_launch.h"
 #include "dld_finish.cuh"
 
-int la_cuda_bwd_smem(int DP, int EP, int dld) { return bwd_smem_bytes(DP, EP, 2, dld != 0, 1); }
-int la_cuda_bwd_blocks_per_sm(int DP, int EP) { return bwd_blocks_per_sm(DP, EP); }
+int la_cuda_bwd_smem(int DP, int EP, int elem, int dld) { return bwd_smem_bytes(DP, EP, elem, dld != 0, 1); }
+int la_cuda_bwd_blocks_per_sm(int DP, int EP, int elem) { return bwd_blocks_per_sm(DP, EP, elem); }
 
 cudaError_t la_cuda_dld_finish(const la_bwd_params_t *b, cudaStream_t s) {
     la_dld_finish_kernel<<<dim3(b->f.seg.num_seqs, b->f.H), 256, 0, s>>>(*b);

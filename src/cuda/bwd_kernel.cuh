@@ -36,21 +36,36 @@ __device__ __forceinline__ uint32_t frag_b_tr(uint32_t base, int P, int n0, int 
     return base + ((k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * P + n0 + (lane >> 4) * 8) * 2;
 }
 
-/* acc[16 x 8*NT] += A[m0.., k] . B[k, n0..] over k in [16*k0, 16*ksteps). */
+/* acc[16 x 8*NT] += A[m0.., k] . B[k, n0..] over k in [16*k0, 16*ksteps),
+ * operands of input dtype T (f32: split, each lo plane `plane` bytes after
+ * its hi plane; op_of). */
 template <typename T, int NT, bool A_TR, bool B_TR>
 __device__ __forceinline__ void warp_mma(float (*acc)[4], uint32_t sa, int pa, int m0, uint32_t sb, int pb, int n0,
-                                         int ksteps, int k0, int lane) {
+                                         int ksteps, int k0, int lane, uint32_t plane) {
+    typedef typename op_of<T>::type OT;
+    constexpr bool SPLIT = op_of<T>::split;
     for (int ks = k0; ks < ksteps; ks++) {
-        uint32_t a[4];
-        if (A_TR) ldmatrix_x4_trans_at(a, frag_a_tr(sa, pa, m0, ks * 16, lane));
-        else ldmatrix_x4_at(a, frag_a_rm(sa, pa, m0, ks * 16, lane));
+        uint32_t a[4], al[4];
+        const uint32_t at = A_TR ? frag_a_tr(sa, pa, m0, ks * 16, lane) : frag_a_rm(sa, pa, m0, ks * 16, lane);
+        if (A_TR) ldmatrix_x4_trans_at(a, at);
+        else ldmatrix_x4_at(a, at);
+        if (SPLIT) {
+            if (A_TR) ldmatrix_x4_trans_at(al, at + plane);
+            else ldmatrix_x4_at(al, at + plane);
+        }
 #pragma unroll
         for (int np = 0; np < NT / 2; np++) {
-            uint32_t b[4];
-            if (B_TR) ldmatrix_x4_trans_at(b, frag_b_tr(sb, pb, n0 + np * 16, ks * 16, lane));
-            else ldmatrix_x4_at(b, frag_b_rm(sb, pb, n0 + np * 16, ks * 16, lane));
-            mma_16816<T>(acc[2 * np], a, b);
-            mma_16816<T>(acc[2 * np + 1], a, b + 2);
+            uint32_t b[4], bl[4];
+            const uint32_t bt = B_TR ? frag_b_tr(sb, pb, n0 + np * 16, ks * 16, lane)
+                                     : frag_b_rm(sb, pb, n0 + np * 16, ks * 16, lane);
+            if (B_TR) ldmatrix_x4_trans_at(b, bt);
+            else ldmatrix_x4_at(b, bt);
+            if (SPLIT) {
+                if (B_TR) ldmatrix_x4_trans_at(bl, bt + plane);
+                else ldmatrix_x4_at(bl, bt + plane);
+            }
+            mma_x<OT, SPLIT>(acc[2 * np], a, al, b, bl);
+            mma_x<OT, SPLIT>(acc[2 * np + 1], a, al, b + 2, bl + 2);
         }
     }
 }
@@ -83,18 +98,19 @@ __device__ __forceinline__ void mask_factors(float (*f)[4], const float *Gs, int
 }
 
 /* The masked, decayed intra-chunk matrix of a 16x32 warp tile into shared
- * memory: M[i][j] = mul * acc * f (mask_factors). */
-template <typename T>
-__device__ __forceinline__ void store_masked(T *M, int MP, const float (*acc)[4], const float (*f)[4], int wm, int wn,
-                                             int lane, float mul) {
+ * memory: M[i][j] = mul * acc * f (mask_factors), an operand of input dtype
+ * T (f32: lo plane `plane` elements further). */
+template <typename T, typename OT>
+__device__ __forceinline__ void store_masked(OT *M, int MP, const float (*acc)[4], const float (*f)[4], int wm, int wn,
+                                             int lane, float mul, int plane) {
 #pragma unroll
     for (int nt = 0; nt < 4; nt++)
 #pragma unroll
         for (int hr = 0; hr < 2; hr++) {
             int i = 16 * wm + (lane >> 2) + 8 * hr;
             int j = 32 * wn + nt * 8 + 2 * (lane & 3);
-            *reinterpret_cast<uint32_t *>(&M[i * MP + j]) =
-                mma_traits<T>::pack(mul * acc[nt][2 * hr] * f[nt][2 * hr], mul * acc[nt][2 * hr + 1] * f[nt][2 * hr + 1]);
+            put_op2<OT, op_of<T>::split>(&M[i * MP + j], plane, mul * acc[nt][2 * hr] * f[nt][2 * hr],
+                                         mul * acc[nt][2 * hr + 1] * f[nt][2 * hr + 1]);
         }
 }
 
@@ -109,9 +125,13 @@ __device__ __forceinline__ void store_masked(T *M, int MP, const float (*acc)[4]
  * the reduction scratch.  At DP = EP = 128: 158 KB for one stage (161 KB
  * with DLD, inside the A100's 163 KB), 226.5 KB for two (H100, H200, B200:
  * 227 KB). */
+__host__ __device__ constexpr int bwd_op_elems(int DP, int EP, int stages) {
+    return stages * (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8)) + 2 * LA_C * (LA_C + 8) + 2 * DP * (EP + 8);
+}
+/* elem: the input dtype's size (f32's operands take two bf16 planes). */
 __host__ __device__ constexpr int bwd_smem_bytes(int DP, int EP, int elem, bool dld, int stages) {
-    return (stages * (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8)) + 2 * LA_C * (LA_C + 8) + 2 * DP * (EP + 8)) * elem +
-           (stages * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4 + (dld ? LA_DLD_RED * 4 : 0);
+    return bwd_op_elems(DP, EP, stages) * elem + (stages * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4 +
+           (dld ? LA_DLD_RED * 4 : 0);
 }
 /* Where a GPU's blocks are small (sm_120: 99 KB), the backward runs in 64 x 64
  * head-dim tiles (cuda_backend.cu, bwd_tiles): that block must fit there. */
@@ -120,15 +140,17 @@ static_assert(bwd_smem_bytes(64, 64, 2, true, 1) <= 99 * 1024, "the 64 x 64 back
 /* Row dot products of a 16 x 8NT accumulator tile (rows r0 + lane/4 + 8hr,
  * columns c0 + 8i + 2(lane%4) + {0,1}) with the same entries of X (shared
  * memory, pitch P): out[hr], summed over the lane quad in a fixed order. */
-template <typename T, int NT>
-__device__ __forceinline__ void tile_row_dots(const T *X, int P, const float (*acc)[4], int r0, int c0, int lane,
-                                              float out[2]) {
+template <typename T, int NT, typename OT>
+__device__ __forceinline__ void tile_row_dots(const OT *X, int P, const float (*acc)[4], int r0, int c0, int lane,
+                                              float out[2], int plane) {
+    /* An f32 input's element is its two planes' sum. */
+    auto x = [&](const OT *e) { return op_of<T>::split ? float(e[0]) + float(e[plane]) : float(e[0]); };
 #pragma unroll
     for (int hr = 0; hr < 2; hr++) {
-        const T *row = X + (r0 + (lane >> 2) + 8 * hr) * P + c0 + 2 * (lane & 3);
+        const OT *row = X + (r0 + (lane >> 2) + 8 * hr) * P + c0 + 2 * (lane & 3);
         float s = 0.0f;
 #pragma unroll
-        for (int i = 0; i < NT; i++) s += float(row[i * 8]) * acc[i][2 * hr] + float(row[i * 8 + 1]) * acc[i][2 * hr + 1];
+        for (int i = 0; i < NT; i++) s += x(row + i * 8) * acc[i][2 * hr] + x(row + i * 8 + 1) * acc[i][2 * hr + 1];
         s += __shfl_xor_sync(0xffffffffu, s, 1);
         s += __shfl_xor_sync(0xffffffffu, s, 2);
         out[hr] = s;
@@ -342,26 +364,36 @@ __device__ __forceinline__ void dld_boundary_row(const la_bwd_params_t &bp, int 
  * from a zero gradient, no dK/dV; the segment's local dS goes to seg_dstate. */
 /* Blocks per SM the backward is built for: two at D = E = 64 (64 KB of
  * shared memory, 128 registers), else one. */
-__host__ __device__ constexpr int bwd_blocks_per_sm(int DP, int EP) { return DP == 64 && EP == 64 ? 2 : 1; }
+__host__ __device__ constexpr int bwd_blocks_per_sm(int DP, int EP, int elem) {
+    return DP == 64 && EP == 64 && elem == 2 ? 2 : 1;
+}
 
 template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD, int STAGES>
-__global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la_bwd_kernel(const la_bwd_params_t bp) {
+__global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, sizeof(T)))
+    la_bwd_kernel(const la_bwd_params_t bp) {
     static_assert(STAGES == 1 || !DLD, "the decay gradient's block is single-stage (shared memory)");
+    /* Operands: the input dtype, or f32 split into bf16 planes (op_of), every
+     * lo plane PLANE elements (PB bytes) after its hi plane. */
+    typedef typename op_of<T>::type OT;
+    constexpr bool SPLIT = op_of<T>::split;
+    constexpr int PLANE = SPLIT ? bwd_op_elems(DP, EP, STAGES) : 0;
+    constexpr uint32_t PB = 2 * PLANE;
     const la_fwd_params_t &p = bp.f;
     constexpr int QP = DP + 8, VP = EP + 8, AP = LA_C + 8;
     constexpr int MT = DP / 64, NTS = EP / 16;   /* state tile per warp: (DP/4) x (EP/2) */
     constexpr int TPS = 2 * LA_C * QP + 2 * LA_C * VP; /* tile elements per stage */
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *Qs = reinterpret_cast<T *>(smem_raw);     /* [STAGES] x {Q, K [64][QP]; V, dO [64][VP]}; stage 0: */
-    T *Ks = Qs + LA_C * QP;
-    T *Vs = Ks + LA_C * QP;
-    T *Ds = Vs + LA_C * VP;
-    T *const Qs0 = Qs;
-    T *As = Qs + STAGES * TPS;                   /* A  [64][AP] (role 1) */
-    T *dAs = As + LA_C * AP;                     /* dA [64][AP] */
-    T *Ss = dAs + LA_C * AP;                     /* S (role 0) or dS (role 1) copy [DP][VP] */
-    T *Xs = Ss + DP * VP;                        /* DLD: X (role 0) or Y (role 1) copy; else Ss's second buffer */
-    float *gs = reinterpret_cast<float *>(Xs + DP * VP); /* [STAGES][64] raw decays */
+    OT *Qs = reinterpret_cast<OT *>(smem_raw);   /* [STAGES] x {Q, K [64][QP]; V, dO [64][VP]}; stage 0: */
+    OT *Ks = Qs + LA_C * QP;
+    OT *Vs = Ks + LA_C * QP;
+    OT *Ds = Vs + LA_C * VP;
+    OT *const Qs0 = Qs;
+    OT *As = Qs + STAGES * TPS;                  /* A  [64][AP] (role 1) */
+    OT *dAs = As + LA_C * AP;                    /* dA [64][AP] */
+    OT *Ss = dAs + LA_C * AP;                    /* S (role 0) or dS (role 1) copy [DP][VP] */
+    OT *Xs = Ss + DP * VP;                       /* DLD: X (role 0) or Y (role 1) copy; else Ss's second buffer */
+    /* [STAGES][64] raw decays, after both planes of the operands */
+    float *gs = reinterpret_cast<float *>(smem_raw + bwd_op_elems(DP, EP, STAGES) * sizeof(T));
     /* [8 warps][2][64]: each warp's own cumsum and suffix sums (chunk_cumsum). */
     float *Gs = gs + STAGES * LA_C + (threadIdx.x >> 5) * 2 * LA_C;
     float *red = gs + STAGES * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C; /* DLD: [LA_DLD_RED] */
@@ -400,7 +432,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
      * it % 2 and writes the next into the other, so no barrier guards the
      * rewrite (the loop's first barrier orders it before the next reads). */
     auto copy_buf = [&](int64_t it) { return DLD || (it & 1) == 0 ? Ss : Xs; };
-    state_copy<T, DP, EP>(S, Ss, wm, wn, lane);
+    state_copy<OT, DP, EP, SPLIT>(S, Ss, wm, wn, lane, PLANE);
 
     /* Decay gradient (DLD): this segment's chunks are ci0, ci0 + 1, ... of
      * sequence L.s; per-warp partial sums meet in red (see dld_* below). */
@@ -414,12 +446,12 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
     auto load_chunk = [&](int64_t t0, int n, bool q_do, bool k_v) {
         __syncthreads(); /* every warp is done with the previous tiles */
         if (q_do) {
-            load_tile<T, DP>(Qs, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, has_do && p.vec_ok != 0);
-            load_tile<T, EP>(Ds, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E, has_do && p.vec_ok != 0);
+            load_tile<T, DP>(Qs, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, has_do && p.vec_ok != 0, PLANE);
+            load_tile<T, EP>(Ds, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E, has_do && p.vec_ok != 0, PLANE);
         }
         if (k_v) {
-            load_tile<T, DP>(Ks, p.k, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0);
-            load_tile<T, EP>(Vs, p.v, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0);
+            load_tile<T, DP>(Ks, p.k, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0, PLANE);
+            load_tile<T, EP>(Vs, p.v, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0, PLANE);
         }
         if (p.decay == 2 && threadIdx.x < LA_C) {
             int r = threadIdx.x;
@@ -436,13 +468,13 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         const int64_t c = role == 0 ? it : nchunks - 1 - it;
         const int64_t t0 = L.ts + c * LA_C;
         const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
-        T *Qb = Qs + (it & 1) * TPS;
+        OT *Qb = Qs + (it & 1) * TPS;
         float *gb = gs + (it & 1) * LA_C;
-        load_tile<T, DP>(Qb, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, has_do && p.vec_ok != 0);
+        load_tile<T, DP>(Qb, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, has_do && p.vec_ok != 0, PLANE);
         load_tile<T, EP>(Qb + 2 * LA_C * QP + LA_C * VP, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E,
-                         has_do && p.vec_ok != 0);
-        load_tile<T, DP>(Qb + LA_C * QP, p.k, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0);
-        load_tile<T, EP>(Qb + 2 * LA_C * QP, p.v, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0);
+                         has_do && p.vec_ok != 0, PLANE);
+        load_tile<T, DP>(Qb + LA_C * QP, p.k, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0, PLANE);
+        load_tile<T, EP>(Qb + 2 * LA_C * QP, p.v, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0, PLANE);
         if (p.decay == 2 && threadIdx.x < LA_C) {
             int r = threadIdx.x;
             gb[r] = r < n ? p.ld[L.b * p.ld_sb + h * p.ld_sh + (L.tb + t0 + r) * p.ld_st] : 0.0f;
@@ -465,8 +497,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
             __syncwarp();
         }
         /* This chunk's stage of the tiles (shadowing stage 0's names). */
-        T *const Qs = Qs0 + (STAGES == 2 ? (it & 1) * TPS : 0);
-        T *const Ks = Qs + LA_C * QP;
+        OT *const Qs = Qs0 + (STAGES == 2 ? (it & 1) * TPS : 0);
+        OT *const Ks = Qs + LA_C * QP;
         const uint32_t sQ = smem_addr(Qs), sK = sQ + LA_C * QP * 2, sV = sK + LA_C * QP * 2,
                        sD = sV + LA_C * VP * 2;
         const float G_last = Gs[n - 1];
@@ -477,14 +509,14 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
             /* Warp tiles entirely above the diagonal stay zero: no products. */
             const bool live = 32 * wn <= 16 * wm + 15;
             float acc[4][4] = {};
-            if (live) warp_mma<T, 4, false, false>(acc, sD, VP, 16 * wm, sV, VP, 32 * wn, EP / 16, 0, lane);
+            if (live) warp_mma<T, 4, false, false>(acc, sD, VP, 16 * wm, sV, VP, 32 * wn, EP / 16, 0, lane, PB);
             float fm[4][4];
             mask_factors(fm, Gs, n, wm, wn, lane);
-            store_masked<T>(dAs, AP, acc, fm, wm, wn, lane, 1.0f);
+            store_masked<T>(dAs, AP, acc, fm, wm, wn, lane, 1.0f, PLANE);
             if (role == 1) {
                 float acc_a[4][4] = {};
-                if (live) warp_mma<T, 4, false, false>(acc_a, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane);
-                store_masked<T>(As, AP, acc_a, fm, wm, wn, lane, p.scale);
+                if (live) warp_mma<T, 4, false, false>(acc_a, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane, PB);
+                store_masked<T>(As, AP, acc_a, fm, wm, wn, lane, p.scale, PLANE);
                 if (DLD) dld_pair_partials(acc_a, acc, fm, p.scale, wm, wn, lane, red_mr, red_mc);
             }
             /* dA (and A) ready, among the warps that read what they wrote.
@@ -507,18 +539,18 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
             float acc[DP / 16][4] = {}, acc2[DP / 16][4] = {};
             if (DLD && it > 0) { /* q^_t . dO_t X^T: pairs from chunks before the previous one */
                 float acc3[DP / 16][4] = {}, d[2];
-                warp_mma<T, DP / 16, false, false>(acc3, sD, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane);
-                tile_row_dots<T, DP / 16>(Qs, QP, acc3, 16 * wm, wn * (DP / 2), lane, d);
+                warp_mma<T, DP / 16, false, false>(acc3, sD, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
+                tile_row_dots<T, DP / 16>(Qs, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
                 put_row_dots(red_b, wn, 16 * wm, lane, d);
             }
-            warp_mma<T, DP / 16, false, false>(acc, sD, VP, 16 * wm, sS, VP, wn * (DP / 2), EP / 16, 0, lane);
+            warp_mma<T, DP / 16, false, false>(acc, sD, VP, 16 * wm, sS, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
             if (DLD) { /* q^_t . dq^inter_t (before e^{G_t} and scale) */
                 float d[2];
-                tile_row_dots<T, DP / 16>(Qs, QP, acc, 16 * wm, wn * (DP / 2), lane, d);
+                tile_row_dots<T, DP / 16>(Qs, QP, acc, 16 * wm, wn * (DP / 2), lane, d, PLANE);
                 put_row_dots(red_a, wn, 16 * wm, lane, d);
             }
             float f0 = exp_nonpos(Gs[16 * wm + (lane >> 2)]), f1 = exp_nonpos(Gs[16 * wm + (lane >> 2) + 8]);
-            warp_mma<T, DP / 16, false, true>(acc2, sdA, AP, 16 * wm, sK, QP, wn * (DP / 2), wm + 1, 0, lane);
+            warp_mma<T, DP / 16, false, true>(acc2, sdA, AP, 16 * wm, sK, QP, wn * (DP / 2), wm + 1, 0, lane, PB);
             rows_combine<DP / 16>(acc, acc2, f0, f1, 1.0f);
             store_tok<T, DP / 16>(bp.dq, bp.sum_dq, LA_SUM_MODE(p.accum, LA_SUM_DQ), L.b, h, L.tb + t0, acc, wm,
                                   wn * (DP / 2), n, p.D, lane, p.scale, bp.gvec_ok);
@@ -528,29 +560,29 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
             const float fj1 = (16 * wm + (lane >> 2) + 8 < n) ? exp_nonpos(Gs[LA_C + 16 * wm + (lane >> 2) + 8]) : 0.0f;
             {
                 float acc[EP / 16][4] = {}, acc2[EP / 16][4] = {};
-                warp_mma<T, EP / 16, false, true>(acc, sK, QP, 16 * wm, sS, VP, wn * (EP / 2), DP / 16, 0, lane);
+                warp_mma<T, EP / 16, false, true>(acc, sK, QP, 16 * wm, sS, VP, wn * (EP / 2), DP / 16, 0, lane, PB);
                 /* A^T dO: only i >= j contributes, i.e. k-steps from wm on. */
-                warp_mma<T, EP / 16, true, true>(acc2, sA, AP, 16 * wm, sD, VP, wn * (EP / 2), LA_C / 16, wm, lane);
+                warp_mma<T, EP / 16, true, true>(acc2, sA, AP, 16 * wm, sD, VP, wn * (EP / 2), LA_C / 16, wm, lane, PB);
                 rows_combine<EP / 16>(acc, acc2, fj0, fj1, 1.0f);
                 store_tok<T, EP / 16>(bp.dv, bp.sum_dv, LA_SUM_MODE(p.accum, LA_SUM_DV), L.b, h, L.tb + t0, acc, wm,
                                       wn * (EP / 2), n, p.E, lane, 1.0f, bp.gvec_ok);
             }
             if (DLD && it > 0) { /* k_j . v_j Y^T: pairs to chunks after the next one */
                 float acc3[DP / 16][4] = {}, d[2];
-                warp_mma<T, DP / 16, false, false>(acc3, sV, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane);
-                tile_row_dots<T, DP / 16>(Ks, QP, acc3, 16 * wm, wn * (DP / 2), lane, d);
+                warp_mma<T, DP / 16, false, false>(acc3, sV, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
+                tile_row_dots<T, DP / 16>(Ks, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
                 put_row_dots(red_b, wn, 16 * wm, lane, d);
             }
             /* dK = dA^T Q^ + diag(f_j) V dS'^T: rows j, cols wn*DP/2.. */
             {
                 float acc[DP / 16][4] = {}, acc2[DP / 16][4] = {};
-                warp_mma<T, DP / 16, false, false>(acc, sV, VP, 16 * wm, sS, VP, wn * (DP / 2), EP / 16, 0, lane);
+                warp_mma<T, DP / 16, false, false>(acc, sV, VP, 16 * wm, sS, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
                 if (DLD) { /* k_j . dk^inter_j (before f_j) */
                     float d[2];
-                    tile_row_dots<T, DP / 16>(Ks, QP, acc, 16 * wm, wn * (DP / 2), lane, d);
+                    tile_row_dots<T, DP / 16>(Ks, QP, acc, 16 * wm, wn * (DP / 2), lane, d, PLANE);
                     put_row_dots(red_a, wn, 16 * wm, lane, d);
                 }
-                warp_mma<T, DP / 16, true, true>(acc2, sdA, AP, 16 * wm, sQ, QP, wn * (DP / 2), LA_C / 16, wm, lane);
+                warp_mma<T, DP / 16, true, true>(acc2, sdA, AP, 16 * wm, sQ, QP, wn * (DP / 2), LA_C / 16, wm, lane, PB);
                 rows_combine<DP / 16>(acc, acc2, fj0, fj1, p.scale);
                 store_tok<T, DP / 16>(bp.dk, bp.sum_dk, LA_SUM_MODE(p.accum, LA_SUM_DK), L.b, h, L.tb + t0, acc, wm,
                                       wn * (DP / 2), n, p.D, lane, 1.0f, bp.gvec_ok);
@@ -577,7 +609,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
             }
             /* X = e^{G_last} S (role 0) or Y = e^{G_last} dS' (role 1): the
              * state without this chunk's own tokens, for the next chunk. */
-            state_copy<T, DP, EP>(S, Xs, wm, wn, lane);
+            state_copy<OT, DP, EP, SPLIT>(S, Xs, wm, wn, lane, PLANE);
         }
         const uint32_t sXo = role == 0 ? sK : sQ;  /* the [token][d] operand */
         const uint32_t sYo = role == 0 ? sV : sD;  /* the [token][e] operand */
@@ -588,10 +620,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         auto factor = [&](int j) {
             return j >= n ? 0.0f : role == 0 ? exp_nonpos(Gs[LA_C + j]) : p.scale * exp_nonpos(Gs[j]);
         };
-        auto pair = [&](int j, la_fpair_t &f) { fpair_set<T>(f, factor(j), factor(j + 1)); };
-        if (role == 1 && bp.ds0.ptr) state_update<T, DP, EP, true>(S, sXo, QP, sYo, VP, pair, wm, wn, lane);
-        else state_update<T, DP, EP, false>(S, sXo, QP, sYo, VP, pair, wm, wn, lane);
-        state_copy<T, DP, EP>(S, copy_buf(it + 1), wm, wn, lane);
+        auto pair = [&](int j, la_fpair_t &f) { fpair_set<OT>(f, factor(j), factor(j + 1)); };
+        if (role == 1 && bp.ds0.ptr)
+            state_update<OT, DP, EP, true, SPLIT>(S, sXo, QP, sYo, VP, pair, wm, wn, lane, PB);
+        else state_update<OT, DP, EP, SPLIT, SPLIT>(S, sXo, QP, sYo, VP, pair, wm, wn, lane, PB);
+        state_copy<OT, DP, EP, SPLIT>(S, copy_buf(it + 1), wm, wn, lane, PLANE);
     }
 
     /* DLD across a segment boundary: the pairs that span the first chunk of
@@ -601,8 +634,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
         const int n = (int)(L.len - L.te < LA_C ? L.len - L.te : LA_C);
         load_chunk(L.te, n, true, false);
         float acc3[DP / 16][4] = {}, d[2];
-        warp_mma<T, DP / 16, false, false>(acc3, sD, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane);
-        tile_row_dots<T, DP / 16>(Qs, QP, acc3, 16 * wm, wn * (DP / 2), lane, d);
+        warp_mma<T, DP / 16, false, false>(acc3, sD, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
+        tile_row_dots<T, DP / 16>(Qs, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
         put_row_dots(red_b, wn, 16 * wm, lane, d);
         __syncthreads();
         if (warp == 0) dld_boundary_col(bp, L.s, h, L.te / LA_C, n, Gs, red_b, lane);
@@ -610,8 +643,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP)) la
     if (DLD && role == 1 && L.sp > 0) {
         load_chunk(L.ts - LA_C, LA_C, false, true);
         float acc3[DP / 16][4] = {}, d[2];
-        warp_mma<T, DP / 16, false, false>(acc3, sV, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane);
-        tile_row_dots<T, DP / 16>(Ks, QP, acc3, 16 * wm, wn * (DP / 2), lane, d);
+        warp_mma<T, DP / 16, false, false>(acc3, sV, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
+        tile_row_dots<T, DP / 16>(Ks, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
         put_row_dots(red_b, wn, 16 * wm, lane, d);
         __syncthreads();
         if (warp == 0) dld_boundary_row(bp, L.s, h, L.ts / LA_C - 1, Gs, red_b, lane);

@@ -1,5 +1,5 @@
 /* bwd_launch.cuh - the backward launch sequence, instantiated once per dtype
- * (bwd_bf16.cu, bwd_f16.cu, so the two build in parallel). */
+ * (bwd_bf16.cu, bwd_f16.cu, bwd_f32.cu, so they build in parallel). */
 #ifndef LA_CUDA_BWD_LAUNCH_CUH
 #define LA_CUDA_BWD_LAUNCH_CUH
 
@@ -10,7 +10,7 @@
 
 /* Two stages (the next chunk's tiles loading during this one) where the
  * block fits the device; the decay gradient's block is single-stage. */
-static int bwd_stages(int DP, int EP, bool dld) {
+static int bwd_stages(int DP, int EP, int elem, bool dld) {
     if (dld) return 1;
     int dev = 0, optin = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -18,13 +18,13 @@ static int bwd_stages(int DP, int EP, bool dld) {
         return 1;
     int per_sm = 0;
     cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
-    const int two = bwd_smem_bytes(DP, EP, 2, false, 2);
-    return two <= optin && bwd_blocks_per_sm(DP, EP) * (two + 1024) <= per_sm ? 2 : 1;
+    const int two = bwd_smem_bytes(DP, EP, elem, false, 2);
+    return two <= optin && bwd_blocks_per_sm(DP, EP, elem) * (two + 1024) <= per_sm ? 2 : 1;
 }
 
 template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD, int STAGES>
 static cudaError_t bwd_launch(const la_bwd_params_t *b, int total, int roles, cudaStream_t s) {
-    const int smem = bwd_smem_bytes(DP, EP, 2, DLD, STAGES);
+    const int smem = bwd_smem_bytes(DP, EP, sizeof(T), DLD, STAGES);
     auto k = la_bwd_kernel<T, DP, EP, DSTATE_ONLY, DLD, STAGES>;
     cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
@@ -34,7 +34,7 @@ static cudaError_t bwd_launch(const la_bwd_params_t *b, int total, int roles, cu
 
 template <typename T, int DP, int EP>
 static la_status_t bwd_run(const la_bwd_params_t *b, int total, cudaStream_t s, cudaEvent_t join, char *msg) {
-    const int stages = bwd_stages(DP, EP, b->want_dld != 0);
+    const int stages = bwd_stages(DP, EP, sizeof(T), b->want_dld != 0);
     cudaError_t err = cudaSuccess;
     if (b->seg_dstate) { /* reverse state pass (zero without d_o), then the reverse fold */
         err = stages == 2 ? bwd_launch<T, DP, EP, true, false, 2>(b, total, 1, s)

@@ -1,4 +1,4 @@
-/* bwd_launch.h - host entry of the backward kernels (bwd_bf16.cu, bwd_f16.cu). */
+/* bwd_launch.h - host entry of the backward kernels (bwd_bf16.cu, bwd_f16.cu, bwd_f32.cu). */
 #ifndef LA_CUDA_BWD_LAUNCH_H
 #define LA_CUDA_BWD_LAUNCH_H
 
@@ -14,11 +14,16 @@ la_status_t la_cuda_bwd_bf16(const la_bwd_params_t *b, int DP, int EP, int total
                              cudaEvent_t join, char *msg);
 la_status_t la_cuda_bwd_f16(const la_bwd_params_t *b, int DP, int EP, int total_segs, cudaStream_t s,
                             cudaEvent_t join, char *msg);
+/* f32 inputs (split operands): DP = EP = 64 only; the host runs larger head
+ * dims as 64 x 64 tiles. */
+la_status_t la_cuda_bwd_f32(const la_bwd_params_t *b, int DP, int EP, int total_segs, cudaStream_t s,
+                            cudaEvent_t join, char *msg);
 /* The decay gradient's finish kernels (after the backward kernel). */
 cudaError_t la_cuda_dld_finish(const la_bwd_params_t *b, cudaStream_t s);
-/* Shared memory of one backward block (dld: with the decay gradient). */
-int la_cuda_bwd_smem(int DP, int EP, int dld);
+/* Shared memory of one single-stage backward block (elem: the input dtype's
+ * size; dld: with the decay gradient). */
+int la_cuda_bwd_smem(int DP, int EP, int elem, int dld);
 /* Blocks per SM the backward kernel is built for (its launch bounds). */
-int la_cuda_bwd_blocks_per_sm(int DP, int EP);
+int la_cuda_bwd_blocks_per_sm(int DP, int EP, int elem);
 
 #endif

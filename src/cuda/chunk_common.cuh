@@ -109,9 +109,11 @@ __device__ __forceinline__ void state_scale(float (&S)[DP / 64][EP / 16][4], flo
     state_each<DP, EP>(S, 0, 0, 0, [&](float &x, int, int) { x *= a; });
 }
 
-/* The state rounded to the input dtype into Ss [DP][EP + 8] (an mma operand). */
-template <typename T, int DP, int EP>
-__device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4], T *Ss, int wm, int wn, int lane) {
+/* The state rounded to the operand dtype into Ss [DP][EP + 8] (an mma
+ * operand; SPLIT: hi there, lo plane elements further). */
+template <typename T, int DP, int EP, bool SPLIT = false>
+__device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4], T *Ss, int wm, int wn, int lane,
+                                           int plane = 0) {
     typedef state_frag<DP, EP> F;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     /* stmatrix: one store per two n8 tiles (four 8x8 matrices: rows 0-7 and
@@ -121,12 +123,16 @@ __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4]
 #pragma unroll
     for (int mt = 0; mt < F::MT; mt++)
 #pragma unroll
-        for (int np = 0; np < F::NTS / 2; np++)
-            stmatrix_x4_at(base + (mt * 16 * (EP + 8) + np * 16) * 2,
-                           mma_traits<T>::pack(S[mt][2 * np][0], S[mt][2 * np][1]),
-                           mma_traits<T>::pack(S[mt][2 * np][2], S[mt][2 * np][3]),
-                           mma_traits<T>::pack(S[mt][2 * np + 1][0], S[mt][2 * np + 1][1]),
-                           mma_traits<T>::pack(S[mt][2 * np + 1][2], S[mt][2 * np + 1][3]));
+        for (int np = 0; np < F::NTS / 2; np++) {
+            uint32_t h[4], l[4];
+#pragma unroll
+            for (int q = 0; q < 4; q++)
+                pack_op2<T, SPLIT>(S[mt][2 * np + (q >> 1)][2 * (q & 1)], S[mt][2 * np + (q >> 1)][2 * (q & 1) + 1],
+                                   h[q], l[q]);
+            const uint32_t at = base + (mt * 16 * (EP + 8) + np * 16) * 2;
+            stmatrix_x4_at(at, h[0], h[1], h[2], h[3]);
+            if (SPLIT) stmatrix_x4_at(at + plane * 2, l[0], l[1], l[2], l[3]);
+        }
 #else
 #pragma unroll
     for (int mt = 0; mt < F::MT; mt++)
@@ -135,10 +141,20 @@ __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4]
 #pragma unroll
             for (int hr = 0; hr < 2; hr++) {
                 int d = F::row(wm, lane, mt, 2 * hr), e = F::col(wn, lane, nt, 2 * hr);
-                *reinterpret_cast<uint32_t *>(&Ss[d * (EP + 8) + e]) =
-                    mma_traits<T>::pack(S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
+                put_op2<T, SPLIT>(&Ss[d * (EP + 8) + e], plane, S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
             }
 #endif
+}
+
+/* Two adjacent outputs (columns c, c + 1) as one store: a 4-byte word of
+ * two halves, or 8 bytes of f32. */
+template <typename T>
+__device__ __forceinline__ void store_out2(T *p, float a, float b) {
+    *reinterpret_cast<uint32_t *>(p) = mma_traits<T>::pack(a, b);
+}
+template <>
+__device__ __forceinline__ void store_out2<float>(float *p, float a, float b) {
+    *reinterpret_cast<float2 *>(p) = make_float2(a, b);
 }
 
 /* Store a 16 x (8*NT) warp tile of mma accumulators into a token tensor:
@@ -172,7 +188,7 @@ __device__ __forceinline__ void store_tok(const la_tok_t &x, const la_sum_t &sm,
                         v.y += old.y;
                     }
                     if (mode & LA_SUM_KEEP) *reinterpret_cast<float2 *>(srow + i * 8) = v;
-                    else *reinterpret_cast<uint32_t *>(row + i * 8) = mma_traits<T>::pack(v.x, v.y);
+                    else store_out2<T>(row + i * 8, v.x, v.y);
                 }
             }
             return;
@@ -195,8 +211,8 @@ __device__ __forceinline__ void store_tok(const la_tok_t &x, const la_sum_t &sm,
         T *row0 = base + r0 * x.st + cl, *row1 = row0 + 8 * x.st;
 #pragma unroll
         for (int i = 0; i < NT; i++) {
-            *reinterpret_cast<uint32_t *>(row0 + i * 8) = mma_traits<T>::pack(mul * acc[i][0], mul * acc[i][1]);
-            *reinterpret_cast<uint32_t *>(row1 + i * 8) = mma_traits<T>::pack(mul * acc[i][2], mul * acc[i][3]);
+            store_out2<T>(row0 + i * 8, mul * acc[i][0], mul * acc[i][1]);
+            store_out2<T>(row1 + i * 8, mul * acc[i][2], mul * acc[i][3]);
         }
         return;
     }
@@ -272,6 +288,22 @@ __device__ __forceinline__ void fpair_apply<__nv_bfloat16>(const la_fpair_t &f, 
     hi = *reinterpret_cast<const uint32_t *>(&h);
 }
 
+/* lo += xl f: the lo plane of a split operand's two elements times their
+ * factors, into the lo part of the product (fpair_apply made hi and lo of
+ * the hi plane's product). */
+template <typename T>
+__device__ __forceinline__ void fpair_add_lo(const la_fpair_t &f, uint32_t xl, uint32_t &lo) {
+    const T *x2 = reinterpret_cast<const T *>(&xl), *l2 = reinterpret_cast<const T *>(&lo);
+    lo = mma_traits<T>::pack(float(l2[0]) + float(x2[0]) * f.f0, float(l2[1]) + float(x2[1]) * f.f1);
+}
+template <>
+__device__ __forceinline__ void fpair_add_lo<__nv_bfloat16>(const la_fpair_t &f, uint32_t xl, uint32_t &lo) {
+    const __nv_bfloat162 r = __hfma2(*reinterpret_cast<const __nv_bfloat162 *>(&xl),
+                                     *reinterpret_cast<const __nv_bfloat162 *>(&f.fh),
+                                     *reinterpret_cast<const __nv_bfloat162 *>(&lo));
+    lo = *reinterpret_cast<const uint32_t *>(&r);
+}
+
 /* A token pair's factors packed in 8 bytes (bf16: fh, fl; generic: f0, f1),
  * so a kernel can prepare them once in shared memory (fwd_kernel.cuh's
  * table for chunks whose factors do not change). */
@@ -303,10 +335,13 @@ __device__ __forceinline__ void fpair_unpack<__nv_bfloat16>(la_fpair_t &f, uint2
  * accumulator tiles.  LO = false drops the lo part (a quarter of a forward
  * chunk's mmas): for states that only ever multiply q into a half-precision
  * output, never leave the kernel, so 8 bits per term are what the output
- * keeps anyway. */
-template <typename T, int DP, int EP, bool LO, typename PairFn>
+ * keeps anyway.  SPLIT (f32 inputs, op_of): X and Y are split operands
+ * whose lo planes lie `plane` bytes after sX and sY; the lo part of f X
+ * takes X's lo plane too, and the product gains the hi X times lo Y term. */
+template <typename T, int DP, int EP, bool LO, bool SPLIT = false, typename PairFn>
 __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], uint32_t sX, int XP, uint32_t sY, int YP,
-                                             PairFn pair_of, int wm, int wn, int lane) {
+                                             PairFn pair_of, int wm, int wn, int lane, uint32_t plane = 0) {
+    static_assert(LO || !SPLIT, "split operands keep the lo part");
     constexpr int MT = DP / 64, NTS = EP / 16;
     /* Per-lane fragment row addresses (bytes) of X^T (transposed load of the
      * stored [j][d] tile) and of Y. */
@@ -319,16 +354,25 @@ __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], ui
         la_fpair_t fp[2]; /* registers 0, 1: tokens j0, j0+1; registers 2, 3: j0+8, j0+9 */
         pair_of(j0, fp[0]);
         pair_of(j0 + 8, fp[1]);
-        uint32_t ahi[MT][4], alo[MT][4], bfr[NTS / 2][4];
+        uint32_t ahi[MT][4], alo[MT][4], bfr[NTS / 2][4], bfl[NTS / 2][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
-            uint32_t a[4];
-            ldmatrix_x4_trans_at(a, sX + offX + kk * 16 * XP * 2 + mt * 32);
+            uint32_t a[4], al[4];
+            const uint32_t at = sX + offX + kk * 16 * XP * 2 + mt * 32;
+            ldmatrix_x4_trans_at(a, at);
+            if (SPLIT) ldmatrix_x4_trans_at(al, at + plane);
 #pragma unroll
-            for (int r = 0; r < 4; r++) fpair_apply<T>(fp[r >> 1], a[r], ahi[mt][r], alo[mt][r], LO);
+            for (int r = 0; r < 4; r++) {
+                fpair_apply<T>(fp[r >> 1], a[r], ahi[mt][r], alo[mt][r], LO);
+                if (SPLIT) fpair_add_lo<T>(fp[r >> 1], al[r], alo[mt][r]);
+            }
         }
 #pragma unroll
-        for (int np = 0; np < NTS / 2; np++) ldmatrix_x4_trans_at(bfr[np], sY + offY + kk * 16 * YP * 2 + np * 32);
+        for (int np = 0; np < NTS / 2; np++) {
+            const uint32_t at = sY + offY + kk * 16 * YP * 2 + np * 32;
+            ldmatrix_x4_trans_at(bfr[np], at);
+            if (SPLIT) ldmatrix_x4_trans_at(bfl[np], at + plane);
+        }
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -343,6 +387,10 @@ __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], ui
                 for (int np = 0; np < NTS / 2; np++) {
                     mma_16816<T>(S[mt][2 * np], alo[mt], bfr[np]);
                     mma_16816<T>(S[mt][2 * np + 1], alo[mt], bfr[np] + 2);
+                    if (SPLIT) {
+                        mma_16816<T>(S[mt][2 * np], ahi[mt], bfl[np]);
+                        mma_16816<T>(S[mt][2 * np + 1], ahi[mt], bfl[np] + 2);
+                    }
                 }
         }
     }

@@ -7,6 +7,9 @@
  *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds
  *   backward, state-only backward  chunk kernels, scalar decay kinds (with d ld)
  *   decode                       one block per (sequence, head), every decay kind
+ * Chunk kernels take bf16, f16 and f32 inputs; f32 as split operands (two
+ * bf16 planes, three mmas per product: op_of in mma.cuh) on 64 x 64 head-dim
+ * tiles only (plan_cap).
  *   (sm_90a builds: a wgmma forward, opt-in with LA_CUDA_WGMMA=1; use_wg below)
  * The forward chunk kernels take D <= 256 (padded to 64, 128 or 256) and any
  * E <= 256 (cut into slices of 64 or 128 columns, one block each: see
@@ -80,16 +83,24 @@ static int tile_cap(void) {
 
 static int min_int(int64_t a, int b) { return a < b ? (int)a : b; }
 
+/* Bytes per element of the plan's token tensors (k is in every operation). */
+static int elem_of(const la_plan_t *pl) { return (int)la_dtype_size(pl->t.k.dtype); }
+
+/* f32 inputs run split operands (two bf16 planes per tile, three mmas per
+ * product: op_of in mma.cuh), built for 64 x 64 head-dim tiles only: twice
+ * the shared memory of a bf16 block, and one configuration to compile. */
+static int plan_cap(const la_plan_t *pl) { return elem_of(pl) == 4 ? 64 : tile_cap(); }
+
 /* Backward: D and E up to 128 each, the largest pair whose block (one
  * stage, with the decay gradient where asked) fits; 64 x 64 on sm_120. */
 static tiles_t bwd_tiles(const la_plan_t *pl) {
     static const int cand[4][2] = {{128, 128}, {128, 64}, {64, 128}, {64, 64}};
-    const int cap = tile_cap(), optin = device_smem_optin();
+    const int cap = plan_cap(pl), optin = device_smem_optin();
     tiles_t t = {0, 0};
     for (int i = 0; i < 4; i++) {
         if (cand[i][0] > cap || cand[i][1] > cap) continue;
         const int dt = min_int(pl->p.dim_qk, cand[i][0]), et = min_int(pl->p.dim_v, cand[i][1]);
-        if (la_cuda_bwd_smem(pad_dim(dt), pad_dim(et), pl->want_dld) <= optin) {
+        if (la_cuda_bwd_smem(pad_dim(dt), pad_dim(et), elem_of(pl), pl->want_dld) <= optin) {
             t.d = dt;
             t.e = et;
             return t;
@@ -102,13 +113,13 @@ static tiles_t bwd_tiles(const la_plan_t *pl) {
  * single-stage block fits this GPU (not on sm_120's 99 KB: 128 there); E
  * is never cut, the kernel walks it in slices. */
 static tiles_t fwd_tiles(const la_plan_t *pl) {
-    const int cap = tile_cap(), optin = device_smem_optin();
+    const int cap = plan_cap(pl), optin = device_smem_optin();
     tiles_t t = {0, (int)pl->p.dim_v};
     for (int d = 256; d >= 64; d /= 2) {
         if (d > cap) continue;
         const int dt = min_int(pl->p.dim_qk, d);
-        const int eslice = pad_dim(dt) > 128 ? LA_CUDA_ESLICE_SMALL : LA_CUDA_ESLICE_LARGE;
-        if (la_cuda_fwd_smem(pad_dim(dt), eslice, 1, 0) <= optin) {
+        const int eslice = pad_dim(dt) > 128 || elem_of(pl) == 4 ? LA_CUDA_ESLICE_SMALL : LA_CUDA_ESLICE_LARGE;
+        if (la_cuda_fwd_smem(pad_dim(dt), eslice, elem_of(pl), 1, 0) <= optin) {
             t.d = dt;
             return t;
         }
@@ -146,9 +157,9 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
             }
         tiles_t tl = bwd_tiles(pl);
         if (!tl.d) {
-            snprintf(msg, LA_MSG_LEN, "the CUDA backward%s needs %d bytes of shared memory per block, this GPU has %d",
-                     pl->want_dld ? " with the decay gradient" : "", la_cuda_bwd_smem(64, 64, pl->want_dld),
-                     device_smem_optin());
+            snprintf(msg, LA_MSG_LEN, "the CUDA backward%s%s needs %d bytes of shared memory per block, this GPU has %d",
+                     elem_of(pl) == 4 ? " of f32 inputs" : "", pl->want_dld ? " with the decay gradient" : "",
+                     la_cuda_bwd_smem(64, 64, elem_of(pl), pl->want_dld), device_smem_optin());
             return LA_STATUS_NOT_SUPPORTED;
         }
     }
@@ -157,13 +168,10 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
                  (int)pl->p.decay);
         return LA_STATUS_UNSUPPORTED_DECAY;
     }
-    if (dt == LA_DTYPE_F32) {
-        snprintf(msg, LA_MSG_LEN, "the CUDA chunk kernels take f16 or bf16 inputs (f32 is not supported yet)");
-        return LA_STATUS_UNSUPPORTED_DTYPE;
-    }
     if (!fwd_tiles(pl).d) {
         snprintf(msg, LA_MSG_LEN, "the CUDA forward needs %d bytes of shared memory per block, this GPU has %d",
-                 la_cuda_fwd_smem(64, LA_CUDA_ESLICE_LARGE, 1, 0), device_smem_optin());
+                 la_cuda_fwd_smem(64, elem_of(pl) == 4 ? LA_CUDA_ESLICE_SMALL : LA_CUDA_ESLICE_LARGE, elem_of(pl), 1, 0),
+                 device_smem_optin());
         return LA_STATUS_NOT_SUPPORTED;
     }
     return LA_STATUS_SUCCESS;
@@ -193,7 +201,7 @@ static int device_sms(void) {
 static int use_wg(const la_plan_t *pl) {
 #ifdef LA_HAVE_SM90A
     if (pl->op != LA_OP_FORWARD && pl->op != LA_OP_STATE_FORWARD) return 0;
-    if (pl->p.dim_qk > 128) return 0;
+    if (pl->p.dim_qk > 128 || elem_of(pl) != 2) return 0; /* bf16 and f16 kernels only */
     const char *env = getenv("LA_CUDA_WGMMA");
     if (!env || env[0] != '1') return 0;
     int dev = 0, major = 0, minor = 0;
@@ -217,6 +225,7 @@ static int use_wg(const la_plan_t *pl) {
  * N8192 0.150 -> 0.133, N32768 0.465 -> 0.391; N256 0.015 -> 0.016). */
 static int choose_eslice(const la_plan_t *pl, int sms) {
     if (use_wg(pl)) return LA_CUDA_ESLICE_SMALL; /* the Hopper kernel's one slice width */
+    if (elem_of(pl) == 4) return LA_CUDA_ESLICE_SMALL; /* the f32 kernels' one slice width */
     if (pl->p.dim_v <= LA_CUDA_ESLICE_SMALL) return LA_CUDA_ESLICE_SMALL; /* a wider slice would be padding */
     if (pl->p.dim_qk > 128) return LA_CUDA_ESLICE_SMALL; /* a 256 x 64 fp32 state is all the registers allow */
     int64_t items = pl->num_seqs * pl->p.heads * ((pl->p.dim_v + 127) / 128);
@@ -225,8 +234,10 @@ static int choose_eslice(const la_plan_t *pl, int sms) {
 }
 
 /* Forward blocks per SM (the kernel's launch bounds): 64-column slices run
- * two per SM up to D = 128; a D = 256 block takes a whole SM. */
-static int blocks_per_sm(int eslice, int DP) { return eslice == LA_CUDA_ESLICE_LARGE || DP > 128 ? 1 : 2; }
+ * two per SM up to D = 128; a D = 256 block, or an f32 one, takes a whole SM. */
+static int blocks_per_sm(int eslice, int DP, int elem) {
+    return eslice == LA_CUDA_ESLICE_LARGE || DP > 128 || elem == 4 ? 1 : 2;
+}
 
 /* The same for the plan's forward kernel (the Hopper one: 3 at D = 64, else 2). */
 static int fwd_blocks_per_sm(const la_plan_t *pl, int eslice, int DP) {
@@ -235,16 +246,17 @@ static int fwd_blocks_per_sm(const la_plan_t *pl, int eslice, int DP) {
 #else
     (void)pl;
 #endif
-    return blocks_per_sm(eslice, DP);
+    return blocks_per_sm(eslice, DP, elem_of(pl));
 }
 
 static int round_up_slice(int64_t E, int eslice) { return (int)((E + eslice - 1) / eslice) * eslice; }
 
 /* Tile stages of the forward passes: as many as the planned blocks per SM
  * leave room for (output pass 2 or 1, state pass 4 or 2). */
-static int fwd_stages(int DP, int eslice, int state_only) {
+static int fwd_stages(int DP, int eslice, int elem, int state_only) {
     const int hi = state_only ? 4 : 2;
-    return blocks_per_sm(eslice, DP) * (la_cuda_fwd_smem(DP, eslice, hi, state_only) + 1024) <= device_smem_per_sm()
+    return blocks_per_sm(eslice, DP, elem) * (la_cuda_fwd_smem(DP, eslice, elem, hi, state_only) + 1024) <=
+                   device_smem_per_sm()
                ? hi
                : hi / 2;
 }
@@ -269,7 +281,7 @@ static seg_plan_t plan_segments(const la_plan_t *pl, int sms) {
     int eslice = choose_eslice(pl, sms);
     int bwd = pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD;
     int64_t items = pl->num_seqs * pl->p.heads * (bwd ? 2 : (pl->p.dim_v + eslice - 1) / eslice);
-    int64_t slots = (int64_t)(bwd ? la_cuda_bwd_blocks_per_sm(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v))
+    int64_t slots = (int64_t)(bwd ? la_cuda_bwd_blocks_per_sm(pad_dim(pl->p.dim_qk), pad_dim(pl->p.dim_v), elem_of(pl))
                                   : fwd_blocks_per_sm(pl, eslice, pad_dim(pl->p.dim_qk))) * sms;
     int64_t maxlen = la_plan_max_len(pl);
     int64_t want = items >= (3 * slots) / 4 ? 1 : slots / items;
@@ -573,6 +585,14 @@ static la_status_t fill_common(const la_plan_t *pl, const seg_plan_t *sp, char *
     return LA_STATUS_SUCCESS;
 }
 
+/* The forward kernels of the input dtype. */
+static la_status_t fwd_launch(la_dtype_t dt, const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s,
+                              char *msg) {
+    if (dt == LA_DTYPE_BF16) return la_cuda_fwd_bf16(p, l, s, msg);
+    if (dt == LA_DTYPE_F16) return la_cuda_fwd_f16(p, l, s, msg);
+    return la_cuda_fwd_f32(p, l, s, msg);
+}
+
 static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t stream, const sums_t *sums, char *msg) {
     int sms = device_sms();
     seg_plan_t sp = plan_segments(pl, sms);
@@ -619,10 +639,9 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     }
 #endif
     /* Double-buffer the tiles when the planned blocks per SM still fit that way. */
-    l.stages = fwd_stages(l.DP, eslice, 0);
-    l.state_stages = fwd_stages(l.DP, eslice, 1);
-    if (t->k.dtype == LA_DTYPE_BF16) return la_cuda_fwd_bf16(&p, &l, stream, msg);
-    return la_cuda_fwd_f16(&p, &l, stream, msg);
+    l.stages = fwd_stages(l.DP, eslice, elem_of(pl), 0);
+    l.state_stages = fwd_stages(l.DP, eslice, elem_of(pl), 1);
+    return fwd_launch(t->k.dtype, &p, &l, stream, msg);
 }
 
 static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stream, const sums_t *sums, char *msg) {
@@ -679,7 +698,7 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         l.DP = pad_dim(b.f.D);
         l.eslice = eslice;
         l.stages = 1;
-        l.state_stages = fwd_stages(l.DP, eslice, 1);
+        l.state_stages = fwd_stages(l.DP, eslice, elem_of(pl), 1);
         l.total_segs = sp.total;
         l.num_seqs = (int)pl->num_seqs;
         l.state_pass = 1;
@@ -687,7 +706,7 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         la_fwd_params_t fp = b.f;
         fp.sN.ptr = NULL; /* the backward writes no final state */
         fp.accum = 0;
-        st = t->k.dtype == LA_DTYPE_BF16 ? la_cuda_fwd_bf16(&fp, &l, fs, msg) : la_cuda_fwd_f16(&fp, &l, fs, msg);
+        st = fwd_launch(t->k.dtype, &fp, &l, fs, msg);
         if (!st && join && cudaEventRecord(join, side) != cudaSuccess) {
             snprintf(msg, LA_MSG_LEN, "recording the side stream's event failed");
             st = LA_STATUS_EXECUTION_FAILED;
@@ -710,8 +729,10 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         b.nch_seq = (int)((pl->p.seqlen + LA_CUDA_CHUNK - 1) / LA_CUDA_CHUNK);
     }
     const la_dtype_t dt = t->k.dtype; /* q is absent from the state-only backward */
-    st = dt == LA_DTYPE_BF16 ? la_cuda_bwd_bf16(&b, pad_dim(b.f.D), pad_dim(b.f.E), sp.total, stream, join, msg)
-                             : la_cuda_bwd_f16(&b, pad_dim(b.f.D), pad_dim(b.f.E), sp.total, stream, join, msg);
+    const int DP = pad_dim(b.f.D), EP = pad_dim(b.f.E);
+    st = dt == LA_DTYPE_BF16  ? la_cuda_bwd_bf16(&b, DP, EP, sp.total, stream, join, msg)
+         : dt == LA_DTYPE_F16 ? la_cuda_bwd_f16(&b, DP, EP, sp.total, stream, join, msg)
+                              : la_cuda_bwd_f32(&b, DP, EP, sp.total, stream, join, msg);
     /* Enqueued work keeps what it needs of an event; destroying it now is safe. */
     if (fork) { cudaEventDestroy(fork); cudaEventDestroy(join); }
     return st;

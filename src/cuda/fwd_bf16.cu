@@ -5,6 +5,6 @@ la_status_t la_cuda_fwd_bf16(const la_fwd_params_t *p, const la_fwd_launch_t *l,
     return la_fwd_dispatch<__nv_bfloat16>(p, l, s, msg);
 }
 
-int la_cuda_fwd_smem(int DP, int eslice, int stages, int state_only) {
-    return fwd_smem_bytes(DP, eslice, 2, stages, state_only != 0);
+int la_cuda_fwd_smem(int DP, int eslice, int elem, int stages, int state_only) {
+    return fwd_smem_bytes(DP, eslice, elem, stages, state_only != 0);
 }

@@ -13,7 +13,8 @@
  *   O   = exp(G_i) (Q S) + A V                         16 x EP/2 per warp
  *   S  <- exp(G_last) S + (exp(G_last - G_j) K)^T V     DP/4 x EP/2 per warp
  *
- * Operands go through shared memory in the input dtype (bf16/f16): Q, K, V
+ * Operands go through shared memory in the input dtype (bf16/f16; f32 as
+ * two bf16 planes, op_of in mma.cuh, each product three mmas): Q, K, V
  * tiles (loaded with cp.async one chunk ahead; the state pass has K and V
  * only, up to three chunks ahead), A, and a
  * copy of S rounded to the input dtype for the Q S product.  The state
@@ -51,14 +52,21 @@ __host__ __device__ constexpr int fwd_tabs_floats(int stages) {
  * time).  The state pass keeps only K and V tiles, in 2 or 4 stages: its
  * chunk step is short next to a tile's load latency, so it loads further
  * ahead. */
+__host__ __device__ constexpr int fwd_op_elems(int DP, int EP, int stages, bool state_only) {
+    return (state_only ? 1 : 2) * stages * LA_C * (DP + 8) + stages * LA_C * (EP + 8) +
+           (state_only ? 0 : LA_C * (LA_C + 8) + DP * (EP + 8));
+}
+/* elem: bytes per operand element, the input dtype's size (f32 inputs take
+ * two bf16 planes, op_of). */
 __host__ __device__ constexpr int fwd_smem_bytes(int DP, int EP, int elem, int stages, bool state_only) {
-    return ((state_only ? 1 : 2) * stages * LA_C * (DP + 8) + stages * LA_C * (EP + 8) +
-            (state_only ? 0 : LA_C * (LA_C + 8) + DP * (EP + 8))) * elem +
+    return fwd_op_elems(DP, EP, stages, state_only) * elem +
            (fwd_tabs_floats(stages) + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4;
 }
 static_assert(fwd_smem_bytes(128, 128, 2, 1, false) <= 99 * 1024, "single-stage forward must fit sm_120's 99 KB");
 static_assert(fwd_smem_bytes(128, 128, 2, 2, true) <= 99 * 1024 && fwd_smem_bytes(256, 64, 2, 2, true) <= 99 * 1024,
               "two-stage state pass must fit sm_120's 99 KB");
+static_assert(fwd_smem_bytes(64, 64, 4, 1, false) <= 99 * 1024 && fwd_smem_bytes(64, 64, 4, 2, true) <= 99 * 1024,
+              "the f32 forward's 64 x 64 blocks must fit sm_120's 99 KB");
 
 /* The state pass leaves the last segment of each sequence out where nothing
  * reads its local state: no final state wanted (the fold's last step only
@@ -201,14 +209,18 @@ __device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int 
 }
 
 /* Load a [64, XP] tile of token tensor X starting at sequence token t0 into
- * shared memory (pitch XP + 8), zero-filling rows >= nrows and columns >= X. */
-template <typename T, int XP>
-__device__ __forceinline__ void load_tile(T *dst, const la_tok_t &x, int64_t b, int64_t h, int64_t tok0,
-                                          int nrows, int X, bool vec) {
+ * shared memory (pitch XP + 8), zero-filling rows >= nrows and columns >= X.
+ * vec: 16-byte cp.async pieces (bf16, f16).  f32 inputs are split into the
+ * operand's two planes (op_of; the lo plane `plane` elements after dst)
+ * element by element, through registers. */
+template <typename T, int XP, typename OT>
+__device__ __forceinline__ void load_tile(OT *dst, const la_tok_t &x, int64_t b, int64_t h, int64_t tok0,
+                                          int nrows, int X, bool vec, int plane = 0) {
+    constexpr bool SPLIT = op_of<T>::split;
     const T *base = static_cast<const T *>(x.ptr) + b * x.sb + h * x.sh + tok0 * x.st;
     constexpr int PIECES = XP / 8; /* 16-byte pieces per row */
     static_assert(LA_CUDA_THREADS % PIECES == 0, "each thread keeps one column piece");
-    if (vec) {
+    if (!SPLIT && vec) {
         /* Thread t copies piece t % PIECES of rows t / PIECES + k * RSTEP. */
         constexpr int RSTEP = LA_CUDA_THREADS / PIECES;
         const int pc = threadIdx.x % PIECES, r0 = threadIdx.x / PIECES;
@@ -226,7 +238,7 @@ __device__ __forceinline__ void load_tile(T *dst, const la_tok_t &x, int64_t b, 
         for (int i = threadIdx.x; i < LA_C * XP; i += LA_CUDA_THREADS) {
             int r = i / XP, c = i % XP;
             T val = (r < nrows && c < X) ? base[r * x.st + c * x.sc] : T(0.0f);
-            dst[r * (XP + 8) + c] = val;
+            put_op1<OT, SPLIT>(dst + r * (XP + 8) + c, plane, val);
         }
     }
 }
@@ -235,22 +247,32 @@ __device__ __forceinline__ void load_tile(T *dst, const la_tok_t &x, int64_t b, 
  * where the state leaves the kernel (final state, segment states), not for a
  * state that only produces o. */
 template <typename T, int DP, int EP, bool STATE_ONLY, int STAGES, bool PRECISE>
-__global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1) la_fwd_chunk_kernel(const la_fwd_params_t p) {
+__global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 && sizeof(T) == 2 ? 2 : 1)
+    la_fwd_chunk_kernel(const la_fwd_params_t p) {
+    /* Operands in shared memory: the input dtype, or f32 split into two bf16
+     * planes (SPLIT): every operand's lo plane PLANE elements (PB bytes)
+     * after its hi plane, each product three mmas (mma_x). */
+    typedef typename op_of<T>::type OT;
+    constexpr bool SPLIT = op_of<T>::split;
+    constexpr int PLANE = SPLIT ? fwd_op_elems(DP, EP, STAGES, STATE_ONLY) : 0;
+    constexpr uint32_t PB = 2 * PLANE;
+    /* Where the state leaves the kernel, or feeds an f32 output, its terms keep their lo part. */
+    constexpr bool LO = PRECISE || SPLIT;
     constexpr int QP = DP + 8, VP = EP + 8, AP = LA_C + 8;
     constexpr int MT = DP / 64;        /* m16 tiles of the state per warp (rows d) */
     constexpr int NTS = EP / 16;       /* n8 tiles of the state per warp (cols e) */
     constexpr int NTO = EP / 16;       /* n8 tiles of O per warp */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     /* The state pass (STATE_ONLY) has no Q, A or state copy. */
-    T *Qs = reinterpret_cast<T *>(smem_raw);          /* [STAGES][64][QP] */
-    T *Ks = Qs + (STATE_ONLY ? 0 : STAGES * LA_C * QP); /* [STAGES][64][QP] */
-    T *Vs = Ks + STAGES * LA_C * QP;                  /* [STAGES][64][VP] */
-    T *As = Vs + STAGES * LA_C * VP;                  /* [64][AP] */
-    T *Ss = As + (STATE_ONLY ? 0 : LA_C * AP);        /* [DP][VP] */
+    OT *Qs = reinterpret_cast<OT *>(smem_raw);          /* [STAGES][64][QP] */
+    OT *Ks = Qs + (STATE_ONLY ? 0 : STAGES * LA_C * QP); /* [STAGES][64][QP] */
+    OT *Vs = Ks + STAGES * LA_C * QP;                  /* [STAGES][64][VP] */
+    OT *As = Vs + STAGES * LA_C * VP;                  /* [64][AP] */
+    OT *Ss = As + (STATE_ONLY ? 0 : LA_C * AP);        /* [DP][VP] */
     /* [STAGES][64] raw log decays (SCALAR_TOKEN), or in their place (other kinds)
      * Ts[64 + d] = e^{ld d} for d in [-64, 64] (0 for d < 0) and Kf[j / 2]
      * the key factor pair of tokens j, j + 1 of a full chunk: see "regular" below. */
-    float *gs = reinterpret_cast<float *>(Ss + (STATE_ONLY ? 0 : DP * VP));
+    float *gs = reinterpret_cast<float *>(smem_raw + fwd_op_elems(DP, EP, STAGES, STATE_ONLY) * sizeof(T));
     float *Ts = gs;
     uint2 *Kf = reinterpret_cast<uint2 *>(Ts + LA_FWD_TAB);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -287,7 +309,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     bool state_nonzero = s_src != nullptr;
     state_load<DP, EP>(S, s_src, s_sd, s_se, p.D, Eloc, wm, wn, lane);
     /* The state's copy in the input dtype, the B operand of Q S. */
-    auto write_state_copy = [&]() { state_copy<T, DP, EP>(S, Ss, wm, wn, lane); };
+    auto write_state_copy = [&]() { state_copy<OT, DP, EP, SPLIT>(S, Ss, wm, wn, lane, PLANE); };
     if (!STATE_ONLY) write_state_copy();
 
     /* Prefix mode: walk from the sequence start, the chunks before the
@@ -300,7 +322,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     const int n_last = (int)(L.te - walk0 - (int64_t)(nchunks - 1) * LA_C);
     la_tok_t vz = p.v; /* this block's value columns */
     vz.ptr = static_cast<const T *>(p.v.ptr) + e0 * p.v.sc;
-    const bool vec = p.vec_ok != 0;
+    const bool vec = !SPLIT && p.vec_ok != 0; /* cp.async tiles (f32 splits through registers) */
     float seg_logdecay = 0.0f;
     la_tile_src_t tq, tk, tv;
     if (vec) {
@@ -321,9 +343,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
             tile_issue<T, DP>(sK0 + buf * LA_C * QP * 2, tk, nrows, p.k.ptr, true);
             tile_issue<T, EP>(sV0 + buf * LA_C * VP * 2, tv, nrows, p.v.ptr, true);
         } else {
-            if (wq) load_tile<T, DP>(Qs + buf * LA_C * QP, p.q, L.b, h, L.tb + t0, nrows, p.D, false);
-            load_tile<T, DP>(Ks + buf * LA_C * QP, p.k, L.b, h, L.tb + t0, nrows, p.D, false);
-            load_tile<T, EP>(Vs + buf * LA_C * VP, vz, L.b, h, L.tb + t0, nrows, Eloc, false);
+            if (wq) load_tile<T, DP>(Qs + buf * LA_C * QP, p.q, L.b, h, L.tb + t0, nrows, p.D, false, PLANE);
+            load_tile<T, DP>(Ks + buf * LA_C * QP, p.k, L.b, h, L.tb + t0, nrows, p.D, false, PLANE);
+            load_tile<T, EP>(Vs + buf * LA_C * VP, vz, L.b, h, L.tb + t0, nrows, Eloc, false, PLANE);
         }
         load_raw_decays(gs + buf * LA_C, p, L, h, t0, nrows);
         cp_async_commit();
@@ -348,7 +370,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
     const int i0 = 16 * wm + (lane >> 2);
     const float row_f0 = exp_nonpos(ld_head * (float)(i0 + 1)), row_f1 = exp_nonpos(ld_head * (float)(i0 + 9));
     const float decay_chunk = exp_nonpos(ld_head * (float)LA_C);
-    if (table) make_chunk_tables<T>(Ts, Kf, ld_head, LA_CUDA_THREADS);
+    if (table) make_chunk_tables<OT>(Ts, Kf, ld_head, LA_CUDA_THREADS);
 
     for (int c = 0; c < nchunks; c++) {
         const int buf = c % STAGES;
@@ -394,15 +416,17 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
             if (live) {
 #pragma unroll
                 for (int kk = 0; kk < DP / 16; kk++) {
-                    uint32_t a[4];
+                    uint32_t a[4], al[4];
                     ldmatrix_x4_at(a, sQb + offA_Q + kk * 32);
+                    if (SPLIT) ldmatrix_x4_at(al, sQb + offA_Q + kk * 32 + PB);
                     float(*dst)[4] = (kk & 1) ? acc2 : acc;
 #pragma unroll
                     for (int np = 0; np < 2; np++) {
-                        uint32_t bfr[4];
+                        uint32_t bfr[4], bfl[4];
                         ldmatrix_x4_at(bfr, sKb + offB_K + np * 16 * QP * 2 + kk * 32);
-                        mma_16816<T>(dst[2 * np], a, bfr);
-                        mma_16816<T>(dst[2 * np + 1], a, bfr + 2);
+                        if (SPLIT) ldmatrix_x4_at(bfl, sKb + offB_K + np * 16 * QP * 2 + kk * 32 + PB);
+                        mma_x<OT, SPLIT>(dst[2 * np], a, al, bfr, bfl);
+                        mma_x<OT, SPLIT>(dst[2 * np + 1], a, al, bfr + 2, bfl + 2);
                     }
                 }
 #pragma unroll
@@ -418,9 +442,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
                 for (int nt = 0; nt < 4; nt++)
 #pragma unroll
                     for (int hr = 0; hr < 2; hr++)
-                        *reinterpret_cast<uint32_t *>(&As[(ia + 8 * hr) * AP + ja + nt * 8]) =
-                            mma_traits<T>::pack(acc[nt][2 * hr] * tdiag[8 * hr - 8 * nt],
-                                                acc[nt][2 * hr + 1] * tdiag[8 * hr - 8 * nt - 1]);
+                        put_op2<OT, SPLIT>(&As[(ia + 8 * hr) * AP + ja + nt * 8], PLANE,
+                                           acc[nt][2 * hr] * tdiag[8 * hr - 8 * nt],
+                                           acc[nt][2 * hr + 1] * tdiag[8 * hr - 8 * nt - 1]);
             } else {
                 /* Tiles strictly below the diagonal of a full chunk need no mask. */
                 const bool unmasked = n == LA_C && 32 * wn + 31 < 16 * wm;
@@ -438,7 +462,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
                             v0 = (i >= j && i < n) ? acc[nt][2 * hr] * exp_nonpos(gi - Gs[j]) : 0.0f;
                             v1 = (i >= j + 1 && i < n) ? acc[nt][2 * hr + 1] * exp_nonpos(gi - Gs[j + 1]) : 0.0f;
                         }
-                        *reinterpret_cast<uint32_t *>(&As[i * AP + j]) = mma_traits<T>::pack(v0, v1);
+                        put_op2<OT, SPLIT>(&As[i * AP + j], PLANE, v0, v1);
                     }
             }
         }
@@ -457,14 +481,16 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
             if (state_nonzero) {
 #pragma unroll
                 for (int kk = 0; kk < DP / 16; kk++) {
-                    uint32_t a[4];
+                    uint32_t a[4], al[4];
                     ldmatrix_x4_at(a, sQb + offA_Q + kk * 32);
+                    if (SPLIT) ldmatrix_x4_at(al, sQb + offA_Q + kk * 32 + PB);
 #pragma unroll
                     for (int np = 0; np < NTO / 2; np++) {
-                        uint32_t bfr[4];
+                        uint32_t bfr[4], bfl[4];
                         ldmatrix_x4_trans_at(bfr, sS + offB_V + kk * 16 * VP * 2 + np * 32);
-                        mma_16816<T>(o[2 * np], a, bfr);
-                        mma_16816<T>(o[2 * np + 1], a, bfr + 2);
+                        if (SPLIT) ldmatrix_x4_trans_at(bfl, sS + offB_V + kk * 16 * VP * 2 + np * 32 + PB);
+                        mma_x<OT, SPLIT>(o[2 * np], a, al, bfr, bfl);
+                        mma_x<OT, SPLIT>(o[2 * np + 1], a, al, bfr + 2, bfl + 2);
                     }
                 }
                 const float f0 = regular ? row_f0 : exp_nonpos(Gs[i0]);
@@ -484,14 +510,16 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
 #pragma unroll
             for (int kk = 0; kk < LA_C / 16; kk++) {
                 if (kk > wm) break; /* A is zero above the diagonal */
-                uint32_t a[4];
+                uint32_t a[4], al[4];
                 ldmatrix_x4_at(a, sA + offA_A + kk * 32);
+                if (SPLIT) ldmatrix_x4_at(al, sA + offA_A + kk * 32 + PB);
 #pragma unroll
                 for (int np = 0; np < NTO / 2; np++) {
-                    uint32_t bfr[4];
+                    uint32_t bfr[4], bfl[4];
                     ldmatrix_x4_trans_at(bfr, sVb + offB_V + kk * 16 * VP * 2 + np * 32);
-                    mma_16816<T>(o2[2 * np], a, bfr);
-                    mma_16816<T>(o2[2 * np + 1], a, bfr + 2);
+                    if (SPLIT) ldmatrix_x4_trans_at(bfl, sVb + offB_V + kk * 16 * VP * 2 + np * 32 + PB);
+                    mma_x<OT, SPLIT>(o2[2 * np], a, al, bfr, bfl);
+                    mma_x<OT, SPLIT>(o2[2 * np + 1], a, al, bfr + 2, bfl + 2);
                 }
             }
 #pragma unroll
@@ -506,12 +534,14 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 ? 2 : 1
          * rows j >= n are zero and get factor 0, never exp of a positive number). ---- */
         state_scale<DP, EP>(S, regular ? decay_chunk : exp_nonpos(G_last));
         if (regular) {
-            state_update<T, DP, EP, PRECISE>(S, sKb, QP, sVb, VP, [&](int j, la_fpair_t &f) { fpair_unpack<T>(f, Kf[j >> 1]); },
-                                             wm, wn, lane);
+            state_update<OT, DP, EP, LO, SPLIT>(S, sKb, QP, sVb, VP,
+                                                [&](int j, la_fpair_t &f) { fpair_unpack<OT>(f, Kf[j >> 1]); }, wm, wn,
+                                                lane, PB);
         } else {
             auto kf = [&](int j) { return j < n ? exp_nonpos(Gs[LA_C + j]) : 0.0f; };
-            state_update<T, DP, EP, PRECISE>(S, sKb, QP, sVb, VP,
-                                             [&](int j, la_fpair_t &f) { fpair_set<T>(f, kf(j), kf(j + 1)); }, wm, wn, lane);
+            state_update<OT, DP, EP, LO, SPLIT>(S, sKb, QP, sVb, VP,
+                                                [&](int j, la_fpair_t &f) { fpair_set<OT>(f, kf(j), kf(j + 1)); }, wm,
+                                                wn, lane, PB);
         }
         seg_logdecay += G_last;
         state_nonzero = true;

@@ -1,5 +1,5 @@
 /*
- * fwd_launch.cuh - the templated launcher behind fwd_bf16.cu / fwd_f16.cu:
+ * fwd_launch.cuh - the templated launcher behind fwd_bf16.cu, fwd_f16.cu, fwd_f32.cu:
  * picks the kernel instance for (dtype, padded dims, stages) and launches
  * state pass, fold and output pass in stream order.
  */
@@ -25,7 +25,7 @@
 template <typename T, int DP, int EP, int STAGES, bool PRECISE>
 static la_status_t la_fwd_state_run(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t stream,
                                     char *msg) {
-    const int smem = fwd_smem_bytes(DP, EP, 2, STAGES, true);
+    const int smem = fwd_smem_bytes(DP, EP, sizeof(T), STAGES, true);
     const dim3 grid(l.total_segs, p.H, (p.E + EP - 1) / EP);
     auto k = la_fwd_chunk_kernel<T, DP, EP, true, STAGES, PRECISE>;
     LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -41,7 +41,7 @@ static la_status_t la_fwd_state_run(const la_fwd_params_t &p, const la_fwd_launc
 template <typename T, int DP, int EP, int STAGES>
 static la_status_t la_fwd_out_run(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t stream,
                                   char *msg) {
-    const int smem = fwd_smem_bytes(DP, EP, 2, STAGES, false);
+    const int smem = fwd_smem_bytes(DP, EP, sizeof(T), STAGES, false);
     const dim3 grid(l.total_segs, p.H, (p.E + EP - 1) / EP);
     /* The output pass writes the final state without a state pass (one
      * segment per sequence, or the last segment's block in prefix mode;

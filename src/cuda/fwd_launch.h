@@ -1,6 +1,7 @@
 /*
  * fwd_launch.h - host entry points of the forward kernels, one translation
- * unit per input dtype (fwd_bf16.cu, fwd_f16.cu) so they build in parallel.
+ * unit per input dtype (fwd_bf16.cu, fwd_f16.cu, fwd_f32.cu) so they build
+ * in parallel.
  */
 #ifndef LA_CUDA_FWD_LAUNCH_H
 #define LA_CUDA_FWD_LAUNCH_H
@@ -25,9 +26,12 @@ typedef struct la_fwd_launch {
 
 la_status_t la_cuda_fwd_bf16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
 la_status_t la_cuda_fwd_f16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
+/* f32 inputs (operands split into bf16 planes): DP = 64 and 64-column
+ * slices only; larger head dims run as 64 x 64 head-dim tiles. */
+la_status_t la_cuda_fwd_f32(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
 /* Bytes of shared memory the forward kernel takes for this configuration
- * (state_only: the state pass). */
-int la_cuda_fwd_smem(int DP, int eslice, int stages, int state_only);
+ * (elem: the input dtype's size; state_only: the state pass). */
+int la_cuda_fwd_smem(int DP, int eslice, int elem, int stages, int state_only);
 
 #ifdef LA_HAVE_SM90A
 /* The Hopper forward (fwd_wg.cu, sm_90a only): 64-column value slices, DP 64

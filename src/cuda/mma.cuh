@@ -31,6 +31,22 @@ template <> struct mma_traits<__half> {
     }
 };
 
+/* How an input dtype sits in shared memory as an mma operand.  bf16 and f16
+ * are their own operands.  f32 is split into two bf16 planes, x = hi + lo
+ * (hi = bf16(x), lo = bf16(x - hi): 16 of fp32's 24 mantissa bits, fp32's
+ * exponent range), and a product of two split operands takes three mmas,
+ * hi lo + lo hi + hi hi (lo lo is 2^-16 of the product).  The lo plane of
+ * every operand lies a fixed number of bytes after its hi plane (each
+ * kernel puts all its operands' lo planes after all their hi planes). */
+template <typename T> struct op_of {
+    typedef T type;
+    static constexpr bool split = false;
+};
+template <> struct op_of<float> {
+    typedef __nv_bfloat16 type;
+    static constexpr bool split = true;
+};
+
 /* d += a * b on one 16x8x16 tile. */
 template <typename T>
 __device__ __forceinline__ void mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2]);
@@ -49,6 +65,51 @@ __device__ __forceinline__ void mma_16816<__half>(float d[4], const uint32_t a[4
                  "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* d += a * b where a = a + al, b = b + bl (SPLIT; else d += a * b): the
+ * small terms first. */
+template <typename OT, bool SPLIT>
+__device__ __forceinline__ void mma_x(float d[4], const uint32_t a[4], const uint32_t al[4], const uint32_t b[2],
+                                      const uint32_t bl[2]) {
+    if (SPLIT) {
+        mma_16816<OT>(d, a, bl);
+        mma_16816<OT>(d, al, b);
+    }
+    mma_16816<OT>(d, a, b);
+}
+
+/* The packed operand word of x0, x1 and (SPLIT) the word of their lo parts. */
+template <typename OT, bool SPLIT>
+__device__ __forceinline__ void pack_op2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
+    hi = mma_traits<OT>::pack(x0, x1);
+    if (SPLIT) {
+        const OT *h = reinterpret_cast<const OT *>(&hi);
+        lo = mma_traits<OT>::pack(x0 - float(h[0]), x1 - float(h[1]));
+    }
+}
+
+/* Two values as one packed operand word at p (and, SPLIT, their lo parts
+ * at p + plane elements). */
+template <typename OT, bool SPLIT>
+__device__ __forceinline__ void put_op2(OT *p, int plane, float x0, float x1) {
+    uint32_t hi, lo;
+    pack_op2<OT, SPLIT>(x0, x1, hi, lo);
+    *reinterpret_cast<uint32_t *>(p) = hi;
+    if (SPLIT) *reinterpret_cast<uint32_t *>(p + plane) = lo;
+}
+
+/* One input value as an operand element (SPLIT: hi at p, lo at p + plane). */
+template <typename OT, bool SPLIT, typename T>
+__device__ __forceinline__ void put_op1(OT *p, int plane, T x) {
+    if (SPLIT) {
+        const float f = float(x);
+        const OT h = OT(f);
+        p[0] = h;
+        p[plane] = OT(f - float(h));
+    } else {
+        p[0] = x;
+    }
 }
 
 /* Barrier among `threads` threads (whole warps) that use the same id
