@@ -244,9 +244,10 @@ la_status_t la_set_workspace(la_handle_t *handle, void *workspace, size_t bytes)
  * is always checked.  Shapes, strides and pointers are always checked. */
 la_status_t la_set_check_values(la_handle_t *handle, int enable);
 
-/* Bytes of workspace the operation needs for this problem (a backward: with
- * every optional gradient its decay kind allows, so the figure covers any
- * choice of outputs). */
+/* Bytes of workspace the operation needs for this problem: the most over
+ * every input dtype and every choice of optional outputs (a backward with or
+ * without the decay gradient), since the problem names neither; a caller
+ * workspace of this size serves any such call. */
 la_status_t la_workspace_size(la_handle_t *handle, la_op_t op,
                               const la_problem_t *problem, size_t *bytes);
 

@@ -149,17 +149,21 @@ la_status_t la_set_workspace(la_handle_t *h, void *ws, size_t bytes) {
 }
 
 /* A plan for size queries only: the shapes matter, the pointers do not.
- * The tensors are unknown, so a backward is sized for every optional output
- * its decay kind allows (the decay gradients need scratch on some backends). */
-static void size_plan(la_op_t op, const la_problem_t *p, la_plan_t *pl) {
+ * The tensors are unknown, so the figure must cover every call the problem
+ * allows: a backend's plan (tiles, segments) depends on the input dtype and,
+ * for a backward, on whether the decay gradient is wanted; the query takes
+ * the largest workspace over those choices (every optional state given). */
+static void size_plan(la_op_t op, const la_problem_t *p, la_dtype_t dt, int want_dld, la_plan_t *pl) {
     memset(pl, 0, sizeof *pl);
     pl->op = op;
     pl->p = *p;
     pl->packed = p->cu_seqlens != NULL;
     pl->num_seqs = pl->packed ? p->num_seqs : p->batch;
+    la_tensor_t *tok[8] = {&pl->t.q, &pl->t.k, &pl->t.v, &pl->t.o, &pl->t.d_o, &pl->t.dq, &pl->t.dk, &pl->t.dv};
+    for (int i = 0; i < 8; i++) tok[i]->dtype = dt;
     if (op == LA_OP_BACKWARD || op == LA_OP_STATE_BACKWARD) {
-        pl->want_dld = p->decay != LA_DECAY_NONE;
-        pl->want_dldv = p->decay == LA_DECAY_VECTOR_KV;
+        pl->want_dld = want_dld && p->decay != LA_DECAY_NONE;
+        pl->want_dldv = want_dld && p->decay == LA_DECAY_VECTOR_KV;
         pl->want_dinitial = pl->has_dfinal = 1;
     }
 }
@@ -176,9 +180,16 @@ la_status_t la_workspace_size(la_handle_t *h, la_op_t op, const la_problem_t *p,
     }
     la_status_t st = la_check_problem(p, h->msg);
     if (st) return st;
-    la_plan_t pl;
-    size_plan(op, p, &pl);
-    *bytes = h->ops->workspace_size(&pl, h->num_threads);
+    size_t most = 0;
+    const la_dtype_t dts[3] = {LA_DTYPE_F32, LA_DTYPE_F16, LA_DTYPE_BF16};
+    for (int i = 0; i < 3; i++)
+        for (int dld = 0; dld <= 1; dld++) {
+            la_plan_t pl;
+            size_plan(op, p, dts[i], dld, &pl);
+            size_t b = h->ops->workspace_size(&pl, h->num_threads);
+            if (b > most) most = b;
+        }
+    *bytes = most;
     return LA_STATUS_SUCCESS;
 }
 

@@ -28,7 +28,7 @@ DEVICES = _devices()
 # Relative L2 tolerances: fp32 runs on the CPU in fp32 and on the GPU's
 # tensor cores as split bf16 operands (docs/CUDA-BACKWARD.md); bf16/f16
 # inputs round every operand.
-TOL = {torch.float32: 1e-4, torch.float16: 6e-3, torch.bfloat16: 3e-2}
+TOL = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 1.5e-2}
 
 
 def _np(t):
@@ -234,6 +234,28 @@ def test_errors(device):
     if device == "cuda":
         with pytest.raises(ValueError, match="one device"):
             lightning_attn_func(q, k.cpu(), v)
+
+
+@pytest.mark.skipif("cuda" not in DEVICES, reason="no GPU")
+@pytest.mark.parametrize("B,H,N,D", [(4, 32, 8192, 64), (1, 16, 32768, 128), (2, 8, 3000, 256)])
+def test_cuda_large_shapes_against_the_cpu_backend(B, H, N, D):
+    """Shapes where the GPU plan cuts sequences into segments or head dims into
+    tiles (workspace from PyTorch's allocator, sized by la_workspace_size),
+    against the CPU backend on the same bf16 inputs."""
+    g = torch.Generator().manual_seed(B * N + D)
+    q, k, v = ((torch.randn(B, H, N, D, generator=g) / D ** 0.5).bfloat16().requires_grad_() for _ in range(3))
+    s = la.build_slope_tensor(H).requires_grad_()
+    s0 = torch.randn(B, H, D, D, generator=g).requires_grad_()
+    w = torch.randn(B, H, N, D, generator=g)
+    res = {}
+    for dev in ("cpu", "cuda"):
+        xs = [t.detach().to(dev).requires_grad_() for t in (q, k, v, s, s0)]
+        o, sN = lightning_attn_func(*xs[:4], initial_state=xs[4], output_final_state=True)
+        ((o.float() * w.to(dev)).sum() + sN.sum()).backward()
+        res[dev] = [_np(o), _np(sN)] + [_np(t.grad) for t in xs]
+    names = ["o", "final_state", "dq", "dk", "dv", "ds", "d_initial_state"]
+    for name, a, b in zip(names, res["cuda"], res["cpu"]):
+        assert_close(a, b, 1e-2, name)
 
 
 @pytest.mark.skipif("cuda" not in DEVICES, reason="no GPU")
