@@ -255,7 +255,19 @@ def test_cuda_large_shapes_against_the_cpu_backend(B, H, N, D):
         res[dev] = [_np(o), _np(sN)] + [_np(t.grad) for t in xs]
     names = ["o", "final_state", "dq", "dk", "dv", "ds", "d_initial_state"]
     for name, a, b in zip(names, res["cuda"], res["cpu"]):
-        assert_close(a, b, 1e-2, name)
+        if name != "ds":
+            assert_close(a, b, 1e-2, name)
+    # The decay gradient sums terms that cancel (by orders of magnitude at long
+    # N with weak decay), so, as in the C case table (tests/test_backend.c,
+    # TOL_BF16_TC), it is held to its terms' scale: sum |q . dq| + |k . dk| per
+    # head, within 8 bf16 units (the GPU rounds the state copies it dots with).
+    q64, k64 = (t.detach().double() for t in (q, k))
+    dq64, dk64 = (torch.from_numpy(res["cpu"][i]) for i in (2, 3))
+    scale = ((q64 * dq64).abs() + (k64 * dk64).abs()).sum(dim=(0, 2, 3)).numpy()
+    err = np.abs(res["cuda"][5] - res["cpu"][5]).reshape(-1) / scale
+    print("B%d H%d N%d D%d: ds error %.2e of its terms' scale" % (B, H, N, D, err.max()))
+    assert np.all(np.isfinite(res["cuda"][5])) and err.max() <= 8 * 2.0 ** -8, \
+        "ds: worst error %.3g of its terms' scale (head %d)" % (err.max(), err.argmax())
 
 
 @pytest.mark.skipif("cuda" not in DEVICES, reason="no GPU")
