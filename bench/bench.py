@@ -283,7 +283,7 @@ def meta(device, args, ceil):
          "dtype": args.dtype, "reps": args.reps, "warmup": args.warmup,
          "copy_bandwidth_GBps": ceil[0] / 1e9, "matrix_TFLOPs": ceil[1] / 1e12}
     try:
-        m["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        m["commit"] = os.environ.get("LA_COMMIT") or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                      cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or info["commit"]
     except OSError:
         m["commit"] = info.get("commit")
