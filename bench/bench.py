@@ -11,9 +11,10 @@ Every column of a table comes from this one process: the library through its
 Python package, SDPA through torch.  Times: median of --reps runs after
 warm-up, CUDA events, the L2 cache flushed (a 256 MiB write) before each run;
 the backward is timed on its own, from a saved forward (autograd.grad with
-retain_graph).  Memory: peak bytes PyTorch's allocator holds during the call,
-inputs included (the library takes its workspace from that allocator), next
-to the library's own account (tensors plus la_workspace_size).  Floors: the
+retain_graph).  Memory: the call's inputs plus the peak PyTorch's allocator holds above
+them during the call (the library takes its workspace from it), next
+to the library's own account (tensors plus la_workspace_size); the
+benchmark's own buffers (the L2 flush) are left out.  Floors: the
 bytes that must move over the copy bandwidth, and the FLOPs over the matrix
 rate, both measured at start-up on this device; x_floor = time / floor.
 """
@@ -70,15 +71,19 @@ class Timer:
         return statistics.median(ts)
 
 
-def peak_mib(device, fn):
-    """Peak MiB the allocator holds while fn runs (everything alive counts)."""
+def peak_mib(device, fn, input_bytes):
+    """MiB of the call's inputs plus the most the allocator holds above what
+    was allocated before fn (outputs, saved tensors, gradients, workspace):
+    the benchmark's own buffers (the L2 flush, other variants' inputs) do not
+    count."""
     if device.type != "cuda":
         return None
     torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     fn()
     torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / 2 ** 20
+    return (torch.cuda.max_memory_allocated() - before + input_bytes) / 2 ** 20
 
 
 def measure_ceilings(device, dtype):
@@ -239,7 +244,10 @@ def time_fwd_bwd(row, variant, timer):
     res = {}
     with torch.no_grad():
         res["fwd_ms"] = timer(lambda: row.forward(variant, x, dec))
-    res["mem_fwd_mib"] = peak_mib(dev, lambda: row.forward(variant, x, dec))
+    nbytes = sum(t.numel() * t.element_size() for t in list(x) + list(dec.values()))
+    if variant == "STATE":
+        nbytes -= x[0].numel() * x[0].element_size()  # no q
+    res["mem_fwd_mib"] = peak_mib(dev, lambda: row.forward(variant, x, dec), nbytes)
     o = row.forward(variant, x, dec)
     bwd = row.grad_of(variant, o, x, dec)
     res["bwd_ms"] = timer(bwd)
@@ -251,7 +259,8 @@ def time_fwd_bwd(row, variant, timer):
         y = row.forward(variant, x, dec)
         row.grad_of(variant, y, x, dec)()
 
-    res["mem_bwd_mib"] = peak_mib(dev, fwd_bwd)
+    g = row.dstate if variant == "STATE" else row.do
+    res["mem_bwd_mib"] = peak_mib(dev, fwd_bwd, nbytes + g.numel() * g.element_size())
     if variant != "SDPA" and dev.type == "cuda":
         res["mem_account_fwd_mib"], res["mem_account_bwd_mib"] = account_mib(row, variant)
     return res
@@ -451,7 +460,8 @@ def main():
     sys.stderr.write("\r\033[Kdone in %.0f s\n" % (time.time() - t_start))
     m = results["meta"]
     print("lightning-attn benchmark on %s, %s, commit %s, %s; copy bandwidth %.0f GB/s, matrix rate %.1f TFLOP/s "
-          "(measured now); median of %d runs, ms; memory: peak MiB held by PyTorch's allocator (inputs included); "
+          "(measured now); median of %d runs, ms; memory: MiB of the inputs plus the peak PyTorch's allocator holds "
+          "above them during the call (memory-account: the library's own count, tensors + la_workspace_size); "
           "xfloor: time / max(bytes / bandwidth, FLOPs / rate)%s\n"
           % (m.get("gpu") or "CPU", m["dtype"], m["commit"], m["date"], m["copy_bandwidth_GBps"],
              m["matrix_TFLOPs"], args.reps, "" if device.type == "cuda" else

@@ -191,6 +191,7 @@ def problem(batch, heads, seqlen, dim_qk, dim_v, decay, scale, cu_seqlens=None):
     p.batch, p.heads, p.seqlen, p.dim_qk, p.dim_v = batch, heads, seqlen, dim_qk, dim_v
     p.decay = decay
     p.scale = scale
+    p._cu_keep = None
     if cu_seqlens is not None:
         arr = (ctypes.c_int64 * len(cu_seqlens))(*[int(x) for x in cu_seqlens])
         p._cu_keep = arr

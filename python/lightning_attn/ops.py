@@ -39,22 +39,39 @@ def _info(t):
     return t.data_ptr(), _TDT[t.dtype], tuple(t.shape), tuple(t.stride())
 
 
+_ws_cache = {}
+
+
+def _workspace_bytes(h, op, prob, idx):
+    """la_workspace_size, remembered per problem (the query plans every dtype)."""
+    key = (idx, op, prob.batch, prob.heads, prob.seqlen, prob.dim_qk, prob.dim_v, prob.decay,
+           tuple(prob._cu_keep) if prob.num_seqs else None)
+    n = _ws_cache.get(key)
+    if n is None:
+        if len(_ws_cache) > 4096:
+            _ws_cache.clear()
+        n = _ws_cache[key] = C.workspace_size(h, op, prob)
+    return n
+
+
 def _run(op, device, prob, tens):
     """Run op on the backend of device: the CUDA backend on the current
     stream with a workspace from PyTorch's allocator, or the CPU backend
     with PyTorch's thread count."""
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
-        with torch.cuda.device(idx):
-            h = C.handle(C.BACKEND_CUDA, idx)
-            C.set_stream(h, torch.cuda.current_stream(idx).cuda_stream)
-            C.set_check_values(h, _check_values)
-            n = C.workspace_size(h, op, prob)
-            ws = torch.empty(n, dtype=torch.uint8, device=device) if n else None
-            C.set_workspace(h, ws.data_ptr() if ws is not None else None, n)
-            C.run(h, op, prob, tens)
-            # The workspace goes back to the caching allocator, which reuses it
-            # on this stream only after the work queued here.
+        if idx != torch.cuda.current_device():
+            with torch.cuda.device(idx):
+                return _run(op, torch.device("cuda", idx), prob, tens)
+        h = C.handle(C.BACKEND_CUDA, idx)
+        C.set_stream(h, torch.cuda.current_stream(idx).cuda_stream)
+        C.set_check_values(h, _check_values)
+        n = _workspace_bytes(h, op, prob, idx)
+        ws = torch.empty(n, dtype=torch.uint8, device=device) if n else None
+        C.set_workspace(h, ws.data_ptr() if ws is not None else None, n)
+        C.run(h, op, prob, tens)
+        # The workspace goes back to the caching allocator, which reuses it
+        # on this stream only after the work queued here.
     elif device.type == "cpu":
         h = C.handle(C.BACKEND_CPU)
         C.set_num_threads(h, torch.get_num_threads())
