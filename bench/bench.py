@@ -214,28 +214,24 @@ def run_row(row, variants, sdpa_cols, timer, args, ceil):
     return out
 
 
-KIND = {"LAND": C.DECAY_NONE, "LASD3": C.DECAY_SCALAR_TOKEN, "LAVD_K": C.DECAY_VECTOR_K,
-        "LAVD_KV": C.DECAY_VECTOR_KV}
-
-
 def account_mib(row, variant):
     """The library's own account of a call's memory: its tensors plus the
-    workspace la_workspace_size reports (forward; forward + backward)."""
-    B, H, N, D, E, dev = row.B, row.H, row.N, row.D, row.E, row.device
+    workspace the op took for that call (la_workspace_size_for), forward and
+    forward + backward."""
+    from lightning_attn import ops
+    B, H, N, D, E = row.B, row.H, row.N, row.D, row.E
     elem = row.q.element_size()
     tok = B * H * N
-    kind = KIND.get(variant, C.DECAY_SCALAR_HEAD)
-    h = C.handle(C.BACKEND_CUDA if dev.type == "cuda" else C.BACKEND_CPU, dev.index or 0)
-    prob = C.problem(B, H, N, D, E, kind, 1.0)
-    ws = lambda op: C.workspace_size(h, op, prob)
     dec = floors(variant, B, H, N, D, E, elem)[0] - tok * (2 * D + 2 * E) * elem  # decay tensors' bytes
-    qkv = tok * (2 * D + E) * elem + dec
+    ws = ops.last_workspace_bytes
     if variant == "STATE":
+        kv = tok * (D + E) * elem + dec
         st = B * H * D * E * 4
-        return ((qkv + st + ws(C.OP_STATE_FORWARD)) / 2 ** 20,
-                (2 * qkv + 2 * st + ws(C.OP_STATE_BACKWARD)) / 2 ** 20)
+        return ((kv + st + ws[C.OP_STATE_FORWARD]) / 2 ** 20,
+                (2 * kv + 2 * st + max(ws[C.OP_STATE_FORWARD], ws[C.OP_STATE_BACKWARD])) / 2 ** 20)
+    qkv = tok * (2 * D + E) * elem + dec
     o = tok * E * elem
-    return (qkv + o + ws(C.OP_FORWARD)) / 2 ** 20, (2 * qkv + 2 * o + ws(C.OP_BACKWARD)) / 2 ** 20
+    return (qkv + o + ws[C.OP_FORWARD]) / 2 ** 20, (2 * qkv + 2 * o + max(ws[C.OP_FORWARD], ws[C.OP_BACKWARD])) / 2 ** 20
 
 
 def time_fwd_bwd(row, variant, timer):

@@ -251,6 +251,13 @@ la_status_t la_set_check_values(la_handle_t *handle, int enable);
 la_status_t la_workspace_size(la_handle_t *handle, la_op_t op,
                               const la_problem_t *problem, size_t *bytes);
 
+/* Bytes of workspace this very call needs (the tensors give the dtypes and
+ * the optional outputs): often far less than la_workspace_size's bound,
+ * e.g. a bf16 forward need not cover f32's summed head-dim tiles.  Validates
+ * like the call itself (same statuses and messages). */
+la_status_t la_workspace_size_for(la_handle_t *handle, la_op_t op, const la_problem_t *problem,
+                                  const la_tensors_t *tensors, size_t *bytes);
+
 /* LA_STATUS_SUCCESS if the handle's backend runs this operation on this
  * problem (dtypes from the tensors), otherwise the NOT_SUPPORTED status that
  * the call itself would return, with its message. */

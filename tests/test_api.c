@@ -968,6 +968,18 @@ static void test_workspace(la_handle_t *h) {
     expect("workspace_too_small", h, LA_OP_BACKWARD, &f, &f.p, &t, LA_STATUS_WORKSPACE_TOO_SMALL);
     la_set_workspace(h, NULL, 0);
     expect_ok("workspace_handed_back", h, LA_OP_BACKWARD, &f, &f.p, &t);
+    /* The exact figure of this call: within the bound, and enough. */
+    size_t exact = 0;
+    st = la_workspace_size_for(h, LA_OP_BACKWARD, &f.p, &t, &exact);
+    tu_check(st == LA_STATUS_SUCCESS && exact <= need, "workspace_size_for", SEED,
+             "status %d (%s), %zu bytes against the bound %zu", (int)st, sname(st), exact, need);
+    if (st == LA_STATUS_SUCCESS) {
+        la_set_workspace(h, ws, exact);
+        expect_ok("workspace_size_for_enough", h, LA_OP_BACKWARD, &f, &f.p, &t);
+        la_set_workspace(h, NULL, 0);
+    }
+    st = la_workspace_size_for(h, LA_OP_BACKWARD, &f.p, &t, NULL);
+    tu_check(st == LA_STATUS_NULL_POINTER, "workspace_size_for_null", SEED, "got %d (%s)", (int)st, sname(st));
     free(ws);
     fx_free(&f);
 }

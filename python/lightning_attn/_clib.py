@@ -120,6 +120,8 @@ for _name, _res, _args in [
     ("la_set_workspace", ctypes.c_int, [_P, _P, ctypes.c_size_t]),
     ("la_set_check_values", ctypes.c_int, [_P, ctypes.c_int]),
     ("la_workspace_size", ctypes.c_int, [_P, ctypes.c_int, ctypes.POINTER(_Problem), ctypes.POINTER(ctypes.c_size_t)]),
+    ("la_workspace_size_for", ctypes.c_int,
+     [_P, ctypes.c_int, ctypes.POINTER(_Problem), ctypes.POINTER(_Tensors), ctypes.POINTER(ctypes.c_size_t)]),
     ("la_supports", ctypes.c_int, [_P, ctypes.c_int, ctypes.POINTER(_Problem), ctypes.POINTER(_Tensors)]),
     ("la_forward", ctypes.c_int, [_P, ctypes.POINTER(_Problem), ctypes.POINTER(_Tensors)]),
     ("la_backward", ctypes.c_int, [_P, ctypes.POINTER(_Problem), ctypes.POINTER(_Tensors)]),
@@ -191,7 +193,6 @@ def problem(batch, heads, seqlen, dim_qk, dim_v, decay, scale, cu_seqlens=None):
     p.batch, p.heads, p.seqlen, p.dim_qk, p.dim_v = batch, heads, seqlen, dim_qk, dim_v
     p.decay = decay
     p.scale = scale
-    p._cu_keep = None
     if cu_seqlens is not None:
         arr = (ctypes.c_int64 * len(cu_seqlens))(*[int(x) for x in cu_seqlens])
         p._cu_keep = arr
@@ -219,6 +220,15 @@ def tensors(**descs):
 def workspace_size(h, op, prob):
     n = ctypes.c_size_t(0)
     st = lib.la_workspace_size(h, op, ctypes.byref(prob), ctypes.byref(n))
+    if st != 0:
+        _fail(st, h)
+    return n.value
+
+
+def workspace_size_for(h, op, prob, tens):
+    """The workspace this very call needs (dtypes and optional outputs known)."""
+    n = ctypes.c_size_t(0)
+    st = lib.la_workspace_size_for(h, op, ctypes.byref(prob), ctypes.byref(tens), ctypes.byref(n))
     if st != 0:
         _fail(st, h)
     return n.value

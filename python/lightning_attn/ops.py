@@ -39,19 +39,9 @@ def _info(t):
     return t.data_ptr(), _TDT[t.dtype], tuple(t.shape), tuple(t.stride())
 
 
-_ws_cache = {}
-
-
-def _workspace_bytes(h, op, prob, idx):
-    """la_workspace_size, remembered per problem (the query plans every dtype)."""
-    key = (idx, op, prob.batch, prob.heads, prob.seqlen, prob.dim_qk, prob.dim_v, prob.decay,
-           tuple(prob._cu_keep) if prob.num_seqs else None)
-    n = _ws_cache.get(key)
-    if n is None:
-        if len(_ws_cache) > 4096:
-            _ws_cache.clear()
-        n = _ws_cache[key] = C.workspace_size(h, op, prob)
-    return n
+# Workspace bytes of the latest CUDA call of each operation (la_workspace_size_for),
+# for memory accounting (bench/bench.py).
+last_workspace_bytes = {}
 
 
 def _run(op, device, prob, tens):
@@ -66,7 +56,8 @@ def _run(op, device, prob, tens):
         h = C.handle(C.BACKEND_CUDA, idx)
         C.set_stream(h, torch.cuda.current_stream(idx).cuda_stream)
         C.set_check_values(h, _check_values)
-        n = _workspace_bytes(h, op, prob, idx)
+        n = C.workspace_size_for(h, op, prob, tens)
+        last_workspace_bytes[op] = n
         ws = torch.empty(n, dtype=torch.uint8, device=device) if n else None
         C.set_workspace(h, ws.data_ptr() if ws is not None else None, n)
         C.run(h, op, prob, tens)

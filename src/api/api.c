@@ -193,6 +193,20 @@ la_status_t la_workspace_size(la_handle_t *h, la_op_t op, const la_problem_t *p,
     return LA_STATUS_SUCCESS;
 }
 
+la_status_t la_workspace_size_for(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t,
+                                  size_t *bytes) {
+    if (!h) return LA_STATUS_NULL_POINTER;
+    if (!bytes) {
+        snprintf(h->msg, LA_MSG_LEN, "bytes is NULL");
+        return LA_STATUS_NULL_POINTER;
+    }
+    la_plan_t pl;
+    la_status_t st = la_build_plan(op, p, t, h->ops->host_memory, &pl, h->msg);
+    if (st == LA_STATUS_SUCCESS) st = h->ops->supports(&pl, h->msg);
+    if (st == LA_STATUS_SUCCESS) *bytes = h->ops->workspace_size(&pl, h->num_threads);
+    return st;
+}
+
 la_status_t la_supports(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
     if (!h) return LA_STATUS_NULL_POINTER;
     la_plan_t pl;
