@@ -222,7 +222,7 @@ def account_mib(row, variant):
     B, H, N, D, E = row.B, row.H, row.N, row.D, row.E
     elem = row.q.element_size()
     tok = B * H * N
-    dec = floors(variant, B, H, N, D, E, elem)[0] - tok * (2 * D + 2 * E) * elem  # decay tensors' bytes
+    dec = {"LASD3": tok * 4, "LAVD_K": tok * D * 4, "LAVD_KV": tok * (D + E) * 4}.get(variant, 0)  # decay tensors
     ws = ops.last_workspace_bytes
     if variant == "STATE":
         kv = tok * (D + E) * elem + dec
