@@ -217,49 +217,41 @@ def tensors(**descs):
     return t
 
 
-def workspace_size(h, op, prob):
-    n = ctypes.c_size_t(0)
-    st = lib.la_workspace_size(h, op, ctypes.byref(prob), ctypes.byref(n))
+def _ok(st, h):
     if st != 0:
         _fail(st, h)
+
+
+def workspace_size(h, op, prob):
+    """la_workspace_size: the bound over every dtype and choice of outputs."""
+    n = ctypes.c_size_t(0)
+    _ok(lib.la_workspace_size(h, op, ctypes.byref(prob), ctypes.byref(n)), h)
     return n.value
 
 
 def workspace_size_for(h, op, prob, tens):
     """The workspace this very call needs (dtypes and optional outputs known)."""
     n = ctypes.c_size_t(0)
-    st = lib.la_workspace_size_for(h, op, ctypes.byref(prob), ctypes.byref(tens), ctypes.byref(n))
-    if st != 0:
-        _fail(st, h)
+    _ok(lib.la_workspace_size_for(h, op, ctypes.byref(prob), ctypes.byref(tens), ctypes.byref(n)), h)
     return n.value
 
 
 def run(h, op, prob, tens):
     """Run op on handle h; raise the library's error on failure."""
-    st = _OP_FN[op](h, ctypes.byref(prob), ctypes.byref(tens))
-    if st != 0:
-        _fail(st, h)
+    _ok(_OP_FN[op](h, ctypes.byref(prob), ctypes.byref(tens)), h)
 
 
 def set_stream(h, stream_ptr):
-    st = lib.la_set_stream(h, stream_ptr)
-    if st != 0:
-        _fail(st, h)
+    _ok(lib.la_set_stream(h, stream_ptr), h)
 
 
 def set_workspace(h, ptr, nbytes):
-    st = lib.la_set_workspace(h, ptr, nbytes)
-    if st != 0:
-        _fail(st, h)
+    _ok(lib.la_set_workspace(h, ptr, nbytes), h)
 
 
 def set_num_threads(h, n):
-    st = lib.la_set_num_threads(h, n)
-    if st != 0:
-        _fail(st, h)
+    _ok(lib.la_set_num_threads(h, n), h)
 
 
 def set_check_values(h, enable):
-    st = lib.la_set_check_values(h, 1 if enable else 0)
-    if st != 0:
-        _fail(st, h)
+    _ok(lib.la_set_check_values(h, 1 if enable else 0), h)
