@@ -196,6 +196,7 @@ la_status_t la_workspace_size(la_handle_t *h, la_op_t op, const la_problem_t *p,
 la_status_t la_workspace_size_for(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t,
                                   size_t *bytes) {
     if (!h) return LA_STATUS_NULL_POINTER;
+    h->msg[0] = '\0';
     if (!bytes) {
         snprintf(h->msg, LA_MSG_LEN, "bytes is NULL");
         return LA_STATUS_NULL_POINTER;
