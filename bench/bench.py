@@ -21,7 +21,6 @@ rate, both measured at start-up on this device; x_floor = time / floor.
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -93,7 +92,6 @@ def measure_ceilings(device, dtype):
     x = torch.empty(n, dtype=torch.uint8, device=device)
     y = torch.empty_like(x)
     bw = 2 * n / (t(lambda: y.copy_(x)) * 1e-3)
-    del x, y
     m = 8192 if device.type == "cuda" else 1024
     mdt = dtype if device.type == "cuda" else torch.float32
     a = torch.randn(m, m, device=device, dtype=mdt)
@@ -157,8 +155,7 @@ class Row:
 
     def grad_of(self, variant, out, x, dec):
         inputs = list(x) + [t for t in dec.values() if t.requires_grad]
-        if variant == "STATE":
-            x = x[1:]
+        if variant == "STATE":  # no q
             inputs = inputs[1:]
         g = self.dstate if variant == "STATE" else self.do
         return lambda: torch.autograd.grad(out, inputs, g, retain_graph=True)
@@ -179,7 +176,6 @@ def sdpa_backends(device):
 def run_row(row, variants, sdpa_cols, timer, args, ceil):
     """{column: {fwd_ms, bwd_ms, mem_fwd_mib, mem_bwd_mib, ...}} for one row."""
     out = {}
-    dev = row.device
     elem = row.q.element_size()
     bw, rate = ceil
     for name in variants + [c[0] for c in sdpa_cols]:
@@ -190,7 +186,7 @@ def run_row(row, variants, sdpa_cols, timer, args, ceil):
                 if row.N > args.decode_max_n:
                     continue
                 with torch.no_grad():
-                    res["fwd_ms"] = timer(row.decode_loop) if timer.reps else None
+                    res["fwd_ms"] = timer(row.decode_loop)
             elif name.startswith("SDPA"):
                 ctx = dict(sdpa_cols)[name]
                 with ctx():
