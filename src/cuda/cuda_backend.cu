@@ -239,13 +239,24 @@ static int blocks_per_sm(int eslice, int DP, int elem) {
     return eslice == LA_CUDA_ESLICE_LARGE || DP > 128 || elem == 4 ? 1 : 2;
 }
 
-/* The same for the plan's forward kernel (the Hopper one: 3 at D = 64, else 2). */
+/* The forward's output pass for D, E <= 64 in bf16 or f16 runs on the rows
+ * kernel (fwd_rows_kernel.cuh: P stays in registers, one barrier per chunk)
+ * unless LA_CUDA_ROWS=0 in the environment asks for the general kernel
+ * (A/B measurements; the GPU tests run the case table both ways). */
+static int use_rows(const la_plan_t *pl, int eslice) {
+    if (pl->op != LA_OP_FORWARD || elem_of(pl) != 2 || pl->p.dim_qk > 64 || eslice != LA_CUDA_ESLICE_SMALL) return 0;
+    const char *env = getenv("LA_CUDA_ROWS");
+    return !(env && env[0] == '0');
+}
+
+/* The same for the plan's forward kernel (the Hopper one: 3 at D = 64, else
+ * 2).  The rows kernel runs one block per SM, so B4 H32 fills the GPU
+ * without segments (whose state pass reads K and V a second time). */
 static int fwd_blocks_per_sm(const la_plan_t *pl, int eslice, int DP) {
 #ifdef LA_HAVE_SM90A
     if (use_wg(pl)) return la_cuda_fwd_wg_blocks_per_sm(DP);
-#else
-    (void)pl;
 #endif
+    if (use_rows(pl, eslice)) return 1;
     return blocks_per_sm(eslice, DP, elem_of(pl));
 }
 
@@ -622,6 +633,7 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     l.num_seqs = (int)pl->num_seqs;
     l.state_pass = multi;
     l.main_pass = !so;
+    l.rows_stages = 0;
     l.DP = pad_dim(p.D);
     l.eslice = eslice;
 #ifdef LA_HAVE_SM90A
@@ -638,6 +650,9 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
         return la_cuda_fwd_wg_f16(&p, &l, stream, msg);
     }
 #endif
+    /* The rows kernel: four stages (loads three chunks ahead; an SM must
+     * keep ~32 GB/s in flight) where they fit, else two. */
+    l.rows_stages = !use_rows(pl, eslice) ? 0 : la_cuda_fwd_rows_smem(4) + 1024 <= device_smem_per_sm() ? 4 : 2;
     /* Double-buffer the tiles when the planned blocks per SM still fit that way. */
     l.stages = fwd_stages(l.DP, eslice, elem_of(pl), 0);
     l.state_stages = fwd_stages(l.DP, eslice, elem_of(pl), 1);
@@ -703,6 +718,7 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         l.num_seqs = (int)pl->num_seqs;
         l.state_pass = 1;
         l.main_pass = 0;
+        l.rows_stages = 0;
         la_fwd_params_t fp = b.f;
         fp.sN.ptr = NULL; /* the backward writes no final state */
         fp.accum = 0;

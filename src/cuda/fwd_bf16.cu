@@ -8,3 +8,5 @@ la_status_t la_cuda_fwd_bf16(const la_fwd_params_t *p, const la_fwd_launch_t *l,
 int la_cuda_fwd_smem(int DP, int eslice, int elem, int stages, int state_only) {
     return fwd_smem_bytes(DP, eslice, elem, stages, state_only != 0);
 }
+
+int la_cuda_fwd_rows_smem(int stages) { return rows_smem_bytes(stages); }

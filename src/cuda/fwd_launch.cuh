@@ -8,6 +8,7 @@
 
 #include "fwd_launch.h"
 #include "fwd_kernel.cuh"
+#include "fwd_rows_kernel.cuh"
 
 #include <stdio.h>
 
@@ -55,6 +56,20 @@ static la_status_t la_fwd_out_run(const la_fwd_params_t &p, const la_fwd_launch_
     return LA_STATUS_SUCCESS;
 }
 
+/* The output pass on the rows kernel (D, E <= 64, bf16 and f16). */
+template <typename T, int STAGES>
+static la_status_t la_fwd_rows_run(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t stream,
+                                   char *msg) {
+    const int smem = rows_smem_bytes(STAGES);
+    const dim3 grid(l.total_segs, p.H, (p.E + LA_ROWS_COLS - 1) / LA_ROWS_COLS);
+    const bool precise = p.sN.ptr != nullptr && !l.state_pass; /* as la_fwd_out_run */
+    auto k = precise ? la_fwd_rows_kernel<T, STAGES, true> : la_fwd_rows_kernel<T, STAGES, false>;
+    LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    k<<<grid, LA_ROWS_THREADS, smem, stream>>>(p);
+    LA_LAUNCH_TRY(cudaGetLastError());
+    return LA_STATUS_SUCCESS;
+}
+
 template <typename T, int DP, int EP>
 static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t s, char *msg) {
     if (l.state_pass) {
@@ -67,6 +82,10 @@ static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l
                          : l.state_stages == 4 ? la_fwd_state_run<T, DP, EP, 4, false>(p, l, s, msg)
                                                : la_fwd_state_run<T, DP, EP, 2, false>(p, l, s, msg);
         if (st) return st;
+    }
+    if constexpr (DP == 64 && EP == 64 && sizeof(T) == 2) {
+        if (l.main_pass && l.rows_stages)
+            return l.rows_stages == 4 ? la_fwd_rows_run<T, 4>(p, l, s, msg) : la_fwd_rows_run<T, 2>(p, l, s, msg);
     }
     if (l.main_pass)
         return l.stages == 2 ? la_fwd_out_run<T, DP, EP, 2>(p, l, s, msg) : la_fwd_out_run<T, DP, EP, 1>(p, l, s, msg);

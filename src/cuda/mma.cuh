@@ -165,6 +165,11 @@ __device__ __forceinline__ void cp_async_16_at(uint32_t saddr, const void *gmem,
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr), "l"(gmem), "r"(src_bytes));
 }
 
+/* A whole 16-byte piece: no source size, so no zero-fill operand to compute. */
+__device__ __forceinline__ void cp_async_16_full_at(uint32_t saddr, const void *gmem) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(saddr), "l"(gmem));
+}
+
 /* 16-byte asynchronous copy global -> shared; src_bytes < 16 zero-fills the rest. */
 __device__ __forceinline__ void cp_async_16(void *smem, const void *gmem, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
