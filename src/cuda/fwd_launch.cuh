@@ -63,7 +63,9 @@ static la_status_t la_fwd_rows_run(const la_fwd_params_t &p, const la_fwd_launch
     const int smem = rows_smem_bytes(STAGES);
     const dim3 grid(l.total_segs, p.H, (p.E + LA_ROWS_COLS - 1) / LA_ROWS_COLS);
     const bool precise = p.sN.ptr != nullptr && !l.state_pass; /* as la_fwd_out_run */
-    auto k = precise ? la_fwd_rows_kernel<T, STAGES, true> : la_fwd_rows_kernel<T, STAGES, false>;
+    const bool share = LA_SUM_MODE(p.accum, LA_SUM_O) != 0;   /* a head-dim tile's share of o */
+    auto k = precise ? (share ? la_fwd_rows_kernel<T, STAGES, true, true> : la_fwd_rows_kernel<T, STAGES, true, false>)
+                     : (share ? la_fwd_rows_kernel<T, STAGES, false, true> : la_fwd_rows_kernel<T, STAGES, false, false>);
     LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     k<<<grid, LA_ROWS_THREADS, smem, stream>>>(p);
     LA_LAUNCH_TRY(cudaGetLastError());

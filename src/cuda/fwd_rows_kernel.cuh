@@ -54,7 +54,8 @@ __host__ __device__ constexpr int rows_smem_bytes(int stages) {
 }
 static_assert(rows_smem_bytes(2) <= 99 * 1024, "the two-stage rows kernel must fit sm_120's 99 KB");
 
-template <typename T, int STAGES, bool PRECISE>
+/* SPLIT_P: the block's o is a head-dim tile's share of a sum (below). */
+template <typename T, int STAGES, bool PRECISE, bool SPLIT_P>
 __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const la_fwd_params_t p) {
     static_assert(sizeof(T) == 2, "bf16 and f16 operands");
     static_assert(STAGES >= 2, "loads run at least one chunk ahead");
@@ -101,6 +102,12 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
     la_tok_t vz = p.v;
     vz.ptr = static_cast<const T *>(p.v.ptr) + e0 * p.v.sc;
     const bool vec = p.vec_ok != 0;
+    /* SPLIT_P: a head-dim tile's share of o (summed over D tiles) has a
+     * partial dot product for P, and the shares can cancel, so rounding each
+     * one to the operand dtype would cost their sum that many bits (a bf16
+     * case with D = 256 in four tiles measured 1.9e-2 of its scale).  P V
+     * then takes P as hi + lo, two mmas.  (A template flag: as a run-time
+     * test it cost the plain kernel 4%, through its register allocation.) */
     la_tile_src_t tq, tk, tv;
     if (vec) {
         tq = tile_src<T, 64>(p.q, L.b, h, L.tb + walk0, p.D);
@@ -283,16 +290,20 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
                 if (kk > rb) break;
-                uint32_t pa[4];
+                uint32_t pa[4], pl[4];
 #pragma unroll
                 for (int r = 0; r < 4; r++) {
                     const int nt = 2 * kk + (r >> 1), hr = r & 1;
-                    pa[r] = mma_traits<T>::pack(a[nt][2 * hr], a[nt][2 * hr + 1]);
+                    pack_op2<T, SPLIT_P>(a[nt][2 * hr], a[nt][2 * hr + 1], pa[r], pl[r]);
                 }
 #pragma unroll
                 for (int np = 0; np < 2; np++) {
                     mma_16816<T>(o[2 * np], pa, vb[kk][np]);
                     mma_16816<T>(o[2 * np + 1], pa, vb[kk][np] + 2);
+                    if (SPLIT_P) {
+                        mma_16816<T>(o[2 * np], pl, vb[kk][np]);
+                        mma_16816<T>(o[2 * np + 1], pl, vb[kk][np] + 2);
+                    }
                 }
             }
             store_tok<T, 4>(p.o, p.sum_o, LA_SUM_MODE(p.accum, LA_SUM_O), L.b, h, L.tb + t0, o, rb, e0 + 32 * eh, n,
