@@ -4,7 +4,8 @@
  *
  * Support comes from one function (cuda_support) that the dispatcher also
  * follows, so "supported?" and what runs cannot disagree.  What runs:
- *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds
+ *   forward, state-only forward  chunk kernels (mma.sync, fp32 state), scalar decay kinds;
+ *                                the output pass at D, E <= 64 in bf16/f16 on the rows kernel
  *   backward, state-only backward  chunk kernels, scalar decay kinds (with d ld)
  *   decode                       one block per (sequence, head), every decay kind
  * Chunk kernels take bf16, f16 and f32 inputs; f32 as split operands (two

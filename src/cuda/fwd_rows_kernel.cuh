@@ -39,8 +39,7 @@
 #define LA_ROWS_THREADS 256
 #define LA_ROWS_COLS 64 /* value columns per block */
 /* Elements per tile row: the columns and 16 bytes of padding, so ldmatrix's
- * eight rows fall in distinct banks (Q and K: 64 + 8; V and the state copy:
- * 32 + 8). */
+ * eight rows fall in distinct banks (Q and K; V and the state copy). */
 #define LA_ROWS_QP (LA_C + 8)
 #define LA_ROWS_VP (LA_ROWS_COLS + 8)
 
@@ -54,7 +53,13 @@ __host__ __device__ constexpr int rows_smem_bytes(int stages) {
 }
 static_assert(rows_smem_bytes(2) <= 99 * 1024, "the two-stage rows kernel must fit sm_120's 99 KB");
 
-/* SPLIT_P: the block's o is a head-dim tile's share of a sum (below). */
+/* PRECISE: the final state leaves the kernel (hi/lo terms in the update).
+ * SPLIT_P: the block's o is a head-dim tile's share of a sum over D tiles;
+ * its P is a partial dot product, the shares can cancel, and rounding each
+ * one to the operand dtype would cost their sum that many bits (a bf16 case
+ * with D = 256 in four tiles measured 1.9e-2 of its scale), so P V takes P
+ * as hi + lo, two mmas.  (A template flag: as a run-time test it cost the
+ * plain kernel 4%, through its register allocation.) */
 template <typename T, int STAGES, bool PRECISE, bool SPLIT_P>
 __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const la_fwd_params_t p) {
     static_assert(sizeof(T) == 2, "bf16 and f16 operands");
@@ -102,12 +107,6 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
     la_tok_t vz = p.v;
     vz.ptr = static_cast<const T *>(p.v.ptr) + e0 * p.v.sc;
     const bool vec = p.vec_ok != 0;
-    /* SPLIT_P: a head-dim tile's share of o (summed over D tiles) has a
-     * partial dot product for P, and the shares can cancel, so rounding each
-     * one to the operand dtype would cost their sum that many bits (a bf16
-     * case with D = 256 in four tiles measured 1.9e-2 of its scale).  P V
-     * then takes P as hi + lo, two mmas.  (A template flag: as a run-time
-     * test it cost the plain kernel 4%, through its register allocation.) */
     la_tile_src_t tq, tk, tv;
     if (vec) {
         tq = tile_src<T, 64>(p.q, L.b, h, L.tb + walk0, p.D);
