@@ -156,16 +156,20 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
     const float rf0 = p.scale * exp_nonpos(ld_head * (float)(i0 + 1));
     const float rf1 = p.scale * exp_nonpos(ld_head * (float)(i0 + 9));
     const float decay_chunk = exp_nonpos(ld_head * (float)LA_C);
+    /* This lane's key factor pairs from fac(j), the factor of key j. */
+    auto key_pairs = [&](uint2(&kp)[4][2], auto fac) {
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                const int j = 16 * kk + 8 * hh + j0;
+                la_fpair_t f;
+                fpair_set<T>(f, fac(j), fac(j + 1));
+                kp[kk][hh] = fpair_pack<T>(f);
+            }
+    };
     uint2 kreg[4][2];
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            const int j = 16 * kk + 8 * hh + j0;
-            la_fpair_t f;
-            fpair_set<T>(f, exp_nonpos(ld_head * (float)(LA_C - 1 - j)), exp_nonpos(ld_head * (float)(LA_C - 2 - j)));
-            kreg[kk][hh] = fpair_pack<T>(f);
-        }
+    key_pairs(kreg, [&](int j) { return exp_nonpos(ld_head * (float)(LA_C - 1 - j)); });
     /* The state update's operand rows: K^T (rows d of this warp's row
      * block, through .trans) and V (this warp's value columns: offBV). */
     const uint32_t offX = (((lane >> 4) * 8 + (lane & 7)) * P + 16 * rb + ((lane >> 3) & 1) * 8) * 2;
@@ -191,16 +195,7 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
         } else { /* the chunk-local cumsums (each warp its own copy); rows j >= n get factor 0 */
             chunk_cumsum(gs + buf * LA_C, Gs, p.decay, ld_head, n, lane);
             __syncwarp();
-            auto kf = [&](int j) { return j < n ? exp_nonpos(Gs[LA_C + j]) : 0.0f; };
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                for (int hh = 0; hh < 2; hh++) {
-                    const int j = 16 * kk + 8 * hh + j0;
-                    la_fpair_t f;
-                    fpair_set<T>(f, kf(j), kf(j + 1));
-                    kp[kk][hh] = fpair_pack<T>(f);
-                }
+            key_pairs(kp, [&](int j) { return j < n ? exp_nonpos(Gs[LA_C + j]) : 0.0f; });
             sdecay = exp_nonpos(Gs[n - 1]);
         }
         const uint32_t sQb = sQ0 + buf * TILE * 2, sKb = sK0 + buf * TILE * 2, sVb = sV0 + buf * VTILE * 2;
