@@ -195,8 +195,8 @@ __device__ __forceinline__ la_tile_src_t tile_src(const la_tok_t &x, int64_t b, 
  * chunk of whole pieces (nearly every copy): no bounds and no zero-fill, ~3
  * instructions a copy where the general form takes ~15 (ncu, the rows
  * kernel: ~190 per warp and chunk); it costs registers, so kernels near
- * their register limit leave it out (the 8-warp forward at D = 128 spilled
- * 60-80 bytes more with it). */
+ * their register limit leave it out (the general forward at D = 128 with
+ * 64-column slices spilled 60-80 bytes more with it). */
 template <typename T, int XP, int NTHR = LA_CUDA_THREADS, bool FULL = false>
 __device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int nrows, const void *base, bool issue) {
     constexpr int PIECES = XP / 8, RSTEP = NTHR / PIECES;
