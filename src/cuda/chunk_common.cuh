@@ -109,16 +109,16 @@ __device__ __forceinline__ void state_scale(float (&S)[DP / 64][EP / 16][4], flo
     state_each<DP, EP>(S, 0, 0, 0, [&](float &x, int, int) { x *= a; });
 }
 
-/* The state rounded to the operand dtype into Ss [DP][PITCH] (an mma
+/* The state rounded to the operand dtype into Ss [DP][EP + 8] (an mma
  * operand; SPLIT: hi there, lo plane elements further). */
-template <typename T, int DP, int EP, bool SPLIT = false, int PITCH = EP + 8>
+template <typename T, int DP, int EP, bool SPLIT = false>
 __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4], T *Ss, int wm, int wn, int lane,
                                            int plane = 0) {
     typedef state_frag<DP, EP> F;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     /* stmatrix: one store per two n8 tiles (four 8x8 matrices: rows 0-7 and
      * 8-15 of tiles nt and nt+1) instead of eight 4-byte stores. */
-    const uint32_t base = smem_addr(Ss + (wm * (DP / 4) + (lane & 7) + 8 * ((lane >> 3) & 1)) * PITCH +
+    const uint32_t base = smem_addr(Ss + (wm * (DP / 4) + (lane & 7) + 8 * ((lane >> 3) & 1)) * (EP + 8) +
                                     wn * (EP / 2) + 8 * (lane >> 4));
 #pragma unroll
     for (int mt = 0; mt < F::MT; mt++)
@@ -129,7 +129,7 @@ __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4]
             for (int q = 0; q < 4; q++)
                 pack_op2<T, SPLIT>(S[mt][2 * np + (q >> 1)][2 * (q & 1)], S[mt][2 * np + (q >> 1)][2 * (q & 1) + 1],
                                    h[q], l[q]);
-            const uint32_t at = base + (mt * 16 * PITCH + np * 16) * 2;
+            const uint32_t at = base + (mt * 16 * (EP + 8) + np * 16) * 2;
             stmatrix_x4_at(at, h[0], h[1], h[2], h[3]);
             if (SPLIT) stmatrix_x4_at(at + plane * 2, l[0], l[1], l[2], l[3]);
         }
@@ -141,7 +141,7 @@ __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4]
 #pragma unroll
             for (int hr = 0; hr < 2; hr++) {
                 int d = F::row(wm, lane, mt, 2 * hr), e = F::col(wn, lane, nt, 2 * hr);
-                put_op2<T, SPLIT>(&Ss[d * PITCH + e], plane, S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
+                put_op2<T, SPLIT>(&Ss[d * (EP + 8) + e], plane, S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
             }
 #endif
 }

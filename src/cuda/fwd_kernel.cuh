@@ -194,13 +194,13 @@ __device__ __forceinline__ la_tile_src_t tile_src(const la_tok_t &x, int64_t b, 
  * chunk after it (issue = false: step only).  FULL adds a path for a full
  * chunk of whole pieces (nearly every copy): no bounds and no zero-fill, ~3
  * instructions a copy where the general form takes ~15 (ncu, the rows
- * kernel: ~190 per warp and chunk); it costs registers, so kernels near
- * their register limit leave it out (the general forward at D = 128 with
- * 64-column slices spilled 60-80 bytes more with it). */
-template <typename T, int XP, int NTHR = LA_CUDA_THREADS, bool FULL = false>
+ * kernel: ~190 per warp and chunk).  Only the rows kernel takes it: the
+ * general forward at D = 128 with 64-column slices spilled 60-80 bytes more
+ * with it, and its state pass ran no faster. */
+template <typename T, int XP, bool FULL = false>
 __device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int nrows, const void *base, bool issue) {
-    constexpr int PIECES = XP / 8, RSTEP = NTHR / PIECES;
-    static_assert(NTHR % PIECES == 0, "each thread keeps one column piece");
+    constexpr int PIECES = XP / 8, RSTEP = LA_CUDA_THREADS / PIECES;
+    static_assert(LA_CUDA_THREADS % PIECES == 0, "each thread keeps one column piece");
     const int r0 = threadIdx.x / PIECES;
     if (FULL && issue && nrows == LA_C && t.bytes == 16) {
         const char *src = t.src;
@@ -223,16 +223,16 @@ __device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int 
  * vec: 16-byte cp.async pieces (bf16, f16).  f32 inputs are split into the
  * operand's two planes (op_of; the lo plane `plane` elements after dst)
  * element by element, through registers. */
-template <typename T, int XP, int NTHR = LA_CUDA_THREADS, typename OT>
+template <typename T, int XP, typename OT>
 __device__ __forceinline__ void load_tile(OT *dst, const la_tok_t &x, int64_t b, int64_t h, int64_t tok0,
                                           int nrows, int X, bool vec, int plane = 0) {
     constexpr bool SPLIT = op_of<T>::split;
     const T *base = static_cast<const T *>(x.ptr) + b * x.sb + h * x.sh + tok0 * x.st;
     constexpr int PIECES = XP / 8; /* 16-byte pieces per row */
-    static_assert(NTHR % PIECES == 0, "each thread keeps one column piece");
+    static_assert(LA_CUDA_THREADS % PIECES == 0, "each thread keeps one column piece");
     if (!SPLIT && vec) {
         /* Thread t copies piece t % PIECES of rows t / PIECES + k * RSTEP. */
-        constexpr int RSTEP = NTHR / PIECES;
+        constexpr int RSTEP = LA_CUDA_THREADS / PIECES;
         const int pc = threadIdx.x % PIECES, r0 = threadIdx.x / PIECES;
         int cols = X - pc * 8;
         cols = cols < 0 ? 0 : (cols > 8 ? 8 : cols);
@@ -245,7 +245,7 @@ __device__ __forceinline__ void load_tile(OT *dst, const la_tok_t &x, int64_t b,
             cp_async_16_at(sdst + k * RSTEP * (XP + 8) * 2, ok ? src + k * src_step : x.ptr, ok ? cols * 2 : 0);
         }
     } else {
-        for (int i = threadIdx.x; i < LA_C * XP; i += NTHR) {
+        for (int i = threadIdx.x; i < LA_C * XP; i += LA_CUDA_THREADS) {
             int r = i / XP, c = i % XP;
             T val = (r < nrows && c < X) ? base[r * x.st + c * x.sc] : T(0.0f);
             put_op1<OT, SPLIT>(dst + r * (XP + 8) + c, plane, val);
@@ -350,8 +350,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 && size
         const bool wq = c >= c_out;
         if (vec) {
             if (!STATE_ONLY) tile_issue<T, DP>(sQ0 + buf * LA_C * QP * 2, tq, nrows, p.q.ptr, wq);
-            tile_issue<T, DP, LA_CUDA_THREADS, STATE_ONLY>(sK0 + buf * LA_C * QP * 2, tk, nrows, p.k.ptr, true);
-            tile_issue<T, EP, LA_CUDA_THREADS, STATE_ONLY>(sV0 + buf * LA_C * VP * 2, tv, nrows, p.v.ptr, true);
+            tile_issue<T, DP>(sK0 + buf * LA_C * QP * 2, tk, nrows, p.k.ptr, true);
+            tile_issue<T, EP>(sV0 + buf * LA_C * VP * 2, tv, nrows, p.v.ptr, true);
         } else {
             if (wq) load_tile<T, DP>(Qs + buf * LA_C * QP, p.q, L.b, h, L.tb + t0, nrows, p.D, false, PLANE);
             load_tile<T, DP>(Ks + buf * LA_C * QP, p.k, L.b, h, L.tb + t0, nrows, p.D, false, PLANE);

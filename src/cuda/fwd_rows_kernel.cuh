@@ -36,16 +36,16 @@
 
 #include "fwd_kernel.cuh"
 
-#define LA_ROWS_THREADS 256
+#define LA_ROWS_THREADS LA_CUDA_THREADS /* 8 warps, as the shared tile loaders assume */
 #define LA_ROWS_COLS 64 /* value columns per block */
-/* Elements per tile row: the columns and 16 bytes of padding, so ldmatrix's
- * eight rows fall in distinct banks (Q and K; V and the state copy). */
-#define LA_ROWS_QP (LA_C + 8)
-#define LA_ROWS_VP (LA_ROWS_COLS + 8)
+/* Elements per tile row (Q, K, V and the state copy are all 64 x 64): 64
+ * columns and 16 bytes of padding, so ldmatrix's eight rows fall in distinct
+ * banks; the state copy's pitch is state_copy's default, EP + 8. */
+#define LA_ROWS_PITCH (LA_C + 8)
 
 /* Q, K, V tiles in STAGES buffers and two state copies (bf16/f16 elements). */
 __host__ __device__ constexpr int rows_op_elems(int stages) {
-    return stages * LA_C * (2 * LA_ROWS_QP + LA_ROWS_VP) + 2 * LA_C * LA_ROWS_VP;
+    return (3 * stages + 2) * LA_C * LA_ROWS_PITCH;
 }
 /* ... then SCALAR_TOKEN's raw log decays [STAGES][64] and each warp's cumsums. */
 __host__ __device__ constexpr int rows_smem_bytes(int stages) {
@@ -64,13 +64,13 @@ template <typename T, int STAGES, bool PRECISE, bool SPLIT_P>
 __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const la_fwd_params_t p) {
     static_assert(sizeof(T) == 2, "bf16 and f16 operands");
     static_assert(STAGES >= 2, "loads run at least one chunk ahead");
-    constexpr int P = LA_ROWS_QP, VP = LA_ROWS_VP;
-    constexpr int TILE = LA_C * P, VTILE = LA_C * VP; /* elements of a Q or K tile, of a V tile or state copy */
+    constexpr int P = LA_ROWS_PITCH;
+    constexpr int TILE = LA_C * P; /* elements of one tile */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *Qs = reinterpret_cast<T *>(smem_raw); /* [STAGES][64][P] */
     T *Ks = Qs + STAGES * TILE;
-    T *Vs = Ks + STAGES * TILE; /* [STAGES][64][VP] */
-    T *Ss = Vs + STAGES * VTILE; /* [2][64][VP]: the state before chunk c, in buffer c & 1 */
+    T *Vs = Ks + STAGES * TILE;
+    T *Ss = Vs + STAGES * TILE; /* [2][64][P]: the state before chunk c, in buffer c & 1 */
     float *gs = reinterpret_cast<float *>(smem_raw + rows_op_elems(STAGES) * 2); /* raw log decays */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     /* Row block and value-column half: the warps of a scheduler (w, w + 4)
@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
     const uint32_t sQ0 = smem_addr(Qs), sK0 = smem_addr(Ks), sV0 = smem_addr(Vs), sS0 = smem_addr(Ss);
     const uint32_t offA = ((16 * rb + (lane & 15)) * P + (lane >> 4) * 8) * 2;
     const uint32_t offBK = (((lane >> 4) * 8 + (lane & 7)) * P + ((lane >> 3) & 1) * 8) * 2;
-    const uint32_t offBV = ((((lane >> 3) & 1) * 8 + (lane & 7)) * VP + 32 * eh + (lane >> 4) * 8) * 2;
+    const uint32_t offBV = ((((lane >> 3) & 1) * 8 + (lane & 7)) * P + 32 * eh + (lane >> 4) * 8) * 2;
     const int h = blockIdx.y, gseg = blockIdx.x;
     const int e0 = blockIdx.z * LA_ROWS_COLS; /* value columns [e0, e0 + Eloc) */
     const int Eloc = p.E - e0 < LA_ROWS_COLS ? p.E - e0 : LA_ROWS_COLS;
@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
     const int n_last = (int)(L.te - walk0 - (int64_t)(nchunks - 1) * LA_C);
     /* Q S runs on every chunk that writes o, so the first one reads a copy
      * of the initial state, or of zeros (never uninitialised memory). */
-    if (c_out == 0) state_copy<T, 64, 64, false, VP>(S, Ss, rb, eh, lane);
+    if (c_out == 0) state_copy<T, 64, 64>(S, Ss, rb, eh, lane);
     la_tok_t vz = p.v;
     vz.ptr = static_cast<const T *>(p.v.ptr) + e0 * p.v.sc;
     const bool vec = p.vec_ok != 0;
@@ -120,13 +120,13 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
         const int nrows = c < nchunks - 1 ? LA_C : n_last;
         const bool wq = c >= c_out;
         if (vec) {
-            tile_issue<T, 64, LA_ROWS_THREADS, true>(sQ0 + buf * TILE * 2, tq, nrows, p.q.ptr, wq);
-            tile_issue<T, 64, LA_ROWS_THREADS, true>(sK0 + buf * TILE * 2, tk, nrows, p.k.ptr, true);
-            tile_issue<T, LA_ROWS_COLS, LA_ROWS_THREADS, true>(sV0 + buf * VTILE * 2, tv, nrows, p.v.ptr, true);
+            tile_issue<T, 64, true>(sQ0 + buf * TILE * 2, tq, nrows, p.q.ptr, wq);
+            tile_issue<T, 64, true>(sK0 + buf * TILE * 2, tk, nrows, p.k.ptr, true);
+            tile_issue<T, LA_ROWS_COLS, true>(sV0 + buf * TILE * 2, tv, nrows, p.v.ptr, true);
         } else {
-            if (wq) load_tile<T, 64, LA_ROWS_THREADS>(Qs + buf * TILE, p.q, L.b, h, L.tb + t0, nrows, p.D, false);
-            load_tile<T, 64, LA_ROWS_THREADS>(Ks + buf * TILE, p.k, L.b, h, L.tb + t0, nrows, p.D, false);
-            load_tile<T, LA_ROWS_COLS, LA_ROWS_THREADS>(Vs + buf * VTILE, vz, L.b, h, L.tb + t0, nrows, Eloc, false);
+            if (wq) load_tile<T, 64>(Qs + buf * TILE, p.q, L.b, h, L.tb + t0, nrows, p.D, false);
+            load_tile<T, 64>(Ks + buf * TILE, p.k, L.b, h, L.tb + t0, nrows, p.D, false);
+            load_tile<T, LA_ROWS_COLS>(Vs + buf * TILE, vz, L.b, h, L.tb + t0, nrows, Eloc, false);
         }
         load_raw_decays(gs + buf * LA_C, p, L, h, t0, nrows);
         cp_async_commit();
@@ -198,12 +198,12 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
             key_pairs(kp, [&](int j) { return j < n ? exp_nonpos(Gs[LA_C + j]) : 0.0f; });
             sdecay = exp_nonpos(Gs[n - 1]);
         }
-        const uint32_t sQb = sQ0 + buf * TILE * 2, sKb = sK0 + buf * TILE * 2, sVb = sV0 + buf * VTILE * 2;
+        const uint32_t sQb = sQ0 + buf * TILE * 2, sKb = sK0 + buf * TILE * 2, sVb = sV0 + buf * TILE * 2;
         /* S <- e^{G_last} S + K~^T V, K~_j = e^{G_last - G_j} k_j. */
         state_scale<64, 64>(S, sdecay);
         if (c < c_out) { /* prefix mode's walk before the segment: the update alone */
             state_update<T, 64, 64, PRECISE>(
-                S, sKb, P, sVb, VP, [&](int j, la_fpair_t &f) { fpair_unpack<T>(f, kp[j >> 4][(j >> 3) & 1]); }, rb,
+                S, sKb, P, sVb, P, [&](int j, la_fpair_t &f) { fpair_unpack<T>(f, kp[j >> 4][(j >> 3) & 1]); }, rb,
                 eh, lane);
         } else {
             /* One pass over the four 16-wide k-steps issues all three
@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
              * update over tokens): 16 independent accumulator chains, where
              * product after product would wait on 2 to 4 (ncu: the dominant
              * stall).  V's fragments stay for P V. */
-            const uint32_t sSb = sS0 + (c & 1) * VTILE * 2;
+            const uint32_t sSb = sS0 + (c & 1) * TILE * 2;
             float a[8][4], o[4][4]; /* P (rows i0, i0 + 8; keys 8nt + j0, + 1); O (columns 32eh + 8nt + j0, + 1) */
 #pragma unroll
             for (int nt = 0; nt < 8; nt++)
@@ -235,8 +235,8 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
 #pragma unroll
                 for (int np = 0; np < 2; np++) {
                     uint32_t sb[4];
-                    ldmatrix_x4_trans_at(vb[kk][np], sVb + offBV + kk * 16 * VP * 2 + np * 32);
-                    ldmatrix_x4_trans_at(sb, sSb + offBV + kk * 16 * VP * 2 + np * 32);
+                    ldmatrix_x4_trans_at(vb[kk][np], sVb + offBV + kk * 16 * P * 2 + np * 32);
+                    ldmatrix_x4_trans_at(sb, sSb + offBV + kk * 16 * P * 2 + np * 32);
                     mma_16816<T>(o[2 * np], qa, sb);
                     mma_16816<T>(o[2 * np + 1], qa, sb + 2);
                     mma_16816<T>(S[0][2 * np], khi, vb[kk][np]);
@@ -306,7 +306,7 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
         /* The next chunk's Q S reads this copy; the other buffer may still be
          * read by warps behind in this chunk. */
         if (c + 1 < nchunks && c + 1 >= c_out)
-            state_copy<T, 64, 64, false, VP>(S, Ss + ((c + 1) & 1) * VTILE, rb, eh, lane);
+            state_copy<T, 64, 64>(S, Ss + ((c + 1) & 1) * TILE, rb, eh, lane);
     }
 
     /* The final state, where no fold makes it (one segment per sequence, or
