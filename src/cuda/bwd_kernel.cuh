@@ -97,6 +97,18 @@ __device__ __forceinline__ void mask_factors(float (*f)[4], const float *Gs, int
             }
 }
 
+/* mask_factors of a regular chunk (all 64 rows, factors e^{ld (i - j)}):
+ * Ts[64 + i - j] from the table (0 above the diagonal). */
+__device__ __forceinline__ void mask_factors_regular(float (*f)[4], const float *Ts, int wm, int wn, int lane) {
+    const float *tdiag = Ts + LA_C + 16 * wm + (lane >> 2) - 32 * wn - 2 * (lane & 3);
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++)
+#pragma unroll
+            for (int b = 0; b < 2; b++) f[nt][2 * hr + b] = tdiag[8 * hr - 8 * nt - b];
+}
+
 /* The masked, decayed intra-chunk matrix of a 16x32 warp tile into shared
  * memory: M[i][j] = mul * acc * f (mask_factors), an operand of input dtype
  * T (f32: lo plane `plane` elements further). */
@@ -129,8 +141,11 @@ __host__ __device__ constexpr int bwd_op_elems(int DP, int EP, int stages) {
     return stages * (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8)) + 2 * LA_C * (LA_C + 8) + 2 * DP * (EP + 8);
 }
 /* elem: the input dtype's size (f32's operands take two bf16 planes). */
+/* The raw log decays (SCALAR_TOKEN, [stages][64]) share their floats with
+ * the regular-chunk tables (other kinds; fwd_kernel.cuh's Ts and a factor
+ * pair table): LA_FWD_TABS floats at least. */
 __host__ __device__ constexpr int bwd_smem_bytes(int DP, int EP, int elem, bool dld, int stages) {
-    return bwd_op_elems(DP, EP, stages) * elem + (stages * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4 +
+    return bwd_op_elems(DP, EP, stages) * elem + (fwd_tabs_floats(stages) + LA_CUDA_THREADS / 32 * 2 * LA_C) * 4 +
            (dld ? LA_DLD_RED * 4 : 0);
 }
 /* Where a GPU's blocks are small (sm_120: 99 KB), the backward runs in 64 x 64
@@ -392,11 +407,16 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
     OT *dAs = As + LA_C * AP;                    /* dA [64][AP] */
     OT *Ss = dAs + LA_C * AP;                    /* S (role 0) or dS (role 1) copy [DP][VP] */
     OT *Xs = Ss + DP * VP;                       /* DLD: X (role 0) or Y (role 1) copy; else Ss's second buffer */
-    /* [STAGES][64] raw decays, after both planes of the operands */
+    /* [STAGES][64] raw decays (SCALAR_TOKEN), after both planes of the
+     * operands; or in their place (other kinds) the regular-chunk tables:
+     * Ts[64 + d] = e^{ld d} (d in [-64, 64], 0 below 0) and Pf[j / 2], the
+     * state update's factor pair of tokens j, j + 1 (see "regular" below). */
     float *gs = reinterpret_cast<float *>(smem_raw + bwd_op_elems(DP, EP, STAGES) * sizeof(T));
+    float *const Ts = gs;
+    uint2 *const Pf = reinterpret_cast<uint2 *>(Ts + LA_FWD_TAB);
     /* [8 warps][2][64]: each warp's own cumsum and suffix sums (chunk_cumsum). */
-    float *Gs = gs + STAGES * LA_C + (threadIdx.x >> 5) * 2 * LA_C;
-    float *red = gs + STAGES * LA_C + LA_CUDA_THREADS / 32 * 2 * LA_C; /* DLD: [LA_DLD_RED] */
+    float *Gs = gs + fwd_tabs_floats(STAGES) + (threadIdx.x >> 5) * 2 * LA_C;
+    float *red = gs + fwd_tabs_floats(STAGES) + LA_CUDA_THREADS / 32 * 2 * LA_C; /* DLD: [LA_DLD_RED] */
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = warp & 3, wn = warp >> 2;
@@ -463,18 +483,43 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
         chunk_cumsum(gs, Gs, p.decay, ld_head, n, lane); /* every warp its own copy; fixed order */
         __syncwarp();
     };
-    /* STAGES = 2: start the loads of iteration `it` into stage it % 2. */
+    /* STAGES = 2: start the loads of iteration `it` into stage it % 2; called
+     * for it = 0, 1, ... in order.  16-byte pieces (vec) come from tile
+     * sources set up once that step a chunk along the walk (backward for
+     * role 1), full chunks without bounds (tile_issue's FULL path: the
+     * per-chunk address and bounds work was a quarter of the D = 64
+     * backward's instructions).  Role 0 reads no q (its products are dO V^T,
+     * dA K, dO S^T and K^T V) unless the decay gradient wants it. */
+    const bool vec = !SPLIT && p.vec_ok != 0;
+    const bool want_q = role == 1 || DLD;
+    const int dir = role == 0 ? 1 : -1;
+    la_tile_src_t tq, tk, tv, td;
+    if (STAGES == 2 && vec && nchunks > 0) {
+        const int64_t first = L.tb + L.ts + (role == 0 ? 0 : (nchunks - 1) * LA_C);
+        tq = tile_src<T, DP>(p.q, L.b, h, first, p.D);
+        td = tile_src<T, EP>(bp.d_o, L.b, h, first, p.E);
+        tk = tile_src<T, DP>(p.k, L.b, h, first, p.D);
+        tv = tile_src<T, EP>(p.v, L.b, h, first, p.E);
+    }
     auto issue = [&](int64_t it) {
         const int64_t c = role == 0 ? it : nchunks - 1 - it;
         const int64_t t0 = L.ts + c * LA_C;
         const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
         OT *Qb = Qs + (it & 1) * TPS;
         float *gb = gs + (it & 1) * LA_C;
-        load_tile<T, DP>(Qb, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, has_do && p.vec_ok != 0, PLANE);
-        load_tile<T, EP>(Qb + 2 * LA_C * QP + LA_C * VP, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E,
-                         has_do && p.vec_ok != 0, PLANE);
-        load_tile<T, DP>(Qb + LA_C * QP, p.k, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0, PLANE);
-        load_tile<T, EP>(Qb + 2 * LA_C * QP, p.v, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0, PLANE);
+        if (vec) {
+            const uint32_t sb = sQ + (uint32_t)((it & 1) * TPS * 2);
+            tile_issue<T, DP, true>(sb, tq, has_do ? n : 0, p.q.ptr, want_q, dir);
+            tile_issue<T, EP, true>(sb + (2 * LA_C * QP + LA_C * VP) * 2, td, has_do ? n : 0, bp.d_o.ptr, true, dir);
+            tile_issue<T, DP, true>(sb + LA_C * QP * 2, tk, n, p.k.ptr, true, dir);
+            tile_issue<T, EP, true>(sb + 2 * LA_C * QP * 2, tv, n, p.v.ptr, true, dir);
+        } else {
+            if (want_q) load_tile<T, DP>(Qb, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, false, PLANE);
+            load_tile<T, EP>(Qb + 2 * LA_C * QP + LA_C * VP, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E, false,
+                             PLANE);
+            load_tile<T, DP>(Qb + LA_C * QP, p.k, L.b, h, L.tb + t0, n, p.D, false, PLANE);
+            load_tile<T, EP>(Qb + 2 * LA_C * QP, p.v, L.b, h, L.tb + t0, n, p.E, false, PLANE);
+        }
         if (p.decay == 2 && threadIdx.x < LA_C) {
             int r = threadIdx.x;
             gb[r] = r < n ? p.ld[L.b * p.ld_sb + h * p.ld_sh + (L.tb + t0 + r) * p.ld_st] : 0.0f;
@@ -482,6 +527,26 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
         cp_async_commit();
     };
     if (STAGES == 2 && nchunks > 0) issue(0);
+
+    /* Regular chunks (decay NONE or SCALAR_HEAD, all 64 rows valid; not with
+     * the decay gradient, which reads the cumsum) have the same factors every
+     * chunk: e^{ld (i - j)} [i >= j] for A and dA, e^{ld (i + 1)} for role
+     * 0's rows (dQ's inter part), e^{ld (63 - j)} for role 1's rows (dK's
+     * and dV's) and role 0's keys, scale e^{ld (i + 1)} for role 1's queries,
+     * e^{64 ld} for the state.  The tables (read after chunk 0's barrier) and
+     * the row factors in registers (the same expressions as Ts, bit for bit)
+     * replace the cumsum and every exp of such a chunk. */
+    const bool table = !DLD && p.decay != 2;
+    const int i0 = 16 * wm + (lane >> 2);
+    const float row_f0 = exp_nonpos(ld_head * (float)(role == 0 ? i0 + 1 : LA_C - 1 - i0));
+    const float row_f1 = exp_nonpos(ld_head * (float)(role == 0 ? i0 + 9 : LA_C - 9 - i0));
+    const float decay_chunk = exp_nonpos(ld_head * (float)LA_C);
+    if (table) {
+        for (int i = threadIdx.x; i <= 2 * LA_C; i += LA_CUDA_THREADS)
+            Ts[i] = i < LA_C ? 0.0f : exp_nonpos(ld_head * (float)(i - LA_C));
+        if (role == 0) make_pair_table<OT>(Pf, ld_head, 1.0f, LA_C - 1, -1);
+        else make_pair_table<OT>(Pf, ld_head, p.scale, 1, 1);
+    }
 
     for (int64_t it = 0; it < nchunks; it++) {
         const int64_t c = role == 0 ? it : nchunks - 1 - it;
@@ -493,15 +558,17 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             cp_async_wait<0>();
             __syncthreads(); /* this chunk's tiles are in; every warp is past the previous chunk */
             if (it + 1 < nchunks) issue(it + 1);
-            chunk_cumsum(gs + (it & 1) * LA_C, Gs, p.decay, ld_head, n, lane);
-            __syncwarp();
+            if (!(table && n == LA_C)) {
+                chunk_cumsum(gs + (it & 1) * LA_C, Gs, p.decay, ld_head, n, lane);
+                __syncwarp();
+            }
         }
+        const bool regular = table && n == LA_C;
         /* This chunk's stage of the tiles (shadowing stage 0's names). */
         OT *const Qs = Qs0 + (STAGES == 2 ? (it & 1) * TPS : 0);
         OT *const Ks = Qs + LA_C * QP;
         const uint32_t sQ = smem_addr(Qs), sK = sQ + LA_C * QP * 2, sV = sK + LA_C * QP * 2,
                        sD = sV + LA_C * VP * 2;
-        const float G_last = Gs[n - 1];
         const uint32_t sS = smem_addr(copy_buf(it)); /* this chunk's state copy */
 
         /* dA = (dO V^T) * Gamma (both roles); A = (Q^ K^T) * Gamma (role 1). */
@@ -511,7 +578,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             float acc[4][4] = {};
             if (live) warp_mma<T, 4, false, false>(acc, sD, VP, 16 * wm, sV, VP, 32 * wn, EP / 16, 0, lane, PB);
             float fm[4][4];
-            mask_factors(fm, Gs, n, wm, wn, lane);
+            if (regular) mask_factors_regular(fm, Ts, wm, wn, lane);
+            else mask_factors(fm, Gs, n, wm, wn, lane);
             store_masked<T>(dAs, AP, acc, fm, wm, wn, lane, 1.0f, PLANE);
             if (role == 1) {
                 float acc_a[4][4] = {};
@@ -549,15 +617,15 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
                 tile_row_dots<T, DP / 16>(Qs, QP, acc, 16 * wm, wn * (DP / 2), lane, d, PLANE);
                 put_row_dots(red_a, wn, 16 * wm, lane, d);
             }
-            float f0 = exp_nonpos(Gs[16 * wm + (lane >> 2)]), f1 = exp_nonpos(Gs[16 * wm + (lane >> 2) + 8]);
+            const float f0 = regular ? row_f0 : exp_nonpos(Gs[i0]), f1 = regular ? row_f1 : exp_nonpos(Gs[i0 + 8]);
             warp_mma<T, DP / 16, false, true>(acc2, sdA, AP, 16 * wm, sK, QP, wn * (DP / 2), wm + 1, 0, lane, PB);
             rows_combine<DP / 16>(acc, acc2, f0, f1, 1.0f);
             store_tok<T, DP / 16>(bp.dq, bp.sum_dq, LA_SUM_MODE(p.accum, LA_SUM_DQ), L.b, h, L.tb + t0, acc, wm,
                                   wn * (DP / 2), n, p.D, lane, p.scale, bp.gvec_ok);
         } else if (!DSTATE_ONLY) {
             /* dV = A^T dO + diag(f_j) K dS': rows j = 16wm.., cols wn*EP/2.. */
-            const float fj0 = (16 * wm + (lane >> 2) < n) ? exp_nonpos(Gs[LA_C + 16 * wm + (lane >> 2)]) : 0.0f;
-            const float fj1 = (16 * wm + (lane >> 2) + 8 < n) ? exp_nonpos(Gs[LA_C + 16 * wm + (lane >> 2) + 8]) : 0.0f;
+            const float fj0 = regular ? row_f0 : i0 < n ? exp_nonpos(Gs[LA_C + i0]) : 0.0f;
+            const float fj1 = regular ? row_f1 : i0 + 8 < n ? exp_nonpos(Gs[LA_C + i0 + 8]) : 0.0f;
             {
                 float acc[EP / 16][4] = {}, acc2[EP / 16][4] = {};
                 warp_mma<T, EP / 16, false, true>(acc, sK, QP, 16 * wm, sS, VP, wn * (EP / 2), DP / 16, 0, lane, PB);
@@ -600,7 +668,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
 
         /* State update.  role 0: S <- e^{G_last} S + (f_j k_j)^T v_j, f_j = e^{G_last - G_j};
          * role 1: dS <- e^{G_last} dS + (f_i q^_i)^T dO_i, f_i = e^{G_i}.  Hi/lo split as in the forward. */
-        state_scale<DP, EP>(S, exp_nonpos(G_last));
+        state_scale<DP, EP>(S, regular ? decay_chunk : exp_nonpos(Gs[n - 1]));
         if (DLD) {
             __syncthreads(); /* partial sums complete; every warp is past its reads of Ss and Xs */
             if (warp == 0) {
@@ -620,7 +688,10 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
         auto factor = [&](int j) {
             return j >= n ? 0.0f : role == 0 ? exp_nonpos(Gs[LA_C + j]) : p.scale * exp_nonpos(Gs[j]);
         };
-        auto pair = [&](int j, la_fpair_t &f) { fpair_set<OT>(f, factor(j), factor(j + 1)); };
+        auto pair = [&](int j, la_fpair_t &f) {
+            if (regular) fpair_unpack<OT>(f, Pf[j >> 1]);
+            else fpair_set<OT>(f, factor(j), factor(j + 1));
+        };
         if (role == 1 && bp.ds0.ptr)
             state_update<OT, DP, EP, true, SPLIT>(S, sXo, QP, sYo, VP, pair, wm, wn, lane, PB);
         else state_update<OT, DP, EP, SPLIT, SPLIT>(S, sXo, QP, sYo, VP, pair, wm, wn, lane, PB);

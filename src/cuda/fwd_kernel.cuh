@@ -147,19 +147,27 @@ __device__ __forceinline__ void load_raw_decays(float *gs, const la_fwd_params_t
     }
 }
 
-/* The regular-chunk tables (decay NONE or SCALAR_HEAD): Ts[64 + d] = e^{ld d}
- * for d in [-64, 64] (0 for d < 0) and Kf[j / 2], the key factor pair of
- * tokens j, j + 1 of a full chunk (e^{ld (63 - j)}), made by a block of
- * `threads` threads once. */
+/* A regular chunk's factor pairs (decay NONE or SCALAR_HEAD, all 64 rows):
+ * Pf[j / 2] holds the factors of tokens j, j + 1, f(j) = mul e^{ld (d0 +
+ * dstep j)}, split for fpair_apply; made by threads 0..31. */
 template <typename T>
-__device__ __forceinline__ void make_chunk_tables(float *Ts, uint2 *Kf, float ld_head, int threads) {
-    for (int i = threadIdx.x; i <= 2 * LA_C; i += threads) Ts[i] = i < LA_C ? 0.0f : exp_nonpos(ld_head * (float)(i - LA_C));
+__device__ __forceinline__ void make_pair_table(uint2 *Pf, float ld_head, float mul, int d0, int dstep) {
     if (threadIdx.x < LA_C / 2) {
         const int j = 2 * threadIdx.x;
         la_fpair_t f;
-        fpair_set<T>(f, exp_nonpos(ld_head * (float)(LA_C - 1 - j)), exp_nonpos(ld_head * (float)(LA_C - 2 - j)));
-        Kf[threadIdx.x] = fpair_pack<T>(f);
+        fpair_set<T>(f, mul * exp_nonpos(ld_head * (float)(d0 + dstep * j)),
+                     mul * exp_nonpos(ld_head * (float)(d0 + dstep * (j + 1))));
+        Pf[threadIdx.x] = fpair_pack<T>(f);
     }
+}
+
+/* The regular-chunk tables: Ts[64 + d] = e^{ld d} for d in [-64, 64] (0 for
+ * d < 0) and Kf[j / 2], the key factor pair of tokens j, j + 1 of a full
+ * chunk (e^{ld (63 - j)}), made by a block of `threads` threads once. */
+template <typename T>
+__device__ __forceinline__ void make_chunk_tables(float *Ts, uint2 *Kf, float ld_head, int threads) {
+    for (int i = threadIdx.x; i <= 2 * LA_C; i += threads) Ts[i] = i < LA_C ? 0.0f : exp_nonpos(ld_head * (float)(i - LA_C));
+    make_pair_table<T>(Kf, ld_head, 1.0f, LA_C - 1, -1);
 }
 
 /* Where one thread's part of a block's [64, XP] tiles of a token tensor comes
@@ -191,14 +199,16 @@ __device__ __forceinline__ la_tile_src_t tile_src(const la_tok_t &x, int64_t b, 
 /* Issue the copies of the next chunk's tile into the shared tile at sdst
  * (bytes), rows >= nrows and columns past X zero-filled (a zero-byte copy
  * reads nothing; it names the tensor's base as its source), and step to the
- * chunk after it (issue = false: step only).  FULL adds a path for a full
+ * chunk after it (issue = false: step only; dir = -1: the chunk before it,
+ * for the backward's reverse walk).  FULL adds a path for a full
  * chunk of whole pieces (nearly every copy): no bounds and no zero-fill, ~3
  * instructions a copy where the general form takes ~15 (ncu, the rows
  * kernel: ~190 per warp and chunk).  Only the rows kernel takes it: the
  * general forward at D = 128 with 64-column slices spilled 60-80 bytes more
  * with it, and its state pass ran no faster. */
 template <typename T, int XP, bool FULL = false>
-__device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int nrows, const void *base, bool issue) {
+__device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int nrows, const void *base, bool issue,
+                                           int dir = 1) {
     constexpr int PIECES = XP / 8, RSTEP = LA_CUDA_THREADS / PIECES;
     static_assert(LA_CUDA_THREADS % PIECES == 0, "each thread keeps one column piece");
     const int r0 = threadIdx.x / PIECES;
@@ -215,7 +225,7 @@ __device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int 
                            ok ? t.src + k * RSTEP * t.tok_step : base, ok ? t.bytes : 0);
         }
     }
-    t.src += LA_C * t.tok_step;
+    t.src += dir * LA_C * t.tok_step;
 }
 
 /* Load a [64, XP] tile of token tensor X starting at sequence token t0 into
