@@ -126,6 +126,51 @@ __device__ __forceinline__ void store_masked(OT *M, int MP, const float (*acc)[4
         }
 }
 
+/* A 16 x 8NT warp tile of gradients (value mul * acc, chunk rows 16wm..,
+ * columns c0..) of a full chunk, stored as 16-byte row pieces: the warp
+ * writes it to a block of shared memory only it uses (stage, pitch P
+ * elements), reads it back by rows and stores 8 rows x 64 bytes per
+ * instruction (NT = 4) where store_tok's column pairs store 8 rows x 16
+ * bytes: a quarter of the store instructions, whose queue had backed up
+ * (ncu: long-scoreboard stalls on registers that queued stores still held). */
+template <typename T, int NT>
+__device__ __forceinline__ void store_tok_staged_half(const la_tok_t &x, int64_t b, int64_t h, int64_t tok0,
+                                                 const float (*acc)[4], int wm, int c0, int lane, float mul, T *stage,
+                                                 int P) {
+    static_assert(NT % 2 == 0, "whole 16-column pieces");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint32_t base = smem_addr(stage + ((lane & 7) + 8 * ((lane >> 3) & 1)) * P + 8 * (lane >> 4));
+#pragma unroll
+    for (int np = 0; np < NT / 2; np++)
+        stmatrix_x4_at(base + np * 32, mma_traits<T>::pack(mul * acc[2 * np][0], mul * acc[2 * np][1]),
+                       mma_traits<T>::pack(mul * acc[2 * np][2], mul * acc[2 * np][3]),
+                       mma_traits<T>::pack(mul * acc[2 * np + 1][0], mul * acc[2 * np + 1][1]),
+                       mma_traits<T>::pack(mul * acc[2 * np + 1][2], mul * acc[2 * np + 1][3]));
+#else
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++)
+            *reinterpret_cast<uint32_t *>(stage + ((lane >> 2) + 8 * hr) * P + 8 * i + 2 * (lane & 3)) =
+                mma_traits<T>::pack(mul * acc[i][2 * hr], mul * acc[i][2 * hr + 1]);
+#endif
+    __syncwarp();
+    T *g = const_cast<T *>(static_cast<const T *>(x.ptr)) + b * x.sb + h * x.sh + (tok0 + 16 * wm) * x.st + c0;
+#pragma unroll
+    for (int k = 0; k < NT / 2; k++) {
+        const int seg = lane + 32 * k, r = seg / NT, sc = seg % NT;
+        *reinterpret_cast<uint4 *>(g + r * x.st + sc * 8) = *reinterpret_cast<const uint4 *>(stage + r * P + sc * 8);
+    }
+    __syncwarp(); /* the stage may be written again */
+}
+/* f32 outputs never take the staged path (their kernels pass staged = false). */
+template <typename T, int NT, typename OT>
+__device__ __forceinline__ void store_tok_staged(const la_tok_t &x, int64_t b, int64_t h, int64_t tok0,
+                                                 const float (*acc)[4], int wm, int c0, int lane, float mul, OT *stage,
+                                                 int P) {
+    if constexpr (sizeof(T) == 2) store_tok_staged_half<T, NT>(x, b, h, tok0, acc, wm, c0, lane, mul, stage, P);
+}
+
 /* Floats of the decay gradient's reduction scratch: per-row and per-column
  * partial sums of the warps (see la_bwd_kernel), and one per warp. */
 #define LA_DLD_RED (10 * LA_C + 8)
@@ -533,14 +578,16 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
      * chunk: e^{ld (i - j)} [i >= j] for A and dA, e^{ld (i + 1)} for role
      * 0's rows (dQ's inter part), e^{ld (63 - j)} for role 1's rows (dK's
      * and dV's) and role 0's keys, scale e^{ld (i + 1)} for role 1's queries,
-     * e^{64 ld} for the state.  The tables (read after chunk 0's barrier) and
-     * the row factors in registers (the same expressions as Ts, bit for bit)
-     * replace the cumsum and every exp of such a chunk. */
+     * e^{64 ld} for the state.  The tables (read after chunk 0's barrier)
+     * replace the cumsum and every exp of such a chunk; the row and state
+     * factors are read from Ts, not kept in registers (at D = E = 64 the
+     * block has 128 per thread, and one more spilled the state's decay: a
+     * local load on every chunk's path, 5% of the stall samples). */
     const bool table = !DLD && p.decay != 2;
     const int i0 = 16 * wm + (lane >> 2);
-    const float row_f0 = exp_nonpos(ld_head * (float)(role == 0 ? i0 + 1 : LA_C - 1 - i0));
-    const float row_f1 = exp_nonpos(ld_head * (float)(role == 0 ? i0 + 9 : LA_C - 9 - i0));
-    const float decay_chunk = exp_nonpos(ld_head * (float)LA_C);
+    /* Ts index of this thread's first row factor (the second is 8 rows on). */
+    const int row_t = role == 0 ? LA_C + i0 + 1 : 2 * LA_C - 1 - i0;
+    const int row_t8 = role == 0 ? row_t + 8 : row_t - 8;
     if (table) {
         for (int i = threadIdx.x; i <= 2 * LA_C; i += LA_CUDA_THREADS)
             Ts[i] = i < LA_C ? 0.0f : exp_nonpos(ld_head * (float)(i - LA_C));
@@ -564,6 +611,15 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             }
         }
         const bool regular = table && n == LA_C;
+        /* Gradient tiles of regular chunks go out as 16-byte row pieces
+         * (store_tok_staged), staged in this warp's own block of the state
+         * copy that the chunk does not read: every warp read it last chunk
+         * (before the barrier above), and only this warp writes that block,
+         * with its state copy at the end of the chunk.  The block is
+         * (DP/4) x (EP/2): it holds a 16 x DP/2 tile where DP <= EP.  Not
+         * with the decay gradient (one state copy) or f32 (split planes). */
+        const bool staged = !DLD && !SPLIT && DP <= EP && regular && bp.gvec_ok;
+        OT *const stage = copy_buf(it + 1) + wm * (DP / 4) * VP + wn * (EP / 2);
         /* This chunk's stage of the tiles (shadowing stage 0's names). */
         OT *const Qs = Qs0 + (STAGES == 2 ? (it & 1) * TPS : 0);
         OT *const Ks = Qs + LA_C * QP;
@@ -617,23 +673,31 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
                 tile_row_dots<T, DP / 16>(Qs, QP, acc, 16 * wm, wn * (DP / 2), lane, d, PLANE);
                 put_row_dots(red_a, wn, 16 * wm, lane, d);
             }
-            const float f0 = regular ? row_f0 : exp_nonpos(Gs[i0]), f1 = regular ? row_f1 : exp_nonpos(Gs[i0 + 8]);
+            const float f0 = regular ? Ts[row_t] : exp_nonpos(Gs[i0]), f1 = regular ? Ts[row_t8] : exp_nonpos(Gs[i0 + 8]);
             warp_mma<T, DP / 16, false, true>(acc2, sdA, AP, 16 * wm, sK, QP, wn * (DP / 2), wm + 1, 0, lane, PB);
             rows_combine<DP / 16>(acc, acc2, f0, f1, 1.0f);
-            store_tok<T, DP / 16>(bp.dq, bp.sum_dq, LA_SUM_MODE(p.accum, LA_SUM_DQ), L.b, h, L.tb + t0, acc, wm,
-                                  wn * (DP / 2), n, p.D, lane, p.scale, bp.gvec_ok);
+            if (staged && !LA_SUM_MODE(p.accum, LA_SUM_DQ) && (wn + 1) * (DP / 2) <= p.D)
+                store_tok_staged<T, DP / 16>(bp.dq, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), lane, p.scale,
+                                             stage, VP);
+            else
+                store_tok<T, DP / 16>(bp.dq, bp.sum_dq, LA_SUM_MODE(p.accum, LA_SUM_DQ), L.b, h, L.tb + t0, acc, wm,
+                                      wn * (DP / 2), n, p.D, lane, p.scale, bp.gvec_ok);
         } else if (!DSTATE_ONLY) {
             /* dV = A^T dO + diag(f_j) K dS': rows j = 16wm.., cols wn*EP/2.. */
-            const float fj0 = regular ? row_f0 : i0 < n ? exp_nonpos(Gs[LA_C + i0]) : 0.0f;
-            const float fj1 = regular ? row_f1 : i0 + 8 < n ? exp_nonpos(Gs[LA_C + i0 + 8]) : 0.0f;
+            const float fj0 = regular ? Ts[row_t] : i0 < n ? exp_nonpos(Gs[LA_C + i0]) : 0.0f;
+            const float fj1 = regular ? Ts[row_t8] : i0 + 8 < n ? exp_nonpos(Gs[LA_C + i0 + 8]) : 0.0f;
             {
                 float acc[EP / 16][4] = {}, acc2[EP / 16][4] = {};
                 warp_mma<T, EP / 16, false, true>(acc, sK, QP, 16 * wm, sS, VP, wn * (EP / 2), DP / 16, 0, lane, PB);
                 /* A^T dO: only i >= j contributes, i.e. k-steps from wm on. */
                 warp_mma<T, EP / 16, true, true>(acc2, sA, AP, 16 * wm, sD, VP, wn * (EP / 2), LA_C / 16, wm, lane, PB);
                 rows_combine<EP / 16>(acc, acc2, fj0, fj1, 1.0f);
-                store_tok<T, EP / 16>(bp.dv, bp.sum_dv, LA_SUM_MODE(p.accum, LA_SUM_DV), L.b, h, L.tb + t0, acc, wm,
-                                      wn * (EP / 2), n, p.E, lane, 1.0f, bp.gvec_ok);
+                if (staged && !LA_SUM_MODE(p.accum, LA_SUM_DV) && (wn + 1) * (EP / 2) <= p.E)
+                    store_tok_staged<T, EP / 16>(bp.dv, L.b, h, L.tb + t0, acc, wm, wn * (EP / 2), lane, 1.0f,
+                                                 stage, VP);
+                else
+                    store_tok<T, EP / 16>(bp.dv, bp.sum_dv, LA_SUM_MODE(p.accum, LA_SUM_DV), L.b, h, L.tb + t0, acc,
+                                          wm, wn * (EP / 2), n, p.E, lane, 1.0f, bp.gvec_ok);
             }
             if (DLD && it > 0) { /* k_j . v_j Y^T: pairs to chunks after the next one */
                 float acc3[DP / 16][4] = {}, d[2];
@@ -652,8 +716,12 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
                 }
                 warp_mma<T, DP / 16, true, true>(acc2, sdA, AP, 16 * wm, sQ, QP, wn * (DP / 2), LA_C / 16, wm, lane, PB);
                 rows_combine<DP / 16>(acc, acc2, fj0, fj1, p.scale);
-                store_tok<T, DP / 16>(bp.dk, bp.sum_dk, LA_SUM_MODE(p.accum, LA_SUM_DK), L.b, h, L.tb + t0, acc, wm,
-                                      wn * (DP / 2), n, p.D, lane, 1.0f, bp.gvec_ok);
+                if (staged && !LA_SUM_MODE(p.accum, LA_SUM_DK) && (wn + 1) * (DP / 2) <= p.D)
+                    store_tok_staged<T, DP / 16>(bp.dk, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), lane, 1.0f,
+                                                 stage, VP);
+                else
+                    store_tok<T, DP / 16>(bp.dk, bp.sum_dk, LA_SUM_MODE(p.accum, LA_SUM_DK), L.b, h, L.tb + t0, acc,
+                                          wm, wn * (DP / 2), n, p.D, lane, 1.0f, bp.gvec_ok);
             }
         }
 
@@ -668,7 +736,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
 
         /* State update.  role 0: S <- e^{G_last} S + (f_j k_j)^T v_j, f_j = e^{G_last - G_j};
          * role 1: dS <- e^{G_last} dS + (f_i q^_i)^T dO_i, f_i = e^{G_i}.  Hi/lo split as in the forward. */
-        state_scale<DP, EP>(S, regular ? decay_chunk : exp_nonpos(Gs[n - 1]));
+        state_scale<DP, EP>(S, regular ? Ts[2 * LA_C] : exp_nonpos(Gs[n - 1]));
         if (DLD) {
             __syncthreads(); /* partial sums complete; every warp is past its reads of Ss and Xs */
             if (warp == 0) {
