@@ -40,11 +40,11 @@ __device__ __forceinline__ uint32_t frag_b_tr(uint32_t base, int P, int n0, int 
  * operands of input dtype T (f32: split, each lo plane `plane` bytes after
  * its hi plane; op_of). */
 template <typename T, int NT, bool A_TR, bool B_TR>
-__device__ __forceinline__ void warp_mma(float (*acc)[4], uint32_t sa, int pa, int m0, uint32_t sb, int pb, int n0,
-                                         int ksteps, int k0, int lane, uint32_t plane) {
+__device__ __forceinline__ void warp_mma_step(float (*acc)[4], uint32_t sa, int pa, int m0, uint32_t sb, int pb, int n0,
+                                              int ks, int lane, uint32_t plane) {
     typedef typename op_of<T>::type OT;
     constexpr bool SPLIT = op_of<T>::split;
-    for (int ks = k0; ks < ksteps; ks++) {
+    {
         uint32_t a[4], al[4];
         const uint32_t at = A_TR ? frag_a_tr(sa, pa, m0, ks * 16, lane) : frag_a_rm(sa, pa, m0, ks * 16, lane);
         if (A_TR) ldmatrix_x4_trans_at(a, at);
@@ -67,6 +67,21 @@ __device__ __forceinline__ void warp_mma(float (*acc)[4], uint32_t sa, int pa, i
             mma_x<OT, SPLIT>(acc[2 * np], a, al, b, bl);
             mma_x<OT, SPLIT>(acc[2 * np + 1], a, al, b + 2, bl + 2);
         }
+    }
+}
+template <typename T, int NT, bool A_TR, bool B_TR>
+__device__ __forceinline__ void warp_mma(float (*acc)[4], uint32_t sa, int pa, int m0, uint32_t sb, int pb, int n0,
+                                         int ksteps, int k0, int lane, uint32_t plane) {
+    for (int ks = k0; ks < ksteps; ks++) warp_mma_step<T, NT, A_TR, B_TR>(acc, sa, pa, m0, sb, pb, n0, ks, lane, plane);
+}
+
+/* acc *= the rows' factors (f0: rows lane/4, f1: rows lane/4 + 8). */
+template <int NT>
+__device__ __forceinline__ void rows_scale(float (*acc)[4], float f0, float f1) {
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        acc[i][0] *= f0; acc[i][1] *= f0;
+        acc[i][2] *= f1; acc[i][3] *= f1;
     }
 }
 
@@ -636,7 +651,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             float fm[4][4];
             if (regular) mask_factors_regular(fm, Ts, wm, wn, lane);
             else mask_factors(fm, Gs, n, wm, wn, lane);
-            store_masked<T>(dAs, AP, acc, fm, wm, wn, lane, 1.0f, PLANE);
+            /* Role 1 (without DLD) keeps dA times scale: dK's intra part is
+             * scale dA^T Q and then accumulates onto its inter part. */
+            store_masked<T>(dAs, AP, acc, fm, wm, wn, lane, role == 1 && !DLD ? p.scale : 1.0f, PLANE);
             if (role == 1) {
                 float acc_a[4][4] = {};
                 if (live) warp_mma<T, 4, false, false>(acc_a, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane, PB);
@@ -674,8 +691,13 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
                 put_row_dots(red_a, wn, 16 * wm, lane, d);
             }
             const float f0 = regular ? Ts[row_t] : exp_nonpos(Gs[i0]), f1 = regular ? Ts[row_t8] : exp_nonpos(Gs[i0 + 8]);
-            warp_mma<T, DP / 16, false, true>(acc2, sdA, AP, 16 * wm, sK, QP, wn * (DP / 2), wm + 1, 0, lane, PB);
-            rows_combine<DP / 16>(acc, acc2, f0, f1, 1.0f);
+            if (DLD) {
+                warp_mma<T, DP / 16, false, true>(acc2, sdA, AP, 16 * wm, sK, QP, wn * (DP / 2), wm + 1, 0, lane, PB);
+                rows_combine<DP / 16>(acc, acc2, f0, f1, 1.0f);
+            } else { /* the intra part accumulates onto the scaled inter part: no second tile */
+                rows_scale<DP / 16>(acc, f0, f1);
+                warp_mma<T, DP / 16, false, true>(acc, sdA, AP, 16 * wm, sK, QP, wn * (DP / 2), wm + 1, 0, lane, PB);
+            }
             if (staged && !LA_SUM_MODE(p.accum, LA_SUM_DQ) && (wn + 1) * (DP / 2) <= p.D)
                 store_tok_staged<T, DP / 16>(bp.dq, L.b, h, L.tb + t0, acc, wm, wn * (DP / 2), lane, p.scale,
                                              stage, VP);
@@ -686,6 +708,39 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             /* dV = A^T dO + diag(f_j) K dS': rows j = 16wm.., cols wn*EP/2.. */
             const float fj0 = regular ? Ts[row_t] : i0 < n ? exp_nonpos(Gs[LA_C + i0]) : 0.0f;
             const float fj1 = regular ? Ts[row_t8] : i0 + 8 < n ? exp_nonpos(Gs[LA_C + i0 + 8]) : 0.0f;
+            if (!DLD) {
+                /* dV and dK together: both inter products (K dS', V dS'^T) in
+                 * one pass over the k-steps (8 independent accumulator chains,
+                 * not 4), scaled by the rows' f_j, then both intra products
+                 * (A^T dO, (scale dA)^T Q) in one pass over k-steps wm..3,
+                 * accumulating onto them. */
+                float av[EP / 16][4] = {}, ak[DP / 16][4] = {};
+#pragma unroll
+                for (int ks = 0; ks < (DP > EP ? DP : EP) / 16; ks++) {
+                    if (ks < DP / 16)
+                        warp_mma_step<T, EP / 16, false, true>(av, sK, QP, 16 * wm, sS, VP, wn * (EP / 2), ks, lane, PB);
+                    if (ks < EP / 16)
+                        warp_mma_step<T, DP / 16, false, false>(ak, sV, VP, 16 * wm, sS, VP, wn * (DP / 2), ks, lane, PB);
+                }
+                rows_scale<EP / 16>(av, fj0, fj1);
+                rows_scale<DP / 16>(ak, fj0, fj1);
+                for (int ks = wm; ks < LA_C / 16; ks++) {
+                    warp_mma_step<T, EP / 16, true, true>(av, sA, AP, 16 * wm, sD, VP, wn * (EP / 2), ks, lane, PB);
+                    warp_mma_step<T, DP / 16, true, true>(ak, sdA, AP, 16 * wm, sQ, QP, wn * (DP / 2), ks, lane, PB);
+                }
+                if (staged && !LA_SUM_MODE(p.accum, LA_SUM_DV) && (wn + 1) * (EP / 2) <= p.E)
+                    store_tok_staged<T, EP / 16>(bp.dv, L.b, h, L.tb + t0, av, wm, wn * (EP / 2), lane, 1.0f,
+                                                 stage, VP);
+                else
+                    store_tok<T, EP / 16>(bp.dv, bp.sum_dv, LA_SUM_MODE(p.accum, LA_SUM_DV), L.b, h, L.tb + t0, av,
+                                          wm, wn * (EP / 2), n, p.E, lane, 1.0f, bp.gvec_ok);
+                if (staged && !LA_SUM_MODE(p.accum, LA_SUM_DK) && (wn + 1) * (DP / 2) <= p.D)
+                    store_tok_staged<T, DP / 16>(bp.dk, L.b, h, L.tb + t0, ak, wm, wn * (DP / 2), lane, 1.0f,
+                                                 stage, VP);
+                else
+                    store_tok<T, DP / 16>(bp.dk, bp.sum_dk, LA_SUM_MODE(p.accum, LA_SUM_DK), L.b, h, L.tb + t0, ak,
+                                          wm, wn * (DP / 2), n, p.D, lane, 1.0f, bp.gvec_ok);
+            } else {
             {
                 float acc[EP / 16][4] = {}, acc2[EP / 16][4] = {};
                 warp_mma<T, EP / 16, false, true>(acc, sK, QP, 16 * wm, sS, VP, wn * (EP / 2), DP / 16, 0, lane, PB);
@@ -723,6 +778,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
                     store_tok<T, DP / 16>(bp.dk, bp.sum_dk, LA_SUM_MODE(p.accum, LA_SUM_DK), L.b, h, L.tb + t0, acc,
                                           wm, wn * (DP / 2), n, p.D, lane, 1.0f, bp.gvec_ok);
             }
+            } /* DLD */
         }
 
         /* z_0 (DLD): the initial state's pairs that span chunk 0, e^{G_last} <S0, dS'_0>. */
