@@ -652,12 +652,20 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             if (regular) mask_factors_regular(fm, Ts, wm, wn, lane);
             else mask_factors(fm, Gs, n, wm, wn, lane);
             /* Role 1 (without DLD) keeps dA times scale: dK's intra part is
-             * scale dA^T Q and then accumulates onto its inter part. */
-            store_masked<T>(dAs, AP, acc, fm, wm, wn, lane, role == 1 && !DLD ? p.scale : 1.0f, PLANE);
+             * scale dA^T Q and then accumulates onto its inter part.  A is
+             * times scale too, so the scale goes into the mask factors once. */
+            const bool scaled = role == 1 && !DLD;
+            if (scaled) {
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+#pragma unroll
+                    for (int r = 0; r < 4; r++) fm[i][r] *= p.scale;
+            }
+            store_masked<T>(dAs, AP, acc, fm, wm, wn, lane, 1.0f, PLANE);
             if (role == 1) {
                 float acc_a[4][4] = {};
                 if (live) warp_mma<T, 4, false, false>(acc_a, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane, PB);
-                store_masked<T>(As, AP, acc_a, fm, wm, wn, lane, p.scale, PLANE);
+                store_masked<T>(As, AP, acc_a, fm, wm, wn, lane, scaled ? 1.0f : p.scale, PLANE);
                 if (DLD) dld_pair_partials(acc_a, acc, fm, p.scale, wm, wn, lane, red_mr, red_mc);
             }
             /* dA (and A) ready, among the warps that read what they wrote.
