@@ -171,9 +171,10 @@ __device__ __forceinline__ void make_chunk_tables(float *Ts, uint2 *Kf, float ld
 }
 
 /* Where one thread's part of a block's [64, XP] tiles of a token tensor comes
- * from (the vectorised path: channel stride 1, 16-byte aligned rows): thread
- * t copies 16-byte piece t % PIECES of rows t / PIECES + k RSTEP.  Set up
- * once per block, so a chunk's loads cost a multiply-add and the copies. */
+ * from (the vectorised path: channel stride 1, 16-byte aligned rows): of
+ * THREADS loader threads (all LA_CUDA_THREADS unless a kernel says), thread
+ * tid copies 16-byte piece tid % PIECES of rows tid / PIECES + k RSTEP.  Set
+ * up once per block, so a chunk's loads cost a multiply-add and the copies. */
 typedef struct la_tile_src {
     const char *src;  /* this thread's piece of its first row in the next chunk to load */
     int64_t tok_step; /* bytes per token */
@@ -181,10 +182,11 @@ typedef struct la_tile_src {
     int bytes;        /* bytes of its piece inside the X valid columns (0..16) */
 } la_tile_src_t;
 
-template <typename T, int XP>
-__device__ __forceinline__ la_tile_src_t tile_src(const la_tok_t &x, int64_t b, int64_t h, int64_t tok0, int X) {
+template <typename T, int XP, typename TID>
+__device__ __forceinline__ la_tile_src_t tile_src_of(const la_tok_t &x, int64_t b, int64_t h, int64_t tok0, int X,
+                                                     TID tid) {
     constexpr int PIECES = XP / 8;
-    const int pc = threadIdx.x % PIECES, r0 = threadIdx.x / PIECES;
+    const int pc = tid % PIECES, r0 = tid / PIECES;
     int cols = X - pc * 8;
     cols = cols < 0 ? 0 : (cols > 8 ? 8 : cols);
     la_tile_src_t t;
@@ -195,23 +197,29 @@ __device__ __forceinline__ la_tile_src_t tile_src(const la_tok_t &x, int64_t b, 
     t.bytes = cols * 2;
     return t;
 }
+template <typename T, int XP>
+__device__ __forceinline__ la_tile_src_t tile_src(const la_tok_t &x, int64_t b, int64_t h, int64_t tok0, int X) {
+    return tile_src_of<T, XP>(x, b, h, tok0, X, threadIdx.x);
+}
 
 /* Issue the copies of the next chunk's tile into the shared tile at sdst
  * (bytes), rows >= nrows and columns past X zero-filled (a zero-byte copy
  * reads nothing; it names the tensor's base as its source), and step to the
  * chunk after it (issue = false: step only; dir = -1: the chunk before it,
- * for the backward's reverse walk).  FULL adds a path for a full
- * chunk of whole pieces (nearly every copy): no bounds and no zero-fill, ~3
- * instructions a copy where the general form takes ~15 (ncu, the rows
- * kernel: ~190 per warp and chunk).  Only the rows kernel takes it: the
- * general forward at D = 128 with 64-column slices spilled 60-80 bytes more
- * with it, and its state pass ran no faster. */
-template <typename T, int XP, bool FULL = false>
-__device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int nrows, const void *base, bool issue,
-                                           int dir = 1) {
-    constexpr int PIECES = XP / 8, RSTEP = LA_CUDA_THREADS / PIECES;
-    static_assert(LA_CUDA_THREADS % PIECES == 0, "each thread keeps one column piece");
-    const int r0 = threadIdx.x / PIECES;
+ * for the backward's reverse walk; tid of THREADS: as tile_src_of).  FULL
+ * adds a path for a full chunk of whole pieces (nearly every copy): no
+ * bounds and no zero-fill, ~3 instructions a copy where the general form
+ * takes ~15 (ncu, the rows kernel: ~190 per warp and chunk).  Only the rows
+ * kernel takes it: the general forward at D = 128 with 64-column slices
+ * spilled 60-80 bytes more with it, and its state pass ran no faster.
+ * (tid's type is the caller's: the plain forms pass threadIdx.x as it is, so
+ * their kernels' code stays as it was measured.) */
+template <typename T, int XP, bool FULL, int THREADS, typename TID>
+__device__ __forceinline__ void tile_issue_of(uint32_t sdst, la_tile_src_t &t, int nrows, const void *base, bool issue,
+                                              int dir, TID tid) {
+    constexpr int PIECES = XP / 8, RSTEP = THREADS / PIECES;
+    static_assert(THREADS % PIECES == 0, "each thread keeps one column piece");
+    const int r0 = tid / PIECES;
     if (FULL && issue && nrows == LA_C && t.bytes == 16) {
         const char *src = t.src;
 #pragma unroll
@@ -226,6 +234,11 @@ __device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int 
         }
     }
     t.src += dir * LA_C * t.tok_step;
+}
+template <typename T, int XP, bool FULL = false>
+__device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int nrows, const void *base, bool issue,
+                                           int dir = 1) {
+    tile_issue_of<T, XP, FULL, LA_CUDA_THREADS>(sdst, t, nrows, base, issue, dir, threadIdx.x);
 }
 
 /* Load a [64, XP] tile of token tensor X starting at sequence token t0 into

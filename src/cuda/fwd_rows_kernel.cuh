@@ -107,11 +107,18 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
     la_tok_t vz = p.v;
     vz.ptr = static_cast<const T *>(p.v.ptr) + e0 * p.v.sc;
     const bool vec = p.vec_ok != 0;
+    /* The cp.async tiles are issued by the four warps of row blocks 0 and 1
+     * (one per scheduler), whose P V is the shortest: the copies wait in
+     * the load/store queue for their address registers (ncu: ~20% of the
+     * stall samples when all eight warps issued them, right after the
+     * barrier), and there they wait while the others still compute. */
+    const bool loader = rb < 2;
+    const int ltid = (2 * rb + eh) * 32 + lane;
     la_tile_src_t tq, tk, tv;
-    if (vec) {
-        tq = tile_src<T, 64>(p.q, L.b, h, L.tb + walk0, p.D);
-        tk = tile_src<T, 64>(p.k, L.b, h, L.tb + walk0, p.D);
-        tv = tile_src<T, LA_ROWS_COLS>(vz, L.b, h, L.tb + walk0, Eloc);
+    if (vec && loader) {
+        tq = tile_src_of<T, 64>(p.q, L.b, h, L.tb + walk0, p.D, ltid);
+        tk = tile_src_of<T, 64>(p.k, L.b, h, L.tb + walk0, p.D, ltid);
+        tv = tile_src_of<T, LA_ROWS_COLS>(vz, L.b, h, L.tb + walk0, Eloc, ltid);
     }
     /* Loads of chunk c into buffer c % STAGES, for c = 0, 1, ... in order. */
     auto issue = [&](int c) {
@@ -120,9 +127,12 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
         const int nrows = c < nchunks - 1 ? LA_C : n_last;
         const bool wq = c >= c_out;
         if (vec) {
-            tile_issue<T, 64, true>(sQ0 + buf * TILE * 2, tq, nrows, p.q.ptr, wq);
-            tile_issue<T, 64, true>(sK0 + buf * TILE * 2, tk, nrows, p.k.ptr, true);
-            tile_issue<T, LA_ROWS_COLS, true>(sV0 + buf * TILE * 2, tv, nrows, p.v.ptr, true);
+            if (loader) {
+                constexpr int LT = LA_ROWS_THREADS / 2;
+                tile_issue_of<T, 64, true, LT>(sQ0 + buf * TILE * 2, tq, nrows, p.q.ptr, wq, 1, ltid);
+                tile_issue_of<T, 64, true, LT>(sK0 + buf * TILE * 2, tk, nrows, p.k.ptr, true, 1, ltid);
+                tile_issue_of<T, LA_ROWS_COLS, true, LT>(sV0 + buf * TILE * 2, tv, nrows, p.v.ptr, true, 1, ltid);
+            }
         } else {
             if (wq) load_tile<T, 64>(Qs + buf * TILE, p.q, L.b, h, L.tb + t0, nrows, p.D, false);
             load_tile<T, 64>(Ks + buf * TILE, p.k, L.b, h, L.tb + t0, nrows, p.D, false);
