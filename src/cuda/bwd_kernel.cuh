@@ -632,7 +632,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
          * (before the barrier above), and only this warp writes that block,
          * with its state copy at the end of the chunk.  The block is
          * (DP/4) x (EP/2): it holds a 16 x DP/2 tile where DP <= EP.  Not
-         * with the decay gradient (one state copy) or f32 (split planes). */
+         * with the decay gradient (one state copy) or f32 (split planes).
+         * The choice between the two stores is written out at each of the
+         * five stores below: a helper making it (same arguments, forceinline)
+         * changed the register allocation, and the D = E = 64 two-stage
+         * kernel's spill grew from 8 to 36 bytes (ptxas -v, 2026-11-21). */
         const bool staged = !DLD && !SPLIT && DP <= EP && regular && bp.gvec_ok;
         OT *const stage = copy_buf(it + 1) + wm * (DP / 4) * VP + wn * (EP / 2);
         /* This chunk's stage of the tiles (shadowing stage 0's names). */
