@@ -553,8 +553,24 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
     const bool vec = !SPLIT && p.vec_ok != 0;
     const bool want_q = role == 1 || DLD;
     const int dir = role == 0 ? 1 : -1;
+    /* At D = E = 128 the 16-byte pieces are issued by the warps of column
+     * half wn = 1 (one per scheduler), whose A / dA tiles lie partly above
+     * the diagonal: the copies wait in the load/store queue for their
+     * address registers, and there they wait while the others still
+     * compute (H200: B4 H32 N8192 1.227 -> 1.169 ms).  Not at D = E = 64:
+     * at 128 registers it spilled and ran 14% slower. */
+    constexpr bool SPLIT_LOADS = DP == 128 && EP == 128 && !DLD;
+    constexpr int LT = LA_CUDA_THREADS / 2; /* warps 4..7: wn = 1 */
     la_tile_src_t tq, tk, tv, td;
-    if (STAGES == 2 && vec && nchunks > 0) {
+    if constexpr (SPLIT_LOADS) {
+        if (STAGES == 2 && vec && nchunks > 0 && threadIdx.x >= LT) {
+            const int64_t first = L.tb + L.ts + (role == 0 ? 0 : (nchunks - 1) * LA_C);
+            tq = tile_src_of<T, DP>(p.q, L.b, h, first, p.D, threadIdx.x - LT);
+            td = tile_src_of<T, EP>(bp.d_o, L.b, h, first, p.E, threadIdx.x - LT);
+            tk = tile_src_of<T, DP>(p.k, L.b, h, first, p.D, threadIdx.x - LT);
+            tv = tile_src_of<T, EP>(p.v, L.b, h, first, p.E, threadIdx.x - LT);
+        }
+    } else if (STAGES == 2 && vec && nchunks > 0) {
         const int64_t first = L.tb + L.ts + (role == 0 ? 0 : (nchunks - 1) * LA_C);
         tq = tile_src<T, DP>(p.q, L.b, h, first, p.D);
         td = tile_src<T, EP>(bp.d_o, L.b, h, first, p.E);
@@ -567,7 +583,17 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
         const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
         OT *Qb = Qs + (it & 1) * TPS;
         float *gb = gs + (it & 1) * LA_C;
-        if (vec) {
+        if (vec && SPLIT_LOADS) {
+            if (threadIdx.x >= LT) {
+                const unsigned ltid = threadIdx.x - LT;
+                const uint32_t sb = sQ + (uint32_t)((it & 1) * TPS * 2);
+                tile_issue_of<T, DP, true, LT>(sb, tq, has_do ? n : 0, p.q.ptr, want_q, dir, ltid);
+                tile_issue_of<T, EP, true, LT>(sb + (2 * LA_C * QP + LA_C * VP) * 2, td, has_do ? n : 0, bp.d_o.ptr,
+                                               true, dir, ltid);
+                tile_issue_of<T, DP, true, LT>(sb + LA_C * QP * 2, tk, n, p.k.ptr, true, dir, ltid);
+                tile_issue_of<T, EP, true, LT>(sb + 2 * LA_C * QP * 2, tv, n, p.v.ptr, true, dir, ltid);
+            }
+        } else if (vec) {
             const uint32_t sb = sQ + (uint32_t)((it & 1) * TPS * 2);
             tile_issue<T, DP, true>(sb, tq, has_do ? n : 0, p.q.ptr, want_q, dir);
             tile_issue<T, EP, true>(sb + (2 * LA_C * QP + LA_C * VP) * 2, td, has_do ? n : 0, bp.d_o.ptr, true, dir);
