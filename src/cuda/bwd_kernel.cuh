@@ -558,24 +558,20 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
      * the diagonal: the copies wait in the load/store queue for their
      * address registers, and there they wait while the others still
      * compute (H200: B4 H32 N8192 1.227 -> 1.169 ms).  Not at D = E = 64:
-     * at 128 registers it spilled and ran 14% slower. */
+     * at 128 registers it spilled and ran 14% slower.  Elsewhere LT = 0:
+     * every thread loads, as tile_src / tile_issue would have it. */
     constexpr bool SPLIT_LOADS = DP == 128 && EP == 128 && !DLD;
-    constexpr int LT = LA_CUDA_THREADS / 2; /* warps 4..7: wn = 1 */
+    constexpr unsigned LT = SPLIT_LOADS ? LA_CUDA_THREADS / 2 : 0; /* threads before the loaders (warps 4..7: wn = 1) */
+    constexpr int NL = LA_CUDA_THREADS - LT;                        /* loader threads */
+    const bool loader = threadIdx.x >= LT;
+    const unsigned ltid = threadIdx.x - LT;
     la_tile_src_t tq, tk, tv, td;
-    if constexpr (SPLIT_LOADS) {
-        if (STAGES == 2 && vec && nchunks > 0 && threadIdx.x >= LT) {
-            const int64_t first = L.tb + L.ts + (role == 0 ? 0 : (nchunks - 1) * LA_C);
-            tq = tile_src_of<T, DP>(p.q, L.b, h, first, p.D, threadIdx.x - LT);
-            td = tile_src_of<T, EP>(bp.d_o, L.b, h, first, p.E, threadIdx.x - LT);
-            tk = tile_src_of<T, DP>(p.k, L.b, h, first, p.D, threadIdx.x - LT);
-            tv = tile_src_of<T, EP>(p.v, L.b, h, first, p.E, threadIdx.x - LT);
-        }
-    } else if (STAGES == 2 && vec && nchunks > 0) {
+    if (STAGES == 2 && vec && nchunks > 0 && loader) {
         const int64_t first = L.tb + L.ts + (role == 0 ? 0 : (nchunks - 1) * LA_C);
-        tq = tile_src<T, DP>(p.q, L.b, h, first, p.D);
-        td = tile_src<T, EP>(bp.d_o, L.b, h, first, p.E);
-        tk = tile_src<T, DP>(p.k, L.b, h, first, p.D);
-        tv = tile_src<T, EP>(p.v, L.b, h, first, p.E);
+        tq = tile_src_of<T, DP>(p.q, L.b, h, first, p.D, ltid);
+        td = tile_src_of<T, EP>(bp.d_o, L.b, h, first, p.E, ltid);
+        tk = tile_src_of<T, DP>(p.k, L.b, h, first, p.D, ltid);
+        tv = tile_src_of<T, EP>(p.v, L.b, h, first, p.E, ltid);
     }
     auto issue = [&](int64_t it) {
         const int64_t c = role == 0 ? it : nchunks - 1 - it;
@@ -583,22 +579,15 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
         const int n = (int)((L.te - t0) < LA_C ? (L.te - t0) : LA_C);
         OT *Qb = Qs + (it & 1) * TPS;
         float *gb = gs + (it & 1) * LA_C;
-        if (vec && SPLIT_LOADS) {
-            if (threadIdx.x >= LT) {
-                const unsigned ltid = threadIdx.x - LT;
+        if (vec) {
+            if (loader) {
                 const uint32_t sb = sQ + (uint32_t)((it & 1) * TPS * 2);
-                tile_issue_of<T, DP, true, LT>(sb, tq, has_do ? n : 0, p.q.ptr, want_q, dir, ltid);
-                tile_issue_of<T, EP, true, LT>(sb + (2 * LA_C * QP + LA_C * VP) * 2, td, has_do ? n : 0, bp.d_o.ptr,
+                tile_issue_of<T, DP, true, NL>(sb, tq, has_do ? n : 0, p.q.ptr, want_q, dir, ltid);
+                tile_issue_of<T, EP, true, NL>(sb + (2 * LA_C * QP + LA_C * VP) * 2, td, has_do ? n : 0, bp.d_o.ptr,
                                                true, dir, ltid);
-                tile_issue_of<T, DP, true, LT>(sb + LA_C * QP * 2, tk, n, p.k.ptr, true, dir, ltid);
-                tile_issue_of<T, EP, true, LT>(sb + 2 * LA_C * QP * 2, tv, n, p.v.ptr, true, dir, ltid);
+                tile_issue_of<T, DP, true, NL>(sb + LA_C * QP * 2, tk, n, p.k.ptr, true, dir, ltid);
+                tile_issue_of<T, EP, true, NL>(sb + 2 * LA_C * QP * 2, tv, n, p.v.ptr, true, dir, ltid);
             }
-        } else if (vec) {
-            const uint32_t sb = sQ + (uint32_t)((it & 1) * TPS * 2);
-            tile_issue<T, DP, true>(sb, tq, has_do ? n : 0, p.q.ptr, want_q, dir);
-            tile_issue<T, EP, true>(sb + (2 * LA_C * QP + LA_C * VP) * 2, td, has_do ? n : 0, bp.d_o.ptr, true, dir);
-            tile_issue<T, DP, true>(sb + LA_C * QP * 2, tk, n, p.k.ptr, true, dir);
-            tile_issue<T, EP, true>(sb + 2 * LA_C * QP * 2, tv, n, p.v.ptr, true, dir);
         } else {
             if (want_q) load_tile<T, DP>(Qb, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, false, PLANE);
             load_tile<T, EP>(Qb + 2 * LA_C * QP + LA_C * VP, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E, false,
