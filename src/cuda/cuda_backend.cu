@@ -250,6 +250,18 @@ static int use_rows(const la_plan_t *pl, int eslice) {
     return !(env && env[0] == '0');
 }
 
+/* Where the rows kernel runs, the warp-role kernel (fwd_ws_kernel.cuh) takes
+ * its place when the GPU's blocks hold its four slots (151 KB: sm_80, sm_90
+ * and sm_100, not sm_120's 99 KB), the tensors are vectorisable and o is not
+ * a summed head-dim share, unless LA_CUDA_WS=0 (A/B measurements; the GPU
+ * tests run the case table both ways).  Four slots, not five: five fit the
+ * H200 too but ran 3-7% slower (docs/PERF.md). */
+static int use_ws(void) {
+    const char *env = getenv("LA_CUDA_WS");
+    if (env && env[0] == '0') return 0;
+    return la_cuda_fwd_ws_smem() + 1024 <= device_smem_per_sm();
+}
+
 /* The same for the plan's forward kernel (the Hopper one: 3 at D = 64, else
  * 2).  The rows kernel runs one block per SM, so B4 H32 fills the GPU
  * without segments (whose state pass reads K and V a second time). */
@@ -635,6 +647,7 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     l.state_pass = multi;
     l.main_pass = !so;
     l.rows_stages = 0;
+    l.ws = 0;
     l.DP = pad_dim(p.D);
     l.eslice = eslice;
 #ifdef LA_HAVE_SM90A
@@ -654,6 +667,7 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     /* The rows kernel: four stages (loads three chunks ahead; an SM must
      * keep ~32 GB/s in flight) where they fit, else two. */
     l.rows_stages = !use_rows(pl, eslice) ? 0 : la_cuda_fwd_rows_smem(4) + 1024 <= device_smem_per_sm() ? 4 : 2;
+    if (l.rows_stages && p.vec_ok && !LA_SUM_MODE(p.accum, LA_SUM_O)) l.ws = use_ws();
     /* Double-buffer the tiles when the planned blocks per SM still fit that way. */
     l.stages = fwd_stages(l.DP, eslice, elem_of(pl), 0);
     l.state_stages = fwd_stages(l.DP, eslice, elem_of(pl), 1);
@@ -720,6 +734,7 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         l.state_pass = 1;
         l.main_pass = 0;
         l.rows_stages = 0;
+        l.ws = 0;
         la_fwd_params_t fp = b.f;
         fp.sN.ptr = NULL; /* the backward writes no final state */
         fp.accum = 0;

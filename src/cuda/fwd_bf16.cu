@@ -10,3 +10,5 @@ int la_cuda_fwd_smem(int DP, int eslice, int elem, int stages, int state_only) {
 }
 
 int la_cuda_fwd_rows_smem(int stages) { return rows_smem_bytes(stages); }
+
+int la_cuda_fwd_ws_smem(void) { return ws_smem_bytes(LA_WS_SLOTS); }

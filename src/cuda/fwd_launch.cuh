@@ -9,6 +9,7 @@
 #include "fwd_launch.h"
 #include "fwd_kernel.cuh"
 #include "fwd_rows_kernel.cuh"
+#include "fwd_ws_kernel.cuh"
 
 #include <stdio.h>
 
@@ -72,6 +73,22 @@ static la_status_t la_fwd_rows_run(const la_fwd_params_t &p, const la_fwd_launch
     return LA_STATUS_SUCCESS;
 }
 
+/* The output pass on the warp-role kernel (D, E <= 64, bf16 and f16,
+ * vectorisable tensors, no summed shares). */
+template <typename T>
+static la_status_t la_fwd_ws_run(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t stream,
+                                 char *msg) {
+    constexpr int R = LA_WS_SLOTS;
+    const int smem = ws_smem_bytes(R);
+    const dim3 grid(l.total_segs, p.H, (p.E + LA_WS_COLS - 1) / LA_WS_COLS);
+    const bool precise = p.sN.ptr != nullptr && !l.state_pass; /* as la_fwd_out_run */
+    auto k = precise ? la_fwd_ws_kernel<T, R, true> : la_fwd_ws_kernel<T, R, false>;
+    LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    k<<<grid, LA_WS_THREADS, smem, stream>>>(p);
+    LA_LAUNCH_TRY(cudaGetLastError());
+    return LA_STATUS_SUCCESS;
+}
+
 template <typename T, int DP, int EP>
 static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t s, char *msg) {
     if (l.state_pass) {
@@ -86,6 +103,7 @@ static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l
         if (st) return st;
     }
     if constexpr (DP == 64 && EP == 64 && sizeof(T) == 2) {
+        if (l.main_pass && l.ws) return la_fwd_ws_run<T>(p, l, s, msg);
         if (l.main_pass && l.rows_stages)
             return l.rows_stages == 4 ? la_fwd_rows_run<T, 4>(p, l, s, msg) : la_fwd_rows_run<T, 2>(p, l, s, msg);
     }

@@ -24,6 +24,8 @@ typedef struct la_fwd_launch {
     int main_pass;       /* run the output pass (0 for the state-only operation) */
     int rows_stages;     /* output pass on the rows kernel with 2 or 4 stages (D, E <= 64,
                             bf16/f16), or 0: the general kernel */
+    int ws;              /* output pass on the warp-role kernel (where the rows kernel would
+                            run, vectorisable tensors, no summed shares), or 0 */
 } la_fwd_launch_t;
 
 la_status_t la_cuda_fwd_bf16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
@@ -36,6 +38,8 @@ la_status_t la_cuda_fwd_f32(const la_fwd_params_t *p, const la_fwd_launch_t *l, 
 int la_cuda_fwd_smem(int DP, int eslice, int elem, int stages, int state_only);
 /* Bytes of shared memory the rows kernel takes with this many stages. */
 int la_cuda_fwd_rows_smem(int stages);
+/* ... and the warp-role kernel. */
+int la_cuda_fwd_ws_smem(void);
 
 #ifdef LA_HAVE_SM90A
 /* The Hopper forward (fwd_wg.cu, sm_90a only): 64-column value slices, DP 64

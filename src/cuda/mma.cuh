@@ -180,4 +180,38 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+
+/* mbarriers (sm_80+): a count of arrivals completes a phase; waiters name
+ * the phase by its parity.  arrive releases this thread's earlier shared
+ * memory writes (and, after cp.async.wait_group, its landed copies) to the
+ * threads whose wait acquires the completed phase. */
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("{\n\t.reg .b64 st;\n\tmbarrier.arrive.shared.b64 st, [%0];\n\t}\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    /* try_wait parks the warp in hardware for a while before it reports
+     * failure: no issue slots spent spinning. */
+    asm volatile("{\n\t.reg .pred p;\n\tLA_MBAR_WAIT:\n\t"
+                 "mbarrier.try_wait.parity.shared.b64 p, [%0], %1;\n\t"
+                 "@!p bra LA_MBAR_WAIT;\n\t}\n" ::"r"(bar),
+                 "r"(parity)
+                 : "memory");
+#else
+    for (;;) {
+        uint32_t ok;
+        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.test_wait.parity.shared.b64 p, [%1], %2;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}\n"
+                     : "=r"(ok)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+        if (ok) break;
+        __nanosleep(20);
+    }
+#endif
+}
+
 #endif
