@@ -53,6 +53,60 @@ __host__ __device__ constexpr int rows_smem_bytes(int stages) {
 }
 static_assert(rows_smem_bytes(2) <= 99 * 1024, "the two-stage rows kernel must fit sm_120's 99 KB");
 
+/* Helpers of a warp that owns 16 rows of a chunk (rows i0 and i0 + 8 of
+ * each mma accumulator tile, columns j0 and j0 + 1 of each 8-column tile:
+ * i0 = 16 r + lane / 4, j0 = 2 (lane % 4)), shared with the warp-role
+ * kernel (fwd_ws_kernel.cuh). */
+
+/* Regular chunks' factors of P, the scale folded in: scale e^{ld (i - j)}
+ * for i >= j, 0 above the diagonal. */
+__device__ __forceinline__ void p_factors_regular(float (&mf)[8][4], float ld_head, float scale, int i0, int j0) {
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int i = i0 + 8 * (r >> 1), j = 8 * nt + j0 + (r & 1);
+            mf[nt][r] = i >= j ? scale * exp_nonpos(ld_head * (float)(i - j)) : 0.0f;
+        }
+}
+
+/* P's mask and decay in place: regular chunks by mf, others from the
+ * warp's cumsum Gs (scale e^{G_i - G_j} for j <= i < n, else 0). */
+__device__ __forceinline__ void p_mask_decay(float (&a)[8][4], const float (&mf)[8][4], bool regular, const float *Gs,
+                                             int i0, int j0, int n, float scale) {
+    if (regular) {
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) a[nt][r] *= mf[nt][r];
+    } else {
+        const float g0 = Gs[i0], g1 = Gs[i0 + 8];
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const int i = i0 + 8 * (r >> 1), j = 8 * nt + j0 + (r & 1);
+                a[nt][r] = (i >= j && i < n) ? a[nt][r] * scale * exp_nonpos((r >> 1 ? g1 : g0) - Gs[j]) : 0.0f;
+            }
+    }
+}
+
+/* The state update's key factor pairs of this lane's keys (j0 + 16 kk + 8
+ * hh and the key after it, in the A fragments of K~^T), fac(j) the factor
+ * of key j, packed for fpair_apply. */
+template <typename T, typename Fac>
+__device__ __forceinline__ void key_factor_pairs(uint2 (&kp)[4][2], int j0, Fac fac) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int j = 16 * kk + 8 * hh + j0;
+            la_fpair_t f;
+            fpair_set<T>(f, fac(j), fac(j + 1));
+            kp[kk][hh] = fpair_pack<T>(f);
+        }
+}
+
 /* PRECISE: the final state leaves the kernel (hi/lo terms in the update).
  * SPLIT_P: the block's o is a head-dim tile's share of a sum over D tiles;
  * its P is a partial dot product, the shares can cancel, and rounding each
@@ -156,30 +210,12 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
      * state update's A fragments (as fwd_kernel.cuh's table, bit for bit). */
     const int i0 = 16 * rb + (lane >> 2), j0 = 2 * (lane & 3);
     float mf[8][4];
-#pragma unroll
-    for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int i = i0 + 8 * (r >> 1), j = 8 * nt + j0 + (r & 1);
-            mf[nt][r] = i >= j ? p.scale * exp_nonpos(ld_head * (float)(i - j)) : 0.0f;
-        }
+    p_factors_regular(mf, ld_head, p.scale, i0, j0);
     const float rf0 = p.scale * exp_nonpos(ld_head * (float)(i0 + 1));
     const float rf1 = p.scale * exp_nonpos(ld_head * (float)(i0 + 9));
     const float decay_chunk = exp_nonpos(ld_head * (float)LA_C);
-    /* This lane's key factor pairs from fac(j), the factor of key j. */
-    auto key_pairs = [&](uint2(&kp)[4][2], auto fac) {
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-            for (int hh = 0; hh < 2; hh++) {
-                const int j = 16 * kk + 8 * hh + j0;
-                la_fpair_t f;
-                fpair_set<T>(f, fac(j), fac(j + 1));
-                kp[kk][hh] = fpair_pack<T>(f);
-            }
-    };
     uint2 kreg[4][2];
-    key_pairs(kreg, [&](int j) { return exp_nonpos(ld_head * (float)(LA_C - 1 - j)); });
+    key_factor_pairs<T>(kreg, j0, [&](int j) { return exp_nonpos(ld_head * (float)(LA_C - 1 - j)); });
     /* The state update's operand rows: K^T (rows d of this warp's row
      * block, through .trans) and V (this warp's value columns: offBV). */
     const uint32_t offX = (((lane >> 4) * 8 + (lane & 7)) * P + 16 * rb + ((lane >> 3) & 1) * 8) * 2;
@@ -205,7 +241,7 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
         } else { /* the chunk-local cumsums (each warp its own copy); rows j >= n get factor 0 */
             chunk_cumsum(gs + buf * LA_C, Gs, p.decay, ld_head, n, lane);
             __syncwarp();
-            key_pairs(kp, [&](int j) { return j < n ? exp_nonpos(Gs[LA_C + j]) : 0.0f; });
+            key_factor_pairs<T>(kp, j0, [&](int j) { return j < n ? exp_nonpos(Gs[LA_C + j]) : 0.0f; });
             sdecay = exp_nonpos(Gs[n - 1]);
         }
         const uint32_t sQb = sQ0 + buf * TILE * 2, sKb = sK0 + buf * TILE * 2, sVb = sV0 + buf * TILE * 2;
@@ -275,21 +311,7 @@ __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const l
             }
             /* Mask and decay, then P as the A operand of P V (the accumulator
              * tiles 2kk, 2kk + 1 are k-step kk's A fragment). */
-            if (regular) {
-#pragma unroll
-                for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-                    for (int r = 0; r < 4; r++) a[nt][r] *= mf[nt][r];
-            } else {
-                const float g0 = Gs[i0], g1 = Gs[i0 + 8];
-#pragma unroll
-                for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-                    for (int r = 0; r < 4; r++) {
-                        const int i = i0 + 8 * (r >> 1), j = 8 * nt + j0 + (r & 1);
-                        a[nt][r] = (i >= j && i < n) ? a[nt][r] * p.scale * exp_nonpos((r >> 1 ? g1 : g0) - Gs[j]) : 0.0f;
-                    }
-            }
+            p_mask_decay(a, mf, regular, Gs, i0, j0, n, p.scale);
             /* ---- intra part: O += P V over keys [0, 16 rb + 16) ---- */
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {

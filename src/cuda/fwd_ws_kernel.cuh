@@ -43,7 +43,7 @@
 #ifndef LA_CUDA_FWD_WS_KERNEL_CUH
 #define LA_CUDA_FWD_WS_KERNEL_CUH
 
-#include "fwd_kernel.cuh"
+#include "fwd_rows_kernel.cuh" /* the row-block helpers; fwd_kernel.cuh */
 
 #define LA_WS_THREADS 384 /* 4 state warps, two output groups of 4 */
 #define LA_WS_COLS 64     /* value columns per block */
@@ -177,19 +177,8 @@ __global__ void __launch_bounds__(LA_WS_THREADS, 1) la_fwd_ws_kernel(const la_fw
         __syncwarp(); /* the copies diverge where D < 64 (zero-filled pieces); ldmatrix and mma need the warp whole */
         /* Regular chunks' key factor pairs e^{ld (63 - j)} of this lane's keys. */
         const int j0 = 2 * (lane & 3);
-        auto key_pairs = [&](uint2(&kp)[4][2], auto fac) {
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++)
-#pragma unroll
-                for (int hh = 0; hh < 2; hh++) {
-                    const int j = 16 * kk + 8 * hh + j0;
-                    la_fpair_t f;
-                    fpair_set<T>(f, fac(j), fac(j + 1));
-                    kp[kk][hh] = fpair_pack<T>(f);
-                }
-        };
         uint2 kreg[4][2];
-        key_pairs(kreg, [&](int j) { return exp_nonpos(ld_head * (float)(LA_C - 1 - j)); });
+        key_factor_pairs<T>(kreg, j0, [&](int j) { return exp_nonpos(ld_head * (float)(LA_C - 1 - j)); });
         const float decay_chunk = exp_nonpos(ld_head * (float)LA_C);
         /* ldmatrix rows: K^T (rows d of this warp, through .trans), V (.trans). */
         const uint32_t offX = (((lane >> 4) * 8 + (lane & 7)) * P + 16 * sw + ((lane >> 3) & 1) * 8) * 2;
@@ -217,7 +206,7 @@ __global__ void __launch_bounds__(LA_WS_THREADS, 1) la_fwd_ws_kernel(const la_fw
             } else {
                 chunk_cumsum(gs + s * LA_C, Gs, p.decay, ld_head, n, lane);
                 __syncwarp();
-                key_pairs(kp, [&](int j) { return j < n ? exp_nonpos(Gs[LA_C + j]) : 0.0f; });
+                key_factor_pairs<T>(kp, j0, [&](int j) { return j < n ? exp_nonpos(Gs[LA_C + j]) : 0.0f; });
                 sdecay = exp_nonpos(Gs[n - 1]);
             }
             state_scale<64, 64>(S[0], sdecay);
@@ -268,13 +257,7 @@ __global__ void __launch_bounds__(LA_WS_THREADS, 1) la_fwd_ws_kernel(const la_fw
     /* Regular chunks' factors, the scale folded in: P's e^{ld (i - j)}
      * [i >= j] per accumulator element, Q S's rows e^{ld (i + 1)}. */
     float mf[8][4];
-#pragma unroll
-    for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int i = i0 + 8 * (r >> 1), j = 8 * nt + j0 + (r & 1);
-            mf[nt][r] = i >= j ? p.scale * exp_nonpos(ld_head * (float)(i - j)) : 0.0f;
-        }
+    p_factors_regular(mf, ld_head, p.scale, i0, j0);
     const float rf0 = p.scale * exp_nonpos(ld_head * (float)(i0 + 1));
     const float rf1 = p.scale * exp_nonpos(ld_head * (float)(i0 + 9));
     const bool vec = p.vec_ok != 0;
@@ -324,21 +307,7 @@ __global__ void __launch_bounds__(LA_WS_THREADS, 1) la_fwd_ws_kernel(const la_fw
             for (int nt = 0; nt < 8; nt++) {
                 o[nt][0] *= f0; o[nt][1] *= f0; o[nt][2] *= f1; o[nt][3] *= f1;
             }
-            if (regular) {
-#pragma unroll
-                for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-                    for (int r = 0; r < 4; r++) a[nt][r] *= mf[nt][r];
-            } else {
-                const float g0 = Gs[i0], g1 = Gs[i0 + 8];
-#pragma unroll
-                for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-                    for (int r = 0; r < 4; r++) {
-                        const int i = i0 + 8 * (r >> 1), j = 8 * nt + j0 + (r & 1);
-                        a[nt][r] = (i >= j && i < n) ? a[nt][r] * p.scale * exp_nonpos((r >> 1 ? g1 : g0) - Gs[j]) : 0.0f;
-                    }
-            }
+            p_mask_decay(a, mf, regular, Gs, i0, j0, n, p.scale);
             /* O += P V over keys [0, 16 rb + 16). */
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
