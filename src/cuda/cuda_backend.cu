@@ -255,7 +255,7 @@ static int use_rows(const la_plan_t *pl, int eslice) {
  * and sm_100, not sm_120's 99 KB), the tensors are vectorisable and o is not
  * a summed head-dim share, unless LA_CUDA_WS=0 (A/B measurements; the GPU
  * tests run the case table both ways).  Four slots, not five: five fit the
- * H200 too but ran 3-7% slower (docs/PERF.md). */
+ * H200 too but ran 3-12% slower (docs/PERF.md). */
 static int use_ws(void) {
     const char *env = getenv("LA_CUDA_WS");
     if (env && env[0] == '0') return 0;

@@ -180,7 +180,6 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-
 /* mbarriers (sm_80+): a count of arrivals completes a phase; waiters name
  * the phase by its parity.  arrive releases this thread's earlier shared
  * memory writes (and, after cp.async.wait_group, its landed copies) to the
