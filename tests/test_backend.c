@@ -217,6 +217,13 @@ static const bcase_t TABLE[] = {
     {.name = "dim48x100_none_f16", .tags = ALLST, .decay = NONE_, .dtype = F16_, .layout = TU_BNHD, .B = 2, .H = 2, .N = 97, .D = 48, .E = 100},
     {.name = "dim100x48_vk_f16", .tags = ALLST, .decay = VK_, .dtype = F16_, .layout = TU_BHND, .B = 1, .H = 2, .N = 97, .D = 100, .E = 48},
     {.name = "dim128x64_tok_bf16", .tags = ALLST, .decay = TOK_, .dtype = BF16_, .layout = TU_BHND, .B = 2, .H = 2, .N = 150, .D = 128, .E = 64},
+    /* D in (64, 128] with 128-column value slices in bf16/f16: the GPU's Hopper state pass (state-only
+     * forward, and the forward's and backward's segments): ragged chunks, a partial second slice,
+     * D padded inside a tile, packed sequences, a long sequence cut into segments. */
+    {.name = "stpass_d128_head_bf16", .tags = ALLST | T_STATEF | T_STATEB, .decay = HEAD_, .dtype = BF16_, .layout = TU_BHND, .B = 2, .H = 2, .N = 1000, .D = 128, .E = 128},
+    {.name = "stpass_d100x200_tok_f16", .tags = ALLST | T_STATEF | T_STATEB, .decay = TOK_, .dtype = F16_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 2100, .D = 100, .E = 200, .mode = M_SHARP},
+    {.name = "stpass_varlen_none_bf16", .tags = ALLST | T_STATEF, .decay = NONE_, .dtype = BF16_, .layout = TU_BHND, .B = 1, .H = 2, .N = 830, .D = 128, .E = 128, .nseq = 5, .lens = {1, 64, 0, 700, 65}},
+    {.name = "stpass_long4100_head_bf16", .tags = ALLST | T_STATEF, .decay = HEAD_, .dtype = BF16_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 4100, .D = 128, .E = 128, .mode = M_SLOW},
 
     /* Layouts: gaps after every row/plane (the library must not write them),
      * channel stride 2, token-major with gaps. */

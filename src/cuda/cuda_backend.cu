@@ -11,7 +11,8 @@
  * Chunk kernels take bf16, f16 and f32 inputs; f32 as split operands (two
  * bf16 planes, three mmas per product: op_of in mma.cuh) on 64 x 64 head-dim
  * tiles only (plan_cap).
- *   (sm_90a builds: a wgmma forward, opt-in with LA_CUDA_WGMMA=1; use_wg below)
+ *   (sm_90a builds: the state pass on TMA and wgmma, use_state_wg; a wgmma
+ *   forward, opt-in with LA_CUDA_WGMMA=1, use_wg)
  * The forward chunk kernels take D <= 256 (padded to 64, 128 or 256) and any
  * E <= 256 (cut into slices of 64 or 128 columns, one block each: see
  * choose_eslice; 64 when D > 128); the backward kernel D, E <= 128.  Larger
@@ -199,18 +200,22 @@ static int device_sms(void) {
  * it) but not yet faster than the mma.sync kernels (docs/PERF.md: one
  * warpgroup per chunk is latency-bound), so it runs only when asked for
  * with LA_CUDA_WGMMA=1 in the environment. */
-static int use_wg(const la_plan_t *pl) {
-#ifdef LA_HAVE_SM90A
-    if (pl->op != LA_OP_FORWARD && pl->op != LA_OP_STATE_FORWARD) return 0;
-    if (pl->p.dim_qk > 128 || elem_of(pl) != 2) return 0; /* bf16 and f16 kernels only */
-    const char *env = getenv("LA_CUDA_WGMMA");
-    if (!env || env[0] != '1') return 0;
+static int device_is_sm90(void) {
     int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
         return 0;
     return major == 9 && minor == 0;
+}
+
+static int use_wg(const la_plan_t *pl) {
+#ifdef LA_HAVE_SM90A
+    if (pl->op != LA_OP_FORWARD && pl->op != LA_OP_STATE_FORWARD) return 0;
+    if (pl->p.dim_qk > 128 || elem_of(pl) != 2) return 0; /* bf16 and f16 kernels only */
+    const char *env = getenv("LA_CUDA_WGMMA");
+    if (!env || env[0] != '1') return 0;
+    return device_is_sm90();
 #else
     (void)pl;
     return 0;
@@ -271,6 +276,24 @@ static int fwd_blocks_per_sm(const la_plan_t *pl, int eslice, int DP) {
 #endif
     if (use_rows(pl, eslice)) return 1;
     return blocks_per_sm(eslice, DP, elem_of(pl));
+}
+
+/* The state pass (of the forward, the backward and the state-only forward)
+ * runs on the Hopper kernel (state_wg_kernel.cuh: wgmma, two warpgroups,
+ * tiles copied three chunks ahead) where it was built (sm_90a) on a compute
+ * capability 9.0 device, for bf16 and f16 with D in (64, 128], 128-column
+ * value slices and vectorisable k and v, unless LA_CUDA_STATE_WG=0 (A/B
+ * measurements; the GPU tests run the case table both ways). */
+static int use_state_wg(const la_plan_t *pl, int eslice, int kv_vec) {
+#ifdef LA_HAVE_SM90A
+    if (elem_of(pl) != 2 || pad_dim(pl->p.dim_qk) != 128 || eslice != LA_CUDA_ESLICE_LARGE || !kv_vec) return 0;
+    const char *env = getenv("LA_CUDA_STATE_WG");
+    if (env && env[0] == '0') return 0;
+    return device_is_sm90() && la_cuda_state_wg_smem() + 1024 <= device_smem_per_sm();
+#else
+    (void)pl; (void)eslice; (void)kv_vec;
+    return 0;
+#endif
 }
 
 static int round_up_slice(int64_t E, int eslice) { return (int)((E + eslice - 1) / eslice) * eslice; }
@@ -650,6 +673,9 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     l.ws = 0;
     l.DP = pad_dim(p.D);
     l.eslice = eslice;
+    l.state_wg = use_state_wg(pl, eslice, tok_vec_ok(&t->k) && tok_vec_ok(&t->v));
+    l.rows = pl->packed ? 1 : pl->p.batch;
+    l.row_tokens = tokens_per_row(pl);
 #ifdef LA_HAVE_SM90A
     /* The Hopper kernel copies whole 16-byte pieces: vectorisable tensors only
      * (others take the mma.sync kernels, on the same plan); it has no summed
@@ -735,6 +761,9 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         l.main_pass = 0;
         l.rows_stages = 0;
         l.ws = 0;
+        l.state_wg = use_state_wg(pl, eslice, tok_vec_ok(&t->k) && tok_vec_ok(&t->v));
+        l.rows = pl->packed ? 1 : pl->p.batch;
+        l.row_tokens = tokens_per_row(pl);
         la_fwd_params_t fp = b.f;
         fp.sN.ptr = NULL; /* the backward writes no final state */
         fp.accum = 0;

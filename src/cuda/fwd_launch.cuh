@@ -89,6 +89,9 @@ static la_status_t la_fwd_ws_run(const la_fwd_params_t &p, const la_fwd_launch_t
     return LA_STATUS_SUCCESS;
 }
 
+template <typename T> struct la_is_bf16 { static constexpr int value = 0; };
+template <> struct la_is_bf16<__nv_bfloat16> { static constexpr int value = 1; };
+
 template <typename T, int DP, int EP>
 static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t s, char *msg) {
     if (l.state_pass) {
@@ -97,9 +100,14 @@ static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l
          * measured faster for that pass (B1 H16 N8192 forward 0.157 -> 0.150
          * ms) and slower for the precise one (state-only B4 H32 N8192 0.262
          * -> 0.277 ms), which keeps two. */
-        la_status_t st = p.sN.ptr ? la_fwd_state_run<T, DP, EP, 2, true>(p, l, s, msg)
-                         : l.state_stages == 4 ? la_fwd_state_run<T, DP, EP, 4, false>(p, l, s, msg)
-                                               : la_fwd_state_run<T, DP, EP, 2, false>(p, l, s, msg);
+        la_status_t st = LA_STATUS_NOT_SUPPORTED;
+#ifdef LA_HAVE_SM90A
+        if (l.state_wg) st = la_cuda_state_wg(&p, &l, la_is_bf16<T>::value, s, msg);
+#endif
+        if (st == LA_STATUS_NOT_SUPPORTED)
+            st = p.sN.ptr ? la_fwd_state_run<T, DP, EP, 2, true>(p, l, s, msg)
+             : l.state_stages == 4 ? la_fwd_state_run<T, DP, EP, 4, false>(p, l, s, msg)
+                                   : la_fwd_state_run<T, DP, EP, 2, false>(p, l, s, msg);
         if (st) return st;
     }
     if constexpr (DP == 64 && EP == 64 && sizeof(T) == 2) {

@@ -26,6 +26,10 @@ typedef struct la_fwd_launch {
                             bf16/f16), or 0: the general kernel */
     int ws;              /* output pass on the warp-role kernel (where the rows kernel would
                             run, vectorisable tensors, no summed shares), or 0 */
+    int state_wg;        /* state pass on the Hopper kernel (state_wg.cu: sm_90a builds on a
+                            compute capability 9.0 device, bf16/f16, DP = 128, 128-column
+                            slices, vectorisable k and v), or 0 */
+    int64_t rows, row_tokens; /* the token tensors' batch rows (1 packed) and tokens per row */
 } la_fwd_launch_t;
 
 la_status_t la_cuda_fwd_bf16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
@@ -48,6 +52,11 @@ la_status_t la_cuda_fwd_wg_bf16(const la_fwd_params_t *p, const la_fwd_launch_t 
 la_status_t la_cuda_fwd_wg_f16(const la_fwd_params_t *p, const la_fwd_launch_t *l, cudaStream_t s, char *msg);
 int la_cuda_fwd_wg_smem(int DP, int stages, int state_only);
 int la_cuda_fwd_wg_blocks_per_sm(int DP);
+/* The Hopper state pass and its fold (bf16: 1, f16: 0), where l->state_wg;
+ * LA_STATUS_NOT_SUPPORTED (nothing launched) where TMA cannot describe k or
+ * v: the caller runs the mma.sync state pass. */
+la_status_t la_cuda_state_wg(const la_fwd_params_t *p, const la_fwd_launch_t *l, int bf16, cudaStream_t s, char *msg);
+int la_cuda_state_wg_smem(void);
 #endif
 
 #endif

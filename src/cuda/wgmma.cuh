@@ -42,6 +42,14 @@ __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.s
 template <int N> __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
+/* An empty asm that reads and redefines each accumulator register: the
+ * compiler cannot move an instruction that defines them (a scaling of S)
+ * past it, into the wgmmas' pipeline stage, which makes ptxas serialise the
+ * stage (info C7515). */
+__device__ __forceinline__ void wg_fence_acc(float (&d)[32]) {
+#pragma unroll
+    for (int i = 0; i < 32; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
 /* Ordinary shared-memory writes (st.shared, cp.async) made visible to the
  * tensor cores' async proxy; each writing thread, before the barrier. */
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
@@ -95,6 +103,24 @@ __device__ __forceinline__ void wg_rs(float (&d)[32], const uint32_t (&a)[4], ui
         asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " LA_WG_R32
                      ", {%32,%33,%34,%35}, %36, 1, 1, 1, 1;\n"
                      : LA_WG_ACC32(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+
+/* The same with d's input scaled by `accumulate` (0: d = A B, its old value
+ * ignored, as on a loop's first step).  A runtime predicate instead of
+ * zeroing the accumulators before the loop: that zeroing makes ptxas
+ * serialise every wgmma in it (info C7515, seen with CUDA 13.0). */
+template <typename T>
+__device__ __forceinline__ void wg_rs_acc(float (&d)[32], const uint32_t (&a)[4], uint64_t db, int accumulate) {
+    if (wg_type<T>::bf16)
+        asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %37, 0;\n\t"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " LA_WG_R32
+                     ", {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n\t}\n"
+                     : LA_WG_ACC32(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+    else
+        asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %37, 0;\n\t"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " LA_WG_R32
+                     ", {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n\t}\n"
+                     : LA_WG_ACC32(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
 }
 
 #endif
