@@ -279,8 +279,8 @@ static int fwd_blocks_per_sm(const la_plan_t *pl, int eslice, int DP) {
 }
 
 /* The state pass (of the forward, the backward and the state-only forward)
- * runs on the Hopper kernel (state_wg_kernel.cuh: wgmma, two warpgroups,
- * tiles copied three chunks ahead) where it was built (sm_90a) on a compute
+ * runs on the Hopper kernel (state_wg_kernel.cuh: TMA tile loads three
+ * chunks ahead, wgmma, two warpgroups) where it was built (sm_90a) on a compute
  * capability 9.0 device, for bf16 and f16 with D in (64, 128], 128-column
  * value slices and vectorisable k and v, unless LA_CUDA_STATE_WG=0 (A/B
  * measurements; the GPU tests run the case table both ways). */
