@@ -213,21 +213,22 @@ def run_row(row, variants, sdpa_cols, timer, args, ceil):
 def account_mib(row, variant):
     """The library's own account of a call's memory: its tensors plus the
     workspace the op took for that call (la_workspace_size_for), forward and
-    forward + backward."""
+    forward + backward.  Each op's workspace lives only during its call, so
+    forward + backward peaks in one of two phases: the forward (inputs, the
+    incoming gradient, the output, the forward's workspace) or the backward
+    (the same, the gradients of q, k, v, the backward's workspace; the decay
+    tensors here take no gradient but LASD_PL's slopes, a few bytes)."""
     from lightning_attn import ops
     B, H, N, D, E = row.B, row.H, row.N, row.D, row.E
     elem = row.q.element_size()
     tok = B * H * N
     dec = {"LASD3": tok * 4, "LAVD_K": tok * D * 4, "LAVD_KV": tok * (D + E) * 4}.get(variant, 0)  # decay tensors
     ws = ops.last_workspace_bytes
-    if variant == "STATE":
-        kv = tok * (D + E) * elem + dec
-        st = B * H * D * E * 4
-        return ((kv + st + ws[C.OP_STATE_FORWARD]) / 2 ** 20,
-                (2 * kv + 2 * st + max(ws[C.OP_STATE_FORWARD], ws[C.OP_STATE_BACKWARD])) / 2 ** 20)
-    qkv = tok * (2 * D + E) * elem + dec
-    o = tok * E * elem
-    return (qkv + o + ws[C.OP_FORWARD]) / 2 ** 20, (2 * qkv + 2 * o + max(ws[C.OP_FORWARD], ws[C.OP_BACKWARD])) / 2 ** 20
+    if variant == "STATE":  # inputs k, v (+ decays); output and incoming gradient: one state each
+        ins, out, wf, wb = tok * (D + E) * elem + dec, B * H * D * E * 4, ws[C.OP_STATE_FORWARD], ws[C.OP_STATE_BACKWARD]
+    else:  # inputs q, k, v (+ decays); output o and incoming gradient dO
+        ins, out, wf, wb = tok * (2 * D + E) * elem + dec, tok * E * elem, ws[C.OP_FORWARD], ws[C.OP_BACKWARD]
+    return (ins + out + wf) / 2 ** 20, max(ins + 2 * out + wf, 2 * ins - dec + 2 * out + wb) / 2 ** 20
 
 
 def time_fwd_bwd(row, variant, timer):
