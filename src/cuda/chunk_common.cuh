@@ -59,6 +59,16 @@ __device__ __forceinline__ void chunk_cumsum(const float *gs, float *Gs, int dec
     }
 }
 
+/* Bytes of 16-byte column piece pc that lie inside X valid columns (16,
+ * fewer at the end, or 0), from two flags.  The equivalent clamp
+ * min(max(X - 8 pc, 0), 8) is what ptxas (CUDA 13.0) miscompiled once
+ * rematerialised inside a loop, with a wrong predicate (fwd_ws_kernel.cuh,
+ * docs/PERF.md): every tile copy sizes its pieces here instead. */
+__device__ __forceinline__ int piece_bytes(int X, int pc) {
+    const bool whole = pc < (X >> 3), part = pc < ((X + 7) >> 3);
+    return whole ? 16 : part ? 2 * (X - 8 * pc) : 0;
+}
+
 template <int DP, int EP>
 struct state_frag {
     static constexpr int MT = DP / 64, NTS = EP / 16;

@@ -187,14 +187,12 @@ __device__ __forceinline__ la_tile_src_t tile_src_of(const la_tok_t &x, int64_t 
                                                      TID tid) {
     constexpr int PIECES = XP / 8;
     const int pc = tid % PIECES, r0 = tid / PIECES;
-    int cols = X - pc * 8;
-    cols = cols < 0 ? 0 : (cols > 8 ? 8 : cols);
     la_tile_src_t t;
     t.src = reinterpret_cast<const char *>(static_cast<const T *>(x.ptr) + b * x.sb + h * x.sh + (tok0 + r0) * x.st +
                                            pc * 8);
     t.tok_step = x.st * (int64_t)sizeof(T);
     t.soff = (uint32_t)((r0 * (XP + 8) + pc * 8) * sizeof(T));
-    t.bytes = cols * 2;
+    t.bytes = piece_bytes(X, pc);
     return t;
 }
 template <typename T, int XP>
@@ -257,15 +255,14 @@ __device__ __forceinline__ void load_tile(OT *dst, const la_tok_t &x, int64_t b,
         /* Thread t copies piece t % PIECES of rows t / PIECES + k * RSTEP. */
         constexpr int RSTEP = LA_CUDA_THREADS / PIECES;
         const int pc = threadIdx.x % PIECES, r0 = threadIdx.x / PIECES;
-        int cols = X - pc * 8;
-        cols = cols < 0 ? 0 : (cols > 8 ? 8 : cols);
+        const int bytes = piece_bytes(X, pc);
         const T *src = base + r0 * x.st + pc * 8;
         const int64_t src_step = RSTEP * x.st;
         const uint32_t sdst = smem_addr(dst + r0 * (XP + 8) + pc * 8);
 #pragma unroll
         for (int k = 0; k < LA_C / RSTEP; k++) {
-            bool ok = r0 + k * RSTEP < nrows && cols > 0;
-            cp_async_16_at(sdst + k * RSTEP * (XP + 8) * 2, ok ? src + k * src_step : x.ptr, ok ? cols * 2 : 0);
+            bool ok = r0 + k * RSTEP < nrows && bytes > 0;
+            cp_async_16_at(sdst + k * RSTEP * (XP + 8) * 2, ok ? src + k * src_step : x.ptr, ok ? bytes : 0);
         }
     } else {
         for (int i = threadIdx.x; i < LA_C * XP; i += LA_CUDA_THREADS) {

@@ -77,9 +77,7 @@ __device__ __forceinline__ la_wg_src_t wg_src(const la_tok_t &x, int64_t b, int6
     s.row0 = t / PPR;
     const int col = 8 * (t % PPR);
     s.soff = wg_cm_off(s.row0, col, X);
-    int cols = valid_cols - col;
-    cols = cols < 0 ? 0 : (cols > 8 ? 8 : cols);
-    s.bytes = cols * 2;
+    s.bytes = piece_bytes(valid_cols, t % PPR);
     s.src = reinterpret_cast<const char *>(static_cast<const T *>(x.ptr) + b * x.sb + h * x.sh + (tok0 + s.row0) * x.st +
                                            col);
     s.tok_step = x.st * (int64_t)sizeof(T);
