@@ -59,8 +59,9 @@ __host__ __device__ constexpr int ws_smem_bytes(int R) {
 
 /* Which bytes of a token row one loader thread's 16-byte piece (columns
  * [8 pc, 8 pc + 8) of X) holds: all (full), some (any: bytes of them) or
- * none.  Made from pc < X / 8 and the like, never from the clamp
- * min(max(X - 8 pc, 0), 8) that tile_src_of keeps: inside this kernel's
+ * none.  Made from pc < X / 8 and the like (as piece_bytes, which every
+ * other tile copy now uses), never from the clamp
+ * min(max(X - 8 pc, 0), 8) that tile_src_of once used: inside this kernel's
  * loop ptxas (CUDA 13.0, sm_90) rematerialised that clamp's test `== 8` as
  * one VIMNMX.RELU with a predicate output that came out true for X - 8 pc
  * == 0, so the piece just past X copied 16 bytes of the next columns
