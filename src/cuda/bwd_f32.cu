@@ -4,10 +4,10 @@
 #include "bwd_launch.cuh"
 
 la_status_t la_cuda_bwd_f32(const la_bwd_params_t *b, int DP, int EP, int total, cudaStream_t s, cudaEvent_t join,
-                            char *msg) {
+                            const la_bwd_wg_t *wg, char *msg) {
     if (DP != 64 || EP != 64) {
         snprintf(msg, LA_MSG_LEN, "internal: the f32 backward runs 64 x 64 tiles (got %d x %d)", DP, EP);
         return LA_STATUS_INTERNAL_ERROR;
     }
-    return bwd_run<float, 64, 64>(b, total, s, join, msg);
+    return bwd_run<float, 64, 64>(b, total, s, join, wg, msg);
 }

@@ -33,7 +33,8 @@ static cudaError_t bwd_launch(const la_bwd_params_t *b, int total, int roles, cu
 }
 
 template <typename T, int DP, int EP>
-static la_status_t bwd_run(const la_bwd_params_t *b, int total, cudaStream_t s, cudaEvent_t join, char *msg) {
+static la_status_t bwd_run(const la_bwd_params_t *b, int total, cudaStream_t s, cudaEvent_t join, const la_bwd_wg_t *wg,
+                           char *msg) {
     const int stages = bwd_stages(DP, EP, sizeof(T), b->want_dld != 0);
     cudaError_t err = cudaSuccess;
     if (b->seg_dstate) { /* reverse state pass (zero without d_o), then the reverse fold */
@@ -50,6 +51,16 @@ static la_status_t bwd_run(const la_bwd_params_t *b, int total, cudaStream_t s, 
     }
     /* Two roles (dQ; dK, dV), or role 1 alone for the state-only backward. */
     const int roles = b->d_o.ptr ? 2 : 1;
+#ifdef LA_HAVE_SM90A
+    if constexpr (DP == 64 && EP == 64 && sizeof(T) == 2) {
+        if (err == cudaSuccess && wg && wg->use && roles == 2 && !b->want_dld) {
+            const la_status_t st = la_cuda_bwd_wg(b, wg, la_is_bf16<T>::value, total, s, msg);
+            if (st != LA_STATUS_NOT_SUPPORTED) return st;
+        }
+    }
+#else
+    (void)wg;
+#endif
     if (err == cudaSuccess) {
         if (b->want_dld) err = bwd_launch<T, DP, EP, false, true, 1>(b, total, roles, s);
         else if (stages == 2) err = bwd_launch<T, DP, EP, false, false, 2>(b, total, roles, s);
@@ -65,11 +76,11 @@ static la_status_t bwd_run(const la_bwd_params_t *b, int total, cudaStream_t s, 
 
 template <typename T>
 static la_status_t bwd_dims(const la_bwd_params_t *b, int DP, int EP, int total, cudaStream_t s, cudaEvent_t join,
-                            char *msg) {
-    if (DP == 64 && EP == 64) return bwd_run<T, 64, 64>(b, total, s, join, msg);
-    if (DP == 64) return bwd_run<T, 64, 128>(b, total, s, join, msg);
-    if (EP == 64) return bwd_run<T, 128, 64>(b, total, s, join, msg);
-    return bwd_run<T, 128, 128>(b, total, s, join, msg);
+                            const la_bwd_wg_t *wg, char *msg) {
+    if (DP == 64 && EP == 64) return bwd_run<T, 64, 64>(b, total, s, join, wg, msg);
+    if (DP == 64) return bwd_run<T, 64, 128>(b, total, s, join, wg, msg);
+    if (EP == 64) return bwd_run<T, 128, 64>(b, total, s, join, wg, msg);
+    return bwd_run<T, 128, 128>(b, total, s, join, wg, msg);
 }
 
 #endif

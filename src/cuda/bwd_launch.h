@@ -6,18 +6,28 @@
 #include "kernel_params.h"
 #include <cuda_runtime.h>
 
+/* Where the Hopper backward (bwd_wg.cu, sm_90a builds) may run, chosen by
+ * cuda_backend.cu: use, and the token tensors' batch rows and tokens per row
+ * (its TMA maps). */
+typedef struct la_bwd_wg {
+    int use;
+    int64_t rows, row_tokens;
+} la_bwd_wg_t;
+
 /* One block per (segment, head) and role; DP, EP: padded head dims (64 or 128).
  * With b->want_dld the log-decay gradient's finish kernels follow. */
 /* join: an event the reverse fold (and all after it) waits for, the forward
- * state pass that runs on another stream beside the reverse one; or NULL. */
+ * state pass that runs on another stream beside the reverse one; or NULL.
+ * wg: where wg->use (D = E = 64, bf16 or f16, a full backward without the
+ * decay gradient), the main pass runs on the Hopper kernel; NULL: never. */
 la_status_t la_cuda_bwd_bf16(const la_bwd_params_t *b, int DP, int EP, int total_segs, cudaStream_t s,
-                             cudaEvent_t join, char *msg);
+                             cudaEvent_t join, const la_bwd_wg_t *wg, char *msg);
 la_status_t la_cuda_bwd_f16(const la_bwd_params_t *b, int DP, int EP, int total_segs, cudaStream_t s,
-                            cudaEvent_t join, char *msg);
+                            cudaEvent_t join, const la_bwd_wg_t *wg, char *msg);
 /* f32 inputs (split operands): DP = EP = 64 only; the host runs larger head
  * dims as 64 x 64 tiles. */
 la_status_t la_cuda_bwd_f32(const la_bwd_params_t *b, int DP, int EP, int total_segs, cudaStream_t s,
-                            cudaEvent_t join, char *msg);
+                            cudaEvent_t join, const la_bwd_wg_t *wg, char *msg);
 /* The decay gradient's finish kernels (after the backward kernel). */
 cudaError_t la_cuda_dld_finish(const la_bwd_params_t *b, cudaStream_t s);
 /* Shared memory of one single-stage backward block (elem: the input dtype's
@@ -25,5 +35,14 @@ cudaError_t la_cuda_dld_finish(const la_bwd_params_t *b, cudaStream_t s);
 int la_cuda_bwd_smem(int DP, int EP, int elem, int dld);
 /* Blocks per SM the backward kernel is built for (its launch bounds). */
 int la_cuda_bwd_blocks_per_sm(int DP, int EP, int elem);
+
+#ifdef LA_HAVE_SM90A
+/* The Hopper backward's main pass (bf16: 1, f16: 0); LA_STATUS_NOT_SUPPORTED
+ * (nothing launched) where TMA cannot describe q, k, v or dO: the caller
+ * runs the mma.sync kernel. */
+la_status_t la_cuda_bwd_wg(const la_bwd_params_t *b, const la_bwd_wg_t *w, int bf16, int total, cudaStream_t s,
+                           char *msg);
+int la_cuda_bwd_wg_smem(void);
+#endif
 
 #endif

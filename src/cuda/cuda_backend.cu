@@ -11,7 +11,8 @@
  * Chunk kernels take bf16, f16 and f32 inputs; f32 as split operands (two
  * bf16 planes, three mmas per product: op_of in mma.cuh) on 64 x 64 head-dim
  * tiles only (plan_cap).
- *   (sm_90a builds: the state pass on TMA and wgmma, use_state_wg; a wgmma
+ *   (sm_90a builds: the state pass on TMA and wgmma, use_state_wg; the
+ *   backward at D = E = 64 in bf16/f16 on TMA and wgmma, use_bwd_wg; a wgmma
  *   forward, opt-in with LA_CUDA_WGMMA=1, use_wg)
  * The forward chunk kernels take D <= 256 (padded to 64, 128 or 256) and any
  * E <= 256 (cut into slices of 64 or 128 columns, one block each: see
@@ -292,6 +293,26 @@ static int use_state_wg(const la_plan_t *pl, int eslice, int kv_vec) {
     return device_is_sm90() && la_cuda_state_wg_smem() + 1024 <= device_smem_per_sm();
 #else
     (void)pl; (void)eslice; (void)kv_vec;
+    return 0;
+#endif
+}
+
+/* The backward's main pass at D = E = 64 in bf16 and f16 runs on the Hopper
+ * kernel (bwd_wg_kernel.cuh: TMA tiles, every product on wgmma, one
+ * warpgroup per role) where it was built (sm_90a) on a compute capability
+ * 9.0 device, for a full backward (dO given) without the decay gradient
+ * and with vectorisable tensors and gradients, unless LA_CUDA_BWD_WG=0 (A/B
+ * measurements; the GPU tests run the case table both ways).  Its blocks
+ * run two per SM, as the mma.sync kernel's do at D = E = 64. */
+static int use_bwd_wg(const la_plan_t *pl, int vec, int gvec) {
+#ifdef LA_HAVE_SM90A
+    if (pl->op != LA_OP_BACKWARD || elem_of(pl) != 2 || pl->want_dld || !vec || !gvec) return 0;
+    if (pl->p.dim_qk != 64 || pl->p.dim_v != 64) return 0; /* its gradient stores write whole 128-byte rows */
+    const char *env = getenv("LA_CUDA_BWD_WG");
+    if (env && env[0] == '0') return 0;
+    return device_is_sm90() && 2 * (la_cuda_bwd_wg_smem() + 1024) <= device_smem_per_sm();
+#else
+    (void)pl; (void)vec; (void)gvec;
     return 0;
 #endif
 }
@@ -791,9 +812,13 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
     }
     const la_dtype_t dt = t->k.dtype; /* q is absent from the state-only backward */
     const int DP = pad_dim(b.f.D), EP = pad_dim(b.f.E);
-    st = dt == LA_DTYPE_BF16  ? la_cuda_bwd_bf16(&b, DP, EP, sp.total, stream, join, msg)
-         : dt == LA_DTYPE_F16 ? la_cuda_bwd_f16(&b, DP, EP, sp.total, stream, join, msg)
-                              : la_cuda_bwd_f32(&b, DP, EP, sp.total, stream, join, msg);
+    la_bwd_wg_t wg;
+    wg.use = use_bwd_wg(pl, b.f.vec_ok, b.gvec_ok) && !b.f.accum;
+    wg.rows = pl->packed ? 1 : pl->p.batch;
+    wg.row_tokens = tokens_per_row(pl);
+    st = dt == LA_DTYPE_BF16  ? la_cuda_bwd_bf16(&b, DP, EP, sp.total, stream, join, &wg, msg)
+         : dt == LA_DTYPE_F16 ? la_cuda_bwd_f16(&b, DP, EP, sp.total, stream, join, &wg, msg)
+                              : la_cuda_bwd_f32(&b, DP, EP, sp.total, stream, join, &wg, msg);
     /* Enqueued work keeps what it needs of an event; destroying it now is safe. */
     if (fork) { cudaEventDestroy(fork); cudaEventDestroy(join); }
     return st;

@@ -31,6 +31,10 @@ template <> struct mma_traits<__half> {
     }
 };
 
+/* 1 for bf16: the launchers' dtype flag for the Hopper kernels' C entry points. */
+template <typename T> struct la_is_bf16 { static constexpr int value = 0; };
+template <> struct la_is_bf16<__nv_bfloat16> { static constexpr int value = 1; };
+
 /* How an input dtype sits in shared memory as an mma operand.  bf16 and f16
  * are their own operands.  f32 is split into two bf16 planes, x = hi + lo
  * (hi = bf16(x), lo = bf16(x - hi): 16 of fp32's 24 mantissa bits, fp32's

@@ -7,51 +7,12 @@
  */
 #include "fwd_launch.h"
 #include "state_wg_kernel.cuh"
+#include "tma_map.h"
 
-#include <cudaTypedefs.h>
 #include <stdio.h>
 #include <string.h>
 
 int la_cuda_state_wg_smem(void) { return state_wg_smem_bytes(); }
-
-/* cuTensorMapEncodeTiled from the driver, found once through the runtime
- * (no link against libcuda); NULL where the driver lacks it. */
-static PFN_cuTensorMapEncodeTiled_v12000 encode_tiled(void) {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = NULL;
-    static int looked = 0;
-    if (!looked) {
-        void *f = NULL;
-        cudaDriverEntryPointQueryResult q;
-#if CUDART_VERSION >= 12050
-        const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q);
-#else
-        const cudaError_t e = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q);
-#endif
-        if (e == cudaSuccess && q == cudaDriverEntryPointSuccess)
-            fn = (PFN_cuTensorMapEncodeTiled_v12000)f;
-        looked = 1;
-    }
-    return fn;
-}
-
-/* The [B, H, N, X] token tensor x (X columns, rows of `tokens`) as a TMA
- * map of [64 tokens][64 columns] boxes, 128-byte swizzled, zeros outside. */
-static int tok_map(CUtensorMap *m, const la_tok_t &x, int bf16, int64_t B, int64_t H, int64_t tokens, int64_t X) {
-    PFN_cuTensorMapEncodeTiled_v12000 enc = encode_tiled();
-    if (!enc) return 0;
-    const cuuint64_t dims[4] = {(cuuint64_t)X, (cuuint64_t)tokens, (cuuint64_t)H, (cuuint64_t)B};
-    /* Byte strides of dims 1..3; a dim of size 1 gets any valid stride. */
-    const int64_t st[3] = {x.st * 2, H > 1 ? x.sh * 2 : 16, B > 1 ? x.sb * 2 : 16};
-    cuuint64_t strides[3];
-    for (int i = 0; i < 3; i++) {
-        if (st[i] <= 0 || st[i] % 16 || st[i] >= ((int64_t)1 << 40)) return 0;
-        strides[i] = (cuuint64_t)st[i];
-    }
-    const cuuint32_t box[4] = {64, LA_C, 1, 1}, estr[4] = {1, 1, 1, 1};
-    return enc(m, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void *>(x.ptr),
-               dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
 
 template <typename T, bool PRECISE>
 static cudaError_t swg_launch(const la_fwd_params_t &p, const la_fwd_launch_t &l, const CUtensorMap &mk,
@@ -76,7 +37,7 @@ la_status_t la_cuda_state_wg(const la_fwd_params_t *p, const la_fwd_launch_t *l,
     memset(&mk, 0, sizeof mk);
     memset(&mv, 0, sizeof mv);
     if (tokens + LA_C >= ((int64_t)1 << 31) || B >= ((int64_t)1 << 31) ||
-        !tok_map(&mk, p->k, bf16, B, p->H, tokens, p->D) || !tok_map(&mv, p->v, bf16, B, p->H, tokens, p->E))
+        !la_tma_tok_map(&mk, p->k, bf16, B, p->H, tokens, p->D) || !la_tma_tok_map(&mv, p->v, bf16, B, p->H, tokens, p->E))
         return LA_STATUS_NOT_SUPPORTED; /* the caller runs the mma.sync state pass */
     /* fp32-level terms (hi and lo) only where the segment states reach the final state */
     const bool precise = p->sN.ptr != nullptr;

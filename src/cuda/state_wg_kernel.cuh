@@ -35,9 +35,7 @@
 #define LA_CUDA_STATE_WG_KERNEL_CUH
 
 #include "fwd_kernel.cuh"
-#include "wgmma.cuh"
-
-#include <cuda.h>
+#include "tma.cuh"
 
 #define LA_SWG_THREADS 256
 #define LA_SWG_DP 128
@@ -53,26 +51,6 @@
 __host__ __device__ constexpr int state_wg_smem_bytes() {
     return 1024 + LA_SWG_SLOTS * LA_SWG_SLOT + LA_SWG_SLOTS * 8 +
            (fwd_tabs_floats(LA_SWG_SLOTS) + LA_SWG_THREADS / 32 * 2 * LA_C) * 4;
-}
-
-/* Shared-memory descriptor of a 128-byte swizzled operand (layout type 1);
- * SBO: bytes between 8-row groups. */
-__device__ __forceinline__ uint64_t wg_desc_sw128(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
-    return wg_desc(saddr, lbo, sbo) | (1ull << 62);
-}
-
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-
-/* One [64 rows][64 columns] box of a [B, H, N, X] tensor at (column, token,
- * head, batch row) into shared memory, completing on an mbarrier. */
-__device__ __forceinline__ void tma_load_box(uint32_t sdst, const CUtensorMap *map, int col, int tok, int h, int b,
-                                             uint32_t bar) {
-    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-                 " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(sdst),
-                 "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(tok), "r"(h), "r"(b), "r"(bar)
-                 : "memory");
 }
 
 template <typename T, bool PRECISE>

@@ -91,6 +91,24 @@ __device__ __forceinline__ void wg_ss(float (&d)[32], uint64_t da, uint64_t db) 
                      : LA_WG_ACC32(d) : "l"(da), "l"(db), "n"(TB));
 }
 
+/* d = A B (accumulate = 0) or d += A B over one k16 step, m64n64, A and B in
+ * shared memory; TA = 1 reads A as M-major ([k][m] rows), TB = 1 reads B as
+ * N-major ([k][n] rows), 0: K-major.  The runtime predicate, as in
+ * wg_rs_acc, keeps the accumulators unzeroed before a loop. */
+template <typename T, int TA, int TB>
+__device__ __forceinline__ void wg_ss_acc(float (&d)[32], uint64_t da, uint64_t db, int accumulate) {
+    if (wg_type<T>::bf16)
+        asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %34, 0;\n\t"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " LA_WG_R32
+                     ", %32, %33, p, 1, 1, %35, %36;\n\t}\n"
+                     : LA_WG_ACC32(d) : "l"(da), "l"(db), "r"(accumulate), "n"(TA), "n"(TB));
+    else
+        asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %34, 0;\n\t"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " LA_WG_R32
+                     ", %32, %33, p, 1, 1, %35, %36;\n\t}\n"
+                     : LA_WG_ACC32(d) : "l"(da), "l"(db), "r"(accumulate), "n"(TA), "n"(TB));
+}
+
 /* d += A B over one k16 step, m64n64: A from registers (a fragment as above),
  * B in shared memory, N-major. */
 template <typename T>
