@@ -224,6 +224,13 @@ static const bcase_t TABLE[] = {
     {.name = "stpass_d100x200_tok_f16", .tags = ALLST | T_STATEF | T_STATEB, .decay = TOK_, .dtype = F16_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 2100, .D = 100, .E = 200, .mode = M_SHARP},
     {.name = "stpass_varlen_none_bf16", .tags = ALLST | T_STATEF, .decay = NONE_, .dtype = BF16_, .layout = TU_BHND, .B = 1, .H = 2, .N = 830, .D = 128, .E = 128, .nseq = 5, .lens = {1, 64, 0, 700, 65}},
     {.name = "stpass_long4100_head_bf16", .tags = ALLST | T_STATEF, .decay = HEAD_, .dtype = BF16_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 4100, .D = 128, .E = 128, .mode = M_SLOW},
+    /* D = E = 64 in bf16/f16 without the decay gradient: the GPU's Hopper backward (TMA, wgmma): ragged
+     * last chunks, per-token decay, with the initial-state gradient (fp32-level dS) and without it, packed
+     * sequences (an empty and a 1-token one), a long sequence cut into segments, a layout with gaps. */
+    {.name = "bwg_head_bf16", .tags = T_STATES, .decay = HEAD_, .dtype = BF16_, .layout = TU_BHND, .B = 2, .H = 3, .N = 200, .D = 64, .E = 64},
+    {.name = "bwg_tok_f16_nodinit", .tags = T_INIT | T_DFINAL, .decay = TOK_, .dtype = F16_, .layout = TU_BNHD, .B = 1, .H = 2, .N = 300, .D = 64, .E = 64, .mode = M_SHARP},
+    {.name = "bwg_varlen_none_bf16", .tags = T_STATES, .decay = NONE_, .dtype = BF16_, .layout = TU_BHND, .B = 1, .H = 2, .N = 830, .D = 64, .E = 64, .nseq = 5, .lens = {1, 64, 0, 700, 65}},
+    {.name = "bwg_long4100_head_bf16", .tags = T_STATES, .decay = HEAD_, .dtype = BF16_, .layout = TU_BNHD_PAD, .B = 1, .H = 1, .N = 4100, .D = 64, .E = 64, .mode = M_SLOW},
 
     /* Layouts: gaps after every row/plane (the library must not write them),
      * channel stride 2, token-major with gaps. */
