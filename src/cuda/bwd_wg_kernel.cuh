@@ -51,8 +51,12 @@ __host__ __device__ constexpr int bwd_wg_smem_bytes() {
 /* Descriptor of a 128-byte swizzled [64][64] tile (tma.cuh) as its two
  * 32-bit words: lo holds the address field, so a k-step, another tile or
  * another slot is one 32-bit add to lo (the field cannot carry: shared
- * addresses stay below 256 KB).  K-major: LBO 16 (unused), SBO 1024;
- * MN-major: LBO 8192, SBO 1024 (wg_desc_kmajor, wg_desc_mnmajor). */
+ * addresses stay below 256 KB).  SBO 1024 (8 rows of 128 bytes).  As a
+ * K-major operand (rows are M or N, the 64 columns K) a k16 step is 32
+ * bytes on inside the swizzled rows, LBO unused (16); as an MN-major one
+ * (rows are K) a k16 step is 16 rows (2048 bytes) on, LBO 8192 (the
+ * stride between 64-column atoms, unused at 64 columns: the state pass's
+ * measured value). */
 __device__ __forceinline__ uint32_t wgd_lo(uint32_t saddr, bool mn) { return ((saddr & 0x3FFFF) >> 4) | ((mn ? 512u : 1u) << 16); }
 __device__ __forceinline__ uint64_t wgd(uint32_t lo) { return ((uint64_t)((1024u >> 4) | (1u << 30)) << 32) | lo; }
 #define LA_WGD_K(kk) ((kk) * 2)    /* k16 step of a K-major tile: 32 bytes */

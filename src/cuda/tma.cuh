@@ -19,16 +19,6 @@ __device__ __forceinline__ uint64_t wg_desc_sw128(uint32_t saddr, uint32_t lbo, 
     return wg_desc(saddr, lbo, sbo) | (1ull << 62);
 }
 
-/* A [64][64] swizzled tile at s as a K-major operand (rows are M or N, the
- * 64 columns K), k16 step kk: 32 bytes on inside the swizzled rows. */
-__device__ __forceinline__ uint64_t wg_desc_kmajor(uint32_t s, int kk) { return wg_desc_sw128(s + kk * 32, 16, 1024); }
-/* The same tile as an MN-major operand (rows are K, the 64 columns M or N),
- * k16 step kk: 16 rows (2048 bytes) on.  LBO (the stride between 64-column
- * atoms) is never used at 64 columns; 8192 is what the state pass measured. */
-__device__ __forceinline__ uint64_t wg_desc_mnmajor(uint32_t s, int kk) {
-    return wg_desc_sw128(s + kk * 2048, 8192, 1024);
-}
-
 /* Byte offset of element (r, c) of a [64][64] 16-bit swizzled tile. */
 __device__ __forceinline__ uint32_t sw128_off(int r, int c) {
     return (uint32_t)(r * 128 + ((((c >> 3) ^ (r & 7))) << 4) + (c & 7) * 2);
