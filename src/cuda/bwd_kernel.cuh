@@ -486,7 +486,6 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
     const int h = blockIdx.y, role = DSTATE_ONLY || !has_do ? 1 : blockIdx.z;
     const seg_loc L = locate_segment(p.seg, blockIdx.x);
     const int64_t slot = (int64_t)blockIdx.x * p.H + h;
-    const bool multi = p.seg_state != nullptr;
     const uint32_t sQ = smem_addr(Qs), sK = smem_addr(Ks), sV = smem_addr(Vs), sD = smem_addr(Ds);
     const uint32_t sA = smem_addr(As), sdA = smem_addr(dAs), sX = smem_addr(Xs);
     const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
@@ -494,19 +493,9 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
 
     /* The register state: S (role 0, from s0) or dS (role 1, from dsN). */
     float S[MT][NTS][4];
-    const float *src = nullptr;
     int64_t ssd = 0, sse = 0;
-    if (DSTATE_ONLY) {
-        /* local gradient: starts at zero */
-    } else if (multi) { /* folded: incoming state (role 0) or outgoing-state gradient (role 1) */
-        src = (role == 0 ? p.seg_state : bp.seg_dstate) + slot * DP * p.ept;
-        ssd = p.ept;
-        sse = 1;
-    } else if (role == 0 && p.s0.ptr) {
-        src = p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh; ssd = p.s0.sd; sse = p.s0.se;
-    } else if (role == 1 && bp.dsN.ptr) {
-        src = bp.dsN.ptr + L.s * bp.dsN.ss + h * bp.dsN.sh; ssd = bp.dsN.sd; sse = bp.dsN.se;
-    }
+    /* DSTATE_ONLY: the local gradient starts at zero */
+    const float *src = DSTATE_ONLY ? nullptr : bwd_state_source(bp, L, h, slot, role, DP, &ssd, &sse);
     state_load<DP, EP>(S, src, ssd, sse, p.D, p.E, wm, wn, lane);
     /* Without DLD the state copy is double-buffered: chunk `it` reads copy
      * it % 2 and writes the next into the other, so no barrier guards the

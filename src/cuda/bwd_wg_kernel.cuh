@@ -174,17 +174,8 @@ __global__ void __launch_bounds__(LA_BWG_THREADS, 2)
      * first update's wgmmas ignore its input (zeroing before the loop makes
      * ptxas serialise the loop's wgmmas, wgmma.cuh). */
     float S[32];
-    const float *src = nullptr;
     int64_t ssd = 0, sse = 0;
-    if (p.seg_state) { /* folded: incoming state (role 0) or outgoing-state gradient (role 1) */
-        src = (role == 0 ? p.seg_state : bp.seg_dstate) + slot * 64 * p.ept;
-        ssd = p.ept;
-        sse = 1;
-    } else if (role == 0 && p.s0.ptr) {
-        src = p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh; ssd = p.s0.sd; sse = p.s0.se;
-    } else if (role == 1 && bp.dsN.ptr) {
-        src = bp.dsN.ptr + L.s * bp.dsN.ss + h * bp.dsN.sh; ssd = bp.dsN.sd; sse = bp.dsN.se;
-    }
+    const float *src = bwd_state_source(bp, L, h, slot, role, 64, &ssd, &sse);
     const bool has_init = src != nullptr;
     if (has_init) {
 #pragma unroll
@@ -308,15 +299,20 @@ __global__ void __launch_bounds__(LA_BWG_THREADS, 2)
             wg_commit();
         };
 
-        if (role == 0) {
-            /* dA = dO V^T and the inter part dO S^T (B: the S copy [d][e], K-major). */
-            float dA[32], dQ[32];
+        /* Both roles' first products: dA = dO V^T, and X = dO S^T, dQ's inter
+         * part (role 0; B: the S copy [d][e], K-major), or X = Q K^T (role 1). */
+        float dA[32], X[32];
+        {
+            const uint32_t xa = role == 0 ? kD : kQ, xb = role == 0 ? kS : kK;
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) wg_ss_acc<T, 0, 0>(dA, wgd(kD + LA_WGD_K(kk)), wgd(kV + LA_WGD_K(kk)), kk > 0);
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) wg_ss_acc<T, 0, 0>(dQ, wgd(kD + LA_WGD_K(kk)), wgd(kS + LA_WGD_K(kk)), kk > 0);
+            for (int kk = 0; kk < 4; kk++) wg_ss_acc<T, 0, 0>(X, wgd(xa + LA_WGD_K(kk)), wgd(xb + LA_WGD_K(kk)), kk > 0);
             wg_commit();
+        }
+        if (role == 0) {
+            float (&dQ)[32] = X;
             update_frags(sK, false);
             wg_wait<0>();
             /* dA * Gamma as the A fragments of dA K (the accumulator's layout
@@ -344,13 +340,7 @@ __global__ void __launch_bounds__(LA_BWG_THREADS, 2)
         } else {
             /* A = scale (Q K^T) * Gamma and dA = scale (dO V^T) * Gamma (dK's
              * intra part is scale dA^T Q) into shared memory. */
-            float dA[32], Aa[32];
-            wg_fence();
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++) wg_ss_acc<T, 0, 0>(dA, wgd(kD + LA_WGD_K(kk)), wgd(kV + LA_WGD_K(kk)), kk > 0);
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++) wg_ss_acc<T, 0, 0>(Aa, wgd(kQ + LA_WGD_K(kk)), wgd(kK + LA_WGD_K(kk)), kk > 0);
-            wg_commit();
+            const float (&Aa)[32] = X;
             wg_wait<0>();
             wg_put_tile<T>(Ag, warp, lane, [&](int i) { return Aa[i] * fm[i]; });
             wg_put_tile<T>(dAg, warp, lane, [&](int i) { return dA[i] * fm[i]; });

@@ -137,6 +137,25 @@ __device__ __forceinline__ const float *state_source(const la_fwd_params_t &p, c
     return nullptr;
 }
 
+/* Where a backward block's register state starts (both backward kernels):
+ * role 0's S, role 1's dS.  Segments: the folded incoming state or the
+ * gradient arriving at the segment's end (DP rows of ept floats per slot);
+ * else the initial state (role 0) or the final state's gradient (role 1);
+ * or none (NULL).  Row and column strides into *sd, *se. */
+__device__ __forceinline__ const float *bwd_state_source(const la_bwd_params_t &bp, const seg_loc &L, int h,
+                                                         int64_t slot, int role, int DP, int64_t *sd, int64_t *se) {
+    const la_fwd_params_t &p = bp.f;
+    *sd = *se = 0;
+    if (p.seg_state) {
+        *sd = p.ept;
+        *se = 1;
+        return (role == 0 ? p.seg_state : bp.seg_dstate) + slot * DP * p.ept;
+    }
+    if (role == 0 && p.s0.ptr) { *sd = p.s0.sd; *se = p.s0.se; return p.s0.ptr + L.s * p.s0.ss + h * p.s0.sh; }
+    if (role == 1 && bp.dsN.ptr) { *sd = bp.dsN.sd; *se = bp.dsN.se; return bp.dsN.ptr + L.s * bp.dsN.ss + h * bp.dsN.sh; }
+    return nullptr;
+}
+
 /* SCALAR_TOKEN: the raw log decays of the chunk at sequence token t0 (nrows
  * valid, 0 after) into gs[64], by threads 0..63. */
 __device__ __forceinline__ void load_raw_decays(float *gs, const la_fwd_params_t &p, const seg_loc &L, int h, int64_t t0,
