@@ -552,7 +552,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
     constexpr bool SPLIT_LOADS = DP == 128 && EP == 128 && !DLD;
     constexpr unsigned LT = SPLIT_LOADS ? LA_CUDA_THREADS / 2 : 0; /* threads before the loaders (warps 4..7: wn = 1) */
     constexpr int NL = LA_CUDA_THREADS - LT;                        /* loader threads */
-    const bool loader = threadIdx.x >= LT;
+    const bool loader = LT == 0 || threadIdx.x >= LT; /* (LT == 0: no unsigned compare with zero) */
     const unsigned ltid = threadIdx.x - LT;
     la_tile_src_t tq, tk, tv, td;
     if (STAGES == 2 && vec && nchunks > 0 && loader) {
