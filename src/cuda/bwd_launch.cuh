@@ -5,6 +5,7 @@
 
 #include "bwd_launch.h"
 #include "bwd_kernel.cuh"
+#include "device_limits.h"
 
 #include <stdio.h>
 
@@ -12,12 +13,7 @@
  * block fits the device; the decay gradient's block is single-stage. */
 static int bwd_stages(int DP, int EP, int elem, bool dld) {
     if (dld) return 1;
-    int dev = 0, optin = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-        return 1;
-    int per_sm = 0;
-    cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    const int optin = la_cuda_smem_optin(), per_sm = la_cuda_smem_per_sm();
     const int two = bwd_smem_bytes(DP, EP, elem, false, 2);
     return two <= optin && bwd_blocks_per_sm(DP, EP, elem) * (two + 1024) <= per_sm ? 2 : 1;
 }

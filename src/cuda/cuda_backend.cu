@@ -35,6 +35,7 @@
 #include "bwd_launch.h"
 #include "decode_kernel.cuh"
 #include "cuda_check.h"
+#include "device_limits.h"
 
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -62,13 +63,31 @@ static int is_scalar_kind(la_decay_t k) {
     return k == LA_DECAY_NONE || k == LA_DECAY_SCALAR_HEAD || k == LA_DECAY_SCALAR_TOKEN;
 }
 
-/* Largest dynamic shared memory one block may opt in to. */
-static int device_smem_optin(void) {
-    int dev = 0, bytes = 48 * 1024;
-    if (cudaGetDevice(&dev) != cudaSuccess) return bytes;
-    cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    return bytes;
+/* LA_CUDA_SMEM_KB's cap on a block's shared memory, in bytes (device_limits.h);
+ * 0: none. */
+static int smem_cap(void) {
+    const char *env = getenv("LA_CUDA_SMEM_KB");
+    const int kb = env ? atoi(env) : 0;
+    return kb > 0 && kb < 1024 * 1024 ? kb * 1024 : 0;
 }
+
+int la_cuda_smem_optin(void) {
+    int dev = 0, bytes = 48 * 1024;
+    if (cudaGetDevice(&dev) == cudaSuccess)
+        cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    const int cap = smem_cap();
+    return cap && cap < bytes ? cap : bytes;
+}
+
+int la_cuda_smem_per_sm(void) {
+    int dev = 0, bytes = 64 * 1024;
+    if (cudaGetDevice(&dev) == cudaSuccess)
+        cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    const int cap = smem_cap();
+    return cap && cap + 1024 < bytes ? cap + 1024 : bytes;
+}
+
+static int device_smem_optin(void) { return la_cuda_smem_optin(); }
 
 /* Head-dim tiles: the most rows of D and columns of E one sub-problem
  * takes (d = 0: none fits this GPU).  A plan whose dims exceed its tile runs
@@ -180,13 +199,7 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
     return LA_STATUS_SUCCESS;
 }
 
-/* Shared memory of one SM on the current device. */
-static int device_smem_per_sm(void) {
-    int dev = 0, bytes = 64 * 1024;
-    if (cudaGetDevice(&dev) != cudaSuccess) return bytes;
-    cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
-    return bytes;
-}
+static int device_smem_per_sm(void) { return la_cuda_smem_per_sm(); }
 
 static int device_sms(void) {
     int dev = 0, sms = 1;
@@ -319,14 +332,15 @@ static int use_bwd_wg(const la_plan_t *pl, int vec, int gvec) {
 
 static int round_up_slice(int64_t E, int eslice) { return (int)((E + eslice - 1) / eslice) * eslice; }
 
-/* Tile stages of the forward passes: as many as the planned blocks per SM
- * leave room for (output pass 2 or 1, state pass 4 or 2). */
-static int fwd_stages(int DP, int eslice, int elem, int state_only) {
+/* Tile stages of the forward passes: as many as the blocks that share an SM
+ * leave room for (output pass 2 or 1, state pass 4 or 2).  A grid of no more
+ * blocks than SMs runs one per SM whatever the launch bounds allow: the
+ * D = 128 output pass's two-stage block (118 KB) fits then, not two of them. */
+static int fwd_stages(int DP, int eslice, int elem, int state_only, int64_t blocks) {
     const int hi = state_only ? 4 : 2;
-    return blocks_per_sm(eslice, DP, elem) * (la_cuda_fwd_smem(DP, eslice, elem, hi, state_only) + 1024) <=
-                   device_smem_per_sm()
-               ? hi
-               : hi / 2;
+    const int per_sm = blocks <= device_sms() ? 1 : blocks_per_sm(eslice, DP, elem);
+    return per_sm * (la_cuda_fwd_smem(DP, eslice, elem, hi, state_only) + 1024) <= device_smem_per_sm() ? hi
+                                                                                                       : hi / 2;
 }
 
 /* How sequences are cut into segments.  One segment per sequence when the
@@ -716,8 +730,9 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     l.rows_stages = !use_rows(pl, eslice) ? 0 : la_cuda_fwd_rows_smem(4) + 1024 <= device_smem_per_sm() ? 4 : 2;
     if (l.rows_stages && p.vec_ok && !LA_SUM_MODE(p.accum, LA_SUM_O)) l.ws = use_ws();
     /* Double-buffer the tiles when the planned blocks per SM still fit that way. */
-    l.stages = fwd_stages(l.DP, eslice, elem_of(pl), 0);
-    l.state_stages = fwd_stages(l.DP, eslice, elem_of(pl), 1);
+    const int64_t blocks = (int64_t)sp.total * p.H * (p.ept / eslice); /* either pass's grid */
+    l.stages = fwd_stages(l.DP, eslice, elem_of(pl), 0, blocks);
+    l.state_stages = fwd_stages(l.DP, eslice, elem_of(pl), 1, blocks);
     return fwd_launch(t->k.dtype, &p, &l, stream, msg);
 }
 
@@ -775,7 +790,8 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
         l.DP = pad_dim(b.f.D);
         l.eslice = eslice;
         l.stages = 1;
-        l.state_stages = fwd_stages(l.DP, eslice, elem_of(pl), 1);
+        /* It shares the GPU with the reverse state pass: no SM is its own. */
+        l.state_stages = fwd_stages(l.DP, eslice, elem_of(pl), 1, INT64_MAX);
         l.total_segs = sp.total;
         l.num_seqs = (int)pl->num_seqs;
         l.state_pass = 1;
