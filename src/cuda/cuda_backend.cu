@@ -87,8 +87,6 @@ int la_cuda_smem_per_sm(void) {
     return cap && cap + 1024 < bytes ? cap + 1024 : bytes;
 }
 
-static int device_smem_optin(void) { return la_cuda_smem_optin(); }
-
 /* Head-dim tiles: the most rows of D and columns of E one sub-problem
  * takes (d = 0: none fits this GPU).  A plan whose dims exceed its tile runs
  * as sub-problems (run_blocked).  LA_CUDA_TILE_CAP=64 in the environment
@@ -117,7 +115,7 @@ static int plan_cap(const la_plan_t *pl) { return elem_of(pl) == 4 ? 64 : tile_c
  * stage, with the decay gradient where asked) fits; 64 x 64 on sm_120. */
 static tiles_t bwd_tiles(const la_plan_t *pl) {
     static const int cand[4][2] = {{128, 128}, {128, 64}, {64, 128}, {64, 64}};
-    const int cap = plan_cap(pl), optin = device_smem_optin();
+    const int cap = plan_cap(pl), optin = la_cuda_smem_optin();
     tiles_t t = {0, 0};
     for (int i = 0; i < 4; i++) {
         if (cand[i][0] > cap || cand[i][1] > cap) continue;
@@ -135,7 +133,7 @@ static tiles_t bwd_tiles(const la_plan_t *pl) {
  * single-stage block fits this GPU (not on sm_120's 99 KB: 128 there); E
  * is never cut, the kernel walks it in slices. */
 static tiles_t fwd_tiles(const la_plan_t *pl) {
-    const int cap = plan_cap(pl), optin = device_smem_optin();
+    const int cap = plan_cap(pl), optin = la_cuda_smem_optin();
     tiles_t t = {0, (int)pl->p.dim_v};
     for (int d = 256; d >= 64; d /= 2) {
         if (d > cap) continue;
@@ -181,7 +179,7 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
         if (!tl.d) {
             snprintf(msg, LA_MSG_LEN, "the CUDA backward%s%s needs %d bytes of shared memory per block, this GPU has %d",
                      elem_of(pl) == 4 ? " of f32 inputs" : "", pl->want_dld ? " with the decay gradient" : "",
-                     la_cuda_bwd_smem(64, 64, elem_of(pl), pl->want_dld), device_smem_optin());
+                     la_cuda_bwd_smem(64, 64, elem_of(pl), pl->want_dld), la_cuda_smem_optin());
             return LA_STATUS_NOT_SUPPORTED;
         }
     }
@@ -193,13 +191,11 @@ static la_status_t cuda_support(const la_plan_t *pl, char *msg) {
     if (!fwd_tiles(pl).d) {
         snprintf(msg, LA_MSG_LEN, "the CUDA forward needs %d bytes of shared memory per block, this GPU has %d",
                  la_cuda_fwd_smem(64, elem_of(pl) == 4 ? LA_CUDA_ESLICE_SMALL : LA_CUDA_ESLICE_LARGE, elem_of(pl), 1, 0),
-                 device_smem_optin());
+                 la_cuda_smem_optin());
         return LA_STATUS_NOT_SUPPORTED;
     }
     return LA_STATUS_SUCCESS;
 }
-
-static int device_smem_per_sm(void) { return la_cuda_smem_per_sm(); }
 
 static int device_sms(void) {
     int dev = 0, sms = 1;
@@ -278,7 +274,7 @@ static int use_rows(const la_plan_t *pl, int eslice) {
 static int use_ws(void) {
     const char *env = getenv("LA_CUDA_WS");
     if (env && env[0] == '0') return 0;
-    return la_cuda_fwd_ws_smem() + 1024 <= device_smem_per_sm();
+    return la_cuda_fwd_ws_smem() + 1024 <= la_cuda_smem_per_sm();
 }
 
 /* The same for the plan's forward kernel (the Hopper one: 3 at D = 64, else
@@ -303,7 +299,7 @@ static int use_state_wg(const la_plan_t *pl, int eslice, int kv_vec) {
     if (elem_of(pl) != 2 || pad_dim(pl->p.dim_qk) != 128 || eslice != LA_CUDA_ESLICE_LARGE || !kv_vec) return 0;
     const char *env = getenv("LA_CUDA_STATE_WG");
     if (env && env[0] == '0') return 0;
-    return device_is_sm90() && la_cuda_state_wg_smem() + 1024 <= device_smem_per_sm();
+    return device_is_sm90() && la_cuda_state_wg_smem() + 1024 <= la_cuda_smem_per_sm();
 #else
     (void)pl; (void)eslice; (void)kv_vec;
     return 0;
@@ -323,7 +319,7 @@ static int use_bwd_wg(const la_plan_t *pl, int vec, int gvec) {
     if (pl->p.dim_qk != 64 || pl->p.dim_v != 64) return 0; /* its gradient stores write whole 128-byte rows */
     const char *env = getenv("LA_CUDA_BWD_WG");
     if (env && env[0] == '0') return 0;
-    return device_is_sm90() && 2 * (la_cuda_bwd_wg_smem() + 1024) <= device_smem_per_sm();
+    return device_is_sm90() && 2 * (la_cuda_bwd_wg_smem() + 1024) <= la_cuda_smem_per_sm();
 #else
     (void)pl; (void)vec; (void)gvec;
     return 0;
@@ -339,8 +335,8 @@ static int round_up_slice(int64_t E, int eslice) { return (int)((E + eslice - 1)
 static int fwd_stages(int DP, int eslice, int elem, int state_only, int64_t blocks) {
     const int hi = state_only ? 4 : 2;
     const int per_sm = blocks <= device_sms() ? 1 : blocks_per_sm(eslice, DP, elem);
-    return per_sm * (la_cuda_fwd_smem(DP, eslice, elem, hi, state_only) + 1024) <= device_smem_per_sm() ? hi
-                                                                                                       : hi / 2;
+    const int bytes = la_cuda_fwd_smem(DP, eslice, elem, hi, state_only) + 1024;
+    return per_sm * bytes <= la_cuda_smem_per_sm() ? hi : hi / 2;
 }
 
 /* How sequences are cut into segments.  One segment per sequence when the
@@ -718,7 +714,7 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
     if (use_wg(pl) && p.vec_ok && !p.accum) {
         l.stages = 2;
         l.state_stages = la_cuda_fwd_wg_blocks_per_sm(l.DP) * (la_cuda_fwd_wg_smem(l.DP, 4, 1) + 1024) <=
-                                 device_smem_per_sm()
+                                 la_cuda_smem_per_sm()
                              ? 4
                              : 2;
         if (t->k.dtype == LA_DTYPE_BF16) return la_cuda_fwd_wg_bf16(&p, &l, stream, msg);
@@ -727,7 +723,7 @@ static la_status_t run_forward(const la_plan_t *pl, char *ws, cudaStream_t strea
 #endif
     /* The rows kernel: four stages (loads three chunks ahead; an SM must
      * keep ~32 GB/s in flight) where they fit, else two. */
-    l.rows_stages = !use_rows(pl, eslice) ? 0 : la_cuda_fwd_rows_smem(4) + 1024 <= device_smem_per_sm() ? 4 : 2;
+    l.rows_stages = !use_rows(pl, eslice) ? 0 : la_cuda_fwd_rows_smem(4) + 1024 <= la_cuda_smem_per_sm() ? 4 : 2;
     if (l.rows_stages && p.vec_ok && !LA_SUM_MODE(p.accum, LA_SUM_O)) l.ws = use_ws();
     /* Double-buffer the tiles when the planned blocks per SM still fit that way. */
     const int64_t blocks = (int64_t)sp.total * p.H * (p.ept / eslice); /* either pass's grid */

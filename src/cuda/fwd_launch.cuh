@@ -89,7 +89,6 @@ static la_status_t la_fwd_ws_run(const la_fwd_params_t &p, const la_fwd_launch_t
     return LA_STATUS_SUCCESS;
 }
 
-
 template <typename T, int DP, int EP>
 static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t s, char *msg) {
     if (l.state_pass) {
