@@ -37,7 +37,8 @@
  * Tensors.  Every tensor is a la_tensor_t: a data pointer, a dtype and four
  * int64 ELEMENT strides over the tensor's four logical dimensions, so the
  * [B,H,N,D] and [B,N,H,D] layouts both work without copies.  The logical
- * shapes (strides of dimensions of extent 1 are ignored):
+ * shapes (strides of dimensions of extent 1, and every stride of an empty
+ * tensor, are ignored):
  *
  *     q, k, dq, dk       [B, H, N, D]
  *     v, o, dv, d_o      [B, H, N, E]
@@ -67,11 +68,31 @@
  * "head dim 300 > 256" readable through la_last_error(handle).  The library
  * never exits, aborts or prints.
  *
+ * Every call on a handle (all but la_last_error and la_handle_backend)
+ * clears the handle's message when it starts; a failed call leaves its own.
+ *
+ * Threads.  A handle belongs to one thread at a time (as a cuDNN handle
+ * does): give each thread its own handle; different handles never share
+ * state and may run concurrently.  Calls on one handle from several threads
+ * must be serialised by the caller.  A call that arrives while another call
+ * is running on the same handle is refused with LA_STATUS_HANDLE_BUSY and
+ * does nothing: it writes no tensor, no handle setting and not the message
+ * (la_last_error still belongs to the running call).  Read la_last_error on
+ * the thread that made the failed call, before its next call.  Destroy a
+ * handle only when no other thread can still use it.  The functions that take
+ * no handle (la_status_string, la_problem_init, ...) are thread-safe.
+ *
  * Memory.  The handle owns a workspace that it allocates on first use and
  * grows when a larger problem needs it (la_workspace_size reports the bytes;
  * la_set_workspace supplies caller memory instead; nothing else is allocated
  * by a call).  The CPU backend runs on a pool of OpenMP threads
  * (la_set_num_threads).
+ *
+ * Sizes.  Every tensor a problem implies (q and k [B,H,N,D], v [B,H,N,E],
+ * decays, states [S,H,D,E]) must be addressable: a problem whose elements
+ * or bytes would pass 2^62 is rejected with LA_STATUS_BAD_SHAPE, and a
+ * tensor whose strides reach past 2^62 bytes with LA_STATUS_BAD_STRIDE, so
+ * no size computation can wrap.
  *
  * Minimal use (forward, bf16, [B,H,N,D] contiguous):
  *
@@ -105,6 +126,8 @@ extern "C" {
 
 /* Largest supported D and E. */
 #define LA_MAX_HEAD_DIM 256
+/* Most CPU threads la_set_num_threads accepts. */
+#define LA_MAX_THREADS 1024
 
 /* Status codes, grouped by category (the hundreds digit).  Values are pinned. */
 typedef enum la_status {
@@ -120,6 +143,7 @@ typedef enum la_status {
     LA_STATUS_OVERLAP = 106,            /* an output's address range meets another tensor's */
     LA_STATUS_BAD_VERSION = 107,        /* struct_size of a struct is not one this library knows */
     LA_STATUS_BAD_SCALE = 108,          /* scale is NaN or infinite */
+    LA_STATUS_HANDLE_BUSY = 109,        /* another call is running on this handle (see Threads) */
 
     /* 2xx: valid, but this build or backend does not do it. */
     LA_STATUS_NOT_SUPPORTED = 200,
@@ -229,7 +253,8 @@ la_backend_t la_handle_backend(const la_handle_t *handle);
 /* The detailed message of the last failed call on this handle ("" if none). */
 const char *la_last_error(const la_handle_t *handle);
 
-/* CPU: threads to use (0 = all cores, the default). */
+/* CPU: threads to use, 0 (all cores, the default) to LA_MAX_THREADS; a
+ * call never starts more threads than it has (sequence, head) items. */
 la_status_t la_set_num_threads(la_handle_t *handle, int num_threads);
 /* CUDA: the cudaStream_t to launch on (NULL = default stream). */
 la_status_t la_set_stream(la_handle_t *handle, void *stream);

@@ -29,6 +29,23 @@ typedef struct la_plan {
     int check_values;      /* check device-resident values (log decays) before running */
 } la_plan_t;
 
+/* Every byte count the library forms stays below this (2^62), so sums and
+ * products of a few of them cannot wrap; the API refuses larger problems and
+ * strides (validate.c). */
+#define LA_MAX_BYTES ((int64_t)1 << 62)
+
+/* a * b for a, b >= 0, or -1 when it passes LA_MAX_BYTES. */
+static inline int64_t la_mul_capped(int64_t a, int64_t b) {
+    if (a < 0 || b < 0) return -1;
+    if (a != 0 && b > LA_MAX_BYTES / a) return -1;
+    return a * b;
+}
+/* Saturating size_t arithmetic for workspace sizes: SIZE_MAX never fits. */
+static inline size_t la_size_mul(size_t a, size_t b) {
+    return (a != 0 && b > SIZE_MAX / a) ? SIZE_MAX : a * b;
+}
+static inline size_t la_size_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+
 /* First token and length of sequence s (in the N dimension of batch row seq_batch). */
 static inline int64_t la_plan_seq_start(const la_plan_t *pl, int64_t s) {
     return pl->packed ? pl->p.cu_seqlens[s] : 0;
@@ -61,18 +78,6 @@ typedef struct la_backend_ops {
 extern const la_backend_ops_t la_cpu_backend;
 /* NULL when the library was built without CUDA. */
 extern const la_backend_ops_t *const la_cuda_backend_ptr;
-
-struct la_handle {
-    la_backend_t backend;
-    const la_backend_ops_t *ops;
-    int num_threads;
-    int no_value_checks;   /* la_set_check_values(h, 0) */
-    void *stream;
-    void *ws;            /* workspace in use */
-    size_t ws_bytes;
-    int ws_owned;        /* the handle allocated ws */
-    char msg[LA_MSG_LEN];
-};
 
 #ifdef __cplusplus
 }

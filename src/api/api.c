@@ -7,9 +7,42 @@
  */
 #include "validate.h"
 
+#include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct la_handle {
+    la_backend_t backend;
+    const la_backend_ops_t *ops;
+    /* Set while a call runs.  A handle belongs to one thread at a time; a
+     * second, concurrent call finds this set and is refused with
+     * LA_STATUS_HANDLE_BUSY before it touches anything below. */
+    atomic_flag busy;
+    int num_threads;
+    int no_value_checks; /* la_set_check_values(h, 0) */
+    void *stream;
+    void *ws;            /* workspace in use */
+    size_t ws_bytes;
+    int ws_owned;        /* the handle allocated ws */
+    char msg[LA_MSG_LEN];
+};
+
+/* Take the handle for one call, and clear its message: every call but the
+ * two accessors starts from "" so that la_last_error only ever describes the
+ * latest call.  Pair with leave(). */
+static la_status_t enter(la_handle_t *h) {
+    if (!h) return LA_STATUS_NULL_POINTER;
+    if (atomic_flag_test_and_set_explicit(&h->busy, memory_order_acquire)) return LA_STATUS_HANDLE_BUSY;
+    h->msg[0] = '\0';
+    return LA_STATUS_SUCCESS;
+}
+
+static la_status_t leave(la_handle_t *h, la_status_t st) {
+    atomic_flag_clear_explicit(&h->busy, memory_order_release);
+    return st;
+}
 
 static const struct { la_status_t st; const char *s; } status_strings[] = {
     {LA_STATUS_SUCCESS, "LA_STATUS_SUCCESS: success"},
@@ -22,6 +55,7 @@ static const struct { la_status_t st; const char *s; } status_strings[] = {
     {LA_STATUS_OVERLAP, "LA_STATUS_OVERLAP: an output overlaps another tensor"},
     {LA_STATUS_BAD_VERSION, "LA_STATUS_BAD_VERSION: struct_size does not match this library"},
     {LA_STATUS_BAD_SCALE, "LA_STATUS_BAD_SCALE: scale is not finite"},
+    {LA_STATUS_HANDLE_BUSY, "LA_STATUS_HANDLE_BUSY: another call is running on this handle"},
     {LA_STATUS_NOT_SUPPORTED, "LA_STATUS_NOT_SUPPORTED: not supported by this backend"},
     {LA_STATUS_UNSUPPORTED_DTYPE, "LA_STATUS_UNSUPPORTED_DTYPE: dtype not supported"},
     {LA_STATUS_UNSUPPORTED_HEAD_DIM, "LA_STATUS_UNSUPPORTED_HEAD_DIM: head dim not supported"},
@@ -60,15 +94,23 @@ void la_tensors_init(la_tensors_t *t) {
     t->struct_size = sizeof *t;
 }
 
+/* Extents are clamped to >= 0 and the products saturate at INT64_MAX, so a
+ * shape too large to address gives strides the call refuses (BAD_STRIDE or,
+ * from the problem's sizes, BAD_SHAPE) instead of wrapping. */
+static int64_t saturating_product(int64_t a, int64_t b) {
+    if (a <= 0 || b <= 0) return 0;
+    return b > INT64_MAX / a ? INT64_MAX : a * b;
+}
+
 void la_tensor_contiguous(la_tensor_t *t, void *data, la_dtype_t dtype, int64_t d0, int64_t d1, int64_t d2,
                           int64_t d3) {
     (void)d0;
     t->data = data;
     t->dtype = dtype;
     t->stride[3] = 1;
-    t->stride[2] = d3;
-    t->stride[1] = d2 * d3;
-    t->stride[0] = d1 * d2 * d3;
+    t->stride[2] = d3 > 0 ? d3 : 0;
+    t->stride[1] = saturating_product(d2, t->stride[2]);
+    t->stride[0] = saturating_product(d1, t->stride[1]);
 }
 
 static const la_backend_ops_t *backend_ops(la_backend_t b) {
@@ -92,6 +134,7 @@ la_status_t la_create(la_handle_t **handle, la_backend_t backend) {
     if (!ops || !ops->available()) return LA_STATUS_BACKEND_UNAVAILABLE;
     la_handle_t *h = (la_handle_t *)calloc(1, sizeof *h);
     if (!h) return LA_STATUS_ALLOC_FAILED;
+    atomic_flag_clear(&h->busy);
     h->backend = backend;
     h->ops = ops;
     *handle = h;
@@ -106,7 +149,8 @@ static void release_workspace(la_handle_t *h) {
 }
 
 la_status_t la_destroy(la_handle_t *h) {
-    if (!h) return LA_STATUS_NULL_POINTER;
+    la_status_t st = enter(h);
+    if (st) return st;
     release_workspace(h);
     free(h);
     return LA_STATUS_SUCCESS;
@@ -117,35 +161,39 @@ la_backend_t la_handle_backend(const la_handle_t *h) { return h ? h->backend : L
 const char *la_last_error(const la_handle_t *h) { return h ? h->msg : "handle is NULL"; }
 
 la_status_t la_set_num_threads(la_handle_t *h, int n) {
-    if (!h) return LA_STATUS_NULL_POINTER;
-    if (n < 0) {
-        snprintf(h->msg, LA_MSG_LEN, "num_threads %d < 0", n);
-        return LA_STATUS_BAD_PARAM;
+    la_status_t st = enter(h);
+    if (st) return st;
+    if (n < 0 || n > LA_MAX_THREADS) {
+        snprintf(h->msg, LA_MSG_LEN, "num_threads %d: must lie in [0, %d] (0 = all cores)", n, LA_MAX_THREADS);
+        return leave(h, LA_STATUS_BAD_PARAM);
     }
     h->num_threads = n;
-    return LA_STATUS_SUCCESS;
+    return leave(h, LA_STATUS_SUCCESS);
 }
 
 la_status_t la_set_stream(la_handle_t *h, void *stream) {
-    if (!h) return LA_STATUS_NULL_POINTER;
+    la_status_t st = enter(h);
+    if (st) return st;
     h->stream = stream;
-    return LA_STATUS_SUCCESS;
+    return leave(h, LA_STATUS_SUCCESS);
 }
 
 la_status_t la_set_check_values(la_handle_t *h, int enable) {
-    if (!h) return LA_STATUS_NULL_POINTER;
+    la_status_t st = enter(h);
+    if (st) return st;
     h->no_value_checks = !enable;
-    return LA_STATUS_SUCCESS;
+    return leave(h, LA_STATUS_SUCCESS);
 }
 
 la_status_t la_set_workspace(la_handle_t *h, void *ws, size_t bytes) {
-    if (!h) return LA_STATUS_NULL_POINTER;
+    la_status_t st = enter(h);
+    if (st) return st;
     release_workspace(h);
     if (ws) {
         h->ws = ws;
         h->ws_bytes = bytes;
     }
-    return LA_STATUS_SUCCESS;
+    return leave(h, LA_STATUS_SUCCESS);
 }
 
 /* A plan for size queries only: the shapes matter, the pointers do not.
@@ -168,17 +216,12 @@ static void size_plan(la_op_t op, const la_problem_t *p, la_dtype_t dt, int want
     }
 }
 
-la_status_t la_workspace_size(la_handle_t *h, la_op_t op, const la_problem_t *p, size_t *bytes) {
-    if (!h) return LA_STATUS_NULL_POINTER;
+static la_status_t workspace_bound(la_handle_t *h, la_op_t op, const la_problem_t *p, size_t *bytes) {
     if (!p || !bytes) {
         snprintf(h->msg, LA_MSG_LEN, "%s is NULL", !p ? "problem" : "bytes");
         return LA_STATUS_NULL_POINTER;
     }
-    if ((unsigned)op > LA_OP_STATE_BACKWARD) {
-        snprintf(h->msg, LA_MSG_LEN, "unknown operation %d", (int)op);
-        return LA_STATUS_BAD_PARAM;
-    }
-    la_status_t st = la_check_problem(p, h->msg);
+    la_status_t st = la_check_problem_for(op, p, h->msg);
     if (st) return st;
     size_t most = 0;
     const la_dtype_t dts[3] = {LA_DTYPE_F32, LA_DTYPE_F16, LA_DTYPE_BF16};
@@ -193,33 +236,38 @@ la_status_t la_workspace_size(la_handle_t *h, la_op_t op, const la_problem_t *p,
     return LA_STATUS_SUCCESS;
 }
 
+la_status_t la_workspace_size(la_handle_t *h, la_op_t op, const la_problem_t *p, size_t *bytes) {
+    la_status_t st = enter(h);
+    if (st) return st;
+    return leave(h, workspace_bound(h, op, p, bytes));
+}
+
 la_status_t la_workspace_size_for(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t,
                                   size_t *bytes) {
-    if (!h) return LA_STATUS_NULL_POINTER;
-    h->msg[0] = '\0';
+    la_status_t st = enter(h);
+    if (st) return st;
     if (!bytes) {
         snprintf(h->msg, LA_MSG_LEN, "bytes is NULL");
-        return LA_STATUS_NULL_POINTER;
+        return leave(h, LA_STATUS_NULL_POINTER);
     }
     la_plan_t pl;
-    la_status_t st = la_build_plan(op, p, t, h->ops->host_memory, &pl, h->msg);
+    st = la_build_plan(op, p, t, h->ops->host_memory, &pl, h->msg);
     if (st == LA_STATUS_SUCCESS) st = h->ops->supports(&pl, h->msg);
     if (st == LA_STATUS_SUCCESS) *bytes = h->ops->workspace_size(&pl, h->num_threads);
-    return st;
+    return leave(h, st);
 }
 
 la_status_t la_supports(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
-    if (!h) return LA_STATUS_NULL_POINTER;
+    la_status_t st = enter(h);
+    if (st) return st;
     la_plan_t pl;
-    la_status_t st = la_build_plan(op, p, t, 0, &pl, h->msg);
+    st = la_build_plan(op, p, t, 0, &pl, h->msg);
     if (st == LA_STATUS_SUCCESS) st = h->ops->supports(&pl, h->msg);
-    return st;
+    return leave(h, st);
 }
 
 /* Validate, check support, size the workspace, run. */
-static la_status_t run_op(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
-    if (!h) return LA_STATUS_NULL_POINTER;
-    h->msg[0] = '\0';
+static la_status_t run_plan(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
     la_plan_t pl;
     la_status_t st = la_build_plan(op, p, t, h->ops->host_memory, &pl, h->msg);
     if (st) return st;
@@ -232,7 +280,7 @@ static la_status_t run_op(la_handle_t *h, la_op_t op, const la_problem_t *p, con
             return LA_STATUS_WORKSPACE_TOO_SMALL;
         }
         release_workspace(h);
-        h->ws = h->ops->ws_alloc(need);
+        h->ws = need == SIZE_MAX ? NULL : h->ops->ws_alloc(need);
         if (!h->ws) {
             snprintf(h->msg, LA_MSG_LEN, "could not allocate a workspace of %zu bytes", need);
             return LA_STATUS_ALLOC_FAILED;
@@ -241,6 +289,12 @@ static la_status_t run_op(la_handle_t *h, la_op_t op, const la_problem_t *p, con
         h->ws_owned = 1;
     }
     return h->ops->run(&pl, h->ws, h->ws_bytes, h->num_threads, h->stream, h->msg);
+}
+
+static la_status_t run_op(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
+    la_status_t st = enter(h);
+    if (st) return st;
+    return leave(h, run_plan(h, op, p, t));
 }
 
 la_status_t la_forward(la_handle_t *h, const la_problem_t *p, const la_tensors_t *t) {

@@ -99,9 +99,11 @@ static void byte_range(const la_tensor_t *t, const int64_t dims[4], uintptr_t *l
 }
 
 /* Outputs must not map two indices to one element: sort the dims of extent >
- * 1 by stride; each stride must reach past everything the smaller ones span. */
+ * 1 by stride; each stride must reach past everything the smaller ones span.
+ * An empty tensor has no elements to collide. */
 static int self_overlaps(const la_tensor_t *t, const int64_t dims[4]) {
     int idx[4], n = 0;
+    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0 || dims[3] == 0) return 0;
     for (int i = 0; i < 4; i++)
         if (dims[i] > 1) idx[n++] = i;
     for (int a = 1; a < n; a++)
@@ -115,6 +117,23 @@ static int self_overlaps(const la_tensor_t *t, const int64_t dims[4]) {
         span += (dims[i] - 1) * t->stride[i];
     }
     return 0;
+}
+
+/* Every tensor the problem implies must be addressable (LA_MAX_BYTES), so
+ * that no size derived from the problem can wrap.  The states count one per
+ * sequence and head whether or not the call passes any. */
+static la_status_t check_problem_size(const la_problem_t *p, char *msg) {
+    const int64_t S = p->cu_seqlens ? p->num_seqs : p->batch;
+    const int64_t X = p->dim_qk > p->dim_v ? p->dim_qk : p->dim_v;
+    const int64_t tok = la_mul_capped(la_mul_capped(la_mul_capped(p->batch, p->heads), p->seqlen), X);
+    if (la_mul_capped(tok, 4) < 0)
+        FAIL(LA_STATUS_BAD_SHAPE, "problem too large: B*H*N*max(D,E) = %lld*%lld*%lld*%lld elements pass 2^62 bytes",
+             (long long)p->batch, (long long)p->heads, (long long)p->seqlen, (long long)X);
+    const int64_t st = la_mul_capped(la_mul_capped(la_mul_capped(S, p->heads), p->dim_qk), p->dim_v);
+    if (la_mul_capped(st, 4) < 0)
+        FAIL(LA_STATUS_BAD_SHAPE, "problem too large: %lld sequences x %lld heads of %lldx%lld fp32 states pass 2^62 bytes",
+             (long long)S, (long long)p->heads, (long long)p->dim_qk, (long long)p->dim_v);
+    return LA_STATUS_SUCCESS;
 }
 
 la_status_t la_check_problem(const la_problem_t *p, char *msg) {
@@ -133,21 +152,59 @@ la_status_t la_check_problem(const la_problem_t *p, char *msg) {
     if ((unsigned)p->decay > LA_DECAY_VECTOR_KV) FAIL(LA_STATUS_BAD_PARAM, "unknown decay kind %d", (int)p->decay);
     if (!isfinite(p->scale)) FAIL(LA_STATUS_BAD_SCALE, "scale %g is not finite", (double)p->scale);
     if (p->cu_seqlens) {
-        const int64_t *cu = p->cu_seqlens;
         if (p->batch != 1) FAIL(LA_STATUS_BAD_SEQLENS, "cu_seqlens needs batch = 1, got %lld", (long long)p->batch);
         if (p->num_seqs < 1) FAIL(LA_STATUS_BAD_SEQLENS, "num_seqs %lld < 1 with cu_seqlens", (long long)p->num_seqs);
-        if (cu[0] != 0) FAIL(LA_STATUS_BAD_SEQLENS, "cu_seqlens[0] = %lld, must be 0", (long long)cu[0]);
-        for (int64_t i = 1; i <= p->num_seqs; i++)
-            if (cu[i] < cu[i - 1])
-                FAIL(LA_STATUS_BAD_SEQLENS, "cu_seqlens not increasing at index %lld (%lld < %lld)",
-                     (long long)i, (long long)cu[i], (long long)cu[i - 1]);
-        if (cu[p->num_seqs] != p->seqlen)
-            FAIL(LA_STATUS_BAD_SEQLENS, "cu_seqlens[%lld] = %lld, must equal seqlen %lld", (long long)p->num_seqs,
-                 (long long)cu[p->num_seqs], (long long)p->seqlen);
     } else if (p->num_seqs != 0) {
         FAIL(LA_STATUS_BAD_SEQLENS, "num_seqs = %lld given without cu_seqlens", (long long)p->num_seqs);
     }
+    /* Before reading cu_seqlens: an absurd num_seqs is refused here, not read. */
+    la_status_t st = check_problem_size(p, msg);
+    if (st || !p->cu_seqlens) return st;
+    const int64_t *cu = p->cu_seqlens;
+    if (cu[0] != 0) FAIL(LA_STATUS_BAD_SEQLENS, "cu_seqlens[0] = %lld, must be 0", (long long)cu[0]);
+    for (int64_t i = 1; i <= p->num_seqs; i++)
+        if (cu[i] < cu[i - 1])
+            FAIL(LA_STATUS_BAD_SEQLENS, "cu_seqlens not increasing at index %lld (%lld < %lld)", (long long)i,
+                 (long long)cu[i], (long long)cu[i - 1]);
+    if (cu[p->num_seqs] != p->seqlen)
+        FAIL(LA_STATUS_BAD_SEQLENS, "cu_seqlens[%lld] = %lld, must equal seqlen %lld", (long long)p->num_seqs,
+             (long long)cu[p->num_seqs], (long long)p->seqlen);
     return LA_STATUS_SUCCESS;
+}
+
+la_status_t la_check_problem_for(la_op_t op, const la_problem_t *p, char *msg) {
+    if ((unsigned)op > LA_OP_STATE_BACKWARD) FAIL(LA_STATUS_BAD_PARAM, "unknown operation %d", (int)op);
+    la_status_t st = la_check_problem(p, msg);
+    if (st) return st;
+    if (op == LA_OP_DECODE) {
+        if (p->cu_seqlens) FAIL(LA_STATUS_BAD_SEQLENS, "decode takes one token per sequence: no cu_seqlens");
+        if (p->seqlen != 1) FAIL(LA_STATUS_BAD_SHAPE, "decode needs seqlen = 1, got %lld", (long long)p->seqlen);
+    }
+    return LA_STATUS_SUCCESS;
+}
+
+/* The strides of a dimension of extent 1 never multiply a nonzero index, and
+ * an empty tensor has no element at all: set those strides to 0, so that no
+ * later offset computation meets the caller's arbitrary value and two views
+ * of one tensor that differ only there compare equal (decode in place). */
+static void normalise_strides(la_tensor_t *t, const int64_t dims[4]) {
+    int empty = dims[0] == 0 || dims[1] == 0 || dims[2] == 0 || dims[3] == 0;
+    for (int i = 0; i < 4; i++)
+        if (empty || dims[i] == 1) t->stride[i] = 0;
+}
+
+/* Does the largest byte offset of the tensor stay within LA_MAX_BYTES and
+ * the address space?  Strides are >= 0 here. */
+static int span_addressable(const la_tensor_t *t, const int64_t dims[4]) {
+    int64_t last = 0;
+    for (int i = 0; i < 4; i++) {
+        if (dims[i] <= 1) continue;
+        int64_t reach = la_mul_capped(dims[i] - 1, t->stride[i]);
+        if (reach < 0 || reach > LA_MAX_BYTES - last) return 0;
+        last += reach;
+    }
+    int64_t bytes = la_mul_capped(last + 1, (int64_t)la_dtype_size(t->dtype));
+    return bytes >= 0 && (uintptr_t)t->data <= UINTPTR_MAX - (uintptr_t)bytes;
 }
 
 static la_status_t check_tensor(const la_plan_t *pl, la_tensor_id_t id, char *msg) {
@@ -168,6 +225,9 @@ static la_status_t check_tensor(const la_plan_t *pl, la_tensor_id_t id, char *ms
     for (int i = 0; i < 4; i++)
         if (dims[i] > 1 && t->stride[i] < 0)
             FAIL(LA_STATUS_BAD_STRIDE, "%s: negative stride %lld in dim %d", name, (long long)t->stride[i], i);
+    if (!span_addressable(t, dims))
+        FAIL(LA_STATUS_BAD_STRIDE, "%s: strides {%lld,%lld,%lld,%lld} reach past 2^62 bytes or the address space", name,
+             (long long)t->stride[0], (long long)t->stride[1], (long long)t->stride[2], (long long)t->stride[3]);
     if ((r == OUT_REQ || r == OUT_OPT) && self_overlaps(t, dims))
         FAIL(LA_STATUS_BAD_STRIDE, "%s: strides {%lld,%lld,%lld,%lld} make the output overlap itself", name,
              (long long)t->stride[0], (long long)t->stride[1], (long long)t->stride[2], (long long)t->stride[3]);
@@ -229,8 +289,7 @@ la_status_t la_build_plan(la_op_t op, const la_problem_t *p, const la_tensors_t 
                           la_plan_t *pl, char *msg) {
     if (!p) FAIL(LA_STATUS_NULL_POINTER, "problem is NULL");
     if (!t) FAIL(LA_STATUS_NULL_POINTER, "tensors is NULL");
-    if ((unsigned)op > LA_OP_STATE_BACKWARD) FAIL(LA_STATUS_BAD_PARAM, "unknown operation %d", (int)op);
-    la_status_t st = la_check_problem(p, msg);
+    la_status_t st = la_check_problem_for(op, p, msg);
     if (st) return st;
     if (t->struct_size != sizeof(la_tensors_t))
         FAIL(LA_STATUS_BAD_VERSION, "tensors.struct_size is %zu, this library expects %zu (call la_tensors_init)",
@@ -241,9 +300,10 @@ la_status_t la_build_plan(la_op_t op, const la_problem_t *p, const la_tensors_t 
     pl->t = *t;
     pl->packed = p->cu_seqlens != NULL;
     pl->num_seqs = pl->packed ? p->num_seqs : p->batch;
-    if (op == LA_OP_DECODE) {
-        if (p->cu_seqlens) FAIL(LA_STATUS_BAD_SEQLENS, "decode takes one token per sequence: no cu_seqlens");
-        if (p->seqlen != 1) FAIL(LA_STATUS_BAD_SHAPE, "decode needs seqlen = 1, got %lld", (long long)p->seqlen);
+    for (int i = 0; i < LA_NUM_TENSORS; i++) {
+        int64_t dims[4];
+        la_tensor_dims(pl, (la_tensor_id_t)i, dims);
+        normalise_strides(la_tensor_by_id(&pl->t, (la_tensor_id_t)i), dims);
     }
     for (int i = 0; i < LA_NUM_TENSORS; i++)
         if ((st = check_tensor(pl, (la_tensor_id_t)i, msg))) return st;

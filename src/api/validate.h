@@ -23,6 +23,9 @@ la_status_t la_build_plan(la_op_t op, const la_problem_t *p, const la_tensors_t 
                           la_plan_t *pl, char *msg);
 /* The problem struct alone (sizes, decay kind, scale, cu_seqlens). */
 la_status_t la_check_problem(const la_problem_t *p, char *msg);
+/* The operation and the problem, as every entry point taking both checks them
+ * (decode: one token per sequence, no cu_seqlens). */
+la_status_t la_check_problem_for(la_op_t op, const la_problem_t *p, char *msg);
 void la_tensor_dims(const la_plan_t *pl, la_tensor_id_t id, int64_t dims[4]);
 la_tensor_t *la_tensor_by_id(la_tensors_t *t, la_tensor_id_t id);
 const char *la_tensor_name(la_tensor_id_t id);

@@ -27,10 +27,17 @@ static size_t align_up(size_t x) { return (x + WS_ALIGN - 1) / WS_ALIGN * WS_ALI
 
 static int is_vector_kind(la_decay_t k) { return k == LA_DECAY_VECTOR_K || k == LA_DECAY_VECTOR_KV; }
 
-static int threads_for(int requested) {
+/* Threads a call runs on: the requested number (0 = OpenMP's default), but
+ * never more than the call has (sequence, head) items, so a small call
+ * starts no idle threads and sizes no scratch for them. */
+static int threads_for(const la_plan_t *pl, int requested) {
 #ifdef _OPENMP
-    return requested > 0 ? requested : omp_get_max_threads();
+    int64_t n = requested > 0 ? requested : omp_get_max_threads();
+    int64_t items = pl->num_seqs * pl->p.heads;
+    if (n > items) n = items;
+    return n > 1 ? (int)n : 1;
 #else
+    (void)pl;
     (void)requested;
     return 1;
 #endif
@@ -55,8 +62,11 @@ static size_t partials_bytes(const la_plan_t *pl) {
     return align_up((size_t)pl->num_seqs * (size_t)pl->p.heads * sizeof(double));
 }
 
+/* The API bounds every problem (LA_MAX_BYTES), so these terms are far from
+ * wrapping; the sum saturates anyway, and SIZE_MAX is never allocated. */
 static size_t cpu_workspace_size(const la_plan_t *pl, int num_threads) {
-    return per_thread_bytes(pl) * (size_t)threads_for(num_threads) + partials_bytes(pl) + WS_ALIGN;
+    size_t threads = la_size_mul(per_thread_bytes(pl), (size_t)threads_for(pl, num_threads));
+    return la_size_add(la_size_add(threads, partials_bytes(pl)), WS_ALIGN);
 }
 
 /* View of token tensor t for (sequence s, head h). */
@@ -191,7 +201,7 @@ static la_status_t cpu_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int n
                            char *msg) {
     (void)stream;
     (void)msg;
-    int nt = threads_for(num_threads);
+    int nt = threads_for(pl, num_threads);
     size_t per = per_thread_bytes(pl);
     char *base = (char *)(((uintptr_t)ws + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN);
     double *partials = (double *)(base + per * (size_t)nt);

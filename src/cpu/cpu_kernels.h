@@ -17,6 +17,18 @@
 #include <stdint.h>
 #include "lightning_attn.h"
 
+/* Under ThreadSanitizer the kernels take their baseline loops only: the
+ * load-time choice between AVX-512, AVX2 and baseline clones is an ELF ifunc,
+ * whose resolver runs during relocation, before the sanitizer's runtime has
+ * started, and crashes there. */
+#if defined(__SANITIZE_THREAD__)
+#define LA_CPU_NO_IFUNC 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LA_CPU_NO_IFUNC 1
+#endif
+#endif
+
 /* A strided [tokens, channels] view of one (sequence, head) slice.  ptr points
  * at token 0, channel 0 of the slice; ptr == NULL means absent. */
 typedef struct cpu_view {

@@ -61,7 +61,7 @@
 
 /* The element-wise loops below are compiled for AVX-512 and AVX2 as well as
  * the baseline, picked at load time (the library is built without -march). */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) /* ifunc needed */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) && !defined(LA_CPU_NO_IFUNC) /* ifunc needed */
 #define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SIMD_CLONES

@@ -211,7 +211,7 @@ static void fp_leave(unsigned int old)
  * target_clones, ELF ifunc).  Results are identical across the clones: ISO C
  * mode does not contract a * b + c into FMAs, and the dot products keep 16
  * fixed partial sums whatever the vector width. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && !defined(LA_CPU_NO_IFUNC)
 #define LA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define LA_CLONES

@@ -31,8 +31,9 @@ int la_tma_tok_map(CUtensorMap *m, const la_tok_t &x, int bf16, int64_t B, int64
     PFN_cuTensorMapEncodeTiled_v12000 enc = encode_tiled();
     if (!enc) return 0;
     const cuuint64_t dims[4] = {(cuuint64_t)X, (cuuint64_t)tokens, (cuuint64_t)H, (cuuint64_t)B};
-    /* Byte strides of dims 1..3; a dim of size 1 gets any valid stride. */
-    const int64_t st[3] = {x.st * 2, H > 1 ? x.sh * 2 : 16, B > 1 ? x.sb * 2 : 16};
+    /* Byte strides of dims 1..3; a dim of size 1 gets any valid stride (the
+     * API sets the caller's stride of such a dim to 0, which TMA refuses). */
+    const int64_t st[3] = {tokens > 1 ? x.st * 2 : 16, H > 1 ? x.sh * 2 : 16, B > 1 ? x.sb * 2 : 16};
     cuuint64_t strides[3];
     for (int i = 0; i < 3; i++) {
         if (st[i] <= 0 || st[i] % 16 || st[i] >= ((int64_t)1 << 40)) return 0;
