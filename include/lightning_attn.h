@@ -89,10 +89,11 @@
  * (la_set_num_threads).
  *
  * Sizes.  Every tensor a problem implies (q and k [B,H,N,D], v [B,H,N,E],
- * decays, states [S,H,D,E]) must be addressable: a problem whose elements
- * or bytes would pass 2^62 is rejected with LA_STATUS_BAD_SHAPE, and a
- * tensor whose strides reach past 2^62 bytes with LA_STATUS_BAD_STRIDE, so
- * no size computation can wrap.
+ * decays, states [S,H,D,E]) must be addressable: a problem whose tensors
+ * would pass 2^62 bytes, or that has more than 2^48 (token, head) or 2^40
+ * (sequence, head) pairs, is rejected with LA_STATUS_BAD_SHAPE, and a tensor
+ * whose strides reach past 2^62 bytes with LA_STATUS_BAD_STRIDE, so no size
+ * computation can wrap.
  *
  * Minimal use (forward, bf16, [B,H,N,D] contiguous):
  *

@@ -33,6 +33,11 @@ typedef struct la_plan {
  * products of a few of them cannot wrap; the API refuses larger problems and
  * strides (validate.c). */
 #define LA_MAX_BYTES ((int64_t)1 << 62)
+/* Largest counts of (sequence, head) and (token, head) pairs a problem may
+ * have: times a padded state (at most 2^16 floats) or a chunk's share of one,
+ * they stay below 2^64 bytes. */
+#define LA_MAX_SEQ_HEADS ((int64_t)1 << 40)
+#define LA_MAX_TOKEN_HEADS ((int64_t)1 << 48)
 
 /* a * b for a, b >= 0, or -1 when it passes LA_MAX_BYTES. */
 static inline int64_t la_mul_capped(int64_t a, int64_t b) {

@@ -121,11 +121,22 @@ static int self_overlaps(const la_tensor_t *t, const int64_t dims[4]) {
 
 /* Every tensor the problem implies must be addressable (LA_MAX_BYTES), so
  * that no size derived from the problem can wrap.  The states count one per
- * sequence and head whether or not the call passes any. */
+ * sequence and head whether or not the call passes any.  The pair counts are
+ * bounded too (far above any real model): a backend's scratch multiplies
+ * them by padded head dims and chunk counts, and those products must stay
+ * within 64 bits as well. */
 static la_status_t check_problem_size(const la_problem_t *p, char *msg) {
     const int64_t S = p->cu_seqlens ? p->num_seqs : p->batch;
     const int64_t X = p->dim_qk > p->dim_v ? p->dim_qk : p->dim_v;
-    const int64_t tok = la_mul_capped(la_mul_capped(la_mul_capped(p->batch, p->heads), p->seqlen), X);
+    const int64_t pairs = la_mul_capped(S, p->heads);
+    if (pairs < 0 || pairs > LA_MAX_SEQ_HEADS)
+        FAIL(LA_STATUS_BAD_SHAPE, "problem too large: %lld sequences x %lld heads pass 2^40 (sequence, head) pairs",
+             (long long)S, (long long)p->heads);
+    const int64_t token_heads = la_mul_capped(la_mul_capped(p->batch, p->heads), p->seqlen);
+    if (token_heads < 0 || token_heads > LA_MAX_TOKEN_HEADS)
+        FAIL(LA_STATUS_BAD_SHAPE, "problem too large: B*H*N = %lld*%lld*%lld passes 2^48 (token, head) pairs",
+             (long long)p->batch, (long long)p->heads, (long long)p->seqlen);
+    const int64_t tok = la_mul_capped(token_heads, X);
     if (la_mul_capped(tok, 4) < 0)
         FAIL(LA_STATUS_BAD_SHAPE, "problem too large: B*H*N*max(D,E) = %lld*%lld*%lld*%lld elements pass 2^62 bytes",
              (long long)p->batch, (long long)p->heads, (long long)p->seqlen, (long long)X);
