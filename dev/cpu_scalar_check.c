@@ -43,8 +43,7 @@
 #define GUARD 0x7fc12345u /* a NaN pattern written after every buffer */
 #define NGUARD 16
 
-static double clock_s(clockid_t id)
-{
+static double clock_s(clockid_t id) {
     struct timespec t;
     clock_gettime(id, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
@@ -58,8 +57,7 @@ static double cpu_now(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
 
 /* xorshift64*: fixed seeds, reproducible everywhere. */
 static uint64_t rng_state = 88172645463325252ull;
-static double urand(void)
-{
+static double urand(void) {
     rng_state ^= rng_state >> 12;
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
@@ -68,14 +66,12 @@ static double urand(void)
 static double srand1(void) { return 2.0 * urand() - 1.0; }
 
 /* A float buffer of n elements followed by guard words. */
-static float *galloc(size_t n)
-{
+static float *galloc(size_t n) {
     float *p = aligned_alloc(64, ((n + NGUARD) * sizeof(float) + 63) / 64 * 64);
     for (size_t i = 0; i < n + NGUARD; i++) memcpy(&p[i], &(uint32_t){GUARD}, 4);
     return p;
 }
-static int guard_ok(const float *p, size_t n)
-{
+static int guard_ok(const float *p, size_t n) {
     for (size_t i = n; i < n + NGUARD; i++) {
         uint32_t u;
         memcpy(&u, &p[i], 4);
@@ -86,8 +82,7 @@ static int guard_ok(const float *p, size_t n)
 
 /* ||x - ref|| / max(||ref||, floor): the floor keeps results that are zero
  * up to rounding (or below fp32's range) from reading as huge relative errors. */
-static double rel_l2f(const float *x, const double *ref, size_t n, double floor)
-{
+static double rel_l2f(const float *x, const double *ref, size_t n, double floor) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         double d = (double)x[i] - ref[i];
@@ -99,8 +94,7 @@ static double rel_l2f(const float *x, const double *ref, size_t n, double floor)
 }
 static double rel_l2(const float *x, const double *ref, size_t n) { return rel_l2f(x, ref, n, 1e-30); }
 
-static double norm2(const double *x, size_t n)
-{
+static double norm2(const double *x, size_t n) {
     double a = 0;
     for (size_t i = 0; i < n; i++) a += x[i] * x[i];
     return sqrt(a);
@@ -113,10 +107,10 @@ typedef struct check_case {
     int D, E;
     la_decay_t kind;
     int with_s0, with_dsN, with_do, with_o;
-    float ld;        /* SCALAR_HEAD value, or the scale of SCALAR_TOKEN's random ld */
+    float ld; /* SCALAR_HEAD value, or the scale of SCALAR_TOKEN's random ld */
     float scale;
-    int interleave;  /* token stride = interleave * width (another head's data between) */
-    int bf16;        /* inputs stored as bf16 */
+    int interleave; /* token stride = interleave * width (another head's data between) */
+    int bf16;       /* inputs stored as bf16 */
 } check_case_t;
 
 typedef struct tensors {
@@ -128,9 +122,8 @@ typedef struct tensors {
     float *o, *sN, *dq, *dk, *dv, *dld, *ds0;
 } tensors_t;
 
-static void *make_input(size_t n_alloc, int bf16, double *copy, size_t count, size_t stride_el,
-                        int width, double (*gen)(void))
-{
+static void *make_input(size_t n_alloc, int bf16, double *copy, size_t count, size_t stride_el, int width,
+                        double (*gen)(void)) {
     /* count rows of width values at stride_el elements apart */
     void *buf = bf16 ? (void *)aligned_alloc(64, (n_alloc * 2 + 63) / 64 * 64)
                      : (void *)aligned_alloc(64, (n_alloc * 4 + 63) / 64 * 64);
@@ -148,8 +141,7 @@ static void *make_input(size_t n_alloc, int bf16, double *copy, size_t count, si
     return buf;
 }
 
-static cpu_view_t view(void *p, int bf16, int64_t st)
-{
+static cpu_view_t view(void *p, int bf16, int64_t st) {
     cpu_view_t v = {(char *)p, bf16 ? LA_DTYPE_BF16 : LA_DTYPE_F32, st, 1};
     return v;
 }
@@ -157,32 +149,33 @@ static cpu_view_t view(void *p, int bf16, int64_t st)
 static double max_err_seen = 0.0;
 static char max_err_where[160];
 
-static int report(const char *what, double err, double tol, const check_case_t *c)
-{
+static int report(const char *what, double err, double tol, const check_case_t *c) {
     if (err > max_err_seen && isfinite(err)) {
         max_err_seen = err;
-        snprintf(max_err_where, sizeof max_err_where, "%s of N=%lld D=%d E=%d kind=%d", what,
-                 (long long)c->N, c->D, c->E, (int)c->kind);
+        snprintf(max_err_where, sizeof max_err_where, "%s of N=%lld D=%d E=%d kind=%d", what, (long long)c->N, c->D,
+                 c->E, (int)c->kind);
     }
     if (err <= tol) return 0;
-    printf("  FAIL %-6s rel %.3e > %.1e  (N=%lld D=%d E=%d kind=%d s0=%d dsN=%d do=%d o=%d bf16=%d)\n",
-           what, err, tol, (long long)c->N, c->D, c->E, (int)c->kind, c->with_s0, c->with_dsN,
-           c->with_do, c->with_o, c->bf16);
+    printf("  FAIL %-6s rel %.3e > %.1e  (N=%lld D=%d E=%d kind=%d s0=%d dsN=%d do=%d o=%d bf16=%d)\n", what, err, tol,
+           (long long)c->N, c->D, c->E, (int)c->kind, c->with_s0, c->with_dsN, c->with_do, c->with_o, c->bf16);
     return 1;
 }
 
-static int run_case(const check_case_t *c, int verbose)
-{
+static int run_case(const check_case_t *c, int verbose) {
     int64_t N = c->N;
     int D = c->D, E = c->E, il = c->interleave > 0 ? c->interleave : 1, bf = c->bf16;
     size_t ND = (size_t)N * D, NE = (size_t)N * E, DE = (size_t)D * E;
     int fails = 0;
     tensors_t t;
     memset(&t, 0, sizeof t);
-    t.q = malloc((ND + 1) * 8); t.k = malloc((ND + 1) * 8); t.v = malloc((NE + 1) * 8);
+    t.q = malloc((ND + 1) * 8);
+    t.k = malloc((ND + 1) * 8);
+    t.v = malloc((NE + 1) * 8);
     t.d_o = malloc((NE + 1) * 8);
-    t.s0 = malloc(DE * 8); t.dsN = malloc(DE * 8);
-    t.ld = malloc(((size_t)N + 1) * 8); t.gk = malloc((ND + 1) * 8);
+    t.s0 = malloc(DE * 8);
+    t.dsN = malloc(DE * 8);
+    t.ld = malloc(((size_t)N + 1) * 8);
+    t.gk = malloc((ND + 1) * 8);
     size_t nq = (size_t)N * D * il + 1, nv = (size_t)N * E * il + 1;
     t.qb = make_input(nq, bf, t.q, (size_t)N, (size_t)D * il, D, srand1);
     t.kb = make_input(nq, bf, t.k, (size_t)N, (size_t)D * il, D, srand1);
@@ -203,19 +196,27 @@ static int run_case(const check_case_t *c, int verbose)
     for (int64_t i = 0; i < N; i++) {
         float g = c->kind == LA_DECAY_SCALAR_TOKEN ? (float)(c->ld * urand()) : c->ld;
         /* ld below -1000: mostly mild decays with a huge one (a reset) every 7 tokens */
-        if (c->kind == LA_DECAY_SCALAR_TOKEN && c->ld < -1000.0f)
-            g = i % 7 == 3 ? c->ld : (float)(-0.05 * urand());
+        if (c->kind == LA_DECAY_SCALAR_TOKEN && c->ld < -1000.0f) g = i % 7 == 3 ? c->ld : (float)(-0.05 * urand());
         if (c->kind == LA_DECAY_NONE) g = 0.0f;
         t.ldb[i] = g;
         t.ld[i] = g;
         for (int d = 0; d < D; d++) t.gk[(size_t)i * D + d] = g;
     }
-    t.o = galloc(NE); t.sN = galloc(DE); t.dq = galloc(ND); t.dk = galloc(ND); t.dv = galloc(NE);
-    t.dld = galloc((size_t)N); t.ds0 = galloc(DE);
+    t.o = galloc(NE);
+    t.sN = galloc(DE);
+    t.dq = galloc(ND);
+    t.dk = galloc(ND);
+    t.dv = galloc(NE);
+    t.dld = galloc((size_t)N);
+    t.ds0 = galloc(DE);
 
     cpu_seq_t s;
     memset(&s, 0, sizeof s);
-    s.len = N; s.D = D; s.E = E; s.scale = c->scale; s.kind = c->kind;
+    s.len = N;
+    s.D = D;
+    s.E = E;
+    s.scale = c->scale;
+    s.kind = c->kind;
     s.q = view(t.qb, bf, (int64_t)D * il);
     s.k = view(t.kb, bf, (int64_t)D * il);
     s.v = view(t.vb, bf, (int64_t)E * il);
@@ -235,8 +236,8 @@ static int run_case(const check_case_t *c, int verbose)
     cpu_scalar_forward(&s, ws);
     double *ro = malloc((NE + 1) * 8), *rsN = malloc(DE * 8);
     int has_decay = c->kind != LA_DECAY_NONE;
-    ref_forward_recurrent(N, D, E, c->scale, t.q, t.k, t.v, has_decay ? t.gk : NULL, NULL,
-                          c->with_s0 ? t.s0 : NULL, ro, rsN);
+    ref_forward_recurrent(N, D, E, c->scale, t.q, t.k, t.v, has_decay ? t.gk : NULL, NULL, c->with_s0 ? t.s0 : NULL, ro,
+                          rsN);
     double tol = 3e-5 * (1.0 + (double)(D + E) / 256.0);
     double e_o = c->with_o ? rel_l2(t.o, ro, NE) : 0, e_sN = rel_l2(t.sN, rsN, DE);
     fails += c->with_o ? report("o", e_o, tol, c) : 0;
@@ -261,9 +262,8 @@ static int run_case(const check_case_t *c, int verbose)
     cpu_scalar_backward(&s, ws);
     double *rdq = calloc(ND + 1, 8), *rdk = calloc(ND + 1, 8), *rdv = calloc(NE + 1, 8);
     double *rdg = calloc(ND + 1, 8), *rds0 = calloc(DE, 8), *rdld = calloc((size_t)N + 1, 8);
-    ref_backward(N, D, E, c->scale, t.q, t.k, t.v, has_decay ? t.gk : NULL, NULL,
-                 c->with_s0 ? t.s0 : NULL, c->with_do ? t.d_o : NULL,
-                 c->with_dsN ? t.dsN : NULL, rdq, rdk, rdv, rdg, NULL, rds0);
+    ref_backward(N, D, E, c->scale, t.q, t.k, t.v, has_decay ? t.gk : NULL, NULL, c->with_s0 ? t.s0 : NULL,
+                 c->with_do ? t.d_o : NULL, c->with_dsN ? t.dsN : NULL, rdq, rdk, rdv, rdg, NULL, rds0);
     double head_ref = 0.0;
     for (int64_t i = 0; i < N; i++) {
         double a = 0;
@@ -292,8 +292,8 @@ static int run_case(const check_case_t *c, int verbose)
         e_dld = fabs(dld_head - head_ref) / fmax(fabs(head_ref), fmax(dg_scale, 1e-30));
         fails += report("dldh", e_dld, btol, c);
     }
-    if (!guard_ok(ws, wsb / 4) || !guard_ok(t.dq, ND) || !guard_ok(t.dk, ND) ||
-        !guard_ok(t.dv, NE) || !guard_ok(t.ds0, DE) || !guard_ok(t.dld, (size_t)N)) {
+    if (!guard_ok(ws, wsb / 4) || !guard_ok(t.dq, ND) || !guard_ok(t.dk, ND) || !guard_ok(t.dv, NE) ||
+        !guard_ok(t.ds0, DE) || !guard_ok(t.dld, (size_t)N)) {
         printf("  FAIL backward wrote past a buffer\n");
         fails++;
     }
@@ -312,24 +312,52 @@ static int run_case(const check_case_t *c, int verbose)
             printf("  FAIL backward not bit-reproducible\n");
             fails++;
         }
-        free(dk2); free(dq2); free(dld2);
+        free(dk2);
+        free(dq2);
+        free(dld2);
     }
 
     if (verbose || fails)
         printf("N=%-5lld D=%-3d E=%-3d kind=%d ld=%-6g s0=%d dsN=%d do=%d o=%d il=%d bf16=%d | o %.1e sN %.1e "
                "dq %.1e dk %.1e dv %.1e ds0 %.1e dld %.1e\n",
-               (long long)N, D, E, (int)c->kind, (double)c->ld, c->with_s0, c->with_dsN, c->with_do,
-               c->with_o, il, bf, e_o, e_sN, e_dq, e_dk, e_dv, e_ds0, e_dld);
+               (long long)N, D, E, (int)c->kind, (double)c->ld, c->with_s0, c->with_dsN, c->with_do, c->with_o, il, bf,
+               e_o, e_sN, e_dq, e_dk, e_dv, e_ds0, e_dld);
 
-    free(t.q); free(t.k); free(t.v); free(t.d_o); free(t.s0); free(t.dsN); free(t.ld); free(t.gk);
-    free(t.qb); free(t.kb); free(t.vb); free(t.dob); free(t.ldb); free(t.s0b); free(t.dsNb);
-    free(t.o); free(t.sN); free(t.dq); free(t.dk); free(t.dv); free(t.dld); free(t.ds0);
-    free(ws); free(ro); free(rsN); free(rdq); free(rdk); free(rdv); free(rdg); free(rds0); free(rdld);
+    free(t.q);
+    free(t.k);
+    free(t.v);
+    free(t.d_o);
+    free(t.s0);
+    free(t.dsN);
+    free(t.ld);
+    free(t.gk);
+    free(t.qb);
+    free(t.kb);
+    free(t.vb);
+    free(t.dob);
+    free(t.ldb);
+    free(t.s0b);
+    free(t.dsNb);
+    free(t.o);
+    free(t.sN);
+    free(t.dq);
+    free(t.dk);
+    free(t.dv);
+    free(t.dld);
+    free(t.ds0);
+    free(ws);
+    free(ro);
+    free(rsN);
+    free(rdq);
+    free(rdk);
+    free(rdv);
+    free(rdg);
+    free(rds0);
+    free(rdld);
     return fails;
 }
 
-static int run_checks(int full)
-{
+static int run_checks(int full) {
     static const int64_t Ns[] = {0, 1, 2, 63, 64, 65, 1000};
     static const int dims[][2] = {{1, 1}, {16, 16}, {48, 100}, {128, 128}, {256, 256}, {7, 33}};
     static const la_decay_t kinds[] = {LA_DECAY_NONE, LA_DECAY_SCALAR_HEAD, LA_DECAY_SCALAR_TOKEN};
@@ -340,9 +368,18 @@ static int run_checks(int full)
                 for (int opt = 0; opt < 4; opt++) {
                     int D = dims[di][0], E = dims[di][1];
                     if (!full && D * E > 128 * 128 && Ns[ni] > 65) continue;
-                    check_case_t c = {Ns[ni], D, E, kinds[ki], opt & 1, (opt >> 1) & 1, opt != 2,
-                                      opt != 1, kinds[ki] == LA_DECAY_SCALAR_TOKEN ? -0.5f : -0.05f,
-                                      opt == 3 ? 0.37f : 1.0f, opt == 1 ? 3 : 1, 0};
+                    check_case_t c = {Ns[ni],
+                                      D,
+                                      E,
+                                      kinds[ki],
+                                      opt & 1,
+                                      (opt >> 1) & 1,
+                                      opt != 2,
+                                      opt != 1,
+                                      kinds[ki] == LA_DECAY_SCALAR_TOKEN ? -0.5f : -0.05f,
+                                      opt == 3 ? 0.37f : 1.0f,
+                                      opt == 1 ? 3 : 1,
+                                      0};
                     fails += run_case(&c, Ns[ni] == 1000 && opt == 3);
                     cases++;
                 }
@@ -368,17 +405,15 @@ static int run_checks(int full)
         fails += run_case(&ck, 1);
         cases++;
     }
-    printf("%d cases, %d failures, largest relative L2 error %.2e (%s)\n", cases, fails, max_err_seen,
-           max_err_where);
+    printf("%d cases, %d failures, largest relative L2 error %.2e (%s)\n", cases, fails, max_err_seen, max_err_where);
     return fails;
 }
 
 /* ---- gemm check ---------------------------------------------------------------- */
 
-static int check_gemm(void)
-{
-    static const int shapes[][3] = {{1, 16, 1}, {7, 16, 5}, {64, 128, 128}, {63, 48, 65},
-                                    {13, 32, 300}, {9, 5, 3}, {64, 33, 128}, {17, 200, 0}};
+static int check_gemm(void) {
+    static const int shapes[][3] = {{1, 16, 1},    {7, 16, 5}, {64, 128, 128}, {63, 48, 65},
+                                    {13, 32, 300}, {9, 5, 3},  {64, 33, 128},  {17, 200, 0}};
     int fails = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
@@ -413,12 +448,20 @@ static int check_gemm(void)
                         if (e > worst) worst = e;
                     }
                 if (worst > 1e-6) {
-                    printf("gemm FAIL %s M=%d N=%d K=%d beta=%d err %.2e\n", v == 0 ? "nn" : v == 1 ? "tn" : "nt",
+                    printf("gemm FAIL %s M=%d N=%d K=%d beta=%d err %.2e\n",
+                           v == 0   ? "nn"
+                           : v == 1 ? "tn"
+                                    : "nt",
                            M, N, K, beta, worst);
                     fails++;
                 }
             }
-        free(A); free(At); free(B); free(Bt); free(C); free(C0);
+        free(A);
+        free(At);
+        free(B);
+        free(Bt);
+        free(C);
+        free(C0);
     }
     printf("gemm: %d failures\n", fails);
     return fails;
@@ -432,41 +475,55 @@ typedef struct bench_head {
     double dld_head;
 } bench_head_t;
 
-static int cmp_d(const void *a, const void *b)
-{
+static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static double median5(double *t)
-{
+static double median5(double *t) {
     qsort(t, 5, sizeof *t, cmp_d);
     return t[2];
 }
 
 /* Times forward and backward over H heads on `threads` threads (one
  * workspace per thread, heads split by an OpenMP loop as the driver does). */
-static void bench(la_decay_t kind, int64_t N, int D, int E, int H, int threads, int want_dld,
-                  float ld)
-{
+static void bench(la_decay_t kind, int64_t N, int D, int E, int H, int threads, int want_dld, float ld) {
     bench_head_t *hd = calloc((size_t)H, sizeof *hd);
     size_t ND = (size_t)N * D, NE = (size_t)N * E;
     for (int h = 0; h < H; h++) {
         bench_head_t *b = &hd[h];
-        b->q = malloc(ND * 4); b->k = malloc(ND * 4); b->v = malloc(NE * 4); b->o = malloc(NE * 4);
-        b->d_o = malloc(NE * 4); b->dq = malloc(ND * 4); b->dk = malloc(ND * 4); b->dv = malloc(NE * 4);
+        b->q = malloc(ND * 4);
+        b->k = malloc(ND * 4);
+        b->v = malloc(NE * 4);
+        b->o = malloc(NE * 4);
+        b->d_o = malloc(NE * 4);
+        b->dq = malloc(ND * 4);
+        b->dk = malloc(ND * 4);
+        b->dv = malloc(NE * 4);
         b->sN = malloc((size_t)D * E * 4);
-        for (size_t i = 0; i < ND; i++) { b->q[i] = (float)srand1(); b->k[i] = (float)srand1(); }
-        for (size_t i = 0; i < NE; i++) { b->v[i] = (float)srand1(); b->d_o[i] = (float)srand1(); }
+        for (size_t i = 0; i < ND; i++) {
+            b->q[i] = (float)srand1();
+            b->k[i] = (float)srand1();
+        }
+        for (size_t i = 0; i < NE; i++) {
+            b->v[i] = (float)srand1();
+            b->d_o[i] = (float)srand1();
+        }
         cpu_seq_t *s = &b->s;
-        s->len = N; s->D = D; s->E = E; s->scale = 1.0f; s->kind = kind;
+        s->len = N;
+        s->D = D;
+        s->E = E;
+        s->scale = 1.0f;
+        s->kind = kind;
         /* ALiBi slopes unless a log decay is given (ld < 0) */
         s->ld_head = ld < 0.0f ? ld : -(float)pow(2.0, -8.0 * (h + 1) / H);
         b->ld = malloc((size_t)N * 4);
         for (int64_t i = 0; i < N; i++) b->ld[i] = ld < 0.0f ? (float)(ld * urand()) : (float)(-0.1 * urand());
         b->dld = malloc((size_t)N * 4);
         if (kind == LA_DECAY_SCALAR_TOKEN) s->ld = view(b->ld, 0, 1);
-        s->q = view(b->q, 0, D); s->k = view(b->k, 0, D); s->v = view(b->v, 0, E);
+        s->q = view(b->q, 0, D);
+        s->k = view(b->k, 0, D);
+        s->v = view(b->v, 0, E);
         s->sN = (cpu_state_view_t){b->sN, E, 1};
     }
     size_t wsb = cpu_scalar_workspace(D, E, N);
@@ -502,7 +559,9 @@ static void bench(la_decay_t kind, int64_t N, int D, int E, int H, int threads, 
             cpu_seq_t s = hd[h].s;
             s.sN = (cpu_state_view_t){0};
             s.d_o = view(hd[h].d_o, 0, E);
-            s.dq = view(hd[h].dq, 0, D); s.dk = view(hd[h].dk, 0, D); s.dv = view(hd[h].dv, 0, E);
+            s.dq = view(hd[h].dq, 0, D);
+            s.dk = view(hd[h].dk, 0, D);
+            s.dv = view(hd[h].dv, 0, E);
             if (want_dld && kind == LA_DECAY_SCALAR_HEAD) s.d_ld_head = &hd[h].dld_head;
             if (want_dld && kind == LA_DECAY_SCALAR_TOKEN) s.d_ld = view(hd[h].dld, 0, 1);
             cpu_scalar_backward(&s, ws[tid]);
@@ -529,16 +588,24 @@ static void bench(la_decay_t kind, int64_t N, int D, int E, int H, int threads, 
            fb / mb * 1e-9, (mf + mb) * 1e3, mcf * 1e3, mcb * 1e3, (mcf + mcb) * 1e3);
     for (int h = 0; h < H; h++) {
         bench_head_t *b = &hd[h];
-        free(b->q); free(b->k); free(b->v); free(b->o); free(b->d_o); free(b->dq); free(b->dk);
-        free(b->dv); free(b->sN); free(b->ld); free(b->dld);
+        free(b->q);
+        free(b->k);
+        free(b->v);
+        free(b->o);
+        free(b->d_o);
+        free(b->dq);
+        free(b->dk);
+        free(b->dv);
+        free(b->sN);
+        free(b->ld);
+        free(b->dld);
     }
     for (int i = 0; i < threads; i++) free(ws[i]);
     free(ws);
     free(hd);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "quick";
     int fails = 0;
     int checks = !strcmp(mode, "quick") || !strcmp(mode, "check") || !strcmp(mode, "full");

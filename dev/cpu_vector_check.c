@@ -31,9 +31,7 @@
 #endif
 
 #ifdef NAIVE_GEMM
-void cpu_gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                 int ldc, int beta)
-{
+void cpu_gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc, int beta) {
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float s = beta ? C[m * ldc + n] : 0.0f;
@@ -41,9 +39,7 @@ void cpu_gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, i
             C[m * ldc + n] = s;
         }
 }
-void cpu_gemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                 int ldc, int beta)
-{
+void cpu_gemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc, int beta) {
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float s = beta ? C[m * ldc + n] : 0.0f;
@@ -51,9 +47,7 @@ void cpu_gemm_tn(int M, int N, int K, const float *A, int lda, const float *B, i
             C[m * ldc + n] = s;
         }
 }
-void cpu_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                 int ldc, int beta)
-{
+void cpu_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc, int beta) {
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float s = beta ? C[m * ldc + n] : 0.0f;
@@ -66,18 +60,14 @@ void cpu_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, i
 /* ---- random numbers ------------------------------------------------------------ */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static double urand(void)
-{
+static double urand(void) {
     uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     z ^= z >> 31;
     return ((double)(z >> 11) + 0.5) / 9007199254740992.0;
 }
-static double randn(void)
-{
-    return sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand());
-}
+static double randn(void) { return sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand()); }
 
 /* gate mode: tau > 0 -> logsigmoid(randn / tau); else the constant value */
 typedef struct gate {
@@ -85,8 +75,7 @@ typedef struct gate {
     double tau, value;
 } gate_t;
 
-static float gate_sample(const gate_t *g)
-{
+static float gate_sample(const gate_t *g) {
     if (g->tau > 0) {
         double x = randn() / g->tau;
         double ls = x > 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
@@ -98,10 +87,8 @@ static float gate_sample(const gate_t *g)
 /* ---- fp64 recurrence ------------------------------------------------------------ */
 
 /* Forward: o [N*E], sN [D*E]; gv may be NULL. */
-static void rec_forward(int64_t N, int D, int E, double scale, const double *q, const double *k,
-                        const double *v, const double *gk, const double *gv, const double *s0,
-                        double *o, double *sN)
-{
+static void rec_forward(int64_t N, int D, int E, double scale, const double *q, const double *k, const double *v,
+                        const double *gk, const double *gv, const double *s0, double *o, double *sN) {
     double *S = sN;
     for (int i = 0; i < D * E; i++) S[i] = s0 ? s0[i] : 0.0;
     for (int64_t t = 0; t < N; t++) {
@@ -119,11 +106,9 @@ static void rec_forward(int64_t N, int D, int E, double scale, const double *q, 
 }
 
 /* Backward by the reverse recurrence, all states stored. */
-static void rec_backward(int64_t N, int D, int E, double scale, const double *q, const double *k,
-                         const double *v, const double *gk, const double *gv, const double *s0,
-                         const double *dO, const double *dsN, double *dq, double *dk, double *dv,
-                         double *dgk, double *dgv, double *ds0)
-{
+static void rec_backward(int64_t N, int D, int E, double scale, const double *q, const double *k, const double *v,
+                         const double *gk, const double *gv, const double *s0, const double *dO, const double *dsN,
+                         double *dq, double *dk, double *dv, double *dgk, double *dgv, double *ds0) {
     const size_t DE = (size_t)D * E;
     double *St = malloc((size_t)(N + 1) * DE * sizeof(double));
     double *dS = malloc(DE * sizeof(double));
@@ -181,8 +166,7 @@ typedef struct buf {
     int64_t n;
 } buf_t;
 
-static buf_t mk(int64_t n)
-{
+static buf_t mk(int64_t n) {
     buf_t b;
     b.n = n;
     b.f = malloc((size_t)(n ? n : 1) * sizeof(float));
@@ -190,44 +174,36 @@ static buf_t mk(int64_t n)
     for (int64_t i = 0; i < n; i++) b.f[i] = NAN, b.d[i] = 0;
     return b;
 }
-static void fill_randn(buf_t *b)
-{
+static void fill_randn(buf_t *b) {
     for (int64_t i = 0; i < b->n; i++) b->f[i] = (float)randn(), b->d[i] = b->f[i];
 }
-static void fill_gate(buf_t *b, const gate_t *g)
-{
+static void fill_gate(buf_t *b, const gate_t *g) {
     for (int64_t i = 0; i < b->n; i++) b->f[i] = gate_sample(g), b->d[i] = b->f[i];
 }
-static void freeb(buf_t *b)
-{
+static void freeb(buf_t *b) {
     free(b->f);
     free(b->d);
 }
 
-static cpu_view_t view(const buf_t *b, int w)
-{
+static cpu_view_t view(const buf_t *b, int w) {
     cpu_view_t v = {(char *)b->f, LA_DTYPE_F32, w, 1};
     return v;
 }
-static cpu_view_t noview(void)
-{
+static cpu_view_t noview(void) {
     cpu_view_t v = {NULL, LA_DTYPE_F32, 0, 0};
     return v;
 }
-static cpu_state_view_t sview(const buf_t *b, int E)
-{
+static cpu_state_view_t sview(const buf_t *b, int E) {
     cpu_state_view_t v = {b->f, E, 1};
     return v;
 }
-static cpu_state_view_t nosview(void)
-{
+static cpu_state_view_t nosview(void) {
     cpu_state_view_t v = {NULL, 0, 0};
     return v;
 }
 
 /* relative L2 error of x against ref; -1 when x has NaN/Inf */
-static double rel_err(const float *x, const double *ref, int64_t n)
-{
+static double rel_err(const float *x, const double *ref, int64_t n) {
     double num = 0, den = 0;
     for (int64_t i = 0; i < n; i++) {
         if (!isfinite(x[i])) return -1.0;
@@ -258,9 +234,8 @@ typedef struct stats {
  * a result that is a small difference of large terms (one dot product q.k
  * close to 0, say) is ill-conditioned, and fp32 can only promise accuracy
  * relative to the size of the terms there. */
-static void note(stats_t *st, int qi, const float *x, const double *ref, const double *mag,
-                 int64_t n, const char *desc, double tol)
-{
+static void note(stats_t *st, int qi, const float *x, const double *ref, const double *mag, int64_t n, const char *desc,
+                 double tol) {
     double err = rel_err(x, ref, n), scaled = rel_err(x, ref, n);
     if (err >= 0) {
         double num = 0, den = 0;
@@ -270,7 +245,8 @@ static void note(stats_t *st, int qi, const float *x, const double *ref, const d
     }
     if (err < 0 || (err > tol && scaled > tol_scaled)) {
         st->failures++;
-        if (st->failures <= 30) printf("  FAIL %-10s err %.3g (vs magnitudes %.3g)  %s\n", qname[qi], err, scaled, desc);
+        if (st->failures <= 30)
+            printf("  FAIL %-10s err %.3g (vs magnitudes %.3g)  %s\n", qname[qi], err, scaled, desc);
     }
     double e = err < 0 ? INFINITY : err;
     if (e > st->worst[qi] || !st->where[qi][0]) {
@@ -288,33 +264,28 @@ typedef struct tcase {
     const gate_t *gate;
 } tcase_t;
 
-static void *ws_alloc(size_t bytes, size_t *total)
-{
+static void *ws_alloc(size_t bytes, size_t *total) {
     *total = (bytes + 64 + 63) / 64 * 64;
     unsigned char *p = aligned_alloc(64, *total);
     memset(p, 0xA5, *total);
     return p;
 }
-static int guard_ok(const void *ws, size_t bytes, size_t total)
-{
+static int guard_ok(const void *ws, size_t bytes, size_t total) {
     const unsigned char *p = ws;
     for (size_t i = bytes; i < total; i++)
         if (p[i] != 0xA5) return 0;
     return 1;
 }
 
-static void run_case(const tcase_t *tc, stats_t *st, double tol)
-{
+static void run_case(const tcase_t *tc, stats_t *st, double tol) {
     const int64_t N = tc->N;
     const int D = tc->D, E = tc->E, kv = tc->kind == LA_DECAY_VECTOR_KV;
     const double scale = 0.5;
     buf_t q = mk(N * D), k = mk(N * D), v = mk(N * E), gk = mk(N * D), gv = mk(N * E);
     buf_t s0 = mk(D * E), dO = mk(N * E), dsN = mk(D * E);
     buf_t o = mk(N * E), sN = mk(D * E), sN2 = mk(D * E);
-    buf_t dq = mk(N * D), dk = mk(N * D), dv = mk(N * E), dgk = mk(N * D), dgv = mk(N * E),
-          ds0 = mk(D * E);
-    buf_t dq2 = mk(N * D), dk2 = mk(N * D), dv2 = mk(N * E), dgk2 = mk(N * D), dgv2 = mk(N * E),
-          ds02 = mk(D * E);
+    buf_t dq = mk(N * D), dk = mk(N * D), dv = mk(N * E), dgk = mk(N * D), dgv = mk(N * E), ds0 = mk(D * E);
+    buf_t dq2 = mk(N * D), dk2 = mk(N * D), dv2 = mk(N * E), dgk2 = mk(N * D), dgv2 = mk(N * E), ds02 = mk(D * E);
     fill_randn(&q);
     fill_randn(&k);
     fill_randn(&v);
@@ -325,8 +296,8 @@ static void run_case(const tcase_t *tc, stats_t *st, double tol)
     if (kv) fill_gate(&gv, tc->gate);
 
     char desc[160];
-    snprintf(desc, sizeof desc, "N=%lld D=%d E=%d %s s0=%d dsN=%d dO=%d gate=%s", (long long)N, D, E,
-             kv ? "KV" : "K", tc->has_s0, tc->has_dsN, tc->has_do, tc->gate->name);
+    snprintf(desc, sizeof desc, "N=%lld D=%d E=%d %s s0=%d dsN=%d dO=%d gate=%s", (long long)N, D, E, kv ? "KV" : "K",
+             tc->has_s0, tc->has_dsN, tc->has_do, tc->gate->name);
 
     cpu_seq_t s;
     memset(&s, 0, sizeof s);
@@ -373,8 +344,7 @@ static void run_case(const tcase_t *tc, stats_t *st, double tol)
     cpu_vector_backward(&s3, ws);
     int det = memcmp(dk.f, dk2.f, N * D * 4) == 0 && memcmp(dv.f, dv2.f, N * E * 4) == 0 &&
               memcmp(dgk.f, dgk2.f, N * D * 4) == 0 && memcmp(ds0.f, ds02.f, D * E * 4) == 0 &&
-              (!tc->has_do || memcmp(dq.f, dq2.f, N * D * 4) == 0) &&
-              (!kv || memcmp(dgv.f, dgv2.f, N * E * 4) == 0);
+              (!tc->has_do || memcmp(dq.f, dq2.f, N * D * 4) == 0) && (!kv || memcmp(dgv.f, dgv2.f, N * E * 4) == 0);
     if (!det) {
         st->failures++;
         printf("  FAIL backward not bit-identical on rerun: %s\n", desc);
@@ -385,16 +355,16 @@ static void run_case(const tcase_t *tc, stats_t *st, double tol)
     }
 
     /* fp64 reference */
-    buf_t ro = mk(N * E), rsN = mk(D * E), rdq = mk(N * D), rdk = mk(N * D), rdv = mk(N * E),
-          rdgk = mk(N * D), rdgv = mk(N * E), rds0 = mk(D * E);
+    buf_t ro = mk(N * E), rsN = mk(D * E), rdq = mk(N * D), rdk = mk(N * D), rdv = mk(N * E), rdgk = mk(N * D),
+          rdgv = mk(N * E), rds0 = mk(D * E);
     const double *ps0 = tc->has_s0 ? s0.d : NULL, *pgv = kv ? gv.d : NULL;
     rec_forward(N, D, E, scale, q.d, k.d, v.d, gk.d, pgv, ps0, ro.d, rsN.d);
-    rec_backward(N, D, E, scale, q.d, k.d, v.d, gk.d, pgv, ps0, tc->has_do ? dO.d : NULL,
-                 tc->has_dsN ? dsN.d : NULL, rdq.d, rdk.d, rdv.d, rdgk.d, rdgv.d, rds0.d);
+    rec_backward(N, D, E, scale, q.d, k.d, v.d, gk.d, pgv, ps0, tc->has_do ? dO.d : NULL, tc->has_dsN ? dsN.d : NULL,
+                 rdq.d, rdk.d, rdv.d, rdgk.d, rdgv.d, rds0.d);
 #ifdef USE_REF
     {
-        buf_t xo = mk(N * E), xsN = mk(D * E), xdq = mk(N * D), xdk = mk(N * D), xdv = mk(N * E),
-              xdgk = mk(N * D), xdgv = mk(N * E), xds0 = mk(D * E);
+        buf_t xo = mk(N * E), xsN = mk(D * E), xdq = mk(N * D), xdk = mk(N * D), xdv = mk(N * E), xdgk = mk(N * D),
+              xdgv = mk(N * E), xds0 = mk(D * E);
         ref_forward_recurrent(N, D, E, scale, q.d, k.d, v.d, gk.d, pgv, ps0, xo.d, xsN.d);
         ref_backward(N, D, E, scale, q.d, k.d, v.d, gk.d, pgv, ps0, tc->has_do ? dO.d : NULL,
                      tc->has_dsN ? dsN.d : NULL, xdq.d, xdk.d, xdv.d, xdgk.d, xdgv.d, xds0.d);
@@ -408,8 +378,7 @@ static void run_case(const tcase_t *tc, stats_t *st, double tol)
                 if (fabs(a[i][j] - b[i][j]) > 1e-9 * (fabs(b[i][j]) + 1e-3) && d > m) m = d;
             }
         if (m > 0) printf("  note: reference.c differs from the dev recurrence (%.3g): %s\n", m, desc);
-        freeb(&xo), freeb(&xsN), freeb(&xdq), freeb(&xdk), freeb(&xdv), freeb(&xdgk), freeb(&xdgv),
-            freeb(&xds0);
+        freeb(&xo), freeb(&xsN), freeb(&xdq), freeb(&xdk), freeb(&xdv), freeb(&xdgk), freeb(&xdgv), freeb(&xds0);
     }
 #endif
 
@@ -417,11 +386,11 @@ static void run_case(const tcase_t *tc, stats_t *st, double tol)
     buf_t *absd[] = {&q, &k, &v, &s0, &dO, &dsN};
     for (size_t i = 0; i < sizeof absd / sizeof absd[0]; i++)
         for (int64_t j = 0; j < absd[i]->n; j++) absd[i]->d[j] = fabs(absd[i]->d[j]);
-    buf_t mo = mk(N * E), msN = mk(D * E), mdq = mk(N * D), mdk = mk(N * D), mdv = mk(N * E),
-          mdgk = mk(N * D), mdgv = mk(N * E), mds0 = mk(D * E);
+    buf_t mo = mk(N * E), msN = mk(D * E), mdq = mk(N * D), mdk = mk(N * D), mdv = mk(N * E), mdgk = mk(N * D),
+          mdgv = mk(N * E), mds0 = mk(D * E);
     rec_forward(N, D, E, scale, q.d, k.d, v.d, gk.d, pgv, ps0, mo.d, msN.d);
-    rec_backward(N, D, E, scale, q.d, k.d, v.d, gk.d, pgv, ps0, tc->has_do ? dO.d : NULL,
-                 tc->has_dsN ? dsN.d : NULL, mdq.d, mdk.d, mdv.d, mdgk.d, mdgv.d, mds0.d);
+    rec_backward(N, D, E, scale, q.d, k.d, v.d, gk.d, pgv, ps0, tc->has_do ? dO.d : NULL, tc->has_dsN ? dsN.d : NULL,
+                 mdq.d, mdk.d, mdv.d, mdgk.d, mdgv.d, mds0.d);
 
     note(st, 0, o.f, ro.d, mo.d, N * E, desc, tol);
     note(st, 1, sN.f, rsN.d, msN.d, D * E, desc, tol);
@@ -439,21 +408,19 @@ static void run_case(const tcase_t *tc, stats_t *st, double tol)
     }
     st->cases++;
 
-    buf_t *all[] = {&q, &k, &v, &gk, &gv, &s0, &dO, &dsN, &o, &sN, &sN2, &dq, &dk, &dv, &dgk,
-                    &dgv, &ds0, &dq2, &dk2, &dv2, &dgk2, &dgv2, &ds02, &ro, &rsN, &rdq, &rdk,
-                    &rdv, &rdgk, &rdgv, &rds0};
+    buf_t *all[] = {&q,   &k,   &v,   &gk,  &gv,   &s0,   &dO,   &dsN, &o,   &sN,  &sN2, &dq,  &dk,   &dv,   &dgk, &dgv,
+                    &ds0, &dq2, &dk2, &dv2, &dgk2, &dgv2, &ds02, &ro,  &rsN, &rdq, &rdk, &rdv, &rdgk, &rdgv, &rds0};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) freeb(all[i]);
     free(ws);
 }
 
 static const gate_t gates[] = {
-    {"ls(randn/0.1)", 0.1, 0}, {"ls(randn/1)", 1, 0}, {"ls(randn/10)", 10, 0},
-    {"0", 0, 0.0},             {"-1e-6", 0, -1e-6},   {"-20", 0, -20.0},
-    {"-30", 0, -30.0},         {"-1e30", 0, -1e30},   {"-inf", 0, -INFINITY},
+    {"ls(randn/0.1)", 0.1, 0}, {"ls(randn/1)", 1, 0}, {"ls(randn/10)", 10, 0}, {"0", 0, 0.0},
+    {"-1e-6", 0, -1e-6},       {"-20", 0, -20.0},     {"-30", 0, -30.0},       {"-1e30", 0, -1e30},
+    {"-inf", 0, -INFINITY},
 };
 
-static int run_grid(int full)
-{
+static int run_grid(int full) {
     static const int64_t Ns[] = {0, 1, 2, 15, 16, 17, 63, 64, 65, 300};
     static const int DEs[][2] = {{1, 1}, {16, 16}, {48, 100}, {100, 48}, {128, 128}};
     const int ngates = (int)(sizeof gates / sizeof gates[0]);
@@ -468,15 +435,18 @@ static int run_grid(int full)
                     for (int opt = 0; opt < 8; opt++) {
                         /* quick: all-on and all-off plus one rotating combination */
                         if (!full && opt != 7 && opt != 0 && opt != (int)((ni + di) % 8)) continue;
-                        tcase_t tc = {Ns[ni], DEs[di][0], DEs[di][1],
-                                      kind ? LA_DECAY_VECTOR_KV : LA_DECAY_VECTOR_K,
-                                      opt & 1, (opt >> 1) & 1, (opt >> 2) & 1, &gates[gi]};
+                        tcase_t tc = {Ns[ni],         DEs[di][0],
+                                      DEs[di][1],     kind ? LA_DECAY_VECTOR_KV : LA_DECAY_VECTOR_K,
+                                      opt & 1,        (opt >> 1) & 1,
+                                      (opt >> 2) & 1, &gates[gi]};
                         if (!tc.has_do && !tc.has_dsN) tc.has_dsN = 1; /* else all grads are 0 */
                         run_case(&tc, &gs, 5e-5);
                     }
         printf("gate %-14s cases %4d failures %d\n", gates[gi].name, gs.cases, gs.failures);
         for (int qi = 0; qi < 8; qi++)
-            if (gs.where[qi][0]) printf("    %-4s worst rel L2 %.2e  (%s); worst vs magnitudes %.2e\n", qname[qi], gs.worst[qi], gs.where[qi], gs.worst_scaled[qi]);
+            if (gs.where[qi][0])
+                printf("    %-4s worst rel L2 %.2e  (%s); worst vs magnitudes %.2e\n", qname[qi], gs.worst[qi],
+                       gs.where[qi], gs.worst_scaled[qi]);
         st.cases += gs.cases;
         st.failures += gs.failures;
     }
@@ -490,13 +460,15 @@ static int run_grid(int full)
             for (size_t di = 0; di < sizeof xDE / sizeof xDE[0]; di++)
                 for (int kind = 0; kind < 2; kind++)
                     for (int gi = 0; gi < ngates; gi += full ? 1 : 4) {
-                        tcase_t tc = {xN[ni], xDE[di][0], xDE[di][1],
-                                      kind ? LA_DECAY_VECTOR_KV : LA_DECAY_VECTOR_K, 1, 1, 1, &gates[gi]};
+                        tcase_t tc = {xN[ni], xDE[di][0], xDE[di][1], kind ? LA_DECAY_VECTOR_KV : LA_DECAY_VECTOR_K,
+                                      1,      1,          1,          &gates[gi]};
                         run_case(&tc, &xs, 5e-5);
                     }
         printf("extra shapes       cases %4d failures %d\n", xs.cases, xs.failures);
         for (int qi = 0; qi < 8; qi++)
-            if (xs.where[qi][0]) printf("    %-4s worst rel L2 %.2e  (%s); worst vs magnitudes %.2e\n", qname[qi], xs.worst[qi], xs.where[qi], xs.worst_scaled[qi]);
+            if (xs.where[qi][0])
+                printf("    %-4s worst rel L2 %.2e  (%s); worst vs magnitudes %.2e\n", qname[qi], xs.worst[qi],
+                       xs.where[qi], xs.worst_scaled[qi]);
         st.cases += xs.cases;
         st.failures += xs.failures;
     }
@@ -506,29 +478,25 @@ static int run_grid(int full)
 
 /* Thread CPU time: on a shared, oversubscribed machine this is steadier than
  * wall time (it does not count time spent waiting for a core). */
-static double now(void)
-{
+static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
+static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-static void run_timing(la_decay_t kind, int64_t N, int D, int E, int reps)
-{
+static void run_timing(la_decay_t kind, int64_t N, int D, int E, int reps) {
     const int kv = kind == LA_DECAY_VECTOR_KV;
     buf_t q = mk(N * D), k = mk(N * D), v = mk(N * E), gk = mk(N * D), gv = mk(N * E);
     buf_t s0 = mk(D * E), dO = mk(N * E), dsN = mk(D * E), o = mk(N * E), sN = mk(D * E);
-    buf_t dq = mk(N * D), dk = mk(N * D), dv = mk(N * E), dgk = mk(N * D), dgv = mk(N * E),
-          ds0 = mk(D * E);
+    buf_t dq = mk(N * D), dk = mk(N * D), dv = mk(N * E), dgk = mk(N * D), dgv = mk(N * E), ds0 = mk(D * E);
     const gate_t g = {"ls(randn)", 1, 0};
-    fill_randn(&q), fill_randn(&k), fill_randn(&v), fill_randn(&s0), fill_randn(&dO),
-        fill_randn(&dsN), fill_gate(&gk, &g), fill_gate(&gv, &g);
+    fill_randn(&q), fill_randn(&k), fill_randn(&v), fill_randn(&s0), fill_randn(&dO), fill_randn(&dsN),
+        fill_gate(&gk, &g), fill_gate(&gv, &g);
     cpu_seq_t s;
     memset(&s, 0, sizeof s);
     s.len = N, s.D = D, s.E = E, s.scale = 1.0f, s.kind = kind;
@@ -551,16 +519,16 @@ static void run_timing(la_decay_t kind, int64_t N, int D, int E, int reps)
     }
     qsort(tf, reps, sizeof(double), cmp_double);
     qsort(tb, reps, sizeof(double), cmp_double);
-    printf("%s N=%lld D=%d E=%d: forward %.2f ms (min %.2f), backward %.2f ms (min %.2f) [median thread CPU time], ws %.1f MiB\n",
-           kv ? "VECTOR_KV" : "VECTOR_K ", (long long)N, D, E, 1e3 * tf[reps / 2], 1e3 * tf[0],
-           1e3 * tb[reps / 2], 1e3 * tb[0], bytes / 1048576.0);
+    printf("%s N=%lld D=%d E=%d: forward %.2f ms (min %.2f), backward %.2f ms (min %.2f) [median thread CPU time], ws "
+           "%.1f MiB\n",
+           kv ? "VECTOR_KV" : "VECTOR_K ", (long long)N, D, E, 1e3 * tf[reps / 2], 1e3 * tf[0], 1e3 * tb[reps / 2],
+           1e3 * tb[0], bytes / 1048576.0);
     buf_t *all[] = {&q, &k, &v, &gk, &gv, &s0, &dO, &dsN, &o, &sN, &dq, &dk, &dv, &dgk, &dgv, &ds0};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) freeb(all[i]);
     free(ws);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "quick";
     if (!strcmp(mode, "time")) {
         /* time [reps [N D E]] */
@@ -575,8 +543,14 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "case")) { /* case N D E kind(0/1) gate_index */
         stats_t st;
         memset(&st, 0, sizeof st);
-        tcase_t tc = {atoll(argv[2]), atoi(argv[3]), atoi(argv[4]),
-                      atoi(argv[5]) ? LA_DECAY_VECTOR_KV : LA_DECAY_VECTOR_K, 1, 1, 1, &gates[atoi(argv[6])]};
+        tcase_t tc = {atoll(argv[2]),
+                      atoi(argv[3]),
+                      atoi(argv[4]),
+                      atoi(argv[5]) ? LA_DECAY_VECTOR_KV : LA_DECAY_VECTOR_K,
+                      1,
+                      1,
+                      1,
+                      &gates[atoi(argv[6])]};
         run_case(&tc, &st, 5e-5);
         for (int qi = 0; qi < 8; qi++)
             if (st.where[qi][0]) printf("%-4s %.17g\n", qname[qi], st.worst[qi]);

@@ -135,16 +135,16 @@ typedef enum la_status {
     LA_STATUS_SUCCESS = 0,
 
     /* 1xx: a parameter is wrong; nothing was written. */
-    LA_STATUS_BAD_PARAM = 100,          /* any other bad argument */
-    LA_STATUS_NULL_POINTER = 101,       /* a required pointer is NULL */
-    LA_STATUS_BAD_SHAPE = 102,          /* sizes inconsistent, zero or negative */
-    LA_STATUS_BAD_STRIDE = 103,         /* negative strides, or an output that overlaps itself */
-    LA_STATUS_BAD_DECAY = 104,          /* a log decay outside [-1e6, 0], or NaN */
-    LA_STATUS_BAD_SEQLENS = 105,        /* cu_seqlens not starting at 0, decreasing, or not ending at N */
-    LA_STATUS_OVERLAP = 106,            /* an output's address range meets another tensor's */
-    LA_STATUS_BAD_VERSION = 107,        /* struct_size of a struct is not one this library knows */
-    LA_STATUS_BAD_SCALE = 108,          /* scale is NaN or infinite */
-    LA_STATUS_HANDLE_BUSY = 109,        /* another call is running on this handle (see Threads) */
+    LA_STATUS_BAD_PARAM = 100,    /* any other bad argument */
+    LA_STATUS_NULL_POINTER = 101, /* a required pointer is NULL */
+    LA_STATUS_BAD_SHAPE = 102,    /* sizes inconsistent, zero or negative */
+    LA_STATUS_BAD_STRIDE = 103,   /* negative strides, or an output that overlaps itself */
+    LA_STATUS_BAD_DECAY = 104,    /* a log decay outside [-1e6, 0], or NaN */
+    LA_STATUS_BAD_SEQLENS = 105,  /* cu_seqlens not starting at 0, decreasing, or not ending at N */
+    LA_STATUS_OVERLAP = 106,      /* an output's address range meets another tensor's */
+    LA_STATUS_BAD_VERSION = 107,  /* struct_size of a struct is not one this library knows */
+    LA_STATUS_BAD_SCALE = 108,    /* scale is NaN or infinite */
+    LA_STATUS_HANDLE_BUSY = 109,  /* another call is running on this handle (see Threads) */
 
     /* 2xx: valid, but this build or backend does not do it. */
     LA_STATUS_NOT_SUPPORTED = 200,
@@ -162,11 +162,7 @@ typedef enum la_status {
     LA_STATUS_INTERNAL_ERROR = 401
 } la_status_t;
 
-typedef enum la_dtype {
-    LA_DTYPE_F32 = 0,
-    LA_DTYPE_F16 = 1,
-    LA_DTYPE_BF16 = 2
-} la_dtype_t;
+typedef enum la_dtype { LA_DTYPE_F32 = 0, LA_DTYPE_F16 = 1, LA_DTYPE_BF16 = 2 } la_dtype_t;
 
 typedef enum la_decay {
     LA_DECAY_NONE = 0,
@@ -176,10 +172,7 @@ typedef enum la_decay {
     LA_DECAY_VECTOR_KV = 4
 } la_decay_t;
 
-typedef enum la_backend {
-    LA_BACKEND_CPU = 0,
-    LA_BACKEND_CUDA = 1
-} la_backend_t;
+typedef enum la_backend { LA_BACKEND_CPU = 0, LA_BACKEND_CUDA = 1 } la_backend_t;
 
 typedef enum la_op {
     LA_OP_FORWARD = 0,
@@ -193,22 +186,22 @@ typedef enum la_op {
 typedef struct la_tensor {
     void *data;
     la_dtype_t dtype;
-    int64_t stride[4];  /* element strides of the 4 logical dims (see above) */
+    int64_t stride[4]; /* element strides of the 4 logical dims (see above) */
 } la_tensor_t;
 
 /* The problem: sizes, decay kind, scale, packing.  Initialise with
  * la_problem_init (it sets struct_size, scale = 1 and everything else 0). */
 typedef struct la_problem {
     size_t struct_size;
-    int64_t batch;     /* B (1 when cu_seqlens is given) */
-    int64_t heads;     /* H */
-    int64_t seqlen;    /* N: tokens per sequence, or total tokens when packed */
-    int64_t dim_qk;    /* D, 1..256 */
-    int64_t dim_v;     /* E, 1..256 */
+    int64_t batch;  /* B (1 when cu_seqlens is given) */
+    int64_t heads;  /* H */
+    int64_t seqlen; /* N: tokens per sequence, or total tokens when packed */
+    int64_t dim_qk; /* D, 1..256 */
+    int64_t dim_v;  /* E, 1..256 */
     la_decay_t decay;
-    float scale;                /* o = scale . q S; default 1.0 */
-    const int64_t *cu_seqlens;  /* host array of num_seqs + 1 offsets, or NULL */
-    int64_t num_seqs;           /* number of packed sequences (with cu_seqlens) */
+    float scale;               /* o = scale . q S; default 1.0 */
+    const int64_t *cu_seqlens; /* host array of num_seqs + 1 offsets, or NULL */
+    int64_t num_seqs;          /* number of packed sequences (with cu_seqlens) */
 } la_problem_t;
 
 /* All tensors any operation reads or writes.  Each operation documents which
@@ -217,20 +210,20 @@ typedef struct la_tensors {
     size_t struct_size;
     /* inputs */
     la_tensor_t q, k, v;
-    la_tensor_t ld;             /* log decay (kind-dependent shape), f32 */
-    la_tensor_t ldv;            /* VECTOR_KV: value-side log decay, f32 */
-    la_tensor_t initial_state;  /* optional, f32 [S,H,D,E]; absent = zeros */
+    la_tensor_t ld;            /* log decay (kind-dependent shape), f32 */
+    la_tensor_t ldv;           /* VECTOR_KV: value-side log decay, f32 */
+    la_tensor_t initial_state; /* optional, f32 [S,H,D,E]; absent = zeros */
     /* forward outputs */
     la_tensor_t o;
-    la_tensor_t final_state;    /* optional (required by decode and state-forward) */
+    la_tensor_t final_state; /* optional (required by decode and state-forward) */
     /* backward inputs */
     la_tensor_t d_o;
-    la_tensor_t d_final_state;  /* optional: gradient arriving at the final state */
+    la_tensor_t d_final_state; /* optional: gradient arriving at the final state */
     /* backward outputs */
     la_tensor_t dq, dk, dv;
-    la_tensor_t d_ld;           /* optional: present = learnable decay */
-    la_tensor_t d_ldv;          /* optional (VECTOR_KV) */
-    la_tensor_t d_initial_state;/* optional */
+    la_tensor_t d_ld;            /* optional: present = learnable decay */
+    la_tensor_t d_ldv;           /* optional (VECTOR_KV) */
+    la_tensor_t d_initial_state; /* optional */
 } la_tensors_t;
 
 /* ---- status and messages ------------------------------------------------ */
@@ -274,8 +267,7 @@ la_status_t la_set_check_values(la_handle_t *handle, int enable);
  * every input dtype and every choice of optional outputs (a backward with or
  * without the decay gradient), since the problem names neither; a caller
  * workspace of this size serves any such call. */
-la_status_t la_workspace_size(la_handle_t *handle, la_op_t op,
-                              const la_problem_t *problem, size_t *bytes);
+la_status_t la_workspace_size(la_handle_t *handle, la_op_t op, const la_problem_t *problem, size_t *bytes);
 
 /* Bytes of workspace this very call needs (the tensors give the dtypes and
  * the optional outputs): often far less than la_workspace_size's bound,
@@ -287,16 +279,14 @@ la_status_t la_workspace_size_for(la_handle_t *handle, la_op_t op, const la_prob
 /* LA_STATUS_SUCCESS if the handle's backend runs this operation on this
  * problem (dtypes from the tensors), otherwise the NOT_SUPPORTED status that
  * the call itself would return, with its message. */
-la_status_t la_supports(la_handle_t *handle, la_op_t op,
-                        const la_problem_t *problem, const la_tensors_t *tensors);
+la_status_t la_supports(la_handle_t *handle, la_op_t op, const la_problem_t *problem, const la_tensors_t *tensors);
 
 /* ---- helpers to fill the structs ----------------------------------------- */
 
 void la_problem_init(la_problem_t *problem);
 void la_tensors_init(la_tensors_t *tensors);
 /* A contiguous row-major tensor of logical shape [d0, d1, d2, d3]. */
-void la_tensor_contiguous(la_tensor_t *t, void *data, la_dtype_t dtype,
-                          int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+void la_tensor_contiguous(la_tensor_t *t, void *data, la_dtype_t dtype, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 /* Bytes of one element of the dtype (0 for an unknown dtype). */
 size_t la_dtype_size(la_dtype_t dtype);
 
@@ -304,33 +294,28 @@ size_t la_dtype_size(la_dtype_t dtype);
 
 /* Forward.  Reads q, k, v, ld/ldv (by kind), initial_state (optional).
  * Writes o, and final_state when given. */
-la_status_t la_forward(la_handle_t *handle, const la_problem_t *problem,
-                       const la_tensors_t *tensors);
+la_status_t la_forward(la_handle_t *handle, const la_problem_t *problem, const la_tensors_t *tensors);
 
 /* Backward.  Reads q, k, v, ld/ldv, initial_state (optional), d_o and
  * d_final_state (optional).  Writes dq, dk, dv; d_ld / d_ldv when given
  * (learnable decay; for SCALAR_HEAD d_ld [H] is summed over the batch in a
  * fixed order, so it is deterministic); d_initial_state when given. */
-la_status_t la_backward(la_handle_t *handle, const la_problem_t *problem,
-                        const la_tensors_t *tensors);
+la_status_t la_backward(la_handle_t *handle, const la_problem_t *problem, const la_tensors_t *tensors);
 
 /* One decode step: N = 1 token for each of B sequences (no cu_seqlens).
  * Reads q, k, v [B,H,1,*], ld/ldv, initial_state (required);
  * writes o and final_state (required).  initial_state and final_state may be
  * the same buffer with the same strides: the state is then updated in place. */
-la_status_t la_decode(la_handle_t *handle, const la_problem_t *problem,
-                      const la_tensors_t *tensors);
+la_status_t la_decode(la_handle_t *handle, const la_problem_t *problem, const la_tensors_t *tensors);
 
 /* State-only forward: the final state without o.  Reads k, v, ld/ldv,
  * initial_state (optional); writes final_state (required). */
-la_status_t la_state_forward(la_handle_t *handle, const la_problem_t *problem,
-                             const la_tensors_t *tensors);
+la_status_t la_state_forward(la_handle_t *handle, const la_problem_t *problem, const la_tensors_t *tensors);
 
 /* Backward of the state-only pass.  Reads k, v, ld/ldv, initial_state
  * (optional), d_final_state (required); writes dk, dv, and d_ld, d_ldv,
  * d_initial_state when given. */
-la_status_t la_state_backward(la_handle_t *handle, const la_problem_t *problem,
-                              const la_tensors_t *tensors);
+la_status_t la_state_backward(la_handle_t *handle, const la_problem_t *problem, const la_tensors_t *tensors);
 
 #ifdef __cplusplus
 }

@@ -21,12 +21,12 @@ typedef struct la_plan {
     la_op_t op;
     la_problem_t p;
     la_tensors_t t;
-    int64_t num_seqs;      /* B, or problem.num_seqs when packed */
-    int packed;            /* cu_seqlens given */
+    int64_t num_seqs; /* B, or problem.num_seqs when packed */
+    int packed;       /* cu_seqlens given */
     /* presence of optional tensors */
     int has_initial, has_final, has_dfinal, want_dld, want_dldv, want_dinitial;
-    int has_o;             /* forward/decode write o; backward reads d_o and writes dq */
-    int check_values;      /* check device-resident values (log decays) before running */
+    int has_o;        /* forward/decode write o; backward reads d_o and writes dq */
+    int check_values; /* check device-resident values (log decays) before running */
 } la_plan_t;
 
 /* Every byte count the library forms stays below this (2^62), so sums and
@@ -46,21 +46,15 @@ static inline int64_t la_mul_capped(int64_t a, int64_t b) {
     return a * b;
 }
 /* Saturating size_t arithmetic for workspace sizes: SIZE_MAX never fits. */
-static inline size_t la_size_mul(size_t a, size_t b) {
-    return (a != 0 && b > SIZE_MAX / a) ? SIZE_MAX : a * b;
-}
+static inline size_t la_size_mul(size_t a, size_t b) { return (a != 0 && b > SIZE_MAX / a) ? SIZE_MAX : a * b; }
 static inline size_t la_size_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
 
 /* First token and length of sequence s (in the N dimension of batch row seq_batch). */
-static inline int64_t la_plan_seq_start(const la_plan_t *pl, int64_t s) {
-    return pl->packed ? pl->p.cu_seqlens[s] : 0;
-}
+static inline int64_t la_plan_seq_start(const la_plan_t *pl, int64_t s) { return pl->packed ? pl->p.cu_seqlens[s] : 0; }
 static inline int64_t la_plan_seq_len(const la_plan_t *pl, int64_t s) {
     return pl->packed ? pl->p.cu_seqlens[s + 1] - pl->p.cu_seqlens[s] : pl->p.seqlen;
 }
-static inline int64_t la_plan_seq_batch(const la_plan_t *pl, int64_t s) {
-    return pl->packed ? 0 : s;
-}
+static inline int64_t la_plan_seq_batch(const la_plan_t *pl, int64_t s) { return pl->packed ? 0 : s; }
 /* Longest sequence of the plan. */
 int64_t la_plan_max_len(const la_plan_t *pl);
 
@@ -72,12 +66,11 @@ typedef struct la_backend_ops {
     /* LA_STATUS_SUCCESS or a 2xx status with a message written to msg. */
     la_status_t (*supports)(const la_plan_t *pl, char *msg);
     size_t (*workspace_size)(const la_plan_t *pl, int num_threads);
-    la_status_t (*run)(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads,
-                       void *stream, char *msg);
+    la_status_t (*run)(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads, void *stream, char *msg);
     int (*available)(void);
-    void *(*ws_alloc)(size_t bytes);   /* workspace memory of this backend's kind */
+    void *(*ws_alloc)(size_t bytes); /* workspace memory of this backend's kind */
     void (*ws_free)(void *ptr);
-    int host_memory;                   /* tensors live in host memory (values checkable) */
+    int host_memory; /* tensors live in host memory (values checkable) */
 } la_backend_ops_t;
 
 extern const la_backend_ops_t la_cpu_backend;

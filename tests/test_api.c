@@ -28,9 +28,9 @@ static const uint64_t SEED = 0xa91c0ffeeull;
 
 enum { Q, K, V, LD, LDV, S0, O, SN, DO, DSN, DQ, DK, DV, DLD, DLDV, DS0, NT };
 static const int IS_OUTPUT[NT] = {0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1};
-static const char *TNAME[NT] = {"q", "k", "v", "ld", "ldv", "initial_state", "o", "final_state",
-                                "d_o", "d_final_state", "dq", "dk", "dv", "d_ld", "d_ldv",
-                                "d_initial_state"};
+static const char *TNAME[NT] = {
+    "q",  "k",  "v",  "ld",   "ldv",   "initial_state",  "o", "final_state", "d_o", "d_final_state",
+    "dq", "dk", "dv", "d_ld", "d_ldv", "d_initial_state"};
 
 /* A valid problem with every tensor any operation may use (all present). */
 typedef struct fx {
@@ -40,8 +40,8 @@ typedef struct fx {
     int64_t S;
 } fx_t;
 
-static void fx_init_ex(fx_t *f, la_decay_t kind, la_dtype_t dtype, tu_layout_t layout, int64_t B,
-                       int64_t H, int64_t N, int64_t D, int64_t E, int nseq, const int64_t *lens) {
+static void fx_init_ex(fx_t *f, la_decay_t kind, la_dtype_t dtype, tu_layout_t layout, int64_t B, int64_t H, int64_t N,
+                       int64_t D, int64_t E, int nseq, const int64_t *lens) {
     memset(f, 0, sizeof *f);
     la_problem_init(&f->p);
     f->p.batch = B;
@@ -61,7 +61,11 @@ static void fx_init_ex(fx_t *f, la_decay_t kind, la_dtype_t dtype, tu_layout_t l
     tu_rng_t r;
     tu_rng_seed(&r, SEED ^ (uint64_t)kind ^ ((uint64_t)N << 8) ^ ((uint64_t)D << 24));
     int64_t ldd[4] = {B, H, N, D};
-    if (kind == LA_DECAY_SCALAR_HEAD) { ldd[0] = 1; ldd[2] = 1; ldd[3] = 1; }
+    if (kind == LA_DECAY_SCALAR_HEAD) {
+        ldd[0] = 1;
+        ldd[2] = 1;
+        ldd[3] = 1;
+    }
     if (kind == LA_DECAY_SCALAR_TOKEN) ldd[3] = 1;
     tu_alloc(&f->T[Q], "q", dtype, layout, B, H, N, D);
     tu_alloc(&f->T[K], "k", dtype, layout, B, H, N, D);
@@ -128,9 +132,9 @@ static la_tensors_t fx_tensors(const fx_t *f, la_op_t op) {
         [LA_OP_STATE_FORWARD] = {0, 1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
         [LA_OP_STATE_BACKWARD] = {0, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 1, 1, 1, 1, 1},
     };
-    la_tensor_t *fld[NT] = {&t.q, &t.k, &t.v, &t.ld, &t.ldv, &t.initial_state, &t.o,
-                            &t.final_state, &t.d_o, &t.d_final_state, &t.dq, &t.dk, &t.dv,
-                            &t.d_ld, &t.d_ldv, &t.d_initial_state};
+    la_tensor_t *fld[NT] = {
+        &t.q,  &t.k,  &t.v,  &t.ld,   &t.ldv,   &t.initial_state,  &t.o, &t.final_state, &t.d_o, &t.d_final_state,
+        &t.dq, &t.dk, &t.dv, &t.d_ld, &t.d_ldv, &t.d_initial_state};
     for (int i = 0; i < NT; i++)
         if (uses[op][i]) *fld[i] = tu_view(&f->T[i]);
     return t;
@@ -195,8 +199,8 @@ static void expect_impl(const char *name, la_handle_t *h, la_op_t op, fx_t *f, c
         tu_check(la_status_category(st) == want_cat && st != LA_STATUS_SUCCESS, name, SEED,
                  "%s: want a %dxx status, got %d (%s)", op_name(op), want_cat / 100, (int)st, sname(st));
     else
-        tu_check(st == want, name, SEED, "%s: want %d (%s), got %d (%s); message: %s", op_name(op),
-                 (int)want, sname(want), (int)st, sname(st), h ? la_last_error(h) : "(no handle)");
+        tu_check(st == want, name, SEED, "%s: want %d (%s), got %d (%s); message: %s", op_name(op), (int)want,
+                 sname(want), (int)st, sname(st), h ? la_last_error(h) : "(no handle)");
     const char *changed = NULL;
     for (int i = 0; i < NT && !changed; i++)
         if (tu_present(&f->T[i])) {
@@ -210,8 +214,8 @@ static void expect_impl(const char *name, la_handle_t *h, la_op_t op, fx_t *f, c
     }
 }
 
-static void expect(const char *name, la_handle_t *h, la_op_t op, fx_t *f, const la_problem_t *p,
-                   const la_tensors_t *t, la_status_t want) {
+static void expect(const char *name, la_handle_t *h, la_op_t op, fx_t *f, const la_problem_t *p, const la_tensors_t *t,
+                   la_status_t want) {
     expect_impl(name, h, op, f, p, t, want, 0);
 }
 
@@ -225,8 +229,8 @@ static int expect_ok(const char *name, la_handle_t *h, la_op_t op, fx_t *f, cons
                      const la_tensors_t *t) {
     arm(f);
     la_status_t st = call_op(h, op, p, t);
-    int ok = tu_check(st == LA_STATUS_SUCCESS, name, SEED, "%s: want success, got %d (%s): %s", op_name(op),
-                      (int)st, sname(st), h ? la_last_error(h) : "");
+    int ok = tu_check(st == LA_STATUS_SUCCESS, name, SEED, "%s: want success, got %d (%s): %s", op_name(op), (int)st,
+                      sname(st), h ? la_last_error(h) : "");
     check_output_guards(name, f);
     return ok;
 }
@@ -267,7 +271,10 @@ static int state_is_zero(tu_tensor_t *a, int64_t s) {
 /* ---- groups of checks ----------------------------------------------------------- */
 
 static void test_status_strings(void) {
-    static const struct { la_status_t s; const char *name; } all[] = {
+    static const struct {
+        la_status_t s;
+        const char *name;
+    } all[] = {
         {LA_STATUS_SUCCESS, "LA_STATUS_SUCCESS"},
         {LA_STATUS_BAD_PARAM, "LA_STATUS_BAD_PARAM"},
         {LA_STATUS_NULL_POINTER, "LA_STATUS_NULL_POINTER"},
@@ -294,17 +301,15 @@ static void test_status_strings(void) {
         const char *s = la_status_string(all[i].s);
         size_t len = strlen(all[i].name);
         /* the string names its status: "LA_STATUS_BAD_SHAPE" or "LA_STATUS_BAD_SHAPE: ..." */
-        tu_check(s && !strncmp(s, all[i].name, len) && (s[len] == 0 || s[len] == ':' || s[len] == ' '),
-                 cn, SEED, "la_status_string(%d) = \"%s\", want it to name %s", (int)all[i].s,
-                 s ? s : "(null)", all[i].name);
+        tu_check(s && !strncmp(s, all[i].name, len) && (s[len] == 0 || s[len] == ':' || s[len] == ' '), cn, SEED,
+                 "la_status_string(%d) = \"%s\", want it to name %s", (int)all[i].s, s ? s : "(null)", all[i].name);
         for (int j = 0; j < i; j++) {
             const char *o = la_status_string(all[j].s);
             tu_check(!s || !o || strcmp(s, o) != 0, cn, SEED, "statuses %d and %d share the string \"%s\"",
                      (int)all[i].s, (int)all[j].s, s ? s : "");
         }
         int cat = la_status_category(all[i].s);
-        tu_check(cat == ((int)all[i].s / 100) * 100, cn, SEED, "la_status_category(%d) = %d",
-                 (int)all[i].s, cat);
+        tu_check(cat == ((int)all[i].s / 100) * 100, cn, SEED, "la_status_category(%d) = %d", (int)all[i].s, cat);
     }
     tu_check(la_status_string((la_status_t)999) != NULL, cn, SEED, "unknown status gives NULL string");
     tu_check(la_status_string((la_status_t)-1) != NULL, cn, SEED, "status -1 gives NULL string");
@@ -316,22 +321,22 @@ static void test_helpers(void) {
     memset(&p, 0x5a, sizeof p);
     la_problem_init(&p);
     tu_check(p.struct_size == sizeof(la_problem_t) && p.scale == 1.0f && p.batch == 0 && p.heads == 0 &&
-                 p.seqlen == 0 && p.dim_qk == 0 && p.dim_v == 0 && p.decay == LA_DECAY_NONE &&
-                 p.cu_seqlens == NULL && p.num_seqs == 0,
+                 p.seqlen == 0 && p.dim_qk == 0 && p.dim_v == 0 && p.decay == LA_DECAY_NONE && p.cu_seqlens == NULL &&
+                 p.num_seqs == 0,
              cn, SEED, "la_problem_init: struct_size %zu, scale %g", p.struct_size, p.scale);
     la_tensors_t t;
     memset(&t, 0x5a, sizeof t);
     la_tensors_init(&t);
     tu_check(t.struct_size == sizeof(la_tensors_t) && !t.q.data && !t.k.data && !t.v.data && !t.ld.data &&
                  !t.ldv.data && !t.initial_state.data && !t.o.data && !t.final_state.data && !t.d_o.data &&
-                 !t.d_final_state.data && !t.dq.data && !t.dk.data && !t.dv.data && !t.d_ld.data &&
-                 !t.d_ldv.data && !t.d_initial_state.data,
+                 !t.d_final_state.data && !t.dq.data && !t.dk.data && !t.dv.data && !t.d_ld.data && !t.d_ldv.data &&
+                 !t.d_initial_state.data,
              cn, SEED, "la_tensors_init: struct_size %zu or a data pointer not NULL", t.struct_size);
     float buf[4];
     la_tensor_t v;
     la_tensor_contiguous(&v, buf, LA_DTYPE_BF16, 2, 3, 5, 7);
-    tu_check(v.data == buf && v.dtype == LA_DTYPE_BF16 && v.stride[0] == 105 && v.stride[1] == 35 &&
-                 v.stride[2] == 7 && v.stride[3] == 1,
+    tu_check(v.data == buf && v.dtype == LA_DTYPE_BF16 && v.stride[0] == 105 && v.stride[1] == 35 && v.stride[2] == 7 &&
+                 v.stride[3] == 1,
              cn, SEED, "la_tensor_contiguous strides %lld %lld %lld %lld", (long long)v.stride[0],
              (long long)v.stride[1], (long long)v.stride[2], (long long)v.stride[3]);
     tu_check(la_dtype_size(LA_DTYPE_F32) == 4 && la_dtype_size(LA_DTYPE_F16) == 2 &&
@@ -364,8 +369,8 @@ static void test_create(void) {
     st = la_create(&h, LA_BACKEND_CPU);
     if (tu_check(st == LA_STATUS_SUCCESS && h, cn, SEED, "la_create(CPU) failed: %d", (int)st)) {
         tu_check(la_handle_backend(h) == LA_BACKEND_CPU, cn, SEED, "la_handle_backend");
-        tu_check(la_set_num_threads(h, 1) == LA_STATUS_SUCCESS && la_set_num_threads(h, 0) == LA_STATUS_SUCCESS,
-                 cn, SEED, "la_set_num_threads(1 / 0)");
+        tu_check(la_set_num_threads(h, 1) == LA_STATUS_SUCCESS && la_set_num_threads(h, 0) == LA_STATUS_SUCCESS, cn,
+                 SEED, "la_set_num_threads(1 / 0)");
         tu_check(la_status_category(la_set_num_threads(h, -1)) == 100, cn, SEED,
                  "la_set_num_threads(-1) should be rejected with a 1xx status");
         tu_check(la_destroy(h) == LA_STATUS_SUCCESS, cn, SEED, "la_destroy");
@@ -393,8 +398,8 @@ static void test_baselines(la_handle_t *h) {
                          "self-check: the write of a successful call to %s was not detected", TNAME[out]);
             }
             size_t bytes = 12345;
-            tu_check(la_workspace_size(h, (la_op_t)op, &ff->p, &bytes) == LA_STATUS_SUCCESS && bytes != 12345,
-                     name, SEED, "la_workspace_size failed or did not write the size");
+            tu_check(la_workspace_size(h, (la_op_t)op, &ff->p, &bytes) == LA_STATUS_SUCCESS && bytes != 12345, name,
+                     SEED, "la_workspace_size failed or did not write the size");
         }
         fx_free(&f);
         fx_free(&fd);
@@ -417,25 +422,28 @@ static void test_null_pointers(la_handle_t *h) {
         expect(name, h, (la_op_t)op, ff, &ff->p, NULL, LA_STATUS_NULL_POINTER);
     }
     /* each required tensor of each op, one at a time */
-    static const struct { la_op_t op; int tid; } req[] = {
-        {LA_OP_FORWARD, Q}, {LA_OP_FORWARD, K}, {LA_OP_FORWARD, V}, {LA_OP_FORWARD, O},
-        {LA_OP_FORWARD, LD}, {LA_OP_FORWARD, LDV},
-        {LA_OP_BACKWARD, Q}, {LA_OP_BACKWARD, K}, {LA_OP_BACKWARD, V}, {LA_OP_BACKWARD, LD},
-        {LA_OP_BACKWARD, LDV}, {LA_OP_BACKWARD, DO}, {LA_OP_BACKWARD, DQ}, {LA_OP_BACKWARD, DK},
-        {LA_OP_BACKWARD, DV},
-        {LA_OP_DECODE, Q}, {LA_OP_DECODE, K}, {LA_OP_DECODE, V}, {LA_OP_DECODE, O}, {LA_OP_DECODE, LD},
-        {LA_OP_DECODE, S0}, {LA_OP_DECODE, SN},
-        {LA_OP_STATE_FORWARD, K}, {LA_OP_STATE_FORWARD, V}, {LA_OP_STATE_FORWARD, LD},
-        {LA_OP_STATE_FORWARD, SN},
-        {LA_OP_STATE_BACKWARD, K}, {LA_OP_STATE_BACKWARD, V}, {LA_OP_STATE_BACKWARD, DSN},
-        {LA_OP_STATE_BACKWARD, DK}, {LA_OP_STATE_BACKWARD, DV}, {LA_OP_STATE_BACKWARD, LDV},
+    static const struct {
+        la_op_t op;
+        int tid;
+    } req[] = {
+        {LA_OP_FORWARD, Q},         {LA_OP_FORWARD, K},          {LA_OP_FORWARD, V},
+        {LA_OP_FORWARD, O},         {LA_OP_FORWARD, LD},         {LA_OP_FORWARD, LDV},
+        {LA_OP_BACKWARD, Q},        {LA_OP_BACKWARD, K},         {LA_OP_BACKWARD, V},
+        {LA_OP_BACKWARD, LD},       {LA_OP_BACKWARD, LDV},       {LA_OP_BACKWARD, DO},
+        {LA_OP_BACKWARD, DQ},       {LA_OP_BACKWARD, DK},        {LA_OP_BACKWARD, DV},
+        {LA_OP_DECODE, Q},          {LA_OP_DECODE, K},           {LA_OP_DECODE, V},
+        {LA_OP_DECODE, O},          {LA_OP_DECODE, LD},          {LA_OP_DECODE, S0},
+        {LA_OP_DECODE, SN},         {LA_OP_STATE_FORWARD, K},    {LA_OP_STATE_FORWARD, V},
+        {LA_OP_STATE_FORWARD, LD},  {LA_OP_STATE_FORWARD, SN},   {LA_OP_STATE_BACKWARD, K},
+        {LA_OP_STATE_BACKWARD, V},  {LA_OP_STATE_BACKWARD, DSN}, {LA_OP_STATE_BACKWARD, DK},
+        {LA_OP_STATE_BACKWARD, DV}, {LA_OP_STATE_BACKWARD, LDV},
     };
     for (size_t i = 0; i < sizeof req / sizeof req[0]; i++) {
         fx_t *ff = req[i].op == LA_OP_DECODE ? &fd : &f;
         la_tensors_t t = fx_tensors(ff, req[i].op);
-        la_tensor_t *fld[NT] = {&t.q, &t.k, &t.v, &t.ld, &t.ldv, &t.initial_state, &t.o,
-                                &t.final_state, &t.d_o, &t.d_final_state, &t.dq, &t.dk, &t.dv,
-                                &t.d_ld, &t.d_ldv, &t.d_initial_state};
+        la_tensor_t *fld[NT] = {
+            &t.q,  &t.k,  &t.v,  &t.ld,   &t.ldv,   &t.initial_state,  &t.o, &t.final_state, &t.d_o, &t.d_final_state,
+            &t.dq, &t.dk, &t.dv, &t.d_ld, &t.d_ldv, &t.d_initial_state};
         fld[req[i].tid]->data = NULL;
         snprintf(name, sizeof name, "null_%s_%s", TNAME[req[i].tid], op_name(req[i].op));
         expect(name, h, req[i].op, ff, &ff->p, &t, LA_STATUS_NULL_POINTER);
@@ -470,8 +478,12 @@ static void test_shapes(la_handle_t *h) {
     for (int op = 0; op <= LA_OP_STATE_BACKWARD; op++) {
         if (op == LA_OP_DECODE) continue;
         la_tensors_t t = fx_tensors(&f, (la_op_t)op);
-        struct { const char *what; int64_t *field; int64_t value; } muts[] = {
-            {"D0", &f.p.dim_qk, 0}, {"E0", &f.p.dim_v, 0}, {"Bneg", &f.p.batch, -1},
+        struct {
+            const char *what;
+            int64_t *field;
+            int64_t value;
+        } muts[] = {
+            {"D0", &f.p.dim_qk, 0},   {"E0", &f.p.dim_v, 0},     {"Bneg", &f.p.batch, -1},
             {"Hneg", &f.p.heads, -1}, {"Nneg", &f.p.seqlen, -1}, {"Dneg", &f.p.dim_qk, -3},
         };
         for (size_t i = 0; i < sizeof muts / sizeof muts[0]; i++) {
@@ -576,8 +588,8 @@ static void test_strides(la_handle_t *h) {
         t2.ld.stride[2] = 0;
         t2.ld.stride[3] = -1;
         if (expect_ok("extent1_strides_ignored", h, LA_OP_FORWARD, &g, &g.p, &t2)) {
-            tu_check(tu_same_bytes(&o1, &g.T[O]) && tu_same_bytes(&s1, &g.T[SN]), "extent1_strides_ignored",
-                     SEED, "results differ from the contiguous-stride run");
+            tu_check(tu_same_bytes(&o1, &g.T[O]) && tu_same_bytes(&s1, &g.T[SN]), "extent1_strides_ignored", SEED,
+                     "results differ from the contiguous-stride run");
         }
         tu_free(&o1);
         tu_free(&s1);
@@ -660,8 +672,10 @@ static void test_overlap(la_handle_t *h) {
 
 static void test_decay_values(la_handle_t *h) {
     char name[96];
-    static const struct { const char *what; float value; } bad[] = {
-        {"pos", 0.25f}, {"nan", NAN}, {"inf", INFINITY}, {"tiny_pos", 1e-30f}};
+    static const struct {
+        const char *what;
+        float value;
+    } bad[] = {{"pos", 0.25f}, {"nan", NAN}, {"inf", INFINITY}, {"tiny_pos", 1e-30f}};
     for (int kind = LA_DECAY_SCALAR_HEAD; kind <= LA_DECAY_VECTOR_KV; kind++) {
         fx_t f, fd;
         fx_init(&f, (la_decay_t)kind, 2, 3, 8, 4, 5);
@@ -744,8 +758,7 @@ static void test_decay_values(la_handle_t *h) {
                 for (int d = 0; d < 4; d++) gk[tt * 4 + d] = tu_get(&f.T[LD], 0, hh, tt, 0);
             ref_forward_recurrent(70, 4, 5, 1.0, q, k, v, gk, NULL, s0, o, sN);
             tu_gather(&f.T[O], 0, hh, 0, 70, lib);
-            tu_check_close("decay_min_forward", SEED, "o (ld = -1e6) vs reference", lib, o, 70 * 5, NULL,
-                           1e-5, 1e-4);
+            tu_check_close("decay_min_forward", SEED, "o (ld = -1e6) vs reference", lib, o, 70 * 5, NULL, 1e-5, 1e-4);
         }
     }
     t = fx_tensors(&f, LA_OP_BACKWARD);
@@ -782,12 +795,12 @@ static void test_seqlens(la_handle_t *h) {
     fx_t f;
     fx_init_ex(&f, LA_DECAY_SCALAR_TOKEN, LA_DTYPE_F32, TU_BHND, 1, 2, 8, 4, 5, 3, lens);
     char name[96];
-    static const struct { const char *what; int64_t cu[4]; } bad[] = {
-        {"not_from_0", {1, 3, 3, 8}},
-        {"decreasing", {0, 5, 3, 8}},
-        {"last_below_N", {0, 3, 3, 7}},
-        {"last_above_N", {0, 3, 3, 9}},
-        {"negative", {0, -1, 3, 8}},
+    static const struct {
+        const char *what;
+        int64_t cu[4];
+    } bad[] = {
+        {"not_from_0", {1, 3, 3, 8}},   {"decreasing", {0, 5, 3, 8}}, {"last_below_N", {0, 3, 3, 7}},
+        {"last_above_N", {0, 3, 3, 9}}, {"negative", {0, -1, 3, 8}},
     };
     for (int op = 0; op <= LA_OP_STATE_BACKWARD; op++) {
         if (op == LA_OP_DECODE) continue;
@@ -822,8 +835,8 @@ static void test_seqlens(la_handle_t *h) {
     fx_init_ex(&f, LA_DECAY_SCALAR_HEAD, LA_DTYPE_F32, TU_BHND, 1, 2, 0, 4, 5, 2, zl);
     t = fx_tensors(&f, LA_OP_FORWARD);
     if (expect_ok("packed_all_empty_forward", h, LA_OP_FORWARD, &f, &f.p, &t))
-        tu_check(states_equal(&f.T[SN], &f.T[S0], 0) && states_equal(&f.T[SN], &f.T[S0], 1),
-                 "packed_all_empty_forward", SEED, "final state != initial state");
+        tu_check(states_equal(&f.T[SN], &f.T[S0], 0) && states_equal(&f.T[SN], &f.T[S0], 1), "packed_all_empty_forward",
+                 SEED, "final state != initial state");
     fx_free(&f);
 }
 
@@ -832,23 +845,32 @@ static void test_dtypes_versions_scale(la_handle_t *h) {
     fx_init(&f, LA_DECAY_VECTOR_KV, 2, 3, 8, 4, 5);
     la_tensors_t t0 = fx_tensors(&f, LA_OP_FORWARD), t;
     la_tensors_t tb0 = fx_tensors(&f, LA_OP_BACKWARD), tb;
-    t = t0; t.q.dtype = (la_dtype_t)7;
+    t = t0;
+    t.q.dtype = (la_dtype_t)7;
     expect("dtype_q_7", h, LA_OP_FORWARD, &f, &f.p, &t, LA_STATUS_UNSUPPORTED_DTYPE);
-    t = t0; t.o.dtype = (la_dtype_t)-1;
+    t = t0;
+    t.o.dtype = (la_dtype_t)-1;
     expect("dtype_o_minus1", h, LA_OP_FORWARD, &f, &f.p, &t, LA_STATUS_UNSUPPORTED_DTYPE);
-    t = t0; t.initial_state.dtype = LA_DTYPE_BF16;
+    t = t0;
+    t.initial_state.dtype = LA_DTYPE_BF16;
     expect("dtype_initial_state_bf16", h, LA_OP_FORWARD, &f, &f.p, &t, LA_STATUS_UNSUPPORTED_DTYPE);
-    t = t0; t.final_state.dtype = LA_DTYPE_F16;
+    t = t0;
+    t.final_state.dtype = LA_DTYPE_F16;
     expect("dtype_final_state_f16", h, LA_OP_FORWARD, &f, &f.p, &t, LA_STATUS_UNSUPPORTED_DTYPE);
-    t = t0; t.ld.dtype = LA_DTYPE_F16;
+    t = t0;
+    t.ld.dtype = LA_DTYPE_F16;
     expect("dtype_ld_f16", h, LA_OP_FORWARD, &f, &f.p, &t, LA_STATUS_UNSUPPORTED_DTYPE);
-    t = t0; t.ldv.dtype = LA_DTYPE_BF16;
+    t = t0;
+    t.ldv.dtype = LA_DTYPE_BF16;
     expect("dtype_ldv_bf16", h, LA_OP_FORWARD, &f, &f.p, &t, LA_STATUS_UNSUPPORTED_DTYPE);
-    tb = tb0; tb.d_ld.dtype = LA_DTYPE_BF16;
+    tb = tb0;
+    tb.d_ld.dtype = LA_DTYPE_BF16;
     expect("dtype_d_ld_bf16", h, LA_OP_BACKWARD, &f, &f.p, &tb, LA_STATUS_UNSUPPORTED_DTYPE);
-    tb = tb0; tb.d_initial_state.dtype = LA_DTYPE_F16;
+    tb = tb0;
+    tb.d_initial_state.dtype = LA_DTYPE_F16;
     expect("dtype_d_initial_state_f16", h, LA_OP_BACKWARD, &f, &f.p, &tb, LA_STATUS_UNSUPPORTED_DTYPE);
-    tb = tb0; tb.d_final_state.dtype = LA_DTYPE_BF16;
+    tb = tb0;
+    tb.d_final_state.dtype = LA_DTYPE_BF16;
     expect("dtype_d_final_state_bf16", h, LA_OP_BACKWARD, &f, &f.p, &tb, LA_STATUS_UNSUPPORTED_DTYPE);
 
     la_problem_t p = f.p;
@@ -924,8 +946,8 @@ static void test_n0(la_handle_t *h) {
         t = fx_tensors(&f, LA_OP_BACKWARD);
         snprintf(name, sizeof name, "n0_backward_decay%d", kind);
         if (expect_ok(name, h, LA_OP_BACKWARD, &f, &f.p, &t)) {
-            tu_check(states_equal(&f.T[DS0], &f.T[DSN], 0) && states_equal(&f.T[DS0], &f.T[DSN], 1), name,
-                     SEED, "N = 0: d_initial_state != d_final_state");
+            tu_check(states_equal(&f.T[DS0], &f.T[DSN], 0) && states_equal(&f.T[DS0], &f.T[DSN], 1), name, SEED,
+                     "N = 0: d_initial_state != d_final_state");
             if (kind == LA_DECAY_SCALAR_HEAD) {
                 tu_download(&f.T[DLD]);
                 int zero = 1;

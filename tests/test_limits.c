@@ -64,7 +64,11 @@ static void test_huge_batch_backward(la_handle_t *h) {
     const int64_t B = (int64_t)1 << 60, H = 2;
     la_problem_t p;
     la_problem_init(&p);
-    p.batch = B; p.heads = H; p.seqlen = 0; p.dim_qk = 1; p.dim_v = 1;
+    p.batch = B;
+    p.heads = H;
+    p.seqlen = 0;
+    p.dim_qk = 1;
+    p.dim_v = 1;
     p.decay = LA_DECAY_SCALAR_HEAD;
     float tok[4] = {1, 2, 3, 4}, ld[2] = {-0.5f, -0.25f}, d_ld[2] = {7, 7};
     la_tensors_t t;
@@ -87,7 +91,10 @@ static void test_workspace_monotone(la_handle_t *h) {
     for (int op = LA_OP_FORWARD; op <= LA_OP_STATE_BACKWARD; op++) {
         la_problem_t p;
         la_problem_init(&p);
-        p.heads = 3; p.seqlen = op == LA_OP_DECODE ? 1 : 100; p.dim_qk = 16; p.dim_v = 8;
+        p.heads = 3;
+        p.seqlen = op == LA_OP_DECODE ? 1 : 100;
+        p.dim_qk = 16;
+        p.dim_v = 8;
         p.decay = LA_DECAY_SCALAR_HEAD;
         size_t prev = 0;
         int refused = 0;
@@ -95,7 +102,10 @@ static void test_workspace_monotone(la_handle_t *h) {
             p.batch = (int64_t)1 << k;
             size_t bytes = 0;
             la_status_t st = la_workspace_size(h, (la_op_t)op, &p, &bytes);
-            if (st == LA_STATUS_BAD_SHAPE) { refused = 1; continue; }
+            if (st == LA_STATUS_BAD_SHAPE) {
+                refused = 1;
+                continue;
+            }
             char what[128];
             snprintf(what, sizeof what, "op %d, B = 2^%d: accepted after a smaller batch was refused", op, k);
             check(!refused, what);
@@ -114,7 +124,11 @@ static void test_huge_seqlen(la_handle_t *h) {
         for (int kind = LA_DECAY_NONE; kind <= LA_DECAY_VECTOR_KV; kind++) {
             la_problem_t p;
             la_problem_init(&p);
-            p.batch = 1; p.heads = 1; p.seqlen = INT64_MAX - 3; p.dim_qk = 1; p.dim_v = 1;
+            p.batch = 1;
+            p.heads = 1;
+            p.seqlen = INT64_MAX - 3;
+            p.dim_qk = 1;
+            p.dim_v = 1;
             p.decay = (la_decay_t)kind;
             size_t bytes = 0;
             check_status(h, la_workspace_size(h, (la_op_t)op, &p, &bytes), LA_STATUS_BAD_SHAPE,
@@ -142,7 +156,12 @@ static void test_num_threads(la_handle_t *h) {
     float *s = random_floats(&r, B * H * D * E), *o = poisoned_floats(B * H * E), ld[3] = {-0.1f, -0.5f, -2.0f};
     la_problem_t p;
     la_problem_init(&p);
-    p.batch = B; p.heads = H; p.seqlen = 1; p.dim_qk = D; p.dim_v = E; p.decay = LA_DECAY_SCALAR_HEAD;
+    p.batch = B;
+    p.heads = H;
+    p.seqlen = 1;
+    p.dim_qk = D;
+    p.dim_v = E;
+    p.decay = LA_DECAY_SCALAR_HEAD;
     la_tensors_t t;
     la_tensors_init(&t);
     la_tensor_contiguous(&t.q, q, LA_DTYPE_F32, B, H, 1, D);
@@ -157,7 +176,11 @@ static void test_num_threads(la_handle_t *h) {
     for (int i = 0; i < B * H * E; i++) finite &= isfinite(o[i]) != 0;
     check(finite, "decode with LA_MAX_THREADS threads writes every output");
     check_status(h, la_set_num_threads(h, 0), LA_STATUS_SUCCESS, "la_set_num_threads(0)");
-    free(q); free(k); free(v); free(s); free(o);
+    free(q);
+    free(k);
+    free(v);
+    free(s);
+    free(o);
 }
 
 /* ---- 4. strides ------------------------------------------------------------------ */
@@ -178,7 +201,11 @@ static void test_packed_n1_garbage_stride(la_handle_t *h) {
         for (int pass = 0; pass < 2; pass++) {
             la_problem_t p;
             la_problem_init(&p);
-            p.batch = 1; p.heads = H; p.seqlen = 1; p.dim_qk = D; p.dim_v = E;
+            p.batch = 1;
+            p.heads = H;
+            p.seqlen = 1;
+            p.dim_qk = D;
+            p.dim_v = E;
             p.decay = LA_DECAY_SCALAR_HEAD;
             p.cu_seqlens = cus[c];
             p.num_seqs = 2;
@@ -206,9 +233,14 @@ static void test_packed_n1_garbage_stride(la_handle_t *h) {
         check(memcmp(o[0], o[1], H * E * sizeof(float)) == 0, "extent-1 strides change nothing in o");
         check(memcmp(sN[0], sN[1], 2 * H * D * E * sizeof(float)) == 0,
               "extent-1 strides change nothing in the final states");
-        for (int pass = 0; pass < 2; pass++) { free(o[pass]); free(sN[pass]); }
+        for (int pass = 0; pass < 2; pass++) {
+            free(o[pass]);
+            free(sN[pass]);
+        }
     }
-    free(q); free(k); free(v);
+    free(q);
+    free(k);
+    free(v);
 }
 
 /* Strides whose extents pass 2^62 bytes or wrap: BAD_STRIDE, not accepted. */
@@ -224,7 +256,11 @@ static void test_absurd_strides(la_handle_t *h) {
             for (int which = 0; which < 2; which++) {
                 la_problem_t p;
                 la_problem_init(&p);
-                p.batch = B; p.heads = H; p.seqlen = N; p.dim_qk = D; p.dim_v = E;
+                p.batch = B;
+                p.heads = H;
+                p.seqlen = N;
+                p.dim_qk = D;
+                p.dim_v = E;
                 la_tensors_t t;
                 la_tensors_init(&t);
                 la_tensor_contiguous(&t.q, q, LA_DTYPE_F32, B, H, N, D);
@@ -239,7 +275,10 @@ static void test_absurd_strides(la_handle_t *h) {
     int untouched = 1;
     for (int i = 0; i < B * H * N * E; i++) untouched &= isnan(o[i]) != 0;
     check(untouched, "refused calls leave o unwritten");
-    free(q); free(k); free(v); free(o);
+    free(q);
+    free(k);
+    free(v);
+    free(o);
 }
 
 /* la_tensor_contiguous of a shape past 2^63 elements: no signed overflow,
@@ -256,7 +295,11 @@ static void test_contiguous_huge(la_handle_t *h) {
     check(t.stride[0] >= 0 && t.stride[1] >= 0, "la_tensor_contiguous with a negative extent gives no negative stride");
     la_problem_t p;
     la_problem_init(&p);
-    p.batch = d; p.heads = d; p.seqlen = d; p.dim_qk = 256; p.dim_v = 256;
+    p.batch = d;
+    p.heads = d;
+    p.seqlen = d;
+    p.dim_qk = 256;
+    p.dim_v = 256;
     la_tensors_t ts;
     la_tensors_init(&ts);
     la_tensor_contiguous(&ts.q, x, LA_DTYPE_F32, d, d, d, 256);
@@ -278,7 +321,12 @@ static void test_empty_contiguous(la_handle_t *h) {
     float *s0 = random_floats(&r, B * H * D * E), *sN = poisoned_floats(B * H * D * E);
     la_problem_t p;
     la_problem_init(&p);
-    p.batch = B; p.heads = H; p.seqlen = 0; p.dim_qk = D; p.dim_v = E; p.decay = LA_DECAY_SCALAR_HEAD;
+    p.batch = B;
+    p.heads = H;
+    p.seqlen = 0;
+    p.dim_qk = D;
+    p.dim_v = E;
+    p.decay = LA_DECAY_SCALAR_HEAD;
     la_tensors_t t;
     la_tensors_init(&t);
     la_tensor_contiguous(&t.q, tok, LA_DTYPE_F32, B, H, 0, D);
@@ -291,7 +339,8 @@ static void test_empty_contiguous(la_handle_t *h) {
     la_tensor_contiguous(&t.final_state, sN, LA_DTYPE_F32, B, H, D, E);
     check_status(h, la_forward(h, &p, &t), LA_STATUS_SUCCESS, "forward N = 0, B = 2, H = 3 (contiguous)");
     check(memcmp(s0, sN, B * H * D * E * sizeof(float)) == 0, "N = 0: the final state is the initial state");
-    free(s0); free(sN);
+    free(s0);
+    free(sN);
 }
 
 /* Decode in place with initial and final state views that differ only in
@@ -306,7 +355,12 @@ static void test_decode_in_place_extent1(la_handle_t *h) {
     float *o = poisoned_floats(H * E), *o2 = poisoned_floats(H * E), *sN2 = poisoned_floats(H * D * E);
     la_problem_t p;
     la_problem_init(&p);
-    p.batch = 1; p.heads = H; p.seqlen = 1; p.dim_qk = D; p.dim_v = E; p.decay = LA_DECAY_NONE;
+    p.batch = 1;
+    p.heads = H;
+    p.seqlen = 1;
+    p.dim_qk = D;
+    p.dim_v = E;
+    p.decay = LA_DECAY_NONE;
     la_tensors_t t;
     la_tensors_init(&t);
     la_tensor_contiguous(&t.q, q, LA_DTYPE_F32, 1, H, 1, D);
@@ -323,20 +377,34 @@ static void test_decode_in_place_extent1(la_handle_t *h) {
     check_status(h, la_decode(h, &p, &t), LA_STATUS_SUCCESS, "decode in place, extent-1 strides differ");
     check(memcmp(o, o2, H * E * sizeof(float)) == 0 && memcmp(s, sN2, H * D * E * sizeof(float)) == 0,
           "decode in place equals decode out of place");
-    free(q); free(k); free(v); free(s); free(s_copy); free(o); free(o2); free(sN2);
+    free(q);
+    free(k);
+    free(v);
+    free(s);
+    free(s_copy);
+    free(o);
+    free(o2);
+    free(sN2);
 }
 
 /* The size query checks a decode problem as la_decode does. */
 static void test_decode_size_query(la_handle_t *h) {
     la_problem_t p;
     la_problem_init(&p);
-    p.batch = 1; p.heads = 2; p.seqlen = 2; p.dim_qk = 8; p.dim_v = 8;
+    p.batch = 1;
+    p.heads = 2;
+    p.seqlen = 2;
+    p.dim_qk = 8;
+    p.dim_v = 8;
     size_t bytes = 0;
     check_status(h, la_workspace_size(h, LA_OP_DECODE, &p, &bytes), LA_STATUS_BAD_SHAPE, "decode size, seqlen 2");
     const int64_t cu[2] = {0, 1};
-    p.seqlen = 1; p.cu_seqlens = cu; p.num_seqs = 1;
+    p.seqlen = 1;
+    p.cu_seqlens = cu;
+    p.num_seqs = 1;
     check_status(h, la_workspace_size(h, LA_OP_DECODE, &p, &bytes), LA_STATUS_BAD_SEQLENS, "decode size, cu_seqlens");
-    p.cu_seqlens = NULL; p.num_seqs = 0;
+    p.cu_seqlens = NULL;
+    p.num_seqs = 0;
     check_status(h, la_workspace_size(h, LA_OP_DECODE, &p, &bytes), LA_STATUS_SUCCESS, "decode size, valid");
 }
 
@@ -345,7 +413,11 @@ static void test_decode_size_query(la_handle_t *h) {
 static void test_message_rule(la_handle_t *h) {
     la_problem_t p;
     la_problem_init(&p);
-    p.batch = 1; p.heads = 1; p.seqlen = 4; p.dim_qk = 2; p.dim_v = 2;
+    p.batch = 1;
+    p.heads = 1;
+    p.seqlen = 4;
+    p.dim_qk = 2;
+    p.dim_v = 2;
     la_tensors_t t;
     la_tensors_init(&t);
     float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, o[8];
@@ -360,12 +432,30 @@ static void test_message_rule(la_handle_t *h) {
         la_status_t st = LA_STATUS_SUCCESS;
         const char *name = "";
         switch (i) {
-        case 0: st = la_supports(h, LA_OP_FORWARD, &p, &t); name = "la_supports"; break;
-        case 1: st = la_workspace_size(h, LA_OP_FORWARD, &p, &bytes); name = "la_workspace_size"; break;
-        case 2: st = la_workspace_size_for(h, LA_OP_FORWARD, &p, &t, &bytes); name = "la_workspace_size_for"; break;
-        case 3: st = la_set_stream(h, NULL); name = "la_set_stream"; break;
-        case 4: st = la_set_num_threads(h, 0); name = "la_set_num_threads"; break;
-        default: st = la_forward(h, &p, &t); name = "la_forward"; break;
+        case 0:
+            st = la_supports(h, LA_OP_FORWARD, &p, &t);
+            name = "la_supports";
+            break;
+        case 1:
+            st = la_workspace_size(h, LA_OP_FORWARD, &p, &bytes);
+            name = "la_workspace_size";
+            break;
+        case 2:
+            st = la_workspace_size_for(h, LA_OP_FORWARD, &p, &t, &bytes);
+            name = "la_workspace_size_for";
+            break;
+        case 3:
+            st = la_set_stream(h, NULL);
+            name = "la_set_stream";
+            break;
+        case 4:
+            st = la_set_num_threads(h, 0);
+            name = "la_set_num_threads";
+            break;
+        default:
+            st = la_forward(h, &p, &t);
+            name = "la_forward";
+            break;
         }
         char what[96];
         snprintf(what, sizeof what, "a successful %s clears la_last_error", name);

@@ -57,7 +57,11 @@ static float *random_floats(tu_rng_t *r, size_t n) {
 static void job_init(job_t *j, uint64_t seed, int64_t B, int64_t H, int64_t N, int64_t D, int64_t E) {
     tu_rng_t r;
     tu_rng_seed(&r, seed);
-    j->B = B; j->H = H; j->N = N; j->D = D; j->E = E;
+    j->B = B;
+    j->H = H;
+    j->N = N;
+    j->D = D;
+    j->E = E;
     j->ntok_d = (size_t)(B * H * N * D);
     j->ntok_e = (size_t)(B * H * N * E);
     j->q = random_floats(&r, j->ntok_d);
@@ -67,7 +71,12 @@ static void job_init(job_t *j, uint64_t seed, int64_t B, int64_t H, int64_t N, i
     for (int h = 0; h < 4; h++) j->ld[h] = (float)tu_logsigmoid(tu_normal(&r) + 2.0);
 }
 
-static void job_free(job_t *j) { free(j->q); free(j->k); free(j->v); free(j->d_o); }
+static void job_free(job_t *j) {
+    free(j->q);
+    free(j->k);
+    free(j->v);
+    free(j->d_o);
+}
 
 static void result_alloc(result_t *r, const job_t *j) {
     r->o = (float *)malloc(j->ntok_e * sizeof(float));
@@ -79,7 +88,12 @@ static void result_alloc(result_t *r, const job_t *j) {
     for (int h = 0; h < 4; h++) r->d_ld[h] = NAN;
 }
 
-static void result_free(result_t *r) { free(r->o); free(r->dq); free(r->dk); free(r->dv); }
+static void result_free(result_t *r) {
+    free(r->o);
+    free(r->dq);
+    free(r->dk);
+    free(r->dv);
+}
 
 static int result_equal(const result_t *a, const result_t *b, const job_t *j) {
     return memcmp(a->o, b->o, j->ntok_e * 4) == 0 && memcmp(a->dq, b->dq, j->ntok_d * 4) == 0 &&
@@ -89,7 +103,11 @@ static int result_equal(const result_t *a, const result_t *b, const job_t *j) {
 
 static void job_problem(const job_t *j, la_problem_t *p) {
     la_problem_init(p);
-    p->batch = j->B; p->heads = j->H; p->seqlen = j->N; p->dim_qk = j->D; p->dim_v = j->E;
+    p->batch = j->B;
+    p->heads = j->H;
+    p->seqlen = j->N;
+    p->dim_qk = j->D;
+    p->dim_v = j->E;
     p->decay = LA_DECAY_SCALAR_HEAD;
 }
 

@@ -23,9 +23,9 @@ struct la_handle {
     int num_threads;
     int no_value_checks; /* la_set_check_values(h, 0) */
     void *stream;
-    void *ws;            /* workspace in use */
+    void *ws; /* workspace in use */
     size_t ws_bytes;
-    int ws_owned;        /* the handle allocated ws */
+    int ws_owned; /* the handle allocated ws */
     char msg[LA_MSG_LEN];
 };
 
@@ -44,7 +44,10 @@ static la_status_t leave(la_handle_t *h, la_status_t st) {
     return st;
 }
 
-static const struct { la_status_t st; const char *s; } status_strings[] = {
+static const struct {
+    la_status_t st;
+    const char *s;
+} status_strings[] = {
     {LA_STATUS_SUCCESS, "LA_STATUS_SUCCESS: success"},
     {LA_STATUS_BAD_PARAM, "LA_STATUS_BAD_PARAM: invalid argument"},
     {LA_STATUS_NULL_POINTER, "LA_STATUS_NULL_POINTER: a required pointer is NULL"},
@@ -78,7 +81,8 @@ int la_status_category(la_status_t status) { return ((int)status / 100) * 100; }
 size_t la_dtype_size(la_dtype_t dtype) {
     switch (dtype) {
     case LA_DTYPE_F32: return 4;
-    case LA_DTYPE_F16: case LA_DTYPE_BF16: return 2;
+    case LA_DTYPE_F16:
+    case LA_DTYPE_BF16: return 2;
     default: return 0;
     }
 }

@@ -19,32 +19,43 @@ enum role { UNUSED = 0, IN_REQ, IN_OPT, OUT_REQ, OUT_OPT };
 /* Columns follow enum la_tensor_id. */
 static const unsigned char tensor_roles[5][LA_NUM_TENSORS] = {
     /*                 q       k       v       ld      ldv     s0      o        sN       d_o     dsN     dq       dk       dv       d_ld     d_ldv    ds0 */
-    [LA_OP_FORWARD] = {IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, OUT_REQ, OUT_OPT, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED},
-    [LA_OP_BACKWARD] = {IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, UNUSED, UNUSED, IN_REQ, IN_OPT, OUT_REQ, OUT_REQ, OUT_REQ, OUT_OPT, OUT_OPT, OUT_OPT},
-    [LA_OP_DECODE] = {IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, OUT_REQ, OUT_REQ, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED},
-    [LA_OP_STATE_FORWARD] = {UNUSED, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, UNUSED, OUT_REQ, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED, UNUSED},
-    [LA_OP_STATE_BACKWARD] = {UNUSED, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, UNUSED, UNUSED, UNUSED, IN_REQ, UNUSED, OUT_REQ, OUT_REQ, OUT_OPT, OUT_OPT, OUT_OPT},
+    [LA_OP_FORWARD] = {IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, OUT_REQ, OUT_OPT, UNUSED, UNUSED, UNUSED, UNUSED,
+                       UNUSED, UNUSED, UNUSED, UNUSED},
+    [LA_OP_BACKWARD] = {IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, UNUSED, UNUSED, IN_REQ, IN_OPT, OUT_REQ,
+                        OUT_REQ, OUT_REQ, OUT_OPT, OUT_OPT, OUT_OPT},
+    [LA_OP_DECODE] = {IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, OUT_REQ, OUT_REQ, UNUSED, UNUSED, UNUSED, UNUSED,
+                      UNUSED, UNUSED, UNUSED, UNUSED},
+    [LA_OP_STATE_FORWARD] = {UNUSED, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, UNUSED, OUT_REQ, UNUSED, UNUSED, UNUSED,
+                             UNUSED, UNUSED, UNUSED, UNUSED, UNUSED},
+    [LA_OP_STATE_BACKWARD] = {UNUSED, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, UNUSED, UNUSED, UNUSED, IN_REQ, UNUSED,
+                              OUT_REQ, OUT_REQ, OUT_OPT, OUT_OPT, OUT_OPT},
 };
 
 static const char *const tensor_names[LA_NUM_TENSORS] = {
-    "q", "k", "v", "ld", "ldv", "initial_state", "o", "final_state", "d_o",
-    "d_final_state", "dq", "dk", "dv", "d_ld", "d_ldv", "d_initial_state"};
+    "q",  "k",  "v",  "ld",   "ldv",   "initial_state",  "o", "final_state", "d_o", "d_final_state",
+    "dq", "dk", "dv", "d_ld", "d_ldv", "d_initial_state"};
 
 const char *la_tensor_name(la_tensor_id_t id) { return tensor_names[id]; }
 
 la_tensor_t *la_tensor_by_id(la_tensors_t *t, la_tensor_id_t id) {
-    la_tensor_t *all[LA_NUM_TENSORS] = {&t->q, &t->k, &t->v, &t->ld, &t->ldv, &t->initial_state,
-                                        &t->o, &t->final_state, &t->d_o, &t->d_final_state,
-                                        &t->dq, &t->dk, &t->dv, &t->d_ld, &t->d_ldv,
-                                        &t->d_initial_state};
+    la_tensor_t *all[LA_NUM_TENSORS] = {&t->q,     &t->k,
+                                        &t->v,     &t->ld,
+                                        &t->ldv,   &t->initial_state,
+                                        &t->o,     &t->final_state,
+                                        &t->d_o,   &t->d_final_state,
+                                        &t->dq,    &t->dk,
+                                        &t->dv,    &t->d_ld,
+                                        &t->d_ldv, &t->d_initial_state};
     return all[id];
 }
 
 /* Does the decay kind use this decay tensor at all? */
 static int decay_uses(la_decay_t kind, la_tensor_id_t id) {
     switch (id) {
-    case LA_T_LD: case LA_T_DLD: return kind != LA_DECAY_NONE;
-    case LA_T_LDV: case LA_T_DLDV: return kind == LA_DECAY_VECTOR_KV;
+    case LA_T_LD:
+    case LA_T_DLD: return kind != LA_DECAY_NONE;
+    case LA_T_LDV:
+    case LA_T_DLDV: return kind == LA_DECAY_VECTOR_KV;
     default: return 1;
     }
 }
@@ -61,36 +72,76 @@ void la_tensor_dims(const la_plan_t *pl, la_tensor_id_t id, int64_t dims[4]) {
     int64_t B = p->batch, H = p->heads, N = p->seqlen, D = p->dim_qk, E = p->dim_v;
     int64_t S = pl->num_seqs;
     switch (id) {
-    case LA_T_Q: case LA_T_K: case LA_T_DQ: case LA_T_DK:
-        dims[0] = B; dims[1] = H; dims[2] = N; dims[3] = D; return;
-    case LA_T_V: case LA_T_O: case LA_T_DO: case LA_T_DV:
-        dims[0] = B; dims[1] = H; dims[2] = N; dims[3] = E; return;
-    case LA_T_LD: case LA_T_DLD:
-        if (p->decay == LA_DECAY_SCALAR_HEAD) { dims[0] = 1; dims[1] = H; dims[2] = 1; dims[3] = 1; }
-        else if (p->decay == LA_DECAY_SCALAR_TOKEN) { dims[0] = B; dims[1] = H; dims[2] = N; dims[3] = 1; }
-        else { dims[0] = B; dims[1] = H; dims[2] = N; dims[3] = D; }
+    case LA_T_Q:
+    case LA_T_K:
+    case LA_T_DQ:
+    case LA_T_DK:
+        dims[0] = B;
+        dims[1] = H;
+        dims[2] = N;
+        dims[3] = D;
         return;
-    case LA_T_LDV: case LA_T_DLDV:
-        dims[0] = B; dims[1] = H; dims[2] = N; dims[3] = E; return;
+    case LA_T_V:
+    case LA_T_O:
+    case LA_T_DO:
+    case LA_T_DV:
+        dims[0] = B;
+        dims[1] = H;
+        dims[2] = N;
+        dims[3] = E;
+        return;
+    case LA_T_LD:
+    case LA_T_DLD:
+        if (p->decay == LA_DECAY_SCALAR_HEAD) {
+            dims[0] = 1;
+            dims[1] = H;
+            dims[2] = 1;
+            dims[3] = 1;
+        } else if (p->decay == LA_DECAY_SCALAR_TOKEN) {
+            dims[0] = B;
+            dims[1] = H;
+            dims[2] = N;
+            dims[3] = 1;
+        } else {
+            dims[0] = B;
+            dims[1] = H;
+            dims[2] = N;
+            dims[3] = D;
+        }
+        return;
+    case LA_T_LDV:
+    case LA_T_DLDV:
+        dims[0] = B;
+        dims[1] = H;
+        dims[2] = N;
+        dims[3] = E;
+        return;
     default: /* states */
-        dims[0] = S; dims[1] = H; dims[2] = D; dims[3] = E; return;
+        dims[0] = S;
+        dims[1] = H;
+        dims[2] = D;
+        dims[3] = E;
+        return;
     }
 }
 
-static int is_state(la_tensor_id_t id) {
-    return id == LA_T_S0 || id == LA_T_SN || id == LA_T_DSN || id == LA_T_DS0;
-}
-static int is_decay(la_tensor_id_t id) {
-    return id == LA_T_LD || id == LA_T_LDV || id == LA_T_DLD || id == LA_T_DLDV;
-}
+static int is_state(la_tensor_id_t id) { return id == LA_T_S0 || id == LA_T_SN || id == LA_T_DSN || id == LA_T_DS0; }
+static int is_decay(la_tensor_id_t id) { return id == LA_T_LD || id == LA_T_LDV || id == LA_T_DLD || id == LA_T_DLDV; }
 
-#define FAIL(st, ...) do { snprintf(msg, LA_MSG_LEN, __VA_ARGS__); return (st); } while (0)
+#define FAIL(st, ...)                           \
+    do {                                        \
+        snprintf(msg, LA_MSG_LEN, __VA_ARGS__); \
+        return (st);                            \
+    } while (0)
 
 /* Byte range [lo, hi) a tensor touches; empty tensors give lo == hi. */
 static void byte_range(const la_tensor_t *t, const int64_t dims[4], uintptr_t *lo, uintptr_t *hi) {
     int64_t last = 0;
     for (int i = 0; i < 4; i++) {
-        if (dims[i] == 0) { *lo = *hi = (uintptr_t)t->data; return; }
+        if (dims[i] == 0) {
+            *lo = *hi = (uintptr_t)t->data;
+            return;
+        }
         if (dims[i] > 1) last += (dims[i] - 1) * t->stride[i];
     }
     size_t es = la_dtype_size(t->dtype);
@@ -108,7 +159,9 @@ static int self_overlaps(const la_tensor_t *t, const int64_t dims[4]) {
         if (dims[i] > 1) idx[n++] = i;
     for (int a = 1; a < n; a++)
         for (int b = a; b > 0 && t->stride[idx[b]] < t->stride[idx[b - 1]]; b--) {
-            int tmp = idx[b]; idx[b] = idx[b - 1]; idx[b - 1] = tmp;
+            int tmp = idx[b];
+            idx[b] = idx[b - 1];
+            idx[b - 1] = tmp;
         }
     int64_t span = 0; /* largest offset reachable by the dims so far */
     for (int a = 0; a < n; a++) {
@@ -142,8 +195,9 @@ static la_status_t check_problem_size(const la_problem_t *p, char *msg) {
              (long long)p->batch, (long long)p->heads, (long long)p->seqlen, (long long)X);
     const int64_t st = la_mul_capped(la_mul_capped(la_mul_capped(S, p->heads), p->dim_qk), p->dim_v);
     if (la_mul_capped(st, 4) < 0)
-        FAIL(LA_STATUS_BAD_SHAPE, "problem too large: %lld sequences x %lld heads of %lldx%lld fp32 states pass 2^62 bytes",
-             (long long)S, (long long)p->heads, (long long)p->dim_qk, (long long)p->dim_v);
+        FAIL(LA_STATUS_BAD_SHAPE,
+             "problem too large: %lld sequences x %lld heads of %lldx%lld fp32 states pass 2^62 bytes", (long long)S,
+             (long long)p->heads, (long long)p->dim_qk, (long long)p->dim_v);
     return LA_STATUS_SUCCESS;
 }
 
@@ -228,7 +282,8 @@ static la_status_t check_tensor(const la_plan_t *pl, la_tensor_id_t id, char *ms
             FAIL(LA_STATUS_BAD_PARAM, "%s given but decay kind %d does not use it", name, (int)pl->p.decay);
         return LA_STATUS_SUCCESS;
     }
-    if ((unsigned)t->dtype > LA_DTYPE_BF16) FAIL(LA_STATUS_UNSUPPORTED_DTYPE, "%s: unknown dtype %d", name, (int)t->dtype);
+    if ((unsigned)t->dtype > LA_DTYPE_BF16)
+        FAIL(LA_STATUS_UNSUPPORTED_DTYPE, "%s: unknown dtype %d", name, (int)t->dtype);
     if ((is_state(id) || is_decay(id)) && t->dtype != LA_DTYPE_F32)
         FAIL(LA_STATUS_UNSUPPORTED_DTYPE, "%s must be f32 (dtype %d given)", name, (int)t->dtype);
     int64_t dims[4];
@@ -269,7 +324,8 @@ static la_status_t check_overlaps(const la_plan_t *pl, char *msg) {
                 if (a->data == b->data && memcmp(a->stride, b->stride, sizeof a->stride) == 0) continue;
             }
             FAIL(LA_STATUS_OVERLAP, "output %s overlaps %s %s", tensor_names[i],
-                 (role_of(pl, (la_tensor_id_t)j) == OUT_REQ || role_of(pl, (la_tensor_id_t)j) == OUT_OPT) ? "output" : "input",
+                 (role_of(pl, (la_tensor_id_t)j) == OUT_REQ || role_of(pl, (la_tensor_id_t)j) == OUT_OPT) ? "output"
+                                                                                                          : "input",
                  tensor_names[j]);
         }
     }
@@ -296,8 +352,8 @@ static la_status_t check_decay_values(const la_plan_t *pl, la_tensor_id_t id, ch
     return LA_STATUS_SUCCESS;
 }
 
-la_status_t la_build_plan(la_op_t op, const la_problem_t *p, const la_tensors_t *t, int host_memory,
-                          la_plan_t *pl, char *msg) {
+la_status_t la_build_plan(la_op_t op, const la_problem_t *p, const la_tensors_t *t, int host_memory, la_plan_t *pl,
+                          char *msg) {
     if (!p) FAIL(LA_STATUS_NULL_POINTER, "problem is NULL");
     if (!t) FAIL(LA_STATUS_NULL_POINTER, "tensors is NULL");
     la_status_t st = la_check_problem_for(op, p, msg);

@@ -13,14 +13,29 @@ extern "C" {
 #define LA_MIN_LOG_DECAY (-1.0e6f)
 
 typedef enum la_tensor_id {
-    LA_T_Q, LA_T_K, LA_T_V, LA_T_LD, LA_T_LDV, LA_T_S0, LA_T_O, LA_T_SN, LA_T_DO, LA_T_DSN,
-    LA_T_DQ, LA_T_DK, LA_T_DV, LA_T_DLD, LA_T_DLDV, LA_T_DS0, LA_NUM_TENSORS
+    LA_T_Q,
+    LA_T_K,
+    LA_T_V,
+    LA_T_LD,
+    LA_T_LDV,
+    LA_T_S0,
+    LA_T_O,
+    LA_T_SN,
+    LA_T_DO,
+    LA_T_DSN,
+    LA_T_DQ,
+    LA_T_DK,
+    LA_T_DV,
+    LA_T_DLD,
+    LA_T_DLDV,
+    LA_T_DS0,
+    LA_NUM_TENSORS
 } la_tensor_id_t;
 
 /* Validate everything and fill *pl.  host_memory: the tensors live in host
  * memory, so values (log decays) can be checked here too. */
-la_status_t la_build_plan(la_op_t op, const la_problem_t *p, const la_tensors_t *t, int host_memory,
-                          la_plan_t *pl, char *msg);
+la_status_t la_build_plan(la_op_t op, const la_problem_t *p, const la_tensors_t *t, int host_memory, la_plan_t *pl,
+                          char *msg);
 /* The problem struct alone (sizes, decay kind, scale, cu_seqlens). */
 la_status_t la_check_problem(const la_problem_t *p, char *msg);
 /* The operation and the problem, as every entry point taking both checks them

@@ -117,7 +117,9 @@ static void build_seq(const la_plan_t *pl, int64_t s, int64_t h, double *partial
         q->ld_head = ((const float *)t->ld.data)[h * t->ld.stride[1]];
         if (bwd && pl->want_dld) q->d_ld_head = &partials[s * pl->p.heads + h];
         break;
-    case LA_DECAY_SCALAR_TOKEN: case LA_DECAY_VECTOR_K: case LA_DECAY_VECTOR_KV:
+    case LA_DECAY_SCALAR_TOKEN:
+    case LA_DECAY_VECTOR_K:
+    case LA_DECAY_VECTOR_KV:
         q->ld = token_view(pl, &t->ld, s, h);
         if (bwd && pl->want_dld) q->d_ld = token_view(pl, &t->d_ld, s, h);
         if (pl->p.decay == LA_DECAY_VECTOR_KV) {
@@ -157,7 +159,8 @@ static void decode_item(const cpu_seq_t *s) {
         for (int d = 0; d < D; d++) a[d] = expf(g);
         break;
     }
-    case LA_DECAY_VECTOR_K: case LA_DECAY_VECTOR_KV:
+    case LA_DECAY_VECTOR_K:
+    case LA_DECAY_VECTOR_KV:
         cpu_load_tile(&s->ld, 0, 1, D, a, D);
         for (int d = 0; d < D; d++) a[d] = expf(a[d]);
         if (s->kind == LA_DECAY_VECTOR_KV) {
@@ -188,17 +191,20 @@ static void run_item(const la_plan_t *pl, int64_t item, char *ws, double *partia
     int vec = is_vector_kind(pl->p.decay);
     switch (pl->op) {
     case LA_OP_DECODE: decode_item(&q); break;
-    case LA_OP_FORWARD: case LA_OP_STATE_FORWARD:
-        if (vec) cpu_vector_forward(&q, ws); else cpu_scalar_forward(&q, ws);
+    case LA_OP_FORWARD:
+    case LA_OP_STATE_FORWARD:
+        if (vec) cpu_vector_forward(&q, ws);
+        else cpu_scalar_forward(&q, ws);
         break;
-    case LA_OP_BACKWARD: case LA_OP_STATE_BACKWARD:
-        if (vec) cpu_vector_backward(&q, ws); else cpu_scalar_backward(&q, ws);
+    case LA_OP_BACKWARD:
+    case LA_OP_STATE_BACKWARD:
+        if (vec) cpu_vector_backward(&q, ws);
+        else cpu_scalar_backward(&q, ws);
         break;
     }
 }
 
-static la_status_t cpu_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads, void *stream,
-                           char *msg) {
+static la_status_t cpu_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads, void *stream, char *msg) {
     (void)stream;
     (void)msg;
     int nt = threads_for(pl, num_threads);

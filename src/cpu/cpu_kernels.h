@@ -34,8 +34,8 @@
 typedef struct cpu_view {
     char *ptr;
     la_dtype_t dtype;
-    int64_t st;   /* element stride between tokens */
-    int64_t sc;   /* element stride between channels */
+    int64_t st; /* element stride between tokens */
+    int64_t sc; /* element stride between channels */
 } cpu_view_t;
 
 /* A strided f32 [D, E] state of one (sequence, head); ptr NULL = absent. */
@@ -45,22 +45,22 @@ typedef struct cpu_state_view {
 } cpu_state_view_t;
 
 typedef struct cpu_seq {
-    int64_t len;           /* tokens in this sequence (may be 0) */
+    int64_t len; /* tokens in this sequence (may be 0) */
     int D, E;
     float scale;
     la_decay_t kind;
     /* token tensors */
-    cpu_view_t q, k, v, o;          /* o: forward output (absent for the state-only pass) */
-    cpu_view_t d_o, dq, dk, dv;     /* backward; d_o and dq absent for the state-only backward */
+    cpu_view_t q, k, v, o;      /* o: forward output (absent for the state-only pass) */
+    cpu_view_t d_o, dq, dk, dv; /* backward; d_o and dq absent for the state-only backward */
     /* decay */
-    float ld_head;                  /* SCALAR_HEAD: the head's log decay */
-    cpu_view_t ld;                  /* SCALAR_TOKEN: [len, 1]; VECTOR_*: [len, D] */
-    cpu_view_t ldv;                 /* VECTOR_KV: [len, E] */
-    cpu_view_t d_ld, d_ldv;         /* per-token decay gradients (absent = fixed decay) */
-    double *d_ld_head;              /* SCALAR_HEAD learnable: this item's partial sum, or NULL */
+    float ld_head;          /* SCALAR_HEAD: the head's log decay */
+    cpu_view_t ld;          /* SCALAR_TOKEN: [len, 1]; VECTOR_*: [len, D] */
+    cpu_view_t ldv;         /* VECTOR_KV: [len, E] */
+    cpu_view_t d_ld, d_ldv; /* per-token decay gradients (absent = fixed decay) */
+    double *d_ld_head;      /* SCALAR_HEAD learnable: this item's partial sum, or NULL */
     /* states */
-    cpu_state_view_t s0, sN;        /* initial (absent = 0), final (absent = not wanted) */
-    cpu_state_view_t dsN, ds0;      /* incoming final-state gradient (absent = 0), d initial state */
+    cpu_state_view_t s0, sN;   /* initial (absent = 0), final (absent = not wanted) */
+    cpu_state_view_t dsN, ds0; /* incoming final-state gradient (absent = 0), d initial state */
 } cpu_seq_t;
 
 /* Bytes of per-thread workspace for sequences up to max_len tokens. */

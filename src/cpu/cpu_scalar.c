@@ -53,10 +53,10 @@
 #endif
 
 #ifndef LA_SCALAR_CHUNK
-#define LA_SCALAR_CHUNK 64         /* overridable for experiments (dev/) */
+#define LA_SCALAR_CHUNK 64 /* overridable for experiments (dev/) */
 #endif
-#define CH LA_SCALAR_CHUNK         /* tokens per chunk (a multiple of 16) */
-#define TB 16                      /* row block of the triangular products */
+#define CH LA_SCALAR_CHUNK           /* tokens per chunk (a multiple of 16) */
+#define TB 16                        /* row block of the triangular products */
 #define STATE_CAP ((size_t)32 << 20) /* bytes of stored states before checkpointing */
 
 /* The element-wise loops below are compiled for AVX-512 and AVX2 as well as
@@ -77,8 +77,7 @@ typedef struct fp_mode {
     unsigned saved;
 } fp_mode_t;
 
-static fp_mode_t fp_enter(void)
-{
+static fp_mode_t fp_enter(void) {
     fp_mode_t m = {0};
 #if defined(__x86_64__)
     m.saved = _mm_getcsr();
@@ -87,8 +86,7 @@ static fp_mode_t fp_enter(void)
     return m;
 }
 
-static void fp_leave(fp_mode_t m)
-{
+static void fp_leave(fp_mode_t m) {
 #if defined(__x86_64__)
     _mm_setcsr(m.saved);
 #else
@@ -105,38 +103,37 @@ static int imin(int a, int b) { return a < b ? a : b; }
  * 64-byte aligned and every piece is rounded up to 64 bytes).  The forward
  * uses the pieces up to `s`; `o` holds dO in the backward. */
 typedef struct ws_layout {
-    float *q, *k, *v, *o;          /* [CH, Dp] / [CH, Ep] tiles of the chunk */
-    float *a, *da, *gam;           /* [CH, CH]: A, dA, Gamma */
-    float *qf, *kf, *pw, *col;     /* [CH + 16]: exp(G_i), exp(G_{n-1} - G_j),
+    float *q, *k, *v, *o;      /* [CH, Dp] / [CH, Ep] tiles of the chunk */
+    float *a, *da, *gam;       /* [CH, CH]: A, dA, Gamma */
+    float *qf, *kf, *pw, *col; /* [CH + 16]: exp(G_i), exp(G_{n-1} - G_j),
                                     * exp(k ld) table (SCALAR_HEAD), one column */
-    double *g;                     /* [CH]: G_i (SCALAR_TOKEN), then dg_r */
-    double *gy, *gx, *gf;          /* [CH]: decay-gradient terms (dgrad_t) */
-    float *s;                      /* [Dp, Ep] running state (forward) */
-    float *dq, *dk, *dv;           /* backward tiles */
-    float *ds;                     /* [Ep, Dp] dS^T, the state gradient (transposed) */
-    float *states;                 /* state slots of the backward */
+    double *g;                 /* [CH]: G_i (SCALAR_TOKEN), then dg_r */
+    double *gy, *gx, *gf;      /* [CH]: decay-gradient terms (dgrad_t) */
+    float *s;                  /* [Dp, Ep] running state (forward) */
+    float *dq, *dk, *dv;       /* backward tiles */
+    float *ds;                 /* [Ep, Dp] dS^T, the state gradient (transposed) */
+    float *states;             /* state slots of the backward */
 } ws_layout_t;
 
 static size_t state_floats(int D, int E) { return (size_t)pad16(D) * (size_t)pad16(E); }
 
 /* Carves the buffers from base (NULL: just count); returns the bytes used
  * before the state slots. */
-static size_t ws_carve(int D, int E, void *base, ws_layout_t *w)
-{
+static size_t ws_carve(int D, int E, void *base, ws_layout_t *w) {
     size_t Dp = (size_t)pad16(D), Ep = (size_t)pad16(E), off = 0;
     char *b = (char *)base;
-#define TAKE(field, type, count)                                       \
-    do {                                                               \
-        w->field = base ? (type *)(void *)(b + off) : NULL;            \
-        off += ((size_t)(count) * sizeof(type) + 63) / 64 * 64;        \
+#define TAKE(field, type, count)                                \
+    do {                                                        \
+        w->field = base ? (type *)(void *)(b + off) : NULL;     \
+        off += ((size_t)(count) * sizeof(type) + 63) / 64 * 64; \
     } while (0)
-    TAKE(q, float, CH * Dp);
-    TAKE(k, float, CH * Dp);
-    TAKE(v, float, CH * Ep);
-    TAKE(o, float, CH * Ep);
-    TAKE(a, float, CH * CH);
-    TAKE(da, float, CH * CH);
-    TAKE(gam, float, CH * CH);
+    TAKE(q, float, CH *Dp);
+    TAKE(k, float, CH *Dp);
+    TAKE(v, float, CH *Ep);
+    TAKE(o, float, CH *Ep);
+    TAKE(a, float, CH *CH);
+    TAKE(da, float, CH *CH);
+    TAKE(gam, float, CH *CH);
     TAKE(qf, float, CH + 16);
     TAKE(kf, float, CH + 16);
     TAKE(pw, float, CH + 16);
@@ -145,11 +142,11 @@ static size_t ws_carve(int D, int E, void *base, ws_layout_t *w)
     TAKE(gy, double, CH);
     TAKE(gx, double, CH);
     TAKE(gf, double, CH);
-    TAKE(s, float, Dp * Ep);
-    TAKE(dq, float, CH * Dp);
-    TAKE(dk, float, CH * Dp);
-    TAKE(dv, float, CH * Ep);
-    TAKE(ds, float, Ep * Dp);
+    TAKE(s, float, Dp *Ep);
+    TAKE(dq, float, CH *Dp);
+    TAKE(dk, float, CH *Dp);
+    TAKE(dv, float, CH *Ep);
+    TAKE(ds, float, Ep *Dp);
 #undef TAKE
     w->states = base ? (float *)(void *)(b + off) : NULL;
     return off;
@@ -158,15 +155,11 @@ static size_t ws_carve(int D, int E, void *base, ws_layout_t *w)
 static int64_t n_chunks(int64_t len) { return (len + CH - 1) / CH; }
 
 /* Most states stored whole: past this many chunks the backward checkpoints. */
-static int64_t max_full_slots(int D, int E)
-{
-    return (int64_t)(STATE_CAP / (state_floats(D, E) * sizeof(float)));
-}
+static int64_t max_full_slots(int D, int E) { return (int64_t)(STATE_CAP / (state_floats(D, E) * sizeof(float))); }
 
 /* Checkpoint interval for nc chunks: 0 = store every chunk's state, else
  * seg = ceil(sqrt(nc)). */
-static int64_t ckpt_seg(int64_t nc, int D, int E)
-{
+static int64_t ckpt_seg(int64_t nc, int D, int E) {
     if (nc <= max_full_slots(D, E)) return 0;
     int64_t seg = (int64_t)sqrt((double)nc);
     while (seg * seg < nc) seg++;
@@ -176,15 +169,13 @@ static int64_t ckpt_seg(int64_t nc, int D, int E)
 
 /* State slots the backward of nc chunks uses: the nc incoming states, or
  * ceil(nc / seg) checkpoints plus the seg incoming states of one segment. */
-static int64_t state_slots(int64_t nc, int D, int E)
-{
+static int64_t state_slots(int64_t nc, int D, int E) {
     int64_t seg = ckpt_seg(nc, D, E);
     if (seg == 0) return nc;
     return (nc + seg - 1) / seg + seg;
 }
 
-size_t cpu_scalar_workspace(int D, int E, int64_t max_len)
-{
+size_t cpu_scalar_workspace(int D, int E, int64_t max_len) {
     ws_layout_t w;
     size_t fixed = ws_carve(D, E, NULL, &w);
     /* Every sequence of at most max_len tokens must fit.  The slot count
@@ -201,8 +192,7 @@ size_t cpu_scalar_workspace(int D, int E, int64_t max_len)
 /* ---- small helpers ----------------------------------------------------------- */
 
 /* x[r, :] *= f[r] for r < rows (width floats per row). */
-SIMD_CLONES static void scale_rows(float *x, int ld, int rows, int width, const float *f)
-{
+SIMD_CLONES static void scale_rows(float *x, int ld, int rows, int width, const float *f) {
     for (int r = 0; r < rows; r++) {
         float *row = x + (size_t)r * ld;
         float fr = f[r];
@@ -210,21 +200,17 @@ SIMD_CLONES static void scale_rows(float *x, int ld, int rows, int width, const 
     }
 }
 
-SIMD_CLONES static void scale_all(float *x, size_t count, float f)
-{
+SIMD_CLONES static void scale_all(float *x, size_t count, float f) {
     for (size_t i = 0; i < count; i++) x[i] *= f;
 }
 
 /* dst = f src (one pass instead of a copy and a scale). */
-SIMD_CLONES static void scale_copy(float *restrict dst, const float *restrict src, size_t count,
-                                   float f)
-{
+SIMD_CLONES static void scale_copy(float *restrict dst, const float *restrict src, size_t count, float f) {
     for (size_t i = 0; i < count; i++) dst[i] = f * src[i];
 }
 
 /* Loads the chunk's q as q^ = scale q (padding columns zero). */
-static void load_q(const cpu_seq_t *s, int64_t t0, int n, float *dst)
-{
+static void load_q(const cpu_seq_t *s, int64_t t0, int n, float *dst) {
     int Dp = pad16(s->D);
     cpu_load_tile(&s->q, t0, n, s->D, dst, Dp);
     if (s->scale != 1.0f) scale_all(dst, (size_t)n * Dp, s->scale);
@@ -232,8 +218,7 @@ static void load_q(const cpu_seq_t *s, int64_t t0, int n, float *dst)
 
 /* Dense state buffer [Dp, Ep] from an optional strided state (absent = 0);
  * rows D..Dp-1 are zeroed for the whole-vector products. */
-static void load_state_padded(const cpu_state_view_t *sv, int D, int E, float *dst)
-{
+static void load_state_padded(const cpu_state_view_t *sv, int D, int E, float *dst) {
     int Dp = pad16(D), Ep = pad16(E);
     cpu_load_state(sv, D, E, dst, Ep);
     memset(dst + (size_t)D * Ep, 0, (size_t)(Dp - D) * Ep * sizeof(float));
@@ -243,15 +228,13 @@ static void load_state_padded(const cpu_state_view_t *sv, int D, int E, float *d
 
 /* Gamma for the kinds whose Gamma is the same in every chunk (NONE,
  * SCALAR_HEAD): Gamma_ij = exp((i - j) ld) = pw[i - j]. */
-static void gamma_from_table(const float *pw, float *gam)
-{
+static void gamma_from_table(const float *pw, float *gam) {
     for (int i = 0; i < CH; i++)
         for (int j = 0; j <= i; j++) gam[i * CH + j] = pw[i - j];
 }
 
 /* pw[k] = exp(k ld) for k = 0..CH (rounded once from double). */
-static void power_table(const cpu_seq_t *s, float *pw)
-{
+static void power_table(const cpu_seq_t *s, float *pw) {
     double ld = s->kind == LA_DECAY_SCALAR_HEAD ? (double)s->ld_head : 0.0;
     for (int k = 0; k <= CH; k++) pw[k] = (float)exp((double)k * ld);
 }
@@ -260,8 +243,7 @@ static void power_table(const cpu_seq_t *s, float *pw)
  * vectorises (libm's expf is a call per element): Cody-Waite reduction
  * x = n ln2 + r, |r| <= ln2 / 2, and the Cephes polynomial (relative error
  * about 1e-7); results below the smallest normal float flush to 0. */
-static inline float exp_nonpos(float x)
-{
+static inline float exp_nonpos(float x) {
     float xc = x < -88.0f ? -88.0f : x;
     float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
     float r = xc - n * 0.693359375f - n * -2.12194440e-4f;
@@ -279,8 +261,7 @@ static inline float exp_nonpos(float x)
 }
 
 /* Gamma_ij = exp(G_i - G_j) for j <= i < n (SCALAR_TOKEN). */
-SIMD_CLONES static void gamma_from_cumsum(const double *G, int n, float *gam)
-{
+SIMD_CLONES static void gamma_from_cumsum(const double *G, int n, float *gam) {
     for (int i = 0; i < n; i++) {
         float *row = gam + i * CH;
         for (int j = 0; j <= i; j++) row[j] = exp_nonpos((float)(G[i] - G[j]));
@@ -292,9 +273,7 @@ SIMD_CLONES static void gamma_from_cumsum(const double *G, int n, float *gam)
  * kinds' Gamma is built once per call).  Returns exp(G_{n-1}).  G is summed
  * in double, so the differences G_i - G_j (<= 0, as G does not increase) keep
  * their accuracy even when G itself is large. */
-static float chunk_decay(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0, int n,
-                         int want_gamma)
-{
+static float chunk_decay(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0, int n, int want_gamma) {
     if (s->kind != LA_DECAY_SCALAR_TOKEN) {
         for (int i = 0; i < n; i++) {
             w->qf[i] = w->pw[i + 1];
@@ -318,8 +297,7 @@ static float chunk_decay(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0, i
 }
 
 /* A[i, j] *= Gamma_ij for j <= i; 0 above the diagonal (rows and columns < n). */
-SIMD_CLONES static void apply_gamma(float *A, const float *gam, int n)
-{
+SIMD_CLONES static void apply_gamma(float *A, const float *gam, int n) {
     for (int i = 0; i < n; i++) {
         float *row = A + i * CH;
         const float *g = gam + i * CH;
@@ -332,8 +310,7 @@ SIMD_CLONES static void apply_gamma(float *A, const float *gam, int n)
 
 /* A[i, j] = x_i . y_j for j below the end of i's row block (the rest of the
  * lower triangle and a little of the upper; apply_gamma clears the upper). */
-static void tri_xyt(int n, int K, const float *X, int ldx, const float *Y, int ldy, float *A)
-{
+static void tri_xyt(int n, int K, const float *X, int ldx, const float *Y, int ldy, float *A) {
     for (int r0 = 0; r0 < n; r0 += TB) {
         int rows = imin(TB, n - r0);
         cpu_gemm_nt(rows, r0 + rows, K, X + (size_t)r0 * ldx, ldx, Y, ldy, A + r0 * CH, CH, 0);
@@ -341,8 +318,7 @@ static void tri_xyt(int n, int K, const float *X, int ldx, const float *Y, int l
 }
 
 /* Out[i, :] += sum_{j <= i} A[i, j] Y[j, :]  (A lower triangular). */
-static void tri_ay(int n, int N, const float *A, const float *Y, int ldy, float *Out, int ldo)
-{
+static void tri_ay(int n, int N, const float *A, const float *Y, int ldy, float *Out, int ldo) {
     for (int r0 = 0; r0 < n; r0 += TB) {
         int rows = imin(TB, n - r0);
         cpu_gemm_nn(rows, N, r0 + rows, A + r0 * CH, CH, Y, ldy, Out + (size_t)r0 * ldo, ldo, 1);
@@ -350,12 +326,10 @@ static void tri_ay(int n, int N, const float *A, const float *Y, int ldy, float 
 }
 
 /* Out[j, :] += sum_{i >= j} A[i, j] Y[i, :]  (A^T Y with A lower triangular). */
-static void tri_aty(int n, int N, const float *A, const float *Y, int ldy, float *Out, int ldo)
-{
+static void tri_aty(int n, int N, const float *A, const float *Y, int ldy, float *Out, int ldo) {
     for (int r0 = 0; r0 < n; r0 += TB) {
         int rows = imin(TB, n - r0);
-        cpu_gemm_tn(rows, N, n - r0, A + r0 * CH + r0, CH, Y + (size_t)r0 * ldy, ldy,
-                    Out + (size_t)r0 * ldo, ldo, 1);
+        cpu_gemm_tn(rows, N, n - r0, A + r0 * CH + r0, CH, Y + (size_t)r0 * ldy, ldy, Out + (size_t)r0 * ldo, ldo, 1);
     }
 }
 
@@ -363,8 +337,7 @@ static void tri_aty(int n, int N, const float *A, const float *Y, int ldy, float
 
 /* The forward's state step, in place: S = sf S + (diag(kf) K)^T V over the
  * chunk's n tokens (K is scaled in place). */
-static void state_step(const cpu_seq_t *s, const ws_layout_t *w, int n, float sf, float *S)
-{
+static void state_step(const cpu_seq_t *s, const ws_layout_t *w, int n, float sf, float *S) {
     int D = s->D, Dp = pad16(D), Ep = pad16(s->E);
     if (sf != 1.0f) scale_all(S, (size_t)D * Ep, sf);
     scale_rows(w->k, Dp, n, Dp, w->kf);
@@ -374,8 +347,7 @@ static void state_step(const cpu_seq_t *s, const ws_layout_t *w, int n, float sf
 /* The backward stores its states transposed, S^T [Ep, Dp] (rows E..Ep-1
  * zero): its one use of S is dQ^inter = dO S^T, a plain nn product with S^T
  * at hand, where S itself would need a transpose in every chunk. */
-static void load_state_t(const cpu_state_view_t *sv, int D, int E, float *dst)
-{
+static void load_state_t(const cpu_state_view_t *sv, int D, int E, float *dst) {
     int Dp = pad16(D), Ep = pad16(E);
     cpu_state_view_t t = {sv->ptr, sv->se, sv->sd}; /* [E, D] view of the same state */
     cpu_load_state(&t, E, D, dst, Dp);
@@ -384,9 +356,8 @@ static void load_state_t(const cpu_state_view_t *sv, int D, int E, float *dst)
 
 /* Loads k, v of a chunk and advances a transposed state through it:
  * S^T_out = sf S^T_in + V^T diag(kf) K.  ST_in == ST_out is allowed. */
-static void state_chunk_t(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0, int n,
-                          const float *ST_in, float *ST_out)
-{
+static void state_chunk_t(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0, int n, const float *ST_in,
+                          float *ST_out) {
     int D = s->D, E = s->E, Dp = pad16(D), Ep = pad16(E);
     float sf = chunk_decay(s, w, t0, n, 0);
     cpu_load_tile(&s->k, t0, n, D, w->k, Dp);
@@ -400,8 +371,7 @@ static void state_chunk_t(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0, 
 /* ---- forward ----------------------------------------------------------------------------- */
 
 /* One chunk: o (when wanted) from the incoming state S, then S advanced in place. */
-static void forward_chunk(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0, int n)
-{
+static void forward_chunk(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0, int n) {
     int D = s->D, E = s->E, Dp = pad16(D), Ep = pad16(E);
     float sf = chunk_decay(s, w, t0, n, s->o.ptr != NULL);
     cpu_load_tile(&s->k, t0, n, D, w->k, Dp);
@@ -418,16 +388,14 @@ static void forward_chunk(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0, 
     state_step(s, w, n, sf, w->s);
 }
 
-void cpu_scalar_forward(const cpu_seq_t *s, void *ws)
-{
+void cpu_scalar_forward(const cpu_seq_t *s, void *ws) {
     fp_mode_t fp = fp_enter();
     ws_layout_t w;
     ws_carve(s->D, s->E, ws, &w);
     load_state_padded(&s->s0, s->D, s->E, w.s);
     power_table(s, w.pw);
     if (s->kind != LA_DECAY_SCALAR_TOKEN) gamma_from_table(w.pw, w.gam);
-    for (int64_t t0 = 0; t0 < s->len; t0 += CH)
-        forward_chunk(s, &w, t0, (int)(s->len - t0 < CH ? s->len - t0 : CH));
+    for (int64_t t0 = 0; t0 < s->len; t0 += CH) forward_chunk(s, &w, t0, (int)(s->len - t0 < CH ? s->len - t0 : CH));
     if (s->sN.ptr) cpu_store_state(&s->sN, s->D, s->E, w.s, pad16(s->E));
     fp_leave(fp);
 }
@@ -436,8 +404,7 @@ void cpu_scalar_forward(const cpu_seq_t *s, void *ws)
 
 /* x . y in double: eight partial sums in a fixed order (so it vectorises
  * without reassociation and stays reproducible), then combined. */
-SIMD_CLONES static double dot_d(const float *x, const float *y, size_t n)
-{
+SIMD_CLONES static double dot_d(const float *x, const float *y, size_t n) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -447,8 +414,7 @@ SIMD_CLONES static double dot_d(const float *x, const float *y, size_t n)
 }
 
 /* Row dot products out[t] = x_t . y_t over the first `width` columns. */
-static void row_dots(const float *x, const float *y, int ld, int rows, int width, double *out)
-{
+static void row_dots(const float *x, const float *y, int ld, int rows, int width, double *out) {
     for (int t = 0; t < rows; t++) out[t] = dot_d(x + (size_t)t * ld, y + (size_t)t * ld, (size_t)width);
 }
 
@@ -467,13 +433,12 @@ static void row_dots(const float *x, const float *y, int ld, int rows, int width
  * and state terms cancel in pairs.  Buffers: dg->y, dg->x hold the two row
  * dot products, dg->f the pair sums; all in double. */
 typedef struct dgrad {
-    double *y, *x, *f;   /* [CH] each */
-    double carried;      /* exp(G_{n-1}) <S, dS'> */
+    double *y, *x, *f; /* [CH] each */
+    double carried;    /* exp(G_{n-1}) <S, dS'> */
 } dgrad_t;
 
 /* f[r] = sum_{i >= r} sum_{j < r} A_ij P_ij over the strict lower triangle. */
-static void pair_sums(const float *A, const float *P, int n, double *f)
-{
+static void pair_sums(const float *A, const float *P, int n, double *f) {
     for (int r = 0; r < n; r++) f[r] = 0.0;
     for (int i = 1; i < n; i++) {
         double pre = 0.0; /* sum_{j < r} A_ij P_ij */
@@ -485,9 +450,8 @@ static void pair_sums(const float *A, const float *P, int n, double *f)
 }
 
 /* Combines the terms: SCALAR_TOKEN stores dg_r, SCALAR_HEAD adds sum_r dg_r. */
-static void decay_grad_finish(const cpu_seq_t *s, const ws_layout_t *w, const dgrad_t *dg,
-                              int64_t t0, int n, double *head_acc)
-{
+static void decay_grad_finish(const cpu_seq_t *s, const ws_layout_t *w, const dgrad_t *dg, int64_t t0, int n,
+                              double *head_acc) {
     double *dgr = w->g; /* G is no longer needed */
     double suffix = 0.0, prefix = 0.0;
     for (int r = n - 1; r >= 0; r--) {
@@ -513,9 +477,8 @@ static void decay_grad_finish(const cpu_seq_t *s, const ws_layout_t *w, const dg
  * dS'^T (the gradient of the outgoing state) on entry and dS^T (of the
  * incoming state) on return.  want_dg: compute the decay gradient (into d_ld
  * or *head_acc). */
-static void backward_chunk(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0, int n,
-                           const float *ST_in, int want_dg, double *head_acc)
-{
+static void backward_chunk(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0, int n, const float *ST_in, int want_dg,
+                           double *head_acc) {
     int D = s->D, E = s->E, Dp = pad16(D), Ep = pad16(E);
     int has_do = s->d_o.ptr != NULL;
     dgrad_t dg = {w->gy, w->gx, w->gf, 0.0};
@@ -541,7 +504,7 @@ static void backward_chunk(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0,
         apply_gamma(w->a, w->gam, n);
         tri_xyt(n, E, w->o, Ep, w->v, Ep, w->da); /* P = dO V^T */
         if (want_dg) pair_sums(w->a, w->da, n, dg.f);
-        apply_gamma(w->da, w->gam, n);            /* dA = P . Gamma */
+        apply_gamma(w->da, w->gam, n); /* dA = P . Gamma */
         /* dQ = diag(qf) dO S^T + dA K */
         cpu_gemm_nn(n, Dp, E, w->o, Ep, ST_in, Dp, w->dq, Dp, 0);
         scale_rows(w->dq, Dp, n, Dp, w->qf);
@@ -573,23 +536,21 @@ static void backward_chunk(const cpu_seq_t *s, const ws_layout_t *w, int64_t t0,
  * k < nck) followed by seg slots holding the current segment's states. */
 typedef struct state_store {
     float *slots;
-    size_t stride;      /* floats per slot */
+    size_t stride; /* floats per slot */
     int64_t nc, seg, nck;
-    int64_t loaded;     /* segment now in the segment slots, -1 = none */
+    int64_t loaded; /* segment now in the segment slots, -1 = none */
 } state_store_t;
 
 static float *slot(const state_store_t *st, int64_t i) { return st->slots + (size_t)i * st->stride; }
 
-static int chunk_len(const cpu_seq_t *s, int64_t c)
-{
+static int chunk_len(const cpu_seq_t *s, int64_t c) {
     int64_t left = s->len - c * CH;
     return (int)(left < CH ? left : CH);
 }
 
 /* The forward sweep over states before the walk (the last chunk's outgoing
  * state is never needed). */
-static void store_states(const cpu_seq_t *s, const ws_layout_t *w, state_store_t *st)
-{
+static void store_states(const cpu_seq_t *s, const ws_layout_t *w, state_store_t *st) {
     if (st->seg == 0) {
         load_state_t(&s->s0, s->D, s->E, slot(st, 0));
         for (int64_t c = 0; c + 1 < st->nc; c++)
@@ -606,9 +567,7 @@ static void store_states(const cpu_seq_t *s, const ws_layout_t *w, state_store_t
 }
 
 /* The state entering chunk c. */
-static const float *chunk_state(const cpu_seq_t *s, const ws_layout_t *w, state_store_t *st,
-                                int64_t c)
-{
+static const float *chunk_state(const cpu_seq_t *s, const ws_layout_t *w, state_store_t *st, int64_t c) {
     if (st->seg == 0) return slot(st, c);
     int64_t k = c / st->seg, first = k * st->seg;
     if (st->loaded != k) {
@@ -623,15 +582,14 @@ static const float *chunk_state(const cpu_seq_t *s, const ws_layout_t *w, state_
     return slot(st, st->nck + c - first);
 }
 
-void cpu_scalar_backward(const cpu_seq_t *s, void *ws)
-{
+void cpu_scalar_backward(const cpu_seq_t *s, void *ws) {
     fp_mode_t fp = fp_enter();
     ws_layout_t w;
     ws_carve(s->D, s->E, ws, &w);
     int D = s->D, E = s->E;
     double dld_head = 0.0;
     int want_dg = s->kind == LA_DECAY_SCALAR_TOKEN ? s->d_ld.ptr != NULL
-                : s->kind == LA_DECAY_SCALAR_HEAD && s->d_ld_head != NULL;
+                                                   : s->kind == LA_DECAY_SCALAR_HEAD && s->d_ld_head != NULL;
     load_state_t(&s->dsN, D, E, w.ds);
     power_table(s, w.pw);
     if (s->kind != LA_DECAY_SCALAR_TOKEN) gamma_from_table(w.pw, w.gam);

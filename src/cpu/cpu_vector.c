@@ -73,8 +73,8 @@
 #define LA_HAVE_MXCSR 1
 #endif
 
-#define VC 64                 /* chunk length */
-#define VSB 16                /* sub-chunk length */
+#define VC 64  /* chunk length */
+#define VSB 16 /* sub-chunk length */
 /* Per thread: the backward stores every chunk's state up to this many bytes,
  * else checkpoints (overridable at build time so tests can force checkpoints). */
 #ifndef LA_VECTOR_STORE_ALL_BYTES
@@ -90,12 +90,11 @@
  * clamp is done on the bits, not with a float compare: with GCC's default
  * -ftrapping-math a compare is a possible trap and blocks vectorisation of
  * every loop calling this. */
-static inline float exp_le0(float x)
-{
+static inline float exp_le0(float x) {
     uint32_t ux;
     memcpy(&ux, &x, sizeof ux);
     const uint32_t clamp = 0u - (uint32_t)((ux & 0x7fffffffu) > 0x42ac0000u); /* |x| > 86 */
-    const uint32_t uc = (ux & ~clamp) | (0xc2ac0000u & clamp);                  /* -> -86 */
+    const uint32_t uc = (ux & ~clamp) | (0xc2ac0000u & clamp);                /* -> -86 */
     float xc;
     memcpy(&xc, &uc, sizeof xc);
     float nf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
@@ -114,53 +113,44 @@ static inline float exp_le0(float x)
     return p * two_n;
 }
 
-static void exp_inplace(float *x, int64_t n)
-{
+static void exp_inplace(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = exp_le0(x[i]);
 }
 
 /* y = a . b (element-wise), n elements */
-static void vmul(float *restrict y, const float *restrict a, const float *restrict b, int64_t n)
-{
+static void vmul(float *restrict y, const float *restrict a, const float *restrict b, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = a[i] * b[i];
 }
 
 /* y = a . b */
-static void vmul_inplace(float *restrict y, const float *restrict b, int64_t n)
-{
+static void vmul_inplace(float *restrict y, const float *restrict b, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] *= b[i];
 }
 
 /* y += a . b */
-static void vfma(float *restrict y, const float *restrict a, const float *restrict b, int64_t n)
-{
+static void vfma(float *restrict y, const float *restrict a, const float *restrict b, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a[i] * b[i];
 }
 
 /* y += s a */
-static void vaxpy(float *restrict y, float s, const float *restrict a, int n)
-{
+static void vaxpy(float *restrict y, float s, const float *restrict a, int n) {
     for (int i = 0; i < n; i++) y[i] += s * a[i];
 }
 
 /* y += s a . b */
-static void vaxpy2(float *restrict y, float s, const float *restrict a, const float *restrict b, int n)
-{
+static void vaxpy2(float *restrict y, float s, const float *restrict a, const float *restrict b, int n) {
     for (int i = 0; i < n; i++) y[i] += s * (a[i] * b[i]);
 }
 
 /* rows x w tile: y[r][c] = a[r][c] . f[c] (f one vector for all rows) */
-static void mul_rows_vec(float *restrict y, const float *restrict a, const float *restrict f,
-                         int rows, int w)
-{
+static void mul_rows_vec(float *restrict y, const float *restrict a, const float *restrict f, int rows, int w) {
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < w; c++) y[(int64_t)r * w + c] = a[(int64_t)r * w + c] * f[c];
 }
 
 /* Dot products over padded widths (n a multiple of 16): 16 partial sums, so
  * the loop vectorises without reassociation flags and the order is fixed. */
-static float dot2(const float *restrict a, const float *restrict b, int n)
-{
+static float dot2(const float *restrict a, const float *restrict b, int n) {
     float acc[16] = {0};
     for (int i = 0; i < n; i += 16)
         for (int l = 0; l < 16; l++) acc[l] += a[i + l] * b[i + l];
@@ -169,8 +159,7 @@ static float dot2(const float *restrict a, const float *restrict b, int n)
     return s;
 }
 
-static float dot3(const float *restrict a, const float *restrict b, const float *restrict c, int n)
-{
+static float dot3(const float *restrict a, const float *restrict b, const float *restrict c, int n) {
     float acc[16] = {0};
     for (int i = 0; i < n; i += 16)
         for (int l = 0; l < 16; l++) acc[l] += a[i + l] * (b[i + l] * c[i + l]);
@@ -186,8 +175,7 @@ static float dot3(const float *restrict a, const float *restrict b, const float 
  * with flush-to-zero and denormals-are-zero set in this thread's MXCSR and
  * restore the caller's value before returning (nothing global; the absolute
  * error is < 1.2e-38 per operation). */
-static unsigned int fp_enter(void)
-{
+static unsigned int fp_enter(void) {
 #ifdef LA_HAVE_MXCSR
     unsigned int old = _mm_getcsr();
     _mm_setcsr(old | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
@@ -197,8 +185,7 @@ static unsigned int fp_enter(void)
 #endif
 }
 
-static void fp_leave(unsigned int old)
-{
+static void fp_leave(unsigned int old) {
 #ifdef LA_HAVE_MXCSR
     _mm_setcsr(old);
 #else
@@ -237,40 +224,38 @@ typedef struct vside {
 typedef struct vctx {
     const cpu_seq_t *s;
     int D, E, Dp, Ep, has_v;
-    int64_t t0;   /* first token of the current chunk */
-    int n, nsub;  /* its tokens and sub-chunks */
+    int64_t t0;  /* first token of the current chunk */
+    int n, nsub; /* its tokens and sub-chunks */
     vside_t ks, vs;
-    float *q, *k, *v, *dO;     /* chunk tiles; q carries scale */
-    float *qt;                 /* q_i . exp(L_i): queries relative to their anchor */
-    float *kloc, *vloc;        /* k_j . exp(R_j), v_j . exp(Rv_j) */
-    float *egk, *egv;          /* exp(G_i) */
-    float *qe, *dOe, *dOt;     /* q . exp(G), dO . exp(Gv), dO . exp(Lv) */
-    float *ekl, *evl;          /* exp(G_L - G_j) */
-    float *kl, *vl;            /* k . ekl, v . evl: the state-update operands */
-    float *kt, *vt;            /* keys / values relative to a query anchor (rows < s_I) */
-    float *qh, *dOh;           /* queries / dO relative to a key anchor (rows > e_J) */
-    float *A, *dA;             /* [VC][VC] off-diagonal sub-chunk blocks of A and dA */
-    float *o, *dq, *dk, *dv;   /* chunk results, fp32; in the backward o, dq, dk, dv
+    float *q, *k, *v, *dO;   /* chunk tiles; q carries scale */
+    float *qt;               /* q_i . exp(L_i): queries relative to their anchor */
+    float *kloc, *vloc;      /* k_j . exp(R_j), v_j . exp(Rv_j) */
+    float *egk, *egv;        /* exp(G_i) */
+    float *qe, *dOe, *dOt;   /* q . exp(G), dO . exp(Gv), dO . exp(Lv) */
+    float *ekl, *evl;        /* exp(G_L - G_j) */
+    float *kl, *vl;          /* k . ekl, v . evl: the state-update operands */
+    float *kt, *vt;          /* keys / values relative to a query anchor (rows < s_I) */
+    float *qh, *dOh;         /* queries / dO relative to a key anchor (rows > e_J) */
+    float *A, *dA;           /* [VC][VC] off-diagonal sub-chunk blocks of A and dA */
+    float *o, *dq, *dk, *dv; /* chunk results, fp32; in the backward o, dq, dk, dv
                                 * first hold everything but the self terms (see decay_grad) */
-    float *dkx, *dvx;          /* dk, dv through the outgoing state (later chunks) */
-    float *self_a, *self_da;   /* [VC] A_ii = q_i . k_i and dA_ii = dO_i . v_i */
-    float *tmp;                /* [VC][max(Dp, Ep)] */
-    double *acc;               /* [max(Dp, Ep)] decay-gradient running sums */
-    double *psi_k, *psi_v;     /* [Dp], [Ep] incoming-state terms of the decay gradients */
-    double *suf;               /* [VC][max(Dp, Ep)] decay-gradient suffix sums */
-    float *S, *dS;             /* [Dp][Ep] running state, state gradient */
-    float *states;             /* state slots for the backward */
+    float *dkx, *dvx;        /* dk, dv through the outgoing state (later chunks) */
+    float *self_a, *self_da; /* [VC] A_ii = q_i . k_i and dA_ii = dO_i . v_i */
+    float *tmp;              /* [VC][max(Dp, Ep)] */
+    double *acc;             /* [max(Dp, Ep)] decay-gradient running sums */
+    double *psi_k, *psi_v;   /* [Dp], [Ep] incoming-state terms of the decay gradients */
+    double *suf;             /* [VC][max(Dp, Ep)] decay-gradient suffix sums */
+    float *S, *dS;           /* [Dp][Ep] running state, state gradient */
+    float *states;           /* state slots for the backward */
 } vctx_t;
 
-static float *take(char *base, size_t *off, size_t nfloats)
-{
+static float *take(char *base, size_t *off, size_t nfloats) {
     size_t at = *off;
     *off += (nfloats * sizeof(float) + 63) & ~(size_t)63;
     return base ? (float *)(void *)(base + at) : NULL;
 }
 
-static void carve_side(vside_t *sd, char *base, size_t *off, int w)
-{
+static void carve_side(vside_t *sd, char *base, size_t *off, int w) {
     sd->w = w;
     sd->g = take(base, off, (size_t)VC * w);
     sd->el = take(base, off, (size_t)VC * w);
@@ -284,8 +269,7 @@ static void carve_side(vside_t *sd, char *base, size_t *off, int w)
 
 /* Lays the buffers out over base (or only measures when base is NULL); the
  * state slots come last so a kernel needing fewer slots fits the same ws. */
-static size_t carve(vctx_t *c, char *base, int Dp, int Ep, int64_t nslots)
-{
+static size_t carve(vctx_t *c, char *base, int Dp, int Ep, int64_t nslots) {
     size_t off = 0, cd = (size_t)VC * Dp, ce = (size_t)VC * Ep;
     size_t wm = (size_t)(Dp > Ep ? Dp : Ep);
     carve_side(&c->ks, base, &off, Dp);
@@ -334,27 +318,24 @@ static size_t carve(vctx_t *c, char *base, int Dp, int Ep, int64_t nslots)
 /* ---- backward state plan -------------------------------------------------------- */
 
 typedef struct vplan {
-    int64_t nch;     /* chunks */
-    int store_all;   /* every chunk's incoming state kept (a single segment) */
-    int64_t seg;     /* chunks per segment */
-    int64_t ncheck;  /* checkpoints (0 when store_all) */
+    int64_t nch;    /* chunks */
+    int store_all;  /* every chunk's incoming state kept (a single segment) */
+    int64_t seg;    /* chunks per segment */
+    int64_t ncheck; /* checkpoints (0 when store_all) */
 } vplan_t;
 
-static int64_t ceil_sqrt(int64_t x)
-{
+static int64_t ceil_sqrt(int64_t x) {
     int64_t r = 0;
     while (r * r < x) r++;
     return r;
 }
 
-static int64_t slots_cap(int Dp, int Ep)
-{
+static int64_t slots_cap(int Dp, int Ep) {
     int64_t cap = (int64_t)(VSTORE_ALL_BYTES / ((size_t)Dp * Ep * sizeof(float)));
     return cap < 2 ? 2 : cap;
 }
 
-static vplan_t make_plan(int64_t len, int Dp, int Ep)
-{
+static vplan_t make_plan(int64_t len, int Dp, int Ep) {
     vplan_t p;
     p.nch = (len + VC - 1) / VC;
     p.store_all = p.nch <= slots_cap(Dp, Ep);
@@ -380,8 +361,7 @@ static int64_t plan_slots(const vplan_t *p) { return p->seg + p->ncheck; }
  * roundings, like the diagonal factors; one exp per element instead of
  * three); T is summed in the log domain because its sums span sub-chunks. */
 LA_CLONES
-static void prep_side(vside_t *sd, const cpu_view_t *view, int width, int64_t t0, int n)
-{
+static void prep_side(vside_t *sd, const cpu_view_t *view, int width, int64_t t0, int n) {
     const int w = sd->w;
     cpu_load_tile(view, t0, n, width, sd->g, w);
     for (int64_t i = 0; i < (int64_t)n * w; i++) sd->eg[i] = exp_le0(sd->g[i]);
@@ -403,8 +383,7 @@ static void prep_side(vside_t *sd, const cpu_view_t *view, int width, int64_t t0
 
 /* out = exp(sum_{from <= M < to} T_M): a sum of sub-chunk totals (<= 0). */
 LA_CLONES
-static void tsum_exp(const vside_t *sd, int from, int to, float *out)
-{
+static void tsum_exp(const vside_t *sd, int from, int to, float *out) {
     const int w = sd->w;
     for (int c = 0; c < w; c++) out[c] = 0.0f;
     for (int M = from; M < to; M++) {
@@ -414,16 +393,14 @@ static void tsum_exp(const vside_t *sd, int from, int to, float *out)
     exp_inplace(out, w);
 }
 
-static int sub_rows(const vctx_t *c, int I)
-{
+static int sub_rows(const vctx_t *c, int I) {
     int r = c->n - I * VSB;
     return r < VSB ? r : VSB;
 }
 
 /* Loads k, v (and q, scaled, when want_q) and the decays of chunk [t0, t0+n). */
 LA_CLONES
-static void chunk_load(vctx_t *c, int64_t t0, int n, int want_q)
-{
+static void chunk_load(vctx_t *c, int64_t t0, int n, int want_q) {
     const cpu_seq_t *s = c->s;
     c->t0 = t0;
     c->n = n;
@@ -445,8 +422,7 @@ static void chunk_load(vctx_t *c, int64_t t0, int n, int want_q)
 
 /* eg_i = exp(G_i) = exp(L_i) exp(sum_{M<I} T_M), per sub-chunk I. */
 LA_CLONES
-static void head_factors(vside_t *sd, int nsub, int n, float *eg)
-{
+static void head_factors(vside_t *sd, int nsub, int n, float *eg) {
     const int w = sd->w;
     for (int I = 0; I < nsub; I++) {
         int r0 = I * VSB, rows = (n - r0 < VSB ? n - r0 : VSB);
@@ -457,8 +433,7 @@ static void head_factors(vside_t *sd, int nsub, int n, float *eg)
 
 /* el_j = exp(G_L - G_j) = exp(R_j) exp(sum_{M>J} T_M), per sub-chunk J. */
 LA_CLONES
-static void tail_factors(vside_t *sd, int nsub, int n, float *el)
-{
+static void tail_factors(vside_t *sd, int nsub, int n, float *el) {
     const int w = sd->w;
     for (int J = 0; J < nsub; J++) {
         int r0 = J * VSB, rows = (n - r0 < VSB ? n - r0 : VSB);
@@ -469,8 +444,7 @@ static void tail_factors(vside_t *sd, int nsub, int n, float *el)
 
 /* kl = k . exp(G_L - G_j), vl likewise (vl = v without value decay). */
 LA_CLONES
-static void state_operands(vctx_t *c)
-{
+static void state_operands(vctx_t *c) {
     const int64_t n = c->n;
     tail_factors(&c->ks, c->nsub, c->n, c->ekl);
     vmul(c->kl, c->k, c->ekl, n * c->Dp);
@@ -485,8 +459,7 @@ static const float *vl_op(const vctx_t *c) { return c->has_v ? c->vl : c->v; }
 /* M[d][e] *= a[d] b[e] with a = exp(Gk_L) and b = exp(Gv_L) (b = 1 without
  * value decay): the decay of a state over the whole chunk. */
 LA_CLONES
-static void decay_state(vctx_t *c, float *M)
-{
+static void decay_state(vctx_t *c, float *M) {
     const int Dp = c->Dp, Ep = c->Ep;
     tsum_exp(&c->ks, 0, c->nsub, c->ks.fac);
     if (c->has_v) tsum_exp(&c->vs, 0, c->nsub, c->vs.fac);
@@ -503,8 +476,7 @@ static void decay_state(vctx_t *c, float *M)
 }
 
 /* S <- exp(Gk_L) S exp(Gv_L) + kl^T vl  (needs state_operands). */
-static void state_update(vctx_t *c, float *S)
-{
+static void state_update(vctx_t *c, float *S) {
     decay_state(c, S);
     cpu_gemm_tn(c->Dp, c->Ep, c->n, c->kl, c->Dp, vl_op(c), c->Ep, S, c->Ep, 1);
 }
@@ -512,8 +484,7 @@ static void state_update(vctx_t *c, float *S)
 /* rows [0, s_I) of dst = loc . exp(sum_{J<M<I} T_M) for their sub-chunk J:
  * operand j relative to the query anchor a_I = s_I - 1 (exponent G_a - G_j <= 0). */
 LA_CLONES
-static void to_query_anchor(vside_t *sd, const float *loc, int I, float *dst)
-{
+static void to_query_anchor(vside_t *sd, const float *loc, int I, float *dst) {
     const int w = sd->w;
     for (int J = 0; J < I; J++) {
         tsum_exp(sd, J + 1, I, sd->fac);
@@ -524,8 +495,7 @@ static void to_query_anchor(vside_t *sd, const float *loc, int I, float *dst)
 /* rows [s_{J+1}, n) of dst = src . exp(sum_{J<M<I} T_M) for their sub-chunk I:
  * src relative to I's anchor (qt, dOt) re-anchored at e_J (exponent G_i - G_e_J <= 0). */
 LA_CLONES
-static void to_key_anchor(vside_t *sd, const float *src, int J, int nsub, int n, float *dst)
-{
+static void to_key_anchor(vside_t *sd, const float *src, int J, int nsub, int n, float *dst) {
     const int w = sd->w;
     for (int I = J + 1; I < nsub; I++) {
         int r0 = I * VSB, rows = (n - r0 < VSB ? n - r0 : VSB);
@@ -538,8 +508,7 @@ static void to_key_anchor(vside_t *sd, const float *src, int J, int nsub, int n,
 
 /* o = (q . exp(Gk)) S . exp(Gv): the incoming state's share of the outputs. */
 LA_CLONES
-static void output_inter(vctx_t *c, const float *S)
-{
+static void output_inter(vctx_t *c, const float *S) {
     const int64_t n = c->n;
     head_factors(&c->ks, c->nsub, c->n, c->egk);
     vmul(c->qe, c->q, c->egk, n * c->Dp);
@@ -552,8 +521,7 @@ static void output_inter(vctx_t *c, const float *S)
 
 /* Off-diagonal block row I of A (A[I, <I] = qt_I kt^T) and, when want_o, its
  * share of o: o_I += exp(Lv_I) . (A[I, <I] vt). */
-static void offdiag_query_row(vctx_t *c, int I, int want_o)
-{
+static void offdiag_query_row(vctx_t *c, int I, int want_o) {
     const int Dp = c->Dp, Ep = c->Ep, sI = I * VSB, m = sub_rows(c, I);
     float *Arow = c->A + (int64_t)sI * VC;
     to_query_anchor(&c->ks, c->kloc, I, c->kt);
@@ -580,8 +548,7 @@ static void offdiag_query_row(vctx_t *c, int I, int want_o)
  * output needs per-(i, j, e) factors Fv as well, done the same way (see the
  * top of the file for why not a short recurrence). */
 LA_CLONES
-static void diag_forward(vctx_t *c)
-{
+static void diag_forward(vctx_t *c) {
     const int Dp = c->Dp, Ep = c->Ep;
     vside_t *ks = &c->ks, *vs = &c->vs;
     for (int i = 0; i < c->n; i++) {
@@ -608,8 +575,7 @@ static void diag_forward(vctx_t *c)
 }
 
 /* The whole fp32 output of the loaded chunk into c->o (needs q and S). */
-static void chunk_output(vctx_t *c, const float *S)
-{
+static void chunk_output(vctx_t *c, const float *S) {
     output_inter(c, S);
     if (c->has_v) {
         for (int I = 1; I < c->nsub; I++) {
@@ -623,14 +589,12 @@ static void chunk_output(vctx_t *c, const float *S)
 }
 
 /* Fills a dense [Dp][Ep] state from an optional view (absent = 0). */
-static void load_state_padded(const cpu_state_view_t *sv, int D, int E, int Dp, int Ep, float *dst)
-{
+static void load_state_padded(const cpu_state_view_t *sv, int D, int E, int Dp, int Ep, float *dst) {
     cpu_load_state(sv, D, E, dst, Ep);
     memset(dst + (int64_t)D * Ep, 0, (size_t)(Dp - D) * Ep * sizeof(float));
 }
 
-static void setup(vctx_t *c, const cpu_seq_t *s, void *ws, int64_t nslots)
-{
+static void setup(vctx_t *c, const cpu_seq_t *s, void *ws, int64_t nslots) {
     c->s = s;
     c->D = s->D;
     c->E = s->E;
@@ -640,8 +604,7 @@ static void setup(vctx_t *c, const cpu_seq_t *s, void *ws, int64_t nslots)
     carve(c, (char *)ws, c->Dp, c->Ep, nslots);
 }
 
-size_t cpu_vector_workspace(int D, int E, int64_t max_len)
-{
+size_t cpu_vector_workspace(int D, int E, int64_t max_len) {
     const int Dp = pad16(D), Ep = pad16(E);
     vplan_t p = make_plan(max_len, Dp, Ep);
     /* A shorter sequence may store all its states where the longest one
@@ -655,8 +618,7 @@ size_t cpu_vector_workspace(int D, int E, int64_t max_len)
     return carve(&c, NULL, Dp, Ep, slots);
 }
 
-static void vector_forward(const cpu_seq_t *s, void *ws)
-{
+static void vector_forward(const cpu_seq_t *s, void *ws) {
     vctx_t c;
     setup(&c, s, ws, 0);
     const int has_o = s->o.ptr != NULL;
@@ -676,8 +638,7 @@ static void vector_forward(const cpu_seq_t *s, void *ws)
     if (s->sN.ptr) cpu_store_state(&s->sN, c.D, c.E, c.S, c.Ep);
 }
 
-void cpu_vector_forward(const cpu_seq_t *s, void *ws)
-{
+void cpu_vector_forward(const cpu_seq_t *s, void *ws) {
     unsigned int fp = fp_enter();
     vector_forward(s, ws);
     fp_leave(fp);
@@ -688,8 +649,7 @@ void cpu_vector_forward(const cpu_seq_t *s, void *ws)
 /* dkx, dvx: dk, dv through the outgoing state's gradient dS' (later chunks):
  *   dkx_j = exp(Gk_L - Gk_j) . (vl_j dS'^T),  dvx_j = exp(Gv_L - Gv_j) . (kl_j dS'). */
 LA_CLONES
-static void grad_state_side(vctx_t *c, const float *dS)
-{
+static void grad_state_side(vctx_t *c, const float *dS) {
     const int64_t n = c->n;
     cpu_gemm_nt(c->n, c->Dp, c->Ep, vl_op(c), c->Ep, dS, c->Ep, c->dkx, c->Dp, 0);
     vmul_inplace(c->dkx, c->ekl, n * c->Dp);
@@ -700,8 +660,7 @@ static void grad_state_side(vctx_t *c, const float *dS)
 /* dq from the incoming state: dq_i = exp(Gk_i) . (dOe_i S^T), dOe = dO . exp(Gv);
  * and, when want_o, the inter part of o (same factors). */
 LA_CLONES
-static void grad_query_inter(vctx_t *c, const float *S, int want_o)
-{
+static void grad_query_inter(vctx_t *c, const float *S, int want_o) {
     const int64_t n = c->n;
     const float *dOe = c->dO;
     if (want_o) {
@@ -722,8 +681,7 @@ static void grad_query_inter(vctx_t *c, const float *S, int want_o)
 
 /* Query-anchored pass over off-diagonal blocks: A[I,<I], dA[I,<I] and
  * dq_I += exp(Lk_I) . (dA[I,<I] kt), plus o when want_o. */
-static void grad_query_offdiag(vctx_t *c, int want_o)
-{
+static void grad_query_offdiag(vctx_t *c, int want_o) {
     const int Dp = c->Dp, Ep = c->Ep;
     for (int I = 1; I < c->nsub; I++) {
         const int sI = I * VSB, m = sub_rows(c, I);
@@ -743,23 +701,20 @@ static void grad_query_offdiag(vctx_t *c, int want_o)
 
 /* Key-anchored pass: for key sub-chunk J and all query rows i > e_J,
  * dk_J += exp(Rk_J) . (dA[>J, J]^T qh),  dv_J += exp(Rv_J) . (A[>J, J]^T dOh). */
-static void grad_key_offdiag(vctx_t *c)
-{
+static void grad_key_offdiag(vctx_t *c) {
     const int Dp = c->Dp, Ep = c->Ep, n = c->n;
     for (int J = 0; J + 1 < c->nsub; J++) {
         const int sJ = J * VSB, r0 = sJ + VSB, rows = n - r0;
         to_key_anchor(&c->ks, c->qt, J, c->nsub, n, c->qh);
-        cpu_gemm_tn(VSB, Dp, rows, c->dA + (int64_t)r0 * VC + sJ, VC, c->qh + (int64_t)r0 * Dp, Dp,
-                    c->tmp, Dp, 0);
+        cpu_gemm_tn(VSB, Dp, rows, c->dA + (int64_t)r0 * VC + sJ, VC, c->qh + (int64_t)r0 * Dp, Dp, c->tmp, Dp, 0);
         vfma(c->dk + (int64_t)sJ * Dp, c->tmp, c->ks.er + (int64_t)sJ * Dp, (int64_t)VSB * Dp);
         if (c->has_v) {
             to_key_anchor(&c->vs, c->dOt, J, c->nsub, n, c->dOh);
-            cpu_gemm_tn(VSB, Ep, rows, c->A + (int64_t)r0 * VC + sJ, VC, c->dOh + (int64_t)r0 * Ep,
-                        Ep, c->tmp, Ep, 0);
+            cpu_gemm_tn(VSB, Ep, rows, c->A + (int64_t)r0 * VC + sJ, VC, c->dOh + (int64_t)r0 * Ep, Ep, c->tmp, Ep, 0);
             vfma(c->dv + (int64_t)sJ * Ep, c->tmp, c->vs.er + (int64_t)sJ * Ep, (int64_t)VSB * Ep);
         } else {
-            cpu_gemm_tn(VSB, Ep, rows, c->A + (int64_t)r0 * VC + sJ, VC, c->dO + (int64_t)r0 * Ep,
-                        Ep, c->dv + (int64_t)sJ * Ep, Ep, 1);
+            cpu_gemm_tn(VSB, Ep, rows, c->A + (int64_t)r0 * VC + sJ, VC, c->dO + (int64_t)r0 * Ep, Ep,
+                        c->dv + (int64_t)sJ * Ep, Ep, 1);
         }
     }
 }
@@ -771,8 +726,7 @@ static void grad_key_offdiag(vctx_t *c)
  * The self pairs j = i (all factors exactly 1) are only recorded in self_a,
  * self_da and added after the decay gradients (see decay_grad). */
 LA_CLONES
-static void grad_diag(vctx_t *c, int want_o)
-{
+static void grad_diag(vctx_t *c, int want_o) {
     const int Dp = c->Dp, Ep = c->Ep;
     vside_t *ks = &c->ks, *vs = &c->vs;
     for (int i = 0; i < c->n; i++) {
@@ -811,8 +765,7 @@ static void grad_diag(vctx_t *c, int want_o)
  * D = exp(Gk_L) S exp(Gv_L), the incoming state's part of the outgoing state.
  * fp32 sums (fixed order, like a gemm's), factors pulled out of the sums. */
 LA_CLONES
-static void state_psi(vctx_t *c, const float *S, const float *dS)
-{
+static void state_psi(vctx_t *c, const float *S, const float *dS) {
     const int Dp = c->Dp, Ep = c->Ep;
     float *restrict col = c->tmp;
     tsum_exp(&c->ks, 0, c->nsub, c->ks.fac);
@@ -847,10 +800,8 @@ static void state_psi(vctx_t *c, const float *S, const float *dS)
  * Without them every term carries its own decay factor and the result is
  * accurate relative to its own size.  Sums in double; x, dx may be NULL. */
 LA_CLONES
-static void decay_grad(vctx_t *c, const cpu_view_t *out, int width, int w, const double *psi,
-                       const float *x, const float *dx, const float *y, const float *dy,
-                       const float *dz)
-{
+static void decay_grad(vctx_t *c, const cpu_view_t *out, int width, int w, const double *psi, const float *x,
+                       const float *dx, const float *y, const float *dy, const float *dz) {
     double *acc = c->acc, *suf = c->suf;
     for (int i = 0; i < w; i++) acc[i] = 0.0;
     for (int t = c->n - 1; t >= 0; t--) {
@@ -877,8 +828,7 @@ static void decay_grad(vctx_t *c, const cpu_view_t *out, int width, int w, const
 /* Adds the self terms and the state-side parts: dq_i += dA_ii k_i,
  * dk_i += dA_ii q_i + dkx_i, dv_i += A_ii dO_i + dvx_i. */
 LA_CLONES
-static void finish_grads(vctx_t *c, int has_do)
-{
+static void finish_grads(vctx_t *c, int has_do) {
     const int Dp = c->Dp, Ep = c->Ep;
     for (int i = 0; i < c->n; i++) {
         float *dqi = c->dq + (int64_t)i * Dp, *dki = c->dk + (int64_t)i * Dp;
@@ -895,8 +845,7 @@ static void finish_grads(vctx_t *c, int has_do)
 
 /* Backward of the loaded chunk.  S: its incoming state; dS: in = gradient of
  * its outgoing state, out = gradient of S. */
-static void chunk_backward(vctx_t *c, const float *S, float *dS)
-{
+static void chunk_backward(vctx_t *c, const float *S, float *dS) {
     const cpu_seq_t *s = c->s;
     const int has_do = s->d_o.ptr != NULL;
     const int want_o = has_do && c->has_v && s->d_ldv.ptr != NULL;
@@ -915,17 +864,14 @@ static void chunk_backward(vctx_t *c, const float *S, float *dS)
     if (s->d_ld.ptr || (s->d_ldv.ptr && c->has_v)) {
         state_psi(c, S, dS);
         if (s->d_ld.ptr)
-            decay_grad(c, &s->d_ld, c->D, c->Dp, c->psi_k, has_do ? c->q : NULL, c->dq, c->k, c->dk,
-                       c->dkx);
+            decay_grad(c, &s->d_ld, c->D, c->Dp, c->psi_k, has_do ? c->q : NULL, c->dq, c->k, c->dk, c->dkx);
         if (s->d_ldv.ptr && c->has_v)
-            decay_grad(c, &s->d_ldv, c->E, c->Ep, c->psi_v, want_o ? c->o : NULL, c->dO, c->v, c->dv,
-                       c->dvx);
+            decay_grad(c, &s->d_ldv, c->E, c->Ep, c->psi_v, want_o ? c->o : NULL, c->dO, c->v, c->dv, c->dvx);
     }
     finish_grads(c, has_do);
     /* dS <- exp(Gk_L) dS' exp(Gv_L) + (q . exp(Gk))^T (dO . exp(Gv)) */
     decay_state(c, dS);
-    if (has_do)
-        cpu_gemm_tn(c->Dp, c->Ep, c->n, c->qe, c->Dp, c->has_v ? c->dOe : c->dO, c->Ep, dS, c->Ep, 1);
+    if (has_do) cpu_gemm_tn(c->Dp, c->Ep, c->n, c->qe, c->Dp, c->has_v ? c->dOe : c->dO, c->Ep, dS, c->Ep, 1);
     if (has_do && s->dq.ptr) {
         for (int64_t i = 0; i < n * c->Dp; i++) c->dq[i] *= s->scale;
         cpu_store_tile(&s->dq, c->t0, c->n, c->D, c->dq, c->Dp);
@@ -934,23 +880,20 @@ static void chunk_backward(vctx_t *c, const float *S, float *dS)
     cpu_store_tile(&s->dv, c->t0, c->n, c->E, c->dv, c->Ep);
 }
 
-static int chunk_len(const cpu_seq_t *s, int64_t ch)
-{
+static int chunk_len(const cpu_seq_t *s, int64_t ch) {
     int64_t r = s->len - ch * VC;
     return (int)(r < VC ? r : VC);
 }
 
 /* dst = state after chunk ch, from src = state before it (dst may be src). */
-static void advance_state(vctx_t *c, int64_t ch, const float *src, float *dst)
-{
+static void advance_state(vctx_t *c, int64_t ch, const float *src, float *dst) {
     if (dst != src) memcpy(dst, src, (size_t)c->Dp * c->Ep * sizeof(float));
     chunk_load(c, ch * VC, chunk_len(c->s, ch), 0);
     state_operands(c);
     state_update(c, dst);
 }
 
-static void vector_backward(const cpu_seq_t *s, void *ws)
-{
+static void vector_backward(const cpu_seq_t *s, void *ws) {
     const int Dp = pad16(s->D), Ep = pad16(s->E);
     const vplan_t p = make_plan(s->len, Dp, Ep);
     const size_t sb = (size_t)Dp * Ep;
@@ -986,8 +929,7 @@ static void vector_backward(const cpu_seq_t *s, void *ws)
     if (s->ds0.ptr) cpu_store_state(&s->ds0, c.D, c.E, c.dS, Ep);
 }
 
-void cpu_vector_backward(const cpu_seq_t *s, void *ws)
-{
+void cpu_vector_backward(const cpu_seq_t *s, void *ws) {
     unsigned int fp = fp_enter();
     vector_backward(s, ws);
     fp_leave(fp);

@@ -52,21 +52,20 @@
 
 /* Which element of A the micro-kernel reads: A[m * as + k] (AK = 1, nn and
  * nt) or A[k * as + m] (AK = 0, tn). */
-typedef void tile_fn(int mr, int nc, int K, const float *A, ptrdiff_t as, int ak,
-                     const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, int beta);
+typedef void tile_fn(int mr, int nc, int K, const float *A, ptrdiff_t as, int ak, const float *B, ptrdiff_t ldb,
+                     float *C, ptrdiff_t ldc, int beta);
 
 /* P[k * w + j] = B[j * ldb + k] for j < nc, k < kb; zero for nc <= j < w. */
 typedef void pack_fn(int nc, int kb, const float *B, ptrdiff_t ldb, float *P, int w);
 
 typedef struct engine {
     int mr, nr;
-    int vw;        /* floats per B load: panels of a multiple of vw columns are read in place */
+    int vw; /* floats per B load: panels of a multiple of vw columns are read in place */
     tile_fn *tile;
     pack_fn *pack_t;
 } engine_t;
 
-static void pack_t_scalar(int nc, int kb, const float *B, ptrdiff_t ldb, float *P, int w)
-{
+static void pack_t_scalar(int nc, int kb, const float *B, ptrdiff_t ldb, float *P, int w) {
     for (int k = 0; k < kb; k++)
         for (int j = nc; j < w; j++) P[k * w + j] = 0.0f;
     for (int j = 0; j < nc; j++) {
@@ -84,10 +83,9 @@ typedef float v4f __attribute__((vector_size(16), aligned(4)));
 #define GEN_MR 4
 #define GEN_NV 2 /* 4 x 8 tile: 8 accumulators, fits 16 registers */
 
-static inline __attribute__((always_inline)) void
-gen_body(const int MR, int nc, int K, const float *A, ptrdiff_t as, int ak,
-         const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, int beta)
-{
+static inline __attribute__((always_inline)) void gen_body(const int MR, int nc, int K, const float *A, ptrdiff_t as,
+                                                           int ak, const float *B, ptrdiff_t ldb, float *C,
+                                                           ptrdiff_t ldc, int beta) {
     v4f acc[GEN_MR][GEN_NV];
     float tmp[4 * GEN_NV];
 #pragma GCC unroll 4
@@ -118,9 +116,8 @@ gen_body(const int MR, int nc, int K, const float *A, ptrdiff_t as, int ak,
 
 /* B rows always hold 8 readable floats here (panels are whole 8-wide
  * vectors or packed), so the second vector is loaded even when nc <= 4. */
-static void gen_tile(int mr, int nc, int K, const float *A, ptrdiff_t as, int ak,
-                     const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, int beta)
-{
+static void gen_tile(int mr, int nc, int K, const float *A, ptrdiff_t as, int ak, const float *B, ptrdiff_t ldb,
+                     float *C, ptrdiff_t ldc, int beta) {
     switch (mr) {
     case 1: gen_body(1, nc, K, A, as, ak, B, ldb, C, ldc, beta); break;
     case 2: gen_body(2, nc, K, A, as, ak, B, ldb, C, ldc, beta); break;
@@ -136,17 +133,15 @@ static const engine_t engine_generic = {GEN_MR, 4 * GEN_NV, 4 * GEN_NV, gen_tile
 
 #define TGT512 __attribute__((target("avx512f")))
 
-static inline __attribute__((always_inline)) TGT512 void
-k512_body(const int MR, const int NV, const int AK, int K, const float *A, ptrdiff_t as,
-          const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, int beta,
-          __mmask16 m0, __mmask16 m1)
-{
+static inline __attribute__((always_inline)) TGT512 void k512_body(const int MR, const int NV, const int AK, int K,
+                                                                   const float *A, ptrdiff_t as, const float *B,
+                                                                   ptrdiff_t ldb, float *C, ptrdiff_t ldc, int beta,
+                                                                   __mmask16 m0, __mmask16 m1) {
     __m512 c0[8], c1[8];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
         c0[i] = beta ? _mm512_maskz_loadu_ps(m0, C + i * ldc) : _mm512_setzero_ps();
-        c1[i] = (NV == 2 && beta) ? _mm512_maskz_loadu_ps(m1, C + i * ldc + 16)
-                                  : _mm512_setzero_ps();
+        c1[i] = (NV == 2 && beta) ? _mm512_maskz_loadu_ps(m1, C + i * ldc + 16) : _mm512_setzero_ps();
     }
     for (int k = 0; k < K; k++) {
         const float *b = B + k * ldb;
@@ -168,37 +163,32 @@ k512_body(const int MR, const int NV, const int AK, int K, const float *A, ptrdi
 
 /* One instantiation per (rows, vectors, A layout): constants let the compiler
  * keep every accumulator in a register. */
-#define K512_CASE(R)                                                              \
-    case R:                                                                       \
-        if (nv == 2) {                                                            \
-            if (ak) k512_body(R, 2, 1, K, A, as, B, ldb, C, ldc, beta, m0, m1);   \
-            else k512_body(R, 2, 0, K, A, as, B, ldb, C, ldc, beta, m0, m1);      \
-        } else {                                                                  \
-            if (ak) k512_body(R, 1, 1, K, A, as, B, ldb, C, ldc, beta, m0, m1);   \
-            else k512_body(R, 1, 0, K, A, as, B, ldb, C, ldc, beta, m0, m1);      \
-        }                                                                         \
+#define K512_CASE(R)                                                            \
+    case R:                                                                     \
+        if (nv == 2) {                                                          \
+            if (ak) k512_body(R, 2, 1, K, A, as, B, ldb, C, ldc, beta, m0, m1); \
+            else k512_body(R, 2, 0, K, A, as, B, ldb, C, ldc, beta, m0, m1);    \
+        } else {                                                                \
+            if (ak) k512_body(R, 1, 1, K, A, as, B, ldb, C, ldc, beta, m0, m1); \
+            else k512_body(R, 1, 0, K, A, as, B, ldb, C, ldc, beta, m0, m1);    \
+        }                                                                       \
         break;
 
-static TGT512 void k512_tile(int mr, int nc, int K, const float *A, ptrdiff_t as, int ak,
-                             const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, int beta)
-{
+static TGT512 void k512_tile(int mr, int nc, int K, const float *A, ptrdiff_t as, int ak, const float *B, ptrdiff_t ldb,
+                             float *C, ptrdiff_t ldc, int beta) {
     int nv = nc > 16 ? 2 : 1;
     __mmask16 m0 = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1u);
-    __mmask16 m1 = nc >= 32 ? (__mmask16)0xffff
-                 : nc > 16  ? (__mmask16)((1u << (nc - 16)) - 1u) : (__mmask16)0;
+    __mmask16 m1 = nc >= 32 ? (__mmask16)0xffff : nc > 16 ? (__mmask16)((1u << (nc - 16)) - 1u) : (__mmask16)0;
     switch (mr) {
-        K512_CASE(1) K512_CASE(2) K512_CASE(3) K512_CASE(4)
-        K512_CASE(5) K512_CASE(6) K512_CASE(7)
-    default:
-        K512_CASE(8)
+        K512_CASE(1)
+        K512_CASE(2) K512_CASE(3) K512_CASE(4) K512_CASE(5) K512_CASE(6) K512_CASE(7) default : K512_CASE(8)
     }
 }
 #undef K512_CASE
 
 /* In-register transpose of 16 rows of 16 floats (3 rounds of 2-source
  * shuffles: 32-bit pairs, 64-bit pairs, 128-bit lanes twice). */
-static inline __attribute__((always_inline)) TGT512 void t512_transpose16(__m512 r[16])
-{
+static inline __attribute__((always_inline)) TGT512 void t512_transpose16(__m512 r[16]) {
     __m512 t[16];
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
@@ -222,8 +212,7 @@ static inline __attribute__((always_inline)) TGT512 void t512_transpose16(__m512
     }
 }
 
-static TGT512 void k512_pack_t(int nc, int kb, const float *B, ptrdiff_t ldb, float *P, int w)
-{
+static TGT512 void k512_pack_t(int nc, int kb, const float *B, ptrdiff_t ldb, float *P, int w) {
     for (int j0 = 0; j0 < w; j0 += 16) {
         int nj = nc - j0 < 16 ? nc - j0 : 16; /* may be <= 0: an all-zero block */
         for (int k0 = 0; k0 < kb; k0 += 16) {
@@ -232,8 +221,7 @@ static TGT512 void k512_pack_t(int nc, int kb, const float *B, ptrdiff_t ldb, fl
             __m512 r[16];
 #pragma GCC unroll 16
             for (int j = 0; j < 16; j++)
-                r[j] = j < nj ? _mm512_maskz_loadu_ps(mk, B + (ptrdiff_t)(j0 + j) * ldb + k0)
-                              : _mm512_setzero_ps();
+                r[j] = j < nj ? _mm512_maskz_loadu_ps(mk, B + (ptrdiff_t)(j0 + j) * ldb + k0) : _mm512_setzero_ps();
             t512_transpose16(r);
             for (int k = 0; k < nk; k++) _mm512_storeu_ps(P + (ptrdiff_t)(k0 + k) * w + j0, r[k]);
         }
@@ -246,24 +234,21 @@ static const engine_t engine_avx512 = {8, 32, 16, k512_tile, k512_pack_t};
 
 #define TGT256 __attribute__((target("avx2,fma")))
 
-static inline __attribute__((always_inline)) TGT256 __m256i k256_mask(int n)
-{
+static inline __attribute__((always_inline)) TGT256 __m256i k256_mask(int n) {
     /* lane j is active when j < n (n clamped to 0..8) */
     __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
 }
 
-static inline __attribute__((always_inline)) TGT256 void
-k256_body(const int MR, const int NV, const int AK, int K, const float *A, ptrdiff_t as,
-          const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, int beta,
-          __m256i m0, __m256i m1)
-{
+static inline __attribute__((always_inline)) TGT256 void k256_body(const int MR, const int NV, const int AK, int K,
+                                                                   const float *A, ptrdiff_t as, const float *B,
+                                                                   ptrdiff_t ldb, float *C, ptrdiff_t ldc, int beta,
+                                                                   __m256i m0, __m256i m1) {
     __m256 c0[6], c1[6];
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++) {
         c0[i] = beta ? _mm256_maskload_ps(C + i * ldc, m0) : _mm256_setzero_ps();
-        c1[i] = (NV == 2 && beta) ? _mm256_maskload_ps(C + i * ldc + 8, m1)
-                                  : _mm256_setzero_ps();
+        c1[i] = (NV == 2 && beta) ? _mm256_maskload_ps(C + i * ldc + 8, m1) : _mm256_setzero_ps();
     }
     for (int k = 0; k < K; k++) {
         const float *b = B + k * ldb;
@@ -283,28 +268,23 @@ k256_body(const int MR, const int NV, const int AK, int K, const float *A, ptrdi
     }
 }
 
-#define K256_CASE(R)                                                              \
-    case R:                                                                       \
-        if (nv == 2) {                                                            \
-            if (ak) k256_body(R, 2, 1, K, A, as, B, ldb, C, ldc, beta, m0, m1);   \
-            else k256_body(R, 2, 0, K, A, as, B, ldb, C, ldc, beta, m0, m1);      \
-        } else {                                                                  \
-            if (ak) k256_body(R, 1, 1, K, A, as, B, ldb, C, ldc, beta, m0, m1);   \
-            else k256_body(R, 1, 0, K, A, as, B, ldb, C, ldc, beta, m0, m1);      \
-        }                                                                         \
+#define K256_CASE(R)                                                            \
+    case R:                                                                     \
+        if (nv == 2) {                                                          \
+            if (ak) k256_body(R, 2, 1, K, A, as, B, ldb, C, ldc, beta, m0, m1); \
+            else k256_body(R, 2, 0, K, A, as, B, ldb, C, ldc, beta, m0, m1);    \
+        } else {                                                                \
+            if (ak) k256_body(R, 1, 1, K, A, as, B, ldb, C, ldc, beta, m0, m1); \
+            else k256_body(R, 1, 0, K, A, as, B, ldb, C, ldc, beta, m0, m1);    \
+        }                                                                       \
         break;
 
-static TGT256 void k256_tile(int mr, int nc, int K, const float *A, ptrdiff_t as, int ak,
-                             const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, int beta)
-{
+static TGT256 void k256_tile(int mr, int nc, int K, const float *A, ptrdiff_t as, int ak, const float *B, ptrdiff_t ldb,
+                             float *C, ptrdiff_t ldc, int beta) {
     int nv = nc > 8 ? 2 : 1;
     __m256i m0 = k256_mask(nc);
     __m256i m1 = k256_mask(nc - 8);
-    switch (mr) {
-        K256_CASE(1) K256_CASE(2) K256_CASE(3) K256_CASE(4) K256_CASE(5)
-    default:
-        K256_CASE(6)
-    }
+    switch (mr) { K256_CASE(1) K256_CASE(2) K256_CASE(3) K256_CASE(4) K256_CASE(5) default : K256_CASE(6) }
 }
 #undef K256_CASE
 
@@ -313,8 +293,7 @@ static const engine_t engine_avx2 = {6, 16, 8, k256_tile, pack_t_scalar};
 
 /* LA_GEMM_FORCE_GENERIC / LA_GEMM_FORCE_AVX2 (compile-time, for dev/ tests
  * of the fallbacks on a machine that has AVX-512) cap the choice. */
-static const engine_t *pick_engine(void)
-{
+static const engine_t *pick_engine(void) {
 #if LA_GEMM_X86
     int force_generic = 0, force_avx2 = 0;
     __builtin_cpu_init(); /* idempotent; needed if we run before libgcc's constructor */
@@ -325,8 +304,7 @@ static const engine_t *pick_engine(void)
     force_avx2 = 1;
 #endif
     if (!force_generic && !force_avx2 && __builtin_cpu_supports("avx512f")) return &engine_avx512;
-    if (!force_generic && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return &engine_avx2;
+    if (!force_generic && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &engine_avx2;
 #endif
     return &engine_generic;
 }
@@ -341,8 +319,7 @@ typedef struct fp_mode {
     unsigned saved;
 } fp_mode_t;
 
-static fp_mode_t fp_enter(void)
-{
+static fp_mode_t fp_enter(void) {
     fp_mode_t m = {0};
 #if LA_GEMM_X86
     m.saved = _mm_getcsr();
@@ -351,8 +328,7 @@ static fp_mode_t fp_enter(void)
     return m;
 }
 
-static void fp_leave(fp_mode_t m)
-{
+static void fp_leave(fp_mode_t m) {
 #if LA_GEMM_X86
     if ((m.saved & 0x8040u) != 0x8040u) _mm_setcsr(m.saved);
 #else
@@ -362,9 +338,8 @@ static void fp_leave(fp_mode_t m)
 
 /* All row blocks of one column panel: C[0:M, panel] (+)= A[0:M, 0:K] . P where P
  * (K x nc, row stride ldp) holds whole vectors. */
-static void run_panel(const engine_t *e, int M, int nc, int K, const float *A, ptrdiff_t lda,
-                      int ak, const float *P, ptrdiff_t ldp, float *C, ptrdiff_t ldc, int beta)
-{
+static void run_panel(const engine_t *e, int M, int nc, int K, const float *A, ptrdiff_t lda, int ak, const float *P,
+                      ptrdiff_t ldp, float *C, ptrdiff_t ldc, int beta) {
     for (int m0 = 0; m0 < M; m0 += e->mr) {
         int mr = M - m0 < e->mr ? M - m0 : e->mr;
         const float *a = ak ? A + (ptrdiff_t)m0 * lda : A + m0;
@@ -373,9 +348,8 @@ static void run_panel(const engine_t *e, int M, int nc, int K, const float *A, p
 }
 
 /* Shared by nn and tn: B [K, N] read in place, ragged panels packed. */
-static void gemm_bn(int M, int N, int K, const float *A, int lda, int ak, const float *B,
-                    int ldb, float *C, int ldc, int beta)
-{
+static void gemm_bn(int M, int N, int K, const float *A, int lda, int ak, const float *B, int ldb, float *C, int ldc,
+                    int beta) {
     const engine_t *e = pick_engine();
     for (int n0 = 0; n0 < N; n0 += e->nr) {
         int nc = N - n0 < e->nr ? N - n0 : e->nr;
@@ -398,26 +372,21 @@ static void gemm_bn(int M, int N, int K, const float *A, int lda, int ak, const 
     }
 }
 
-void cpu_gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float *C, int ldc, int beta)
-{
+void cpu_gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc, int beta) {
     fp_mode_t fp = fp_enter();
     gemm_bn(M, N, K, A, lda, 1, B, ldb, C, ldc, beta);
     fp_leave(fp);
 }
 
-void cpu_gemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float *C, int ldc, int beta)
-{
+void cpu_gemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc, int beta) {
     fp_mode_t fp = fp_enter();
     gemm_bn(M, N, K, A, lda, 0, B, ldb, C, ldc, beta);
     fp_leave(fp);
 }
 
 /* B stored [N, K]: each panel of B^T is transposed into the stack buffer. */
-static void gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                    float *C, int ldc, int beta)
-{
+static void gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                    int beta) {
     const engine_t *e = pick_engine();
     float P[KB * NR_MAX] __attribute__((aligned(64)));
     for (int n0 = 0; n0 < N; n0 += e->nr) {
@@ -431,9 +400,7 @@ static void gemm_nt(int M, int N, int K, const float *A, int lda, const float *B
     }
 }
 
-void cpu_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float *C, int ldc, int beta)
-{
+void cpu_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc, int beta) {
     fp_mode_t fp = fp_enter();
     gemm_nt(M, N, K, A, lda, B, ldb, C, ldc, beta);
     fp_leave(fp);

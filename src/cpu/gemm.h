@@ -16,13 +16,10 @@
 #define LA_CPU_NPAD 16
 
 /* C[M,N] = beta C + A[M,K] . B[K,N] */
-void cpu_gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float *C, int ldc, int beta);
+void cpu_gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc, int beta);
 /* C[M,N] = beta C + A^T . B, with A stored [K, M] */
-void cpu_gemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float *C, int ldc, int beta);
+void cpu_gemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc, int beta);
 /* C[M,N] = beta C + A[M,K] . B^T, with B stored [N, K] (Q K^T-like products). */
-void cpu_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float *C, int ldc, int beta);
+void cpu_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc, int beta);
 
 #endif

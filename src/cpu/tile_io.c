@@ -14,7 +14,10 @@ float la_half_to_float(uint16_t h) {
             bits = sign;
         } else { /* subnormal: renormalise */
             int e = -1;
-            do { man <<= 1; e++; } while (!(man & 0x400u));
+            do {
+                man <<= 1;
+                e++;
+            } while (!(man & 0x400u));
             bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13);
         }
     } else if (exp == 31) {
@@ -36,7 +39,7 @@ uint16_t la_float_to_half(float f) {
         return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0));
     if (ax >= 0x477ff000u) /* rounds to >= 65520: overflow to inf */
         return (uint16_t)(sign | 0x7c00u);
-    if (ax < 0x38800000u) { /* result is subnormal or zero */
+    if (ax < 0x38800000u) {                          /* result is subnormal or zero */
         if (ax < 0x33000000u) return (uint16_t)sign; /* < 2^-25 rounds to 0 */
         uint32_t e = ax >> 23;
         uint32_t man = (ax & 0x7fffffu) | 0x800000u;
@@ -62,7 +65,7 @@ uint16_t la_float_to_bf16(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u); /* quiet nan */
-    x += 0x7fffu + ((x >> 16) & 1u); /* round to nearest even */
+    x += 0x7fffu + ((x >> 16) & 1u);                                           /* round to nearest even */
     return (uint16_t)(x >> 16);
 }
 

@@ -24,31 +24,24 @@ extern "C" {
 #endif
 
 /* Token-by-token recurrence. */
-void ref_forward_recurrent(int64_t N, int D, int E, double scale,
-                           const double *q, const double *k, const double *v,
-                           const double *gk, const double *gv, const double *s0,
-                           double *o, double *sN);
+void ref_forward_recurrent(int64_t N, int D, int E, double scale, const double *q, const double *k, const double *v,
+                           const double *gk, const double *gv, const double *s0, double *o, double *sN);
 
 /* Quadratic masked form: o_t[e] = scale sum_{m<=t} sum_d
  *   q_t[d] k_m[d] exp(sum_{m<r<=t} gk_r[d]) v_m[e] exp(sum_{m<r<=t} gv_r[e])
  *   + the initial-state term; decay sums taken over the pair, never as a
  * difference of long prefix sums.  O(N^2 (D+E)).  Also returns sN from the
  * same closed form. */
-void ref_forward_quadratic(int64_t N, int D, int E, double scale,
-                           const double *q, const double *k, const double *v,
-                           const double *gk, const double *gv, const double *s0,
-                           double *o, double *sN);
+void ref_forward_quadratic(int64_t N, int D, int E, double scale, const double *q, const double *k, const double *v,
+                           const double *gk, const double *gv, const double *s0, double *o, double *sN);
 
 /* Gradients by the reverse recurrence (states recomputed from checkpoints, so
  * memory stays O(sqrt(N) D E)).  d_o and dsN may be NULL (zero).  Outputs:
  * dq, dk [N*D]; dv [N*E]; dgk [N*D] (only when gk != NULL, else may be NULL);
  * dgv [N*E] (only when gv != NULL); ds0 [D*E].  Any output may be NULL. */
-void ref_backward(int64_t N, int D, int E, double scale,
-                  const double *q, const double *k, const double *v,
-                  const double *gk, const double *gv, const double *s0,
-                  const double *d_o, const double *dsN,
-                  double *dq, double *dk, double *dv,
-                  double *dgk, double *dgv, double *ds0);
+void ref_backward(int64_t N, int D, int E, double scale, const double *q, const double *k, const double *v,
+                  const double *gk, const double *gv, const double *s0, const double *d_o, const double *dsN,
+                  double *dq, double *dk, double *dv, double *dgk, double *dgv, double *ds0);
 
 #ifdef __cplusplus
 }
