@@ -426,7 +426,8 @@ def main():
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not la.backend_available(la.BACKEND_CUDA):
-        sys.exit("the library was built without its CUDA backend (no nvcc at build time); run with --device cpu")
+        sys.exit("the library was built without its CUDA backend (%s); run with --device cpu"
+                 % (la.build_info().get("cuda_note") or "no nvcc at build time"))
     args.dtype = args.dtype or ("bf16" if device.type == "cuda" else "f32")
     args.reps = args.reps or (5 if args.quick else 10)
     args.decode_max_n = args.decode_max_n or (1024 if device.type == "cuda" else 512)

@@ -11,11 +11,11 @@
 
 typedef struct bdev {
     int cuda;
-    void *flush;          /* device buffer of twice the L2 size, rewritten before each timing */
+    void *flush; /* device buffer of twice the L2 size, rewritten before each timing */
     size_t flush_bytes;
     void *ev[2];
     double t0;
-    char name[256];       /* device name for the report */
+    char name[256]; /* device name for the report */
 } bdev_t;
 
 /* 0 on success; cuda = 1 asks for the GPU (fails when the build has no CUDA). */

@@ -36,16 +36,18 @@ typedef struct {
     la_dtype_t dtype;
     la_decay_t decay;
     int reps, threads, check_heads;
-    int learnable;     /* backward also returns d ld (LASD_PL) */
+    int learnable; /* backward also returns d ld (LASD_PL) */
     const char *json;
-    int op;            /* OP_TRAIN, OP_STATE or OP_DECODE */
-    double copy_gbps;  /* measured copy bandwidth: the floors' denominator */
+    int op;           /* OP_TRAIN, OP_STATE or OP_DECODE */
+    double copy_gbps; /* measured copy bandwidth: the floors' denominator */
 } opts_t;
 
 /* What a row times: forward + backward (LA_OP_FORWARD / LA_OP_BACKWARD), the
  * state-only pass and its backward, or one decode step (N ignored). */
 enum { OP_TRAIN, OP_STATE, OP_DECODE };
-static const char *op_name(int op) { return op == OP_STATE ? "state-only" : op == OP_DECODE ? "decode" : "forward/backward"; }
+static const char *op_name(int op) {
+    return op == OP_STATE ? "state-only" : op == OP_DECODE ? "decode" : "forward/backward";
+}
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static double rnd_uniform(void) { /* splitmix64 */
@@ -55,30 +57,55 @@ static double rnd_uniform(void) { /* splitmix64 */
     z ^= z >> 31;
     return ((z >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
-static double rnd_normal(void) {
-    return sqrt(-2.0 * log(rnd_uniform())) * cos(6.283185307179586 * rnd_uniform());
-}
+static double rnd_normal(void) { return sqrt(-2.0 * log(rnd_uniform())) * cos(6.283185307179586 * rnd_uniform()); }
 
 /* Round-trip a value through the dtype, as the library will see it. */
-static float bits_to_float(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
-static uint32_t float_to_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
+static float bits_to_float(uint32_t b) {
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+static uint32_t float_to_bits(float f) {
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return b;
+}
+/* f16 in software, round to nearest even: _Float16 is not available on every
+ * compiler and target (clang 14 rejects it on x86-64). */
+static uint16_t float_to_f16(float f) {
+    uint32_t b = float_to_bits(f), a = b & 0x7fffffffu;
+    uint16_t sign = (uint16_t)((b >> 16) & 0x8000u);
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  /* NaN */
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504: inf */
+    if (a < 0x38800000u) /* below 2^-14: a count of 2^-24 quanta (1024 is the smallest normal's encoding) */
+        return (uint16_t)(sign | (uint16_t)lrintf(bits_to_float(a) * 16777216.0f));
+    /* rebias the exponent (127 -> 15) and round the 13 dropped bits to even; a carry
+     * into the exponent is the correct rounding */
+    return (uint16_t)(sign | ((a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13));
+}
+static float f16_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0) return bits_to_float(sign | float_to_bits((float)m * (1.0f / 16777216.0f)));
+    if (e == 31) return bits_to_float(sign | 0x7f800000u | (m << 13));
+    return bits_to_float(sign | ((e + 112u) << 23) | (m << 13));
+}
 static void put(void *buf, la_dtype_t dt, int64_t i, double x) {
-    if (dt == LA_DTYPE_F32) { ((float *)buf)[i] = (float)x; return; }
+    if (dt == LA_DTYPE_F32) {
+        ((float *)buf)[i] = (float)x;
+        return;
+    }
     uint32_t b = float_to_bits((float)x);
     if (dt == LA_DTYPE_BF16) {
         b += 0x7fffu + ((b >> 16) & 1u);
         ((uint16_t *)buf)[i] = (uint16_t)(b >> 16);
-    } else { /* f16 via the compiler's _Float16 where present, else truncation of range-safe values */
-        _Float16 hv = (_Float16)(float)x;
-        memcpy((uint16_t *)buf + i, &hv, 2);
+    } else {
+        ((uint16_t *)buf)[i] = float_to_f16((float)x);
     }
 }
 static double get(const void *buf, la_dtype_t dt, int64_t i) {
     if (dt == LA_DTYPE_F32) return ((const float *)buf)[i];
     if (dt == LA_DTYPE_BF16) return bits_to_float((uint32_t)((const uint16_t *)buf)[i] << 16);
-    _Float16 hv;
-    memcpy(&hv, (const uint16_t *)buf + i, 2);
-    return (double)hv;
+    return f16_to_float(((const uint16_t *)buf)[i]);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -118,21 +145,36 @@ static void usage(void) {
 
 static int parse(int argc, char **argv, opts_t *o) {
     o->backend = la_backend_available(LA_BACKEND_CUDA) ? LA_BACKEND_CUDA : LA_BACKEND_CPU;
-    o->B = 1; o->H = 8; o->D = 128; o->E = 128;
+    o->B = 1;
+    o->H = 8;
+    o->D = 128;
+    o->E = 128;
     int64_t defN[] = {1024, 2048, 4096, 8192};
     o->nN = 4;
     memcpy(o->Ns, defN, sizeof defN);
     o->dtype = (la_dtype_t)-1; /* default chosen after parsing: f32 on the CPU, bf16 on the GPU */
     int batch_given = 0, heads_given = 0;
     o->decay = LA_DECAY_SCALAR_HEAD;
-    o->reps = 5; o->threads = 0; o->check_heads = 2; o->json = NULL; o->learnable = 0; o->op = OP_TRAIN;
-    for (int i = 1; i < argc; i++) {
+    o->reps = 5;
+    o->threads = 0;
+    o->check_heads = 2;
+    o->json = NULL;
+    o->learnable = 0;
+    o->op = OP_TRAIN;
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) { usage(); return 0; }
+        if (!v) {
+            usage();
+            return 0;
+        }
         if (!strcmp(a, "--backend")) o->backend = !strcmp(v, "cuda") ? LA_BACKEND_CUDA : LA_BACKEND_CPU;
-        else if (!strcmp(a, "-B")) { o->B = atoll(v); batch_given = 1; }
-        else if (!strcmp(a, "-H")) { o->H = atoll(v); heads_given = 1; }
-        else if (!strcmp(a, "-D")) o->D = atoll(v);
+        else if (!strcmp(a, "-B")) {
+            o->B = atoll(v);
+            batch_given = 1;
+        } else if (!strcmp(a, "-H")) {
+            o->H = atoll(v);
+            heads_given = 1;
+        } else if (!strcmp(a, "-D")) o->D = atoll(v);
         else if (!strcmp(a, "-E")) o->E = atoll(v);
         else if (!strcmp(a, "-N")) {
             o->nN = 0;
@@ -140,22 +182,32 @@ static int parse(int argc, char **argv, opts_t *o) {
                 o->Ns[o->nN++] = strtoll(s, &s, 10);
                 if (*s == ',') s++;
             }
-        } else if (!strcmp(a, "--dtype")) o->dtype = !strcmp(v, "bf16") ? LA_DTYPE_BF16 : !strcmp(v, "f16") ? LA_DTYPE_F16 : LA_DTYPE_F32;
+        } else if (!strcmp(a, "--dtype"))
+            o->dtype = !strcmp(v, "bf16") ? LA_DTYPE_BF16 : !strcmp(v, "f16") ? LA_DTYPE_F16 : LA_DTYPE_F32;
         else if (!strcmp(a, "--decay")) {
-            o->decay = !strcmp(v, "none") ? LA_DECAY_NONE : !strcmp(v, "token") ? LA_DECAY_SCALAR_TOKEN
-                     : !strcmp(v, "vk") ? LA_DECAY_VECTOR_K : !strcmp(v, "vkv") ? LA_DECAY_VECTOR_KV : LA_DECAY_SCALAR_HEAD;
+            o->decay = !strcmp(v, "none")  ? LA_DECAY_NONE
+                     : !strcmp(v, "token") ? LA_DECAY_SCALAR_TOKEN
+                     : !strcmp(v, "vk")    ? LA_DECAY_VECTOR_K
+                     : !strcmp(v, "vkv")   ? LA_DECAY_VECTOR_KV
+                                           : LA_DECAY_SCALAR_HEAD;
         } else if (!strcmp(a, "--reps")) o->reps = atoi(v);
         else if (!strcmp(a, "--threads")) o->threads = atoi(v);
         else if (!strcmp(a, "--check-heads")) o->check_heads = atoi(v);
         else if (!strcmp(a, "--json")) o->json = v;
-        else if (!strcmp(a, "--learnable")) { o->learnable = atoi(v); }
-        else if (!strcmp(a, "--op")) {
+        else if (!strcmp(a, "--learnable")) {
+            o->learnable = atoi(v);
+        } else if (!strcmp(a, "--op")) {
             if (!strcmp(v, "train")) o->op = OP_TRAIN;
             else if (!strcmp(v, "state")) o->op = OP_STATE;
             else if (!strcmp(v, "decode")) o->op = OP_DECODE;
-            else { usage(); return 0; }
-        } else { usage(); return 0; }
-        i++;
+            else {
+                usage();
+                return 0;
+            }
+        } else {
+            usage();
+            return 0;
+        }
     }
     if (o->reps < 1) o->reps = 1;
     /* Defaults per device: the seeds' GPU shape in bf16, a CPU-sized one in f32. */
@@ -173,7 +225,10 @@ typedef struct {
 } row_t;
 
 /* Relative L2 error accumulators. */
-typedef struct { double num, den; int bad; } err_t;
+typedef struct {
+    double num, den;
+    int bad;
+} err_t;
 static void err_add(err_t *e, double x, double ref) {
     if (!isfinite(x)) e->bad = 1;
     e->num += (x - ref) * (x - ref);
@@ -190,7 +245,10 @@ static double err_val(const err_t *e) { return e->bad ? NAN : sqrt(e->num / (e->
 /* A tensor of the benchmark: host copy (inputs filled, outputs read back
  * for the error check) and where the library sees it (the same pointer on
  * the CPU, a device copy on the GPU). */
-typedef struct { void *h, *d; size_t bytes; } buf_t;
+typedef struct {
+    void *h, *d;
+    size_t bytes;
+} buf_t;
 
 static int buf_make(bdev_t *dev, buf_t *b, size_t bytes) {
     b->bytes = bytes;
@@ -228,7 +286,10 @@ static int time_pair(const opts_t *o, la_handle_t *h, bdev_t *dev, op_fn_t fwd, 
             fprintf(stderr, "la_bench: %s: %s\n", la_status_string(st), la_last_error(h));
             return 0;
         }
-        if (r >= 0) { tf[r] = t1; tb[r] = t2; }
+        if (r >= 0) {
+            tf[r] = t1;
+            tb[r] = t2;
+        }
     }
     qsort(tf, reps, sizeof(double), cmp_double);
     qsort(tb, reps, sizeof(double), cmp_double);
@@ -241,15 +302,21 @@ static int time_pair(const opts_t *o, la_handle_t *h, bdev_t *dev, op_fn_t fwd, 
 static la_problem_t bench_problem(const opts_t *o, int64_t N) {
     la_problem_t p;
     la_problem_init(&p);
-    p.batch = o->B; p.heads = o->H; p.seqlen = N; p.dim_qk = o->D; p.dim_v = o->E; p.decay = o->decay;
+    p.batch = o->B;
+    p.heads = o->H;
+    p.seqlen = N;
+    p.dim_qk = o->D;
+    p.dim_v = o->E;
+    p.decay = o->decay;
     return p;
 }
 
 /* Decays of the benchmark, as bench_one fills them. */
 static void fill_decays(const opts_t *o, float *ld, int64_t nld, int64_t H) {
     for (int64_t i = 0; i < nld; i++) {
-        if (o->decay == LA_DECAY_SCALAR_HEAD) ld[i] = -(float)pow(2.0, -8.0 * (double)(i % H + 1) / (double)H); /* ALiBi */
-        else ld[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));                                              /* logsigmoid */
+        if (o->decay == LA_DECAY_SCALAR_HEAD)
+            ld[i] = -(float)pow(2.0, -8.0 * (double)(i % H + 1) / (double)H); /* ALiBi */
+        else ld[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));               /* logsigmoid */
     }
 }
 
@@ -261,8 +328,9 @@ static double *ref_decays(const opts_t *o, const float *ld, int64_t hh, int64_t 
     if (!gk) return NULL;
     for (int64_t n = 0; n < N; n++)
         for (int64_t d = 0; d < D; d++)
-            gk[n * D + d] = o->decay == LA_DECAY_SCALAR_HEAD ? ld[hh]
-                          : o->decay == LA_DECAY_SCALAR_TOKEN ? ld[hh * N + n] : ld[(hh * N + n) * D + d];
+            gk[n * D + d] = o->decay == LA_DECAY_SCALAR_HEAD  ? ld[hh]
+                          : o->decay == LA_DECAY_SCALAR_TOKEN ? ld[hh * N + n]
+                                                              : ld[(hh * N + n) * D + d];
     return gk;
 }
 
@@ -271,12 +339,14 @@ static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, ro
     int64_t B = o->B, H = o->H, D = o->D, E = o->E;
     size_t es = la_dtype_size(o->dtype);
     int64_t nqk = B * H * N * D, nv = B * H * N * E;
-    int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD ? H : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H * N
-                : o->decay == LA_DECAY_NONE ? 1 : B * H * N * D;
+    int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD  ? H
+                : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H * N
+                : o->decay == LA_DECAY_NONE         ? 1
+                                                    : B * H * N * D;
     int64_t nldv = o->decay == LA_DECAY_VECTOR_KV ? B * H * N * E : 1;
     enum { Q, K, V, O, DO, DQ, DK, DV, LD, LDV, DLD, DLDV, NB };
-    size_t sizes[NB] = {nqk * es, nqk * es, nv * es, nv * es, nv * es, nqk * es, nqk * es, nv * es,
-                        nld * 4, nldv * 4, nld * 4, nldv * 4};
+    size_t sizes[NB] = {nqk * es, nqk * es, nv * es, nv * es,  nv * es, nqk * es,
+                        nqk * es, nv * es,  nld * 4, nldv * 4, nld * 4, nldv * 4};
     buf_t bf[NB];
     memset(bf, 0, sizeof bf);
     int ok = 1;
@@ -289,8 +359,14 @@ static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, ro
     void *q = bf[Q].h, *k = bf[K].h, *v = bf[V].h, *out = bf[O].h, *dout = bf[DO].h;
     void *dq = bf[DQ].h, *dk = bf[DK].h, *dv = bf[DV].h;
     float *ld = bf[LD].h, *ldv = bf[LDV].h;
-    for (int64_t i = 0; i < nqk; i++) { put(q, o->dtype, i, rnd_normal() * 0.1); put(k, o->dtype, i, rnd_normal() * 0.1); }
-    for (int64_t i = 0; i < nv; i++) { put(v, o->dtype, i, rnd_normal() * 0.1); put(dout, o->dtype, i, rnd_normal() * 0.1); }
+    for (int64_t i = 0; i < nqk; i++) {
+        put(q, o->dtype, i, rnd_normal() * 0.1);
+        put(k, o->dtype, i, rnd_normal() * 0.1);
+    }
+    for (int64_t i = 0; i < nv; i++) {
+        put(v, o->dtype, i, rnd_normal() * 0.1);
+        put(dout, o->dtype, i, rnd_normal() * 0.1);
+    }
     fill_decays(o, ld, nld, H);
     for (int64_t i = 0; i < nldv; i++) ldv[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));
     int in[] = {Q, K, V, DO, LD, LDV};
@@ -327,19 +403,28 @@ static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, ro
     }
     row->N = N;
     int outs[] = {O, DQ, DK, DV};
-    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) bdev_download(dev, bf[outs[i]].h, bf[outs[i]].d, bf[outs[i]].bytes);
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++)
+        bdev_download(dev, bf[outs[i]].h, bf[outs[i]].d, bf[outs[i]].bytes);
 
     /* Error against the fp64 reference, per (batch 0, head) slice. */
     err_t eo = {0}, eg = {0};
     int heads = o->check_heads < H ? o->check_heads : (int)H;
-    double *rq = malloc(N * D * sizeof(double)), *rk = malloc(N * D * sizeof(double)), *rv = malloc(N * E * sizeof(double));
+    double *rq = malloc(N * D * sizeof(double)), *rk = malloc(N * D * sizeof(double)),
+           *rv = malloc(N * E * sizeof(double));
     double *rdo = malloc(N * E * sizeof(double)), *ro = malloc(N * E * sizeof(double));
-    double *rdq = malloc(N * D * sizeof(double)), *rdk = malloc(N * D * sizeof(double)), *rdv = malloc(N * E * sizeof(double));
+    double *rdq = malloc(N * D * sizeof(double)), *rdk = malloc(N * D * sizeof(double)),
+           *rdv = malloc(N * E * sizeof(double));
     double *gv = o->decay == LA_DECAY_VECTOR_KV ? malloc(N * E * sizeof(double)) : NULL;
     for (int hh = 0; hh < heads && rq && rk && rv && rdo && ro && rdq && rdk && rdv; hh++) {
         int64_t bq = (int64_t)hh * N * D, bv = (int64_t)hh * N * E;
-        for (int64_t i = 0; i < N * D; i++) { rq[i] = get(q, o->dtype, bq + i); rk[i] = get(k, o->dtype, bq + i); }
-        for (int64_t i = 0; i < N * E; i++) { rv[i] = get(v, o->dtype, bv + i); rdo[i] = get(dout, o->dtype, bv + i); }
+        for (int64_t i = 0; i < N * D; i++) {
+            rq[i] = get(q, o->dtype, bq + i);
+            rk[i] = get(k, o->dtype, bq + i);
+        }
+        for (int64_t i = 0; i < N * E; i++) {
+            rv[i] = get(v, o->dtype, bv + i);
+            rdo[i] = get(dout, o->dtype, bv + i);
+        }
         double *gk = ref_decays(o, ld, hh, N);
         if (gv)
             for (int64_t i = 0; i < N * E; i++) gv[i] = ldv[bv + i];
@@ -347,7 +432,10 @@ static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, ro
         for (int64_t i = 0; i < N * E; i++) err_add(&eo, get(out, o->dtype, bv + i), ro[i]);
         if (have_bwd) {
             ref_backward(N, (int)D, (int)E, 1.0, rq, rk, rv, gk, gv, NULL, rdo, NULL, rdq, rdk, rdv, NULL, NULL, NULL);
-            for (int64_t i = 0; i < N * D; i++) { err_add(&eg, get(dq, o->dtype, bq + i), rdq[i]); err_add(&eg, get(dk, o->dtype, bq + i), rdk[i]); }
+            for (int64_t i = 0; i < N * D; i++) {
+                err_add(&eg, get(dq, o->dtype, bq + i), rdq[i]);
+                err_add(&eg, get(dk, o->dtype, bq + i), rdk[i]);
+            }
             for (int64_t i = 0; i < N * E; i++) err_add(&eg, get(dv, o->dtype, bv + i), rdv[i]);
         }
         free(gk);
@@ -356,7 +444,15 @@ static int bench_one(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, ro
     row->err_grad = have_bwd ? err_val(&eg) : NAN;
     row->fwd_bytes = (double)(2 * nqk + 2 * nv) * (double)es;
     row->bwd_bytes = (double)(4 * nqk + 3 * nv) * (double)es;
-    free(rq); free(rk); free(rv); free(rdo); free(ro); free(rdq); free(rdk); free(rdv); free(gv);
+    free(rq);
+    free(rk);
+    free(rv);
+    free(rdo);
+    free(ro);
+    free(rdq);
+    free(rdk);
+    free(rdv);
+    free(gv);
     for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
     return 1;
 }
@@ -367,8 +463,10 @@ static int bench_state(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, 
     int64_t B = o->B, H = o->H, D = o->D, E = o->E;
     size_t es = la_dtype_size(o->dtype);
     int64_t nk = B * H * N * D, nv = B * H * N * E, ns = B * H * D * E;
-    int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD ? H : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H * N
-                : o->decay == LA_DECAY_NONE ? 1 : nk;
+    int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD  ? H
+                : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H * N
+                : o->decay == LA_DECAY_NONE         ? 1
+                                                    : nk;
     enum { K, V, LD, SN, DSN, DK, DV, NB };
     size_t sizes[NB] = {nk * es, nv * es, nld * 4, ns * 4, ns * 4, nk * es, nv * es};
     buf_t bf[NB];
@@ -410,7 +508,8 @@ static int bench_state(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, 
     row->fwd_bytes = (double)(nk + nv) * (double)es + (double)ns * 4;
     row->bwd_bytes = (double)(2 * (nk + nv)) * (double)es + (double)ns * 4;
     int outs[] = {SN, DK, DV};
-    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) bdev_download(dev, bf[outs[i]].h, bf[outs[i]].d, bf[outs[i]].bytes);
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++)
+        bdev_download(dev, bf[outs[i]].h, bf[outs[i]].d, bf[outs[i]].bytes);
 
     err_t es_ = {0}, eg = {0};
     int heads = o->check_heads < H ? o->check_heads : (int)H;
@@ -427,7 +526,8 @@ static int bench_state(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, 
         ref_forward_recurrent(N, (int)D, (int)E, 1.0, rk, rk, rv, gk, NULL, NULL, ro, rs);
         for (int64_t i = 0; i < D * E; i++) err_add(&es_, ((float *)bf[SN].h)[bs + i], rs[i]);
         if (have_bwd) {
-            ref_backward(N, (int)D, (int)E, 1.0, rk, rk, rv, gk, NULL, NULL, rdo, rds, NULL, rdk, rdv, NULL, NULL, NULL);
+            ref_backward(N, (int)D, (int)E, 1.0, rk, rk, rv, gk, NULL, NULL, rdo, rds, NULL, rdk, rdv, NULL, NULL,
+                         NULL);
             for (int64_t i = 0; i < N * D; i++) err_add(&eg, get(bf[DK].h, o->dtype, bk + i), rdk[i]);
             for (int64_t i = 0; i < N * E; i++) err_add(&eg, get(bf[DV].h, o->dtype, bv + i), rdv[i]);
         }
@@ -435,7 +535,14 @@ static int bench_state(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, 
     }
     row->err_o = err_val(&es_);
     row->err_grad = have_bwd ? err_val(&eg) : NAN;
-    free(rk); free(rv); free(ro); free(rs); free(rdo); free(rds); free(rdk); free(rdv);
+    free(rk);
+    free(rv);
+    free(ro);
+    free(rs);
+    free(rdo);
+    free(rds);
+    free(rdk);
+    free(rdv);
     for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
     return 1;
 }
@@ -445,8 +552,10 @@ static int bench_decode(const opts_t *o, la_handle_t *h, bdev_t *dev, row_t *row
     int64_t B = o->B, H = o->H, D = o->D, E = o->E;
     size_t es = la_dtype_size(o->dtype);
     int64_t nk = B * H * D, nv = B * H * E, ns = B * H * D * E;
-    int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD ? H : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H
-                : o->decay == LA_DECAY_NONE ? 1 : nk;
+    int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD  ? H
+                : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H
+                : o->decay == LA_DECAY_NONE         ? 1
+                                                    : nk;
     int64_t nldv = o->decay == LA_DECAY_VECTOR_KV ? nv : 1;
     enum { Q, K, V, O, LD, LDV, ST, NB };
     size_t sizes[NB] = {nk * es, nk * es, nv * es, nv * es, nld * 4, nldv * 4, ns * 4};
@@ -462,7 +571,10 @@ static int bench_decode(const opts_t *o, la_handle_t *h, bdev_t *dev, row_t *row
         return 0;
     }
     float *ld = bf[LD].h, *ldv = bf[LDV].h, *st0 = s0.h;
-    for (int64_t i = 0; i < nk; i++) { put(bf[Q].h, o->dtype, i, rnd_normal() * 0.1); put(bf[K].h, o->dtype, i, rnd_normal() * 0.1); }
+    for (int64_t i = 0; i < nk; i++) {
+        put(bf[Q].h, o->dtype, i, rnd_normal() * 0.1);
+        put(bf[K].h, o->dtype, i, rnd_normal() * 0.1);
+    }
     for (int64_t i = 0; i < nv; i++) put(bf[V].h, o->dtype, i, rnd_normal() * 0.1);
     for (int64_t i = 0; i < ns; i++) st0[i] = (float)(rnd_normal() * 0.1);
     fill_decays(o, ld, nld, H);
@@ -513,10 +625,14 @@ static int bench_decode(const opts_t *o, la_handle_t *h, bdev_t *dev, row_t *row
     err_t eo = {0}, es_ = {0};
     int heads = o->check_heads < H ? o->check_heads : (int)H;
     double *rq = malloc(D * sizeof(double)), *rk = malloc(D * sizeof(double)), *rv = malloc(E * sizeof(double));
-    double *rs0 = malloc(D * E * sizeof(double)), *ro = malloc(E * sizeof(double)), *rs = malloc(D * E * sizeof(double));
+    double *rs0 = malloc(D * E * sizeof(double)), *ro = malloc(E * sizeof(double)),
+           *rs = malloc(D * E * sizeof(double));
     double *gv = o->decay == LA_DECAY_VECTOR_KV ? malloc(E * sizeof(double)) : NULL;
     for (int hh = 0; hh < heads && rq && rk && rv && rs0 && ro && rs; hh++) {
-        for (int64_t i = 0; i < D; i++) { rq[i] = get(bf[Q].h, o->dtype, hh * D + i); rk[i] = get(bf[K].h, o->dtype, hh * D + i); }
+        for (int64_t i = 0; i < D; i++) {
+            rq[i] = get(bf[Q].h, o->dtype, hh * D + i);
+            rk[i] = get(bf[K].h, o->dtype, hh * D + i);
+        }
         for (int64_t i = 0; i < E; i++) rv[i] = get(bf[V].h, o->dtype, hh * E + i);
         for (int64_t i = 0; i < D * E; i++) rs0[i] = st0[hh * D * E + i];
         if (gv)
@@ -529,7 +645,13 @@ static int bench_decode(const opts_t *o, la_handle_t *h, bdev_t *dev, row_t *row
     }
     row->err_o = err_val(&eo);
     row->err_grad = err_val(&es_); /* the state's error goes in the second error column */
-    free(rq); free(rk); free(rv); free(rs0); free(ro); free(rs); free(gv);
+    free(rq);
+    free(rk);
+    free(rv);
+    free(rs0);
+    free(ro);
+    free(rs);
+    free(gv);
     for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
     free(s0.h);
     return 1;
@@ -560,30 +682,43 @@ int main(int argc, char **argv) {
     printf("lightning-attn %s benchmark on %s: %s, %s, %s decay%s, B%lld H%lld D%lld E%lld, median of %d (ms), "
            "x_floor = time / (bytes moved at the measured copy bandwidth, %.0f GB/s), "
            "error = relative L2 vs fp64 reference\n",
-           o.backend == LA_BACKEND_CUDA ? "CUDA" : "CPU", dev.name, op_name(o.op), dtype_name(o.dtype), decay_name(o.decay),
-           o.learnable ? " (learnable: backward returns d ld)" : "", (long long)o.B,
+           o.backend == LA_BACKEND_CUDA ? "CUDA" : "CPU", dev.name, op_name(o.op), dtype_name(o.dtype),
+           decay_name(o.decay), o.learnable ? " (learnable: backward returns d ld)" : "", (long long)o.B,
            (long long)o.H, (long long)o.D, (long long)o.E, o.reps, o.copy_gbps);
-    printf("%8s %10s %10s %8s %10s %10s %8s %12s %10s %10s\n", "N", "fwd_ms", "fwd_GF/s", "fwd_xfl", "bwd_ms", "bwd_GF/s",
-           "bwd_xfl", "fwd+bwd_ms", e1, e2);
+    printf("%8s %10s %10s %8s %10s %10s %8s %12s %10s %10s\n", "N", "fwd_ms", "fwd_GF/s", "fwd_xfl", "bwd_ms",
+           "bwd_GF/s", "bwd_xfl", "fwd+bwd_ms", e1, e2);
     FILE *js = o.json ? fopen(o.json, "w") : NULL;
-    if (js) fprintf(js, "{\"backend\": \"%s\", \"op\": \"%s\", \"dtype\": \"%s\", \"decay\": \"%s\", \"B\": %lld, \"H\": %lld, "
-                        "\"D\": %lld, \"E\": %lld, \"copy_GBps\": %.1f, \"rows\": [",
-                    o.backend == LA_BACKEND_CUDA ? "cuda" : "cpu", op_name(o.op), dtype_name(o.dtype), decay_name(o.decay),
-                    (long long)o.B, (long long)o.H, (long long)o.D, (long long)o.E, o.copy_gbps);
+    if (js)
+        fprintf(js,
+                "{\"backend\": \"%s\", \"op\": \"%s\", \"dtype\": \"%s\", \"decay\": \"%s\", \"B\": %lld, \"H\": %lld, "
+                "\"D\": %lld, \"E\": %lld, \"copy_GBps\": %.1f, \"rows\": [",
+                o.backend == LA_BACKEND_CUDA ? "cuda" : "cpu", op_name(o.op), dtype_name(o.dtype), decay_name(o.decay),
+                (long long)o.B, (long long)o.H, (long long)o.D, (long long)o.E, o.copy_gbps);
     int ok = 1;
     for (int i = 0; i < (o.op == OP_DECODE ? 1 : o.nN); i++) {
         row_t r = {0};
         int done = o.op == OP_TRAIN ? bench_one(&o, h, &dev, o.Ns[i], &r)
-                 : o.op == OP_STATE ? bench_state(&o, h, &dev, o.Ns[i], &r) : bench_decode(&o, h, &dev, &r);
-        if (!done) { ok = 0; break; }
+                 : o.op == OP_STATE ? bench_state(&o, h, &dev, o.Ns[i], &r)
+                                    : bench_decode(&o, h, &dev, &r);
+        if (!done) {
+            ok = 0;
+            break;
+        }
         /* GF/s for the chunked forward and backward only; "-" (null in the
          * JSON) where a figure does not apply or the backend does not run it. */
         double gf_f = o.op == OP_TRAIN ? flops_fwd(&o, r.N) / (r.fwd_ms * 1e6) : NAN;
         double gf_b = o.op == OP_TRAIN ? flops_bwd(&o, r.N) / (r.bwd_ms * 1e6) : NAN;
         double bw = o.copy_gbps * 1e6; /* bytes per ms */
         double xf = bw > 0 ? r.fwd_ms / (r.fwd_bytes / bw) : NAN, xb = bw > 0 ? r.bwd_ms / (r.bwd_bytes / bw) : NAN;
-        double vals[9] = {r.fwd_ms, gf_f, xf, r.bwd_ms, gf_b, xb, r.fwd_ms + r.bwd_ms,
-                          o.check_heads > 0 ? r.err_o : NAN, o.check_heads > 0 ? r.err_grad : NAN};
+        double vals[9] = {r.fwd_ms,
+                          gf_f,
+                          xf,
+                          r.bwd_ms,
+                          gf_b,
+                          xb,
+                          r.fwd_ms + r.bwd_ms,
+                          o.check_heads > 0 ? r.err_o : NAN,
+                          o.check_heads > 0 ? r.err_grad : NAN};
         static const char *fmt[9] = {"%.3f", "%.1f", "%.2f", "%.3f", "%.1f", "%.2f", "%.3f", "%.2e", "%.2e"};
         static const int width[9] = {10, 10, 8, 10, 10, 8, 12, 10, 10};
         printf("%8lld", (long long)r.N);
@@ -596,8 +731,8 @@ int main(int argc, char **argv) {
         printf("\n");
         fflush(stdout);
         if (js) {
-            static const char *key[9] = {"fwd_ms", "fwd_GFs", "fwd_x_floor", "bwd_ms", "bwd_GFs", "bwd_x_floor",
-                                         "total_ms", NULL, NULL};
+            static const char *key[9] = {"fwd_ms",      "fwd_GFs",  "fwd_x_floor", "bwd_ms", "bwd_GFs",
+                                         "bwd_x_floor", "total_ms", NULL,          NULL};
             fprintf(js, "%s{\"N\": %lld", i ? ", " : "", (long long)r.N);
             for (int c = 0; c < 9; c++) {
                 char num[32];
@@ -607,7 +742,10 @@ int main(int argc, char **argv) {
             fprintf(js, "}");
         }
     }
-    if (js) { fprintf(js, "]}\n"); fclose(js); }
+    if (js) {
+        fprintf(js, "]}\n");
+        fclose(js);
+    }
     bdev_destroy(&dev);
     la_destroy(h);
     return ok ? 0 : 1;

@@ -12,7 +12,7 @@ def main():
               % (info.get("nvcc"), info.get("cuda_architectures"),
                  "yes" if C.backend_available(C.BACKEND_CUDA) else "no (no GPU)"))
     else:
-        print("  CUDA backend: not built (no nvcc at build time)")
+        print("  CUDA backend: not built (%s)" % (info.get("cuda_note") or "no nvcc at build time"))
     try:
         import torch
         print("  torch %s: lightning_attn_func available" % torch.__version__)

@@ -159,9 +159,9 @@ def backend_available(backend):
 _local = threading.local()
 
 
-def _fail(status, handle=None):
+def _fail(status, handle=None, detail=""):
     text = lib.la_status_string(status).decode()
-    detail = lib.la_last_error(handle).decode() if handle else ""
+    detail = lib.la_last_error(handle).decode() if handle else detail
     message = text + (": " + detail if detail else "")
     cls = _CATEGORY.get(lib.la_status_category(status), LightningAttnError)
     raise cls(status, message)
@@ -178,7 +178,11 @@ def handle(backend, device=0):
         hp = _P()
         st = lib.la_create(ctypes.byref(hp), backend)
         if st != 0:
-            _fail(st)
+            info = build_info()
+            # Say why, where the build has no CUDA backend (e.g. built on a machine without a GPU).
+            why = ("this build has no CUDA backend (%s)" % (info.get("cuda_note") or "no nvcc at build time")
+                   if backend == BACKEND_CUDA and info.get("cuda") is False else "")
+            _fail(st, detail=why)
         h = cache[key] = hp.value
     return h
 
