@@ -181,12 +181,16 @@ size_t cpu_scalar_workspace(int D, int E, int64_t max_len) {
     /* Every sequence of at most max_len tokens must fit.  The slot count
      * grows with the chunk count except where checkpointing starts (it drops
      * from max_full_slots to about 2 sqrt(nc)), and ceil(nc / seg) + seg is
-     * non-decreasing, so the largest is one of these two. */
+     * non-decreasing, so the largest is one of these two.  The full slots
+     * are reserved as the whole STATE_CAP bytes: floor(STATE_CAP / slot)
+     * slots would shrink as a slot grows, and the workspace must grow with
+     * D and E (a workspace sized for a problem serves every smaller one). */
     int64_t nc = n_chunks(max_len), full = max_full_slots(D, E);
     int64_t slots = nc <= full ? nc : state_slots(nc, D, E);
-    if (nc > full && full > slots) slots = full;
     if (slots < 1) slots = 1;
-    return fixed + (size_t)slots * state_floats(D, E) * sizeof(float);
+    size_t states = (size_t)slots * state_floats(D, E) * sizeof(float);
+    if (nc > full && states < STATE_CAP) states = STATE_CAP;
+    return fixed + states;
 }
 
 /* ---- small helpers ----------------------------------------------------------- */

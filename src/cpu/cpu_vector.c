@@ -615,7 +615,15 @@ size_t cpu_vector_workspace(int D, int E, int64_t max_len) {
         slots = all > bound ? all : bound;
     }
     vctx_t c;
-    return carve(&c, NULL, Dp, Ep, slots);
+    size_t bytes = carve(&c, NULL, Dp, Ep, slots);
+    /* The stored states (carved last) get the whole VSTORE_ALL_BYTES, not
+     * floor(VSTORE_ALL_BYTES / slot) slots, which would shrink as a slot
+     * grows: the workspace must grow with D and E. */
+    if (!p.store_all) {
+        size_t whole = carve(&c, NULL, Dp, Ep, 0) + VSTORE_ALL_BYTES;
+        if (whole > bytes) bytes = whole;
+    }
+    return bytes;
 }
 
 static void vector_forward(const cpu_seq_t *s, void *ws) {
