@@ -40,7 +40,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +102,7 @@ static const tolset_t TOL_BF16 = {1e-2, 1e-2, 1e-2, 1e-2, DECAY_F32, STATES_F32}
  * is small (sharp decay); bf16's lo part has the fp32 exponent range and
  * keeps fp32 bounds.  Measured on the H200: worst 8.5e-5 (d_initial_state,
  * D = 256, SCALAR_HEAD sharp, full tier), 2.1e-5 (SCALAR_TOKEN, quick). */
+/* clang-format off */
 static const tolset_t TOL_F16_TC = {1e-3 + 2 * 4.8828125e-4, 1e-3 + 2 * 4.8828125e-4, 1e-3 + 2 * 4.8828125e-4,
                                     1e-3 + 2 * 4.8828125e-4, 4 * 4.8828125e-4, 8 * 4.8828125e-4,
                                     2.44140625e-4, 5e-5, 2.44140625e-4, 1e-4};
@@ -115,8 +115,17 @@ static const tolset_t TOL_BF16_TC = {1e-2 + 2 * 3.90625e-3, 1e-2 + 2 * 3.90625e-
  * tier on 64-wide head-dim tiles), worst rel L2 / worst element: o 1.1e-5 /
  * 1.8e-5, dq dk dv 3.3e-5 / 3.0e-5 (dk summed over E tiles), d_ld 2.1e-5 /
  * 2.1e-5, final state 9.4e-6 / 4.0e-5, d_initial_state 1.8e-5 / 2.9e-5: up
- * to ~2x the CPU's f32 bounds.  These leave 2.4x to 3.4x over them. */
+ * to ~2x the CPU's f32 bounds.  These leave 2.4x to 3.4x over them.
+ * d_ld (DECAY_F32: 5e-5 of sqrt(ref^2 + scale^2), refout_t's terms' scale)
+ * is one number per head that partly cancels, so relative to itself its
+ * error is the terms' times scale / |d_ld|: at dld_alibi_f32_d256_h1 the
+ * scale is 6.3x |d_ld|, and 5e-5 of the scale is 3.2e-4 of d_ld.  Where the
+ * GPU's blocks hold them (H100, H200, B200) the decay gradient's products run
+ * on three operand planes (docs/CUDA-BACKWARD.md), ~1e-7 of the scale in a
+ * CPU emulation of the kernel's rounding (two planes: ~3e-6); the bound
+ * stays the two planes' (the A100, and the states that enter segments). */
 static const tolset_t TOL_F32_TC = {3e-5, 5e-5, 8e-5, 1e-4, DECAY_F32, 3e-5, 1e-4, 5e-5, 1e-4};
+/* clang-format on */
 
 static const tolset_t *tol_for(la_dtype_t dt, la_backend_t backend) {
     int tc = backend != LA_BACKEND_CPU;
@@ -135,16 +144,16 @@ enum {
     T_LEARN = 1u << 3,  /* d_ld (and d_ldv) wanted: learnable decay */
     T_DINIT = 1u << 4,  /* d_initial_state wanted */
     /* extra checks */
-    T_DECODE = 1u << 8,   /* N la_decode steps, state in place == forward */
-    T_STATEF = 1u << 9,   /* la_state_forward == forward's final state */
-    T_STATEB = 1u << 10,  /* la_state_backward == backward with d_o = 0 */
-    T_SPLIT = 1u << 11,   /* [0,m) then [m,N) with state (and state gradient) carried */
-    T_HEADTOK = 1u << 12, /* SCALAR_HEAD == SCALAR_TOKEN with the value broadcast */
-    T_WS = 1u << 13,      /* caller workspace of exactly la_workspace_size bytes */
-    T_THREADS1 = 1u << 14,/* one thread (CPU) */
+    T_DECODE = 1u << 8,     /* N la_decode steps, state in place == forward */
+    T_STATEF = 1u << 9,     /* la_state_forward == forward's final state */
+    T_STATEB = 1u << 10,    /* la_state_backward == backward with d_o = 0 */
+    T_SPLIT = 1u << 11,     /* [0,m) then [m,N) with state (and state gradient) carried */
+    T_HEADTOK = 1u << 12,   /* SCALAR_HEAD == SCALAR_TOKEN with the value broadcast */
+    T_WS = 1u << 13,        /* caller workspace of exactly la_workspace_size bytes */
+    T_THREADS1 = 1u << 14,  /* one thread (CPU) */
     T_SELFCHECK = 1u << 15, /* perturb the library's real output: the check must fail */
     T_ALLFIELDS = 1u << 16, /* pass every tensor field to every call (unused ones ignored) */
-    T_FULL = 1u << 20     /* only in the full tier */
+    T_FULL = 1u << 20       /* only in the full tier */
 };
 #define T_STATES (T_INIT | T_FINAL | T_DFINAL | T_DINIT)
 
@@ -158,10 +167,10 @@ enum {
     M_TINY,     /* ld = -1e-6 everywhere */
     M_HUGE,     /* ld = -20 everywhere (the state forgets almost completely) */
     M_MIXED,    /* cycles 0, -1e-6, -20, logsigmoid(randn) over elements */
+    M_ALIBI,    /* every token: minus head h's ALiBi slope 2^(-8 (h + 1) / H) (H a power of two) */
     M_COUNT
 };
-static const char *mode_name[M_COUNT] = {"gate", "slow", "sharp", "flat", "ld0", "ld-1e-6",
-                                         "ld-20", "mixed"};
+static const char *mode_name[M_COUNT] = {"gate", "slow", "sharp", "flat", "ld0", "ld-1e-6", "ld-20", "mixed", "alibi"};
 
 typedef struct bcase {
     char name[112];
@@ -173,8 +182,8 @@ typedef struct bcase {
     int64_t N;
     int D, E;
     int mode;
-    float scale;       /* 0 means 1 */
-    int nseq;          /* > 0: packed batch of these lengths (B must be 1, N their sum) */
+    float scale; /* 0 means 1 */
+    int nseq;    /* > 0: packed batch of these lengths (B must be 1, N their sum) */
     int64_t lens[8];
 } bcase_t;
 
@@ -188,6 +197,8 @@ typedef struct bcase {
 #define F16_ LA_DTYPE_F16
 #define BF16_ LA_DTYPE_BF16
 
+/* One case a line: clang-format would put every field on a line of its own. */
+/* clang-format off */
 static const bcase_t TABLE[] = {
     /* The comparison must be able to fail on a real library output. */
     {.name = "selfcheck_f32", .tags = ALLST | T_SELFCHECK, .decay = TOK_, .dtype = F32_,
@@ -210,6 +221,12 @@ static const bcase_t TABLE[] = {
     {.name = "dim1x256_vkv", .tags = ALLST, .decay = VKV_, .dtype = F32_, .layout = TU_BHND, .B = 1, .H = 1, .N = 70, .D = 1, .E = 256},
     {.name = "dim256x1_vk", .tags = ALLST, .decay = VK_, .dtype = BF16_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 70, .D = 256, .E = 1},
     {.name = "dim256x256_head", .tags = ALLST, .decay = HEAD_, .dtype = F32_, .layout = TU_BHND, .B = 1, .H = 2, .N = 130, .D = 256, .E = 256},
+    /* The decay gradient of f32 inputs at D = E = 256 (on the GPU: 16 head-dim tiles of 64) under ALiBi decay:
+     * one number per head summing ~45k pair terms of both signs, so its error relative to itself is that of the
+     * terms times their cancellation (docs/CUDA-BACKWARD.md, "f32 inputs: split operands"). */
+    {.name = "dld_alibi_f32_d256_h1", .tags = T_LEARN, .decay = HEAD_, .dtype = F32_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 300, .D = 256, .E = 256, .mode = M_ALIBI},
+    {.name = "dld_alibi_f32_d256_h4", .tags = T_LEARN, .decay = HEAD_, .dtype = F32_, .layout = TU_BNHD, .B = 1, .H = 4, .N = 300, .D = 256, .E = 256, .mode = M_ALIBI},
+    {.name = "dld_alibi_tok_f32_d256_h1", .tags = T_LEARN, .decay = TOK_, .dtype = F32_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 300, .D = 256, .E = 256, .mode = M_ALIBI},
     /* D > 128 with scalar decay: the GPU forward's 256-row state (one value slice, then four, with segments) */
     {.name = "dim200x96_tok_bf16", .tags = ALLST, .decay = TOK_, .dtype = BF16_, .layout = TU_BHND, .B = 2, .H = 2, .N = 300, .D = 200, .E = 96},
     {.name = "dim256x256_head_f16_n1100", .tags = ALLST, .decay = HEAD_, .dtype = F16_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 1100, .D = 256, .E = 256},
@@ -330,6 +347,7 @@ static const bcase_t TABLE[] = {
     {.name = "big256_vkv_full", .tags = ALLST | T_FULL, .decay = VKV_, .dtype = F32_, .layout = TU_BNHD, .B = 2, .H = 2, .N = 1000, .D = 256, .E = 256},
     {.name = "big256_decode_full", .tags = ALLST | T_DECODE | T_FULL, .decay = VK_, .dtype = BF16_, .layout = TU_BHND, .B = 2, .H = 2, .N = 1000, .D = 256, .E = 128},
 };
+/* clang-format on */
 #define NTABLE ((int)(sizeof TABLE / sizeof TABLE[0]))
 
 /* ---- the sweep ------------------------------------------------------------------------ */
@@ -374,9 +392,9 @@ static int dim_index(int d) {
 static int gen_sweep(bcase_t *out, int count, int full) {
     tu_rng_t rng;
     tu_rng_seed(&rng, 0x5eed5eedull);
-    rotor_t r_decay = {5, 0, {0}}, r_dtype = {3, 0, {0}}, r_layout = {4, 0, {0}},
-            r_n = {7, 0, {0}}, r_d = {7, 0, {0}}, r_e = {7, 0, {0}}, r_st = {16, 0, {0}},
-            r_mode = {4, 0, {0}}, r_b = {3, 0, {0}}, r_h = {4, 0, {0}}, r_sc = {3, 0, {0}};
+    rotor_t r_decay = {5, 0, {0}}, r_dtype = {3, 0, {0}}, r_layout = {4, 0, {0}}, r_n = {7, 0, {0}}, r_d = {7, 0, {0}},
+            r_e = {7, 0, {0}}, r_st = {16, 0, {0}}, r_mode = {4, 0, {0}}, r_b = {3, 0, {0}}, r_h = {4, 0, {0}},
+            r_sc = {3, 0, {0}};
     static const tu_layout_t layouts[4] = {TU_BHND, TU_BNHD, TU_BHND_PAD, TU_BNHD_PAD};
     static const char *kind_name[5] = {"none", "head", "tok", "vk", "vkv"};
     int64_t cap = full ? COST_CAP_FULL : COST_CAP_QUICK;
@@ -390,8 +408,7 @@ static int gen_sweep(bcase_t *out, int count, int full) {
         c->D = SWEEP_DIMS[rotor_next(&r_d, &rng)];
         c->E = SWEEP_DIMS[rotor_next(&r_e, &rng)];
         int st = rotor_next(&r_st, &rng);
-        c->tags = (st & 1 ? T_INIT : 0) | (st & 2 ? T_FINAL : 0) | (st & 4 ? T_DFINAL : 0) |
-                  (st & 8 ? T_LEARN : 0);
+        c->tags = (st & 1 ? T_INIT : 0) | (st & 2 ? T_FINAL : 0) | (st & 4 ? T_DFINAL : 0) | (st & 8 ? T_LEARN : 0);
         if ((c->tags & T_INIT) || i % 7 == 0) c->tags |= T_DINIT;
         int m = rotor_next(&r_mode, &rng);
         c->mode = c->decay == LA_DECAY_SCALAR_HEAD ? (m == 3 ? M_MIXED : m) : m;
@@ -411,10 +428,9 @@ static int gen_sweep(bcase_t *out, int count, int full) {
             else if (c->D >= c->E && c->D > 1) c->D = SWEEP_DIMS[dim_index(c->D) - 1];
             else c->E = SWEEP_DIMS[dim_index(c->E) - 1];
         }
-        snprintf(c->name, sizeof c->name, "sw%03d_%s_%s_%s_B%dH%dN%lldD%dE%d_%s%s%s%s%s_%s", i,
-                 kind_name[c->decay], tu_dtype_name(c->dtype), tu_layout_name(c->layout), c->B,
-                 c->H, (long long)c->N, c->D, c->E, c->tags & T_INIT ? "i" : "",
-                 c->tags & T_FINAL ? "f" : "", c->tags & T_DFINAL ? "g" : "",
+        snprintf(c->name, sizeof c->name, "sw%03d_%s_%s_%s_B%dH%dN%lldD%dE%d_%s%s%s%s%s_%s", i, kind_name[c->decay],
+                 tu_dtype_name(c->dtype), tu_layout_name(c->layout), c->B, c->H, (long long)c->N, c->D, c->E,
+                 c->tags & T_INIT ? "i" : "", c->tags & T_FINAL ? "f" : "", c->tags & T_DFINAL ? "g" : "",
                  c->tags & T_LEARN ? "l" : "", c->tags & T_DINIT ? "d" : "", mode_name[c->mode]);
     }
     return count;
@@ -423,9 +439,9 @@ static int gen_sweep(bcase_t *out, int count, int full) {
 /* ---- one case: tensors, reference ----------------------------------------------------- */
 
 enum { Q, K, V, LD, LDV, S0, O, SN, DO, DSN, DQ, DK, DV, DLD, DLDV, DS0, NT };
-static const char *TNAME[NT] = {"q", "k", "v", "ld", "ldv", "initial_state", "o", "final_state",
-                                "d_o", "d_final_state", "dq", "dk", "dv", "d_ld", "d_ldv",
-                                "d_initial_state"};
+static const char *TNAME[NT] = {
+    "q",  "k",  "v",  "ld",   "ldv",   "initial_state",  "o", "final_state", "d_o", "d_final_state",
+    "dq", "dk", "dv", "d_ld", "d_ldv", "d_initial_state"};
 
 typedef struct ctx {
     const bcase_t *c;
@@ -434,8 +450,8 @@ typedef struct ctx {
     la_handle_t *h;
     la_backend_t backend;
     la_problem_t p;
-    int64_t S;        /* sequences (= states) */
-    int64_t cu[9];    /* packed offsets */
+    int64_t S;     /* sequences (= states) */
+    int64_t cu[9]; /* packed offsets */
     int packed;
     tu_rng_t rng;
     tu_tensor_t T[NT];
@@ -466,8 +482,16 @@ static void *xcalloc(size_t n, size_t sz) {
 }
 
 static void refout_free(refout_t *r) {
-    free(r->o); free(r->sN); free(r->dq); free(r->dk); free(r->dv);
-    free(r->dld); free(r->dldv); free(r->ds0); free(r->dld_sc); free(r->dldv_sc);
+    free(r->o);
+    free(r->sN);
+    free(r->dq);
+    free(r->dk);
+    free(r->dv);
+    free(r->dld);
+    free(r->dldv);
+    free(r->ds0);
+    free(r->dld_sc);
+    free(r->dldv_sc);
     memset(r, 0, sizeof *r);
 }
 
@@ -497,9 +521,9 @@ static int64_t dld_count(const ctx_t *x, la_decay_t kind) {
 /* The fp64 reference over every (sequence, head), from the tensors' current
  * (rounded) contents.  kind and ld select the decay (so the SCALAR_TOKEN
  * broadcast of a SCALAR_HEAD case can be run too); d_o and dsN may be NULL. */
-static void reference(const ctx_t *x, la_decay_t kind, const tu_tensor_t *ld,
-                      const tu_tensor_t *ldv, const tu_tensor_t *s0, const tu_tensor_t *d_o,
-                      const tu_tensor_t *dsN, int want_bwd, refout_t *r) {
+static void reference(const ctx_t *x, la_decay_t kind, const tu_tensor_t *ld, const tu_tensor_t *ldv,
+                      const tu_tensor_t *s0, const tu_tensor_t *d_o, const tu_tensor_t *dsN, int want_bwd,
+                      refout_t *r) {
     const int64_t B = x->p.batch, H = x->p.heads, N = x->p.seqlen;
     const int D = (int)x->p.dim_qk, E = (int)x->p.dim_v;
     const int64_t DE = (int64_t)D * E;
@@ -558,16 +582,15 @@ static void reference(const ctx_t *x, la_decay_t kind, const tu_tensor_t *ld,
                 }
             }
             if (has_gv) tu_gather(ldv, b, h, t0, len, gv);
-            ref_forward_recurrent(len, D, E, scale, q, k, v, has_gk ? gk : NULL,
-                                  has_gv ? gv : NULL, s0 ? st0 : NULL, o, sN);
+            ref_forward_recurrent(len, D, E, scale, q, k, v, has_gk ? gk : NULL, has_gv ? gv : NULL, s0 ? st0 : NULL, o,
+                                  sN);
             for (int64_t t = 0; t < len; t++)
                 for (int e = 0; e < E; e++) r->o[((b * H + h) * N + t0 + t) * E + e] = o[t * E + e];
             memcpy(sidx_sN, sN, (size_t)DE * sizeof(double));
             if (!want_bwd) continue;
             if (d_o) tu_gather(d_o, b, h, t0, len, go);
-            ref_backward(len, D, E, scale, q, k, v, has_gk ? gk : NULL, has_gv ? gv : NULL,
-                         s0 ? st0 : NULL, d_o ? go : NULL, dsN ? gsN : NULL, dq, dk, dv,
-                         has_gk ? dgk : NULL, has_gv ? dgv : NULL, ds0);
+            ref_backward(len, D, E, scale, q, k, v, has_gk ? gk : NULL, has_gv ? gv : NULL, s0 ? st0 : NULL,
+                         d_o ? go : NULL, dsN ? gsN : NULL, dq, dk, dv, has_gk ? dgk : NULL, has_gv ? dgv : NULL, ds0);
             for (int64_t t = 0; t < len; t++) {
                 int64_t row = (b * H + h) * N + t0 + t;
                 double rowsum = 0, rowsc = 0;
@@ -605,15 +628,29 @@ static void reference(const ctx_t *x, la_decay_t kind, const tu_tensor_t *ld,
             memcpy(r->ds0 + (s * H + h) * DE, ds0, (size_t)DE * sizeof(double));
         }
     }
-    free(q); free(k); free(v); free(gk); free(gv); free(st0); free(go); free(gsN);
-    free(o); free(sN); free(dq); free(dk); free(dv); free(dgk); free(dgv); free(ds0);
+    free(q);
+    free(k);
+    free(v);
+    free(gk);
+    free(gv);
+    free(st0);
+    free(go);
+    free(gsN);
+    free(o);
+    free(sN);
+    free(dq);
+    free(dk);
+    free(dv);
+    free(dgk);
+    free(dgv);
+    free(ds0);
 }
 
 /* ---- comparison and call helpers -------------------------------------------------- */
 
 /* library output t vs ref (logical order); scale: see refout_t (may be NULL) */
-static int cmp_ref_sc(ctx_t *x, const char *what, tu_tensor_t *t, const double *ref,
-                      const double *scale, double rel, double elem) {
+static int cmp_ref_sc(ctx_t *x, const char *what, tu_tensor_t *t, const double *ref, const double *scale, double rel,
+                      double elem) {
     tu_download(t);
     int64_t n = tu_numel(t);
     double *buf = xcalloc((size_t)n, sizeof(double));
@@ -623,14 +660,13 @@ static int cmp_ref_sc(ctx_t *x, const char *what, tu_tensor_t *t, const double *
     return ok;
 }
 
-static int cmp_ref(ctx_t *x, const char *what, tu_tensor_t *t, const double *ref, double rel,
-                   double elem) {
+static int cmp_ref(ctx_t *x, const char *what, tu_tensor_t *t, const double *ref, double rel, double elem) {
     return cmp_ref_sc(x, what, t, ref, NULL, rel, elem);
 }
 
 /* library vs library: same logical shape required */
-static int cmp_lib_sc(ctx_t *x, const char *what, tu_tensor_t *a, tu_tensor_t *b,
-                      const double *scale, double rel, double elem) {
+static int cmp_lib_sc(ctx_t *x, const char *what, tu_tensor_t *a, tu_tensor_t *b, const double *scale, double rel,
+                      double elem) {
     tu_download(b);
     int64_t n = tu_numel(b);
     double *buf = xcalloc((size_t)n, sizeof(double));
@@ -640,8 +676,7 @@ static int cmp_lib_sc(ctx_t *x, const char *what, tu_tensor_t *a, tu_tensor_t *b
     return ok;
 }
 
-static int cmp_lib(ctx_t *x, const char *what, tu_tensor_t *a, tu_tensor_t *b, double rel,
-                   double elem) {
+static int cmp_lib(ctx_t *x, const char *what, tu_tensor_t *a, tu_tensor_t *b, double rel, double elem) {
     return cmp_lib_sc(x, what, a, b, NULL, rel, elem);
 }
 
@@ -670,14 +705,14 @@ static void check_rounding(ctx_t *x, const char *what, tu_tensor_t *t, const dou
     if (tu_verbose()) printf("  rounding [%s] %s: %.4f match\n", x->name, what, rate);
     tu_check(rate >= ROUND_MATCH_MIN, x->name, x->seed,
              "%s: only %.1f%% of %lld %s elements equal the correctly rounded reference (want >= %.0f%%): "
-             "not rounded to nearest?", what, 100 * rate, (long long)n, tu_dtype_name(t->dtype),
-             100 * ROUND_MATCH_MIN);
+             "not rounded to nearest?",
+             what, 100 * rate, (long long)n, tu_dtype_name(t->dtype), 100 * ROUND_MATCH_MIN);
     free(buf);
 }
 
 static int status_ok(ctx_t *x, const char *what, la_status_t st) {
-    return tu_check(st == LA_STATUS_SUCCESS, x->name, x->seed, "%s returned %d (%s): %s", what,
-                    (int)st, la_status_string(st), la_last_error(x->h));
+    return tu_check(st == LA_STATUS_SUCCESS, x->name, x->seed, "%s returned %d (%s): %s", what, (int)st,
+                    la_status_string(st), la_last_error(x->h));
 }
 
 /* Before a call: poison the outputs (NaN), snapshot the inputs. */
@@ -692,8 +727,7 @@ static void pre_call(tu_tensor_t **outs, int nouts, tu_tensor_t **ins, int nins)
 }
 
 /* After a call: guards/gaps of every tensor intact, inputs unchanged (one check each). */
-static void post_call(ctx_t *x, const char *what, tu_tensor_t **outs, int nouts, tu_tensor_t **ins,
-                      int nins) {
+static void post_call(ctx_t *x, const char *what, tu_tensor_t **outs, int nouts, tu_tensor_t **ins, int nins) {
     char msg[256] = "";
     int ok = 1;
     for (int i = 0; i < nouts + nins && ok; i++) {
@@ -710,8 +744,7 @@ static void post_call(ctx_t *x, const char *what, tu_tensor_t **outs, int nouts,
 }
 
 /* la_supports for one op; 1 = go on, 0 = skipped (counted) or failed. */
-static int supported(ctx_t *x, la_op_t op, const la_problem_t *p, const la_tensors_t *t,
-                     const char *what) {
+static int supported(ctx_t *x, la_op_t op, const la_problem_t *p, const la_tensors_t *t, const char *what) {
     la_status_t st = la_supports(x->h, op, p, t);
     if (st == LA_STATUS_SUCCESS) return 1;
     if (la_status_category(st) == 200) {
@@ -719,8 +752,8 @@ static int supported(ctx_t *x, la_op_t op, const la_problem_t *p, const la_tenso
         if (tu_verbose()) printf("  skip [%s] %s: %s\n", x->name, what, la_last_error(x->h));
         return 0;
     }
-    tu_check(0, x->name, x->seed, "la_supports(%s) returned %d (%s): %s", what, (int)st,
-             la_status_string(st), la_last_error(x->h));
+    tu_check(0, x->name, x->seed, "la_supports(%s) returned %d (%s): %s", what, (int)st, la_status_string(st),
+             la_last_error(x->h));
     return 0;
 }
 
@@ -728,9 +761,9 @@ static la_tensors_t fwd_tensors(ctx_t *x) {
     la_tensors_t t;
     la_tensors_init(&t);
     if (x->c->tags & T_ALLFIELDS) { /* everything: the op must ignore what it does not use */
-        la_tensor_t *f[NT] = {&t.q, &t.k, &t.v, &t.ld, &t.ldv, &t.initial_state, &t.o,
-                              &t.final_state, &t.d_o, &t.d_final_state, &t.dq, &t.dk, &t.dv,
-                              &t.d_ld, &t.d_ldv, &t.d_initial_state};
+        la_tensor_t *f[NT] = {
+            &t.q,  &t.k,  &t.v,  &t.ld,   &t.ldv,   &t.initial_state,  &t.o, &t.final_state, &t.d_o, &t.d_final_state,
+            &t.dq, &t.dk, &t.dv, &t.d_ld, &t.d_ldv, &t.d_initial_state};
         for (int i = 0; i < NT; i++) *f[i] = tu_view(&x->T[i]);
         return t;
     }
@@ -778,6 +811,7 @@ static void fill_decay(tu_tensor_t *t, tu_rng_t *r, int mode, la_decay_t kind) {
                     case M_ZERO: g = 0.0; break;
                     case M_TINY: g = -1e-6; break;
                     case M_HUGE: g = -20.0; break;
+                    case M_ALIBI: g = -pow(2.0, -8.0 * (double)(b + 1) / (double)t->dim[1]); break;
                     default: {
                         static const double cyc[3] = {0.0, -1e-6, -20.0};
                         g = i % 4 < 3 ? cyc[i % 4] : tu_logsigmoid(z);
@@ -797,10 +831,8 @@ static void alloc_like(tu_tensor_t *dst, const tu_tensor_t *src, const char *nam
 
 /* Forward's results (library) for comparison: o, final state (or the reference). */
 static void cmp_state_to_forward(ctx_t *x, const char *what, tu_tensor_t *st, const refout_t *ref) {
-    if (tu_present(&x->T[SN]) && x->fwd_ok)
-        cmp_lib(x, what, st, &x->T[SN], 2 * x->tol->s_rel, 2 * x->tol->s_elem);
-    else
-        cmp_ref(x, what, st, ref->sN, x->tol->s_rel, x->tol->s_elem);
+    if (tu_present(&x->T[SN]) && x->fwd_ok) cmp_lib(x, what, st, &x->T[SN], 2 * x->tol->s_rel, 2 * x->tol->s_elem);
+    else cmp_ref(x, what, st, ref->sN, x->tol->s_rel, x->tol->s_elem);
 }
 
 /* N decode steps (N = 1 each), the state updated in place through
@@ -862,9 +894,9 @@ static void check_decode(ctx_t *x, const refout_t *ref) {
             cmp_lib(x, "decode o == forward o", &od, &x->T[O], 2 * fo * x->tol->o_rel, 2 * fo * x->tol->o_elem);
         cmp_ref(x, "decode o vs reference", &od, ref->o, fo * x->tol->o_rel, fo * x->tol->o_elem);
         if (tu_present(&x->T[SN]) && x->fwd_ok)
-            cmp_lib(x, "decode state == forward final state", &st, &x->T[SN], 2 * fs * x->tol->s_rel, 2 * fs * x->tol->s_elem);
-        else
-            cmp_ref(x, "decode state vs reference", &st, ref->sN, fs * x->tol->s_rel, fs * x->tol->s_elem);
+            cmp_lib(x, "decode state == forward final state", &st, &x->T[SN], 2 * fs * x->tol->s_rel,
+                    2 * fs * x->tol->s_elem);
+        else cmp_ref(x, "decode state vs reference", &st, ref->sN, fs * x->tol->s_rel, fs * x->tol->s_elem);
     }
     tu_free(&st);
     tu_free(&od);
@@ -874,8 +906,7 @@ static void check_decode(ctx_t *x, const refout_t *ref) {
  * state-only path (no o) diverging from the full forward. */
 static void check_state_forward(ctx_t *x, const refout_t *ref) {
     tu_tensor_t sn;
-    tu_alloc(&sn, "state_forward_final", LA_DTYPE_F32, x->c->layout, x->S, x->p.heads,
-             x->p.dim_qk, x->p.dim_v);
+    tu_alloc(&sn, "state_forward_final", LA_DTYPE_F32, x->c->layout, x->S, x->p.heads, x->p.dim_qk, x->p.dim_v);
     la_tensors_t t;
     la_tensors_init(&t);
     t.k = tu_view(&x->T[K]);
@@ -909,8 +940,8 @@ static void check_state_backward(ctx_t *x) {
     memset(b, 0, sizeof b);
     int local_dsn = !tu_present(&x->T[DSN]);
     if (local_dsn) { /* the state backward needs a final-state gradient */
-        tu_alloc(&dsn_local, "d_final_state(local)", LA_DTYPE_F32, c->layout, x->S, x->p.heads,
-                 x->p.dim_qk, x->p.dim_v);
+        tu_alloc(&dsn_local, "d_final_state(local)", LA_DTYPE_F32, c->layout, x->S, x->p.heads, x->p.dim_qk,
+                 x->p.dim_v);
         tu_fill_normal(&dsn_local, &x->rng, 0.1);
         tu_upload(&dsn_local);
         dsn = &dsn_local;
@@ -927,8 +958,7 @@ static void check_state_backward(ctx_t *x) {
     alloc_like(&b[5], &x->T[DQ], "dq");
 
     refout_t ref;
-    reference(x, c->decay, &x->T[LD], &x->T[LDV], tu_present(&x->T[S0]) ? &x->T[S0] : NULL,
-              NULL, dsn, 1, &ref);
+    reference(x, c->decay, &x->T[LD], &x->T[LDV], tu_present(&x->T[S0]) ? &x->T[S0] : NULL, NULL, dsn, 1, &ref);
 
     la_tensors_t t;
     la_tensors_init(&t);
@@ -954,9 +984,13 @@ static void check_state_backward(ctx_t *x) {
             const tolset_t *tl = x->tol;
             cmp_ref(x, "state_backward dk vs ref", &a[0], ref.dk, tl->g_rel, tl->g_elem);
             cmp_ref(x, "state_backward dv vs ref", &a[1], ref.dv, tl->g_rel, tl->g_elem);
-            if (tu_present(&a[2])) cmp_ref_sc(x, "state_backward d_ld vs ref", &a[2], ref.dld, ref.dld_sc, x->tol->d_rel, x->tol->d_elem);
-            if (tu_present(&a[3])) cmp_ref_sc(x, "state_backward d_ldv vs ref", &a[3], ref.dldv, ref.dldv_sc, x->tol->d_rel, x->tol->d_elem);
-            if (tu_present(&a[4])) cmp_ref(x, "state_backward d_initial_state vs ref", &a[4], ref.ds0, x->tol->ds_rel, x->tol->ds_elem);
+            if (tu_present(&a[2]))
+                cmp_ref_sc(x, "state_backward d_ld vs ref", &a[2], ref.dld, ref.dld_sc, x->tol->d_rel, x->tol->d_elem);
+            if (tu_present(&a[3]))
+                cmp_ref_sc(x, "state_backward d_ldv vs ref", &a[3], ref.dldv, ref.dldv_sc, x->tol->d_rel,
+                           x->tol->d_elem);
+            if (tu_present(&a[4]))
+                cmp_ref(x, "state_backward d_initial_state vs ref", &a[4], ref.ds0, x->tol->ds_rel, x->tol->ds_elem);
         }
     }
     /* the same through la_backward with an all-zero d_o */
@@ -980,8 +1014,10 @@ static void check_state_backward(ctx_t *x) {
                                           "state_backward d_ld == backward(d_o=0) d_ld",
                                           "state_backward d_ldv == backward(d_o=0) d_ldv",
                                           "state_backward d_initial_state == backward(d_o=0)"};
-            const double rel[5] = {2 * tl->g_rel, 2 * tl->g_rel, 2 * x->tol->d_rel, 2 * x->tol->d_rel, 2 * x->tol->ds_rel};
-            const double el[5] = {2 * tl->g_elem, 2 * tl->g_elem, 2 * x->tol->d_elem, 2 * x->tol->d_elem, 2 * x->tol->ds_elem};
+            const double rel[5] = {2 * tl->g_rel, 2 * tl->g_rel, 2 * x->tol->d_rel, 2 * x->tol->d_rel,
+                                   2 * x->tol->ds_rel};
+            const double el[5] = {2 * tl->g_elem, 2 * tl->g_elem, 2 * x->tol->d_elem, 2 * x->tol->d_elem,
+                                  2 * x->tol->ds_elem};
             const double *sc[5] = {NULL, NULL, ref.dld_sc, ref.dldv_sc, NULL};
             for (int i = 0; i < 5; i++)
                 if (tu_present(&a[i])) cmp_lib_sc(x, what[i], &a[i], &b[i], sc[i], rel[i], el[i]);
@@ -1113,7 +1149,8 @@ static void check_split(ctx_t *x, const refout_t *ref) {
             cmp_lib(x, "split backward dk == backward", &dk, &x->T[DK], 2 * tl->g_rel, 2 * tl->g_elem);
             cmp_lib(x, "split backward dv == backward", &dv, &x->T[DV], 2 * tl->g_rel, 2 * tl->g_elem);
             if (tu_present(&ds0))
-                cmp_lib(x, "split backward d_initial_state == backward", &ds0, &x->T[DS0], 2 * x->tol->ds_rel, 2 * x->tol->ds_elem);
+                cmp_lib(x, "split backward d_initial_state == backward", &ds0, &x->T[DS0], 2 * x->tol->ds_rel,
+                        2 * x->tol->ds_elem);
             if (tu_present(&dld1)) {
                 if (!is_tokdecay) { /* SCALAR_HEAD: the two halves' d_ld add up */
                     tu_download(&dld1);
@@ -1122,10 +1159,12 @@ static void check_split(ctx_t *x, const refout_t *ref) {
                         tu_set(&dld1, 0, hh, 0, 0, tu_get(&dld1, 0, hh, 0, 0) + tu_get(&dld2, 0, hh, 0, 0));
                     tu_upload(&dld1);
                 }
-                cmp_lib_sc(x, "split backward d_ld == backward", &dld1, &x->T[DLD], ref->dld_sc, 2 * x->tol->d_rel, 2 * x->tol->d_elem);
+                cmp_lib_sc(x, "split backward d_ld == backward", &dld1, &x->T[DLD], ref->dld_sc, 2 * x->tol->d_rel,
+                           2 * x->tol->d_elem);
             }
             if (tu_present(&dldv))
-                cmp_lib_sc(x, "split backward d_ldv == backward", &dldv, &x->T[DLDV], ref->dldv_sc, 2 * x->tol->d_rel, 2 * x->tol->d_elem);
+                cmp_lib_sc(x, "split backward d_ldv == backward", &dldv, &x->T[DLDV], ref->dldv_sc, 2 * x->tol->d_rel,
+                           2 * x->tol->d_elem);
         }
         for (int i = 0; i < 8; i++)
             if (tu_present(outs[i])) tu_free(outs[i]);
@@ -1191,7 +1230,8 @@ static void check_headtok(ctx_t *x, const refout_t *ref) {
             cmp_lib(x, "head == token: dk", &dk2, &x->T[DK], 2 * tl->g_rel, 2 * tl->g_elem);
             cmp_lib(x, "head == token: dv", &dv2, &x->T[DV], 2 * tl->g_rel, 2 * tl->g_elem);
             if (tu_present(&ds02))
-                cmp_lib(x, "head == token: d_initial_state", &ds02, &x->T[DS0], 2 * x->tol->ds_rel, 2 * x->tol->ds_elem);
+                cmp_lib(x, "head == token: d_initial_state", &ds02, &x->T[DS0], 2 * x->tol->ds_rel,
+                        2 * x->tol->ds_elem);
             if (tu_present(&dldt)) {
                 double *sum = xcalloc((size_t)H, sizeof(double)), *lib = xcalloc((size_t)H, sizeof(double));
                 int finite = 1;
@@ -1203,8 +1243,8 @@ static void check_headtok(ctx_t *x, const refout_t *ref) {
                 tu_download(&x->T[DLD]);
                 tu_gather_all(&x->T[DLD], lib);
                 if (tu_check(finite, x->name, x->seed, "head == token: token d_ld not finite"))
-                    tu_check_close_scaled(x->name, x->seed, "head == token: d_ld[h] == sum of token d_ld", lib,
-                                          sum, ref->dld_sc, H, NULL, 2 * x->tol->d_rel, 2 * x->tol->d_elem);
+                    tu_check_close_scaled(x->name, x->seed, "head == token: d_ld[h] == sum of token d_ld", lib, sum,
+                                          ref->dld_sc, H, NULL, 2 * x->tol->d_rel, 2 * x->tol->d_elem);
                 free(sum);
                 free(lib);
             }
@@ -1300,20 +1340,26 @@ static void check_varlen(ctx_t *x, const refout_t *ref) {
         const tolset_t *tl = x->tol;
         if (x->fwd_ok) {
             cmp_lib(x, "packed o == separate", &x->T[O], &o2, 2 * tl->o_rel, 2 * tl->o_elem);
-            if (tu_present(&sn2)) cmp_lib(x, "packed final state == separate", &x->T[SN], &sn2, 2 * x->tol->s_rel, 2 * x->tol->s_elem);
+            if (tu_present(&sn2))
+                cmp_lib(x, "packed final state == separate", &x->T[SN], &sn2, 2 * x->tol->s_rel, 2 * x->tol->s_elem);
         }
         if (x->bwd_ok) {
             cmp_lib(x, "packed dq == separate", &x->T[DQ], &dq2, 2 * tl->g_rel, 2 * tl->g_elem);
             cmp_lib(x, "packed dk == separate", &x->T[DK], &dk2, 2 * tl->g_rel, 2 * tl->g_elem);
             cmp_lib(x, "packed dv == separate", &x->T[DV], &dv2, 2 * tl->g_rel, 2 * tl->g_elem);
-            if (tu_present(&ds02)) cmp_lib(x, "packed d_initial_state == separate", &x->T[DS0], &ds02, 2 * x->tol->ds_rel, 2 * x->tol->ds_elem);
-            if (tu_present(&dldv2)) cmp_lib_sc(x, "packed d_ldv == separate", &x->T[DLDV], &dldv2, ref->dldv_sc, 2 * x->tol->d_rel, 2 * x->tol->d_elem);
+            if (tu_present(&ds02))
+                cmp_lib(x, "packed d_initial_state == separate", &x->T[DS0], &ds02, 2 * x->tol->ds_rel,
+                        2 * x->tol->ds_elem);
+            if (tu_present(&dldv2))
+                cmp_lib_sc(x, "packed d_ldv == separate", &x->T[DLDV], &dldv2, ref->dldv_sc, 2 * x->tol->d_rel,
+                           2 * x->tol->d_elem);
             if (tu_present(&dld2)) {
                 if (!is_tokdecay) {
                     for (int64_t h = 0; h < H; h++) tu_set(&dld2, 0, h, 0, 0, hsum[h]);
                     tu_upload(&dld2);
                 }
-                cmp_lib_sc(x, "packed d_ld == separate (head: summed)", &x->T[DLD], &dld2, ref->dld_sc, 2 * x->tol->d_rel, 2 * x->tol->d_elem);
+                cmp_lib_sc(x, "packed d_ld == separate (head: summed)", &x->T[DLD], &dld2, ref->dld_sc,
+                           2 * x->tol->d_rel, 2 * x->tol->d_elem);
             }
         }
     }
@@ -1364,7 +1410,10 @@ static void check_workspace(ctx_t *x, const refout_t *ref) {
         int good = 1;
         size_t bad_at = 0;
         for (size_t i = bytes; i < ws.bytes && good; i++)
-            if (ws.host[TU_GUARD_BYTES + i] != 0xE7) { good = 0; bad_at = i; }
+            if (ws.host[TU_GUARD_BYTES + i] != 0xE7) {
+                good = 0;
+                bad_at = i;
+            }
         char msg[256] = "";
         if (good) good = tu_outer_guards_ok(&ws, msg, sizeof msg);
         else snprintf(msg, sizeof msg, "byte %zu past the %zu-byte workspace written", bad_at, bytes);
@@ -1420,10 +1469,25 @@ static void run_case(const bcase_t *c, la_handle_t *h, la_backend_t backend, uin
     tu_alloc(&T[DV], "dv", c->dtype, c->layout, B, H, N, E);
     int64_t ld_dims[4] = {0, 0, 0, 0};
     switch (c->decay) {
-    case LA_DECAY_SCALAR_HEAD: ld_dims[0] = 1; ld_dims[1] = H; ld_dims[2] = 1; ld_dims[3] = 1; break;
-    case LA_DECAY_SCALAR_TOKEN: ld_dims[0] = B; ld_dims[1] = H; ld_dims[2] = N; ld_dims[3] = 1; break;
+    case LA_DECAY_SCALAR_HEAD:
+        ld_dims[0] = 1;
+        ld_dims[1] = H;
+        ld_dims[2] = 1;
+        ld_dims[3] = 1;
+        break;
+    case LA_DECAY_SCALAR_TOKEN:
+        ld_dims[0] = B;
+        ld_dims[1] = H;
+        ld_dims[2] = N;
+        ld_dims[3] = 1;
+        break;
     case LA_DECAY_VECTOR_K:
-    case LA_DECAY_VECTOR_KV: ld_dims[0] = B; ld_dims[1] = H; ld_dims[2] = N; ld_dims[3] = D; break;
+    case LA_DECAY_VECTOR_KV:
+        ld_dims[0] = B;
+        ld_dims[1] = H;
+        ld_dims[2] = N;
+        ld_dims[3] = D;
+        break;
     default: break;
     }
     if (c->decay != LA_DECAY_NONE) {
@@ -1486,8 +1550,7 @@ static void run_case(const bcase_t *c, la_handle_t *h, la_backend_t backend, uin
                 buf[n / 2] += 10 * tl->o_rel * m.ref_l2;
                 tu_compute_metrics(buf, ref.o, n, &m);
                 tu_check(!tu_metrics_ok(&m, tl->o_rel, tl->o_elem) && m.max_idx == n / 2, x->name, x->seed,
-                         "self-check: a 10x-tolerance error in one element of o was NOT detected (rel %.3g)",
-                         m.rel_l2);
+                         "self-check: a 10x-tolerance error in one element of o was NOT detected (rel %.3g)", m.rel_l2);
                 free(buf);
             }
             /* determinism: the same call again gives the same bits */
@@ -1519,9 +1582,16 @@ static void run_case(const bcase_t *c, la_handle_t *h, la_backend_t backend, uin
             check_rounding(x, "dq", &T[DQ], ref.dq);
             check_rounding(x, "dk", &T[DK], ref.dk);
             check_rounding(x, "dv", &T[DV], ref.dv);
-            if (tu_present(&T[DLD])) ok &= cmp_ref_sc(x, "d_ld", &T[DLD], ref.dld, ref.dld_sc, x->tol->d_rel, x->tol->d_elem);
-            if (tu_present(&T[DLDV])) ok &= cmp_ref_sc(x, "d_ldv", &T[DLDV], ref.dldv, ref.dldv_sc, x->tol->d_rel, x->tol->d_elem);
-            if (tu_present(&T[DS0])) ok &= cmp_ref(x, "d_initial_state", &T[DS0], ref.ds0, x->tol->ds_rel, x->tol->ds_elem);
+            if (tu_present(&T[DLD]))
+                ok &= cmp_ref_sc(x, "d_ld", &T[DLD], ref.dld, ref.dld_sc, x->tol->d_rel, x->tol->d_elem);
+            /* The ALiBi rows hold d_ld to 1e-4 of itself, not of its terms' scale
+             * (at f32, D = E = 256 it once was 5.6e-4 of itself on the GPU). */
+            if (tu_present(&T[DLD]) && c->mode == M_ALIBI && c->dtype == LA_DTYPE_F32)
+                ok &= cmp_ref(x, "d_ld relative to itself", &T[DLD], ref.dld, 1e-4, 1e-4);
+            if (tu_present(&T[DLDV]))
+                ok &= cmp_ref_sc(x, "d_ldv", &T[DLDV], ref.dldv, ref.dldv_sc, x->tol->d_rel, x->tol->d_elem);
+            if (tu_present(&T[DS0]))
+                ok &= cmp_ref(x, "d_initial_state", &T[DS0], ref.ds0, x->tol->ds_rel, x->tol->ds_elem);
             x->bwd_ok = ok;
             /* determinism: run again, require identical bits */
             tu_tensor_t first[6];
@@ -1561,77 +1631,7 @@ static void run_case(const bcase_t *c, la_handle_t *h, la_backend_t backend, uin
         if (tu_present(&T[i])) tu_free(&T[i]);
 }
 
-/* ---- device memory through the CUDA driver API (loaded at run time) --------------------- */
-
-typedef int cu_result_t;
-typedef unsigned long long cu_ptr_t;
-static struct {
-    cu_result_t (*init)(unsigned);
-    cu_result_t (*device_get)(int *, int);
-    cu_result_t (*ctx_retain)(void **, int);
-    cu_result_t (*ctx_set)(void *);
-    cu_result_t (*sync)(void);
-    cu_result_t (*alloc)(cu_ptr_t *, size_t);
-    cu_result_t (*free)(cu_ptr_t);
-    cu_result_t (*h2d)(cu_ptr_t, const void *, size_t);
-    cu_result_t (*d2h)(void *, cu_ptr_t, size_t);
-} g_cu;
-
-static void cu_die(const char *what, cu_result_t r) {
-    fprintf(stderr, "test_backend: CUDA driver call %s failed (%d)\n", what, r);
-    printf("FAIL: CUDA driver call %s failed (%d)\n", what, r);
-    exit(3);
-}
-static void *cu_alloc_fn(size_t bytes) {
-    cu_ptr_t p = 0;
-    cu_result_t r = g_cu.alloc(&p, bytes ? bytes : 1);
-    if (r) cu_die("cuMemAlloc", r);
-    return (void *)(uintptr_t)p;
-}
-static void cu_free_fn(void *p) { g_cu.free((cu_ptr_t)(uintptr_t)p); }
-static void cu_to_device(void *dst, const void *src, size_t bytes) {
-    cu_result_t r = g_cu.sync(); /* earlier kernels may still read or write this memory */
-    if (!r) r = g_cu.h2d((cu_ptr_t)(uintptr_t)dst, src, bytes);
-    if (r) cu_die("cuMemcpyHtoD", r);
-}
-static void cu_to_host(void *dst, const void *src, size_t bytes) {
-    cu_result_t r = g_cu.sync();
-    if (!r) r = g_cu.d2h(dst, (cu_ptr_t)(uintptr_t)src, bytes);
-    if (r) cu_die("cuMemcpyDtoH", r);
-}
-
-/* 1 = device memory ops installed. */
-static int setup_cuda_memory(void) {
-    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL);
-    if (!lib) lib = dlopen("libcuda.so", RTLD_NOW | RTLD_GLOBAL);
-    if (!lib) return 0;
-    struct { void **fn; const char *name; } syms[] = {
-        {(void **)&g_cu.init, "cuInit"},
-        {(void **)&g_cu.device_get, "cuDeviceGet"},
-        {(void **)&g_cu.ctx_retain, "cuDevicePrimaryCtxRetain"},
-        {(void **)&g_cu.ctx_set, "cuCtxSetCurrent"},
-        {(void **)&g_cu.sync, "cuCtxSynchronize"},
-        {(void **)&g_cu.alloc, "cuMemAlloc_v2"},
-        {(void **)&g_cu.free, "cuMemFree_v2"},
-        {(void **)&g_cu.h2d, "cuMemcpyHtoD_v2"},
-        {(void **)&g_cu.d2h, "cuMemcpyDtoH_v2"},
-    };
-    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
-        void *f = dlsym(lib, syms[i].name);
-        if (!f) return 0;
-        memcpy(syms[i].fn, &f, sizeof f); /* object pointer -> function pointer, POSIX style */
-    }
-    int dev = 0;
-    void *ctx = NULL;
-    cu_result_t r = g_cu.init(0);
-    if (!r) r = g_cu.device_get(&dev, 0);
-    if (!r) r = g_cu.ctx_retain(&ctx, dev);
-    if (!r) r = g_cu.ctx_set(ctx);
-    if (r) cu_die("context setup", r);
-    static const tu_mem_ops_t ops = {cu_alloc_fn, cu_free_fn, cu_to_device, cu_to_host};
-    tu_set_mem_ops(&ops);
-    return 1;
-}
+/* ---- device memory (testutil's CUDA driver hooks) ------------------------------------------ */
 
 /* The device memory path itself: a tensor survives upload / download with
  * its guards, and a device-side write is seen after download. */
@@ -1674,7 +1674,10 @@ int main(int argc, char **argv) {
             const char *b = argv[++i];
             if (!strcmp(b, "cpu")) backend = LA_BACKEND_CPU;
             else if (!strcmp(b, "cuda")) backend = LA_BACKEND_CUDA;
-            else { usage(); return 2; }
+            else {
+                usage();
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--filter") && i + 1 < argc) {
             filter = argv[++i];
         } else if (!strcmp(argv[i], "--list")) {
@@ -1706,7 +1709,7 @@ int main(int argc, char **argv) {
     if (se && *se) base_seed = strtoull(se, NULL, 0);
 
     if (dev_selftest) {
-        if (!setup_cuda_memory()) {
+        if (!tu_cuda_memory_init()) {
             printf("skipped: libcuda.so.1 not loadable (no NVIDIA driver)\n");
             return 0;
         }
@@ -1717,7 +1720,7 @@ int main(int argc, char **argv) {
         printf("skipped: no CUDA device (or the library was built without CUDA)\n");
         return 0;
     }
-    if (backend == LA_BACKEND_CUDA && !setup_cuda_memory()) {
+    if (backend == LA_BACKEND_CUDA && !tu_cuda_memory_init()) {
         /* A CUDA device is present but device memory cannot be allocated
          * from here: testing with host pointers would test nothing. */
         printf("FAIL: the CUDA backend is available but libcuda.so.1 (the driver API) could not be "
@@ -1748,8 +1751,8 @@ int main(int argc, char **argv) {
     }
 
     printf("test_backend: backend %s, level %s%s, %d cases, base seed 0x%016llx\n",
-           backend == LA_BACKEND_CPU ? "cpu" : "cuda", full ? "full" : "quick",
-           sanitize ? " (sanitize slice)" : "", nc, (unsigned long long)base_seed);
+           backend == LA_BACKEND_CPU ? "cpu" : "cuda", full ? "full" : "quick", sanitize ? " (sanitize slice)" : "", nc,
+           (unsigned long long)base_seed);
     fflush(stdout);
     tu_selftest();
 

@@ -85,6 +85,31 @@ static void test_huge_batch_backward(la_handle_t *h) {
     check(bytes == 1, "a refused size query leaves *bytes alone");
 }
 
+/* Host-memory value checks of an empty per-token decay (N = 0) with 2^40
+ * (sequence, head) pairs: nothing to read, so nothing to loop over (the
+ * check used to walk every pair). */
+static void test_empty_decay_values(la_handle_t *h) {
+    const int64_t B = (int64_t)1 << 20, H = (int64_t)1 << 20;
+    la_problem_t p;
+    la_problem_init(&p);
+    p.batch = B;
+    p.heads = H;
+    p.seqlen = 0;
+    p.dim_qk = 1;
+    p.dim_v = 1;
+    p.decay = LA_DECAY_SCALAR_TOKEN;
+    float x[1] = {1}, y[1] = {0};
+    la_tensors_t t;
+    la_tensors_init(&t);
+    la_tensor_contiguous(&t.q, x, LA_DTYPE_F32, B, H, 0, 1);
+    t.k = t.v = t.q;
+    la_tensor_contiguous(&t.ld, x, LA_DTYPE_F32, B, H, 0, 1);
+    la_tensor_contiguous(&t.o, y, LA_DTYPE_F32, B, H, 0, 1);
+    size_t bytes = 0;
+    check_status(h, la_workspace_size_for(h, LA_OP_FORWARD, &p, &t, &bytes), LA_STATUS_SUCCESS,
+                 "size of an N = 0 forward with 2^40 (sequence, head) pairs");
+}
+
 /* la_workspace_size must grow with the batch until the problem is refused:
  * it used to wrap and report small sizes for huge B. */
 static void test_workspace_monotone(la_handle_t *h) {
@@ -472,6 +497,7 @@ int main(void) {
     test_huge_batch_backward(h);
     test_workspace_monotone(h);
     test_huge_seqlen(h);
+    test_empty_decay_values(h);
     test_num_threads(h);
     test_packed_n1_garbage_stride(h);
     test_absurd_strides(h);

@@ -3,6 +3,7 @@
 
 #include "testutil.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,14 +61,20 @@ uint64_t tu_hash_str(const char *s) {
     return h;
 }
 
-double tu_logsigmoid(double x) {
-    return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
-}
+double tu_logsigmoid(double x) { return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x)); }
 
 /* ---- rounding ----------------------------------------------------------------- */
 
-static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 
 uint16_t tu_f32_to_bf16(float f) {
     uint32_t u = f2u(f);
@@ -87,14 +94,14 @@ uint16_t tu_f32_to_f16(float f) {
     uint32_t a = u & 0x7fffffffu;
     if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);   /* NaN */
     if (a == 0x7f800000u) return (uint16_t)(sign | 0x7c00u);  /* Inf */
-    int e = a >> 23 ? (int)(a >> 23) - 127 : -126; /* unbiased exponent (f32 subnormals: -126) */
+    int e = a >> 23 ? (int)(a >> 23) - 127 : -126;            /* unbiased exponent (f32 subnormals: -126) */
     uint32_t m = (a & 0x7fffffu) | (a >> 23 ? 0x800000u : 0); /* 24-bit significand */
     if (a == 0) return sign;
     /* value = m * 2^(e - 23).  f16 quantum: 2^(e-10) for normals (e >= -14),
      * 2^-24 for subnormals.  Express the result as an integer count q of
      * quanta of 2^(qe), rounding m * 2^(e-23) / 2^qe to nearest even. */
     int qe = e >= -14 ? e - 10 : -24;
-    int shift = qe - (e - 23);                    /* bits of m to drop, >= 13 */
+    int shift = qe - (e - 23); /* bits of m to drop, >= 13 */
     uint32_t q;
     if (shift >= 32) {
         q = 0;
@@ -112,7 +119,10 @@ uint16_t tu_f32_to_f16(float f) {
     }
     /* normal: q in [1024, 2048]; 2048 means the exponent carries */
     int be = e + 15;
-    if (q == 2048u) { q = 1024u; be++; }
+    if (q == 2048u) {
+        q = 1024u;
+        be++;
+    }
     if (be >= 31) return (uint16_t)(sign | 0x7c00u); /* overflow to infinity */
     return (uint16_t)(sign | ((uint32_t)be << 10) | (q - 1024u));
 }
@@ -168,12 +178,11 @@ const char *tu_layout_name(tu_layout_t layout) {
 
 static const tu_mem_ops_t *g_mem = NULL;
 void tu_set_mem_ops(const tu_mem_ops_t *ops) { g_mem = ops; }
+const tu_mem_ops_t *tu_get_mem_ops(void) { return g_mem; }
 
 #define GAP_BYTE 0xE7u
 
-static unsigned char guard_byte(size_t i, int back) {
-    return (unsigned char)(0xA5u ^ (i * 37u) ^ (back ? 0x5Au : 0u));
-}
+static unsigned char guard_byte(size_t i, int back) { return (unsigned char)(0xA5u ^ (i * 37u) ^ (back ? 0x5Au : 0u)); }
 
 static void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
@@ -184,8 +193,8 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-void tu_alloc_strided(tu_tensor_t *t, const char *name, la_dtype_t dtype,
-                      const int64_t dim[4], const int64_t stride[4]) {
+void tu_alloc_strided(tu_tensor_t *t, const char *name, la_dtype_t dtype, const int64_t dim[4],
+                      const int64_t stride[4]) {
     memset(t, 0, sizeof *t);
     t->name = name;
     t->dtype = dtype;
@@ -220,8 +229,8 @@ void tu_alloc_strided(tu_tensor_t *t, const char *name, la_dtype_t dtype,
     }
 }
 
-void tu_alloc(tu_tensor_t *t, const char *name, la_dtype_t dtype, tu_layout_t layout,
-              int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+void tu_alloc(tu_tensor_t *t, const char *name, la_dtype_t dtype, tu_layout_t layout, int64_t d0, int64_t d1,
+              int64_t d2, int64_t d3) {
     int64_t dim[4] = {d0, d1, d2, d3};
     /* physical order, outermost first */
     int perm_bhnd[4] = {0, 1, 2, 3}, perm_bnhd[4] = {0, 2, 1, 3};
@@ -249,9 +258,7 @@ void tu_free(tu_tensor_t *t) {
 
 int tu_present(const tu_tensor_t *t) { return t->host != NULL; }
 
-int64_t tu_numel(const tu_tensor_t *t) {
-    return t->dim[0] * t->dim[1] * t->dim[2] * t->dim[3];
-}
+int64_t tu_numel(const tu_tensor_t *t) { return t->dim[0] * t->dim[1] * t->dim[2] * t->dim[3]; }
 
 int64_t tu_offset(const tu_tensor_t *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
     return i0 * t->stride[0] + i1 * t->stride[1] + i2 * t->stride[2] + i3 * t->stride[3];
@@ -275,7 +282,11 @@ static unsigned char *elem_ptr(const tu_tensor_t *t, int64_t off) {
 
 static double load_elem(const tu_tensor_t *t, int64_t off) {
     const unsigned char *p = elem_ptr(t, off);
-    if (t->esize == 4) { float f; memcpy(&f, p, 4); return f; }
+    if (t->esize == 4) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
     uint16_t h;
     memcpy(&h, p, 2);
     return t->dtype == LA_DTYPE_F16 ? tu_f16_to_f32(h) : tu_bf16_to_f32(h);
@@ -284,7 +295,10 @@ static double load_elem(const tu_tensor_t *t, int64_t off) {
 static void store_elem(tu_tensor_t *t, int64_t off, double x) {
     unsigned char *p = elem_ptr(t, off);
     float f = (float)x;
-    if (t->esize == 4) { memcpy(p, &f, 4); return; }
+    if (t->esize == 4) {
+        memcpy(p, &f, 4);
+        return;
+    }
     uint16_t h = t->dtype == LA_DTYPE_F16 ? tu_f32_to_f16(f) : tu_f32_to_bf16(f);
     memcpy(p, &h, 2);
 }
@@ -297,24 +311,21 @@ void tu_set(tu_tensor_t *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3, doub
     store_elem(t, tu_offset(t, i0, i1, i2, i3), x);
 }
 
-#define FOR_EACH(t, a, b, c, d)                              \
-    for (int64_t a = 0; a < (t)->dim[0]; a++)                \
-        for (int64_t b = 0; b < (t)->dim[1]; b++)            \
-            for (int64_t c = 0; c < (t)->dim[2]; c++)        \
+#define FOR_EACH(t, a, b, c, d)                       \
+    for (int64_t a = 0; a < (t)->dim[0]; a++)         \
+        for (int64_t b = 0; b < (t)->dim[1]; b++)     \
+            for (int64_t c = 0; c < (t)->dim[2]; c++) \
                 for (int64_t d = 0; d < (t)->dim[3]; d++)
 
-void tu_poison(tu_tensor_t *t) {
-    FOR_EACH(t, a, b, c, d) store_elem(t, tu_offset(t, a, b, c, d), NAN);
-}
+void tu_poison(tu_tensor_t *t) { FOR_EACH(t, a, b, c, d) store_elem(t, tu_offset(t, a, b, c, d), NAN); }
 
-void tu_fill_const(tu_tensor_t *t, double x) {
-    FOR_EACH(t, a, b, c, d) store_elem(t, tu_offset(t, a, b, c, d), x);
-}
+void tu_fill_const(tu_tensor_t *t, double x) { FOR_EACH(t, a, b, c, d) store_elem(t, tu_offset(t, a, b, c, d), x); }
 
 void tu_fill_normal(tu_tensor_t *t, tu_rng_t *r, double sigma) {
     FOR_EACH(t, a, b, c, d) {
         double x;
-        do x = tu_round(t->dtype, sigma * tu_normal(r)); while (x == 0.0);
+        do x = tu_round(t->dtype, sigma * tu_normal(r));
+        while (x == 0.0);
         store_elem(t, tu_offset(t, a, b, c, d), x);
     }
 }
@@ -322,14 +333,13 @@ void tu_fill_normal(tu_tensor_t *t, tu_rng_t *r, double sigma) {
 void tu_fill_uniform(tu_tensor_t *t, tu_rng_t *r, double lo, double hi) {
     FOR_EACH(t, a, b, c, d) {
         double x;
-        do x = tu_round(t->dtype, lo + (hi - lo) * tu_uniform(r)); while (x == 0.0);
+        do x = tu_round(t->dtype, lo + (hi - lo) * tu_uniform(r));
+        while (x == 0.0);
         store_elem(t, tu_offset(t, a, b, c, d), x);
     }
 }
 
-void tu_fill_bytes(tu_tensor_t *t, unsigned char byte) {
-    memset(t->host + TU_GUARD_BYTES, byte, t->bytes);
-}
+void tu_fill_bytes(tu_tensor_t *t, unsigned char byte) { memset(t->host + TU_GUARD_BYTES, byte, t->bytes); }
 
 void tu_fill_elem_bytes(tu_tensor_t *t, unsigned char byte) {
     FOR_EACH(t, a, b, c, d) memset(elem_ptr(t, tu_offset(t, a, b, c, d)), byte, t->esize);
@@ -338,8 +348,7 @@ void tu_fill_elem_bytes(tu_tensor_t *t, unsigned char byte) {
 void tu_gather(const tu_tensor_t *t, int64_t i0, int64_t i1, int64_t t0, int64_t n, double *out) {
     int64_t w = t->dim[3];
     for (int64_t i = 0; i < n; i++)
-        for (int64_t c = 0; c < w; c++)
-            out[i * w + c] = tu_get(t, i0, i1, t0 + i, c);
+        for (int64_t c = 0; c < w; c++) out[i * w + c] = tu_get(t, i0, i1, t0 + i, c);
 }
 
 void tu_gather_all(const tu_tensor_t *t, double *out) {
@@ -356,8 +365,8 @@ int tu_outer_guards_ok(const tu_tensor_t *t, char *msg, size_t msg_len) {
     const unsigned char *h = t->host;
     for (size_t i = 0; i < TU_GUARD_BYTES; i++) {
         if (h[i] != guard_byte(i, 0)) {
-            snprintf(msg, msg_len, "%s: front guard byte %zu (of %d before the data) overwritten",
-                     t->name, TU_GUARD_BYTES - i, TU_GUARD_BYTES);
+            snprintf(msg, msg_len, "%s: front guard byte %zu (of %d before the data) overwritten", t->name,
+                     TU_GUARD_BYTES - i, TU_GUARD_BYTES);
             return 0;
         }
         if (h[TU_GUARD_BYTES + t->bytes + i] != guard_byte(i, 1)) {
@@ -378,12 +387,12 @@ int tu_guards_ok(const tu_tensor_t *t, char *msg, size_t msg_len) {
         unsigned char *owned = calloc(t->bytes, 1);
         if (!owned) return 1;
         FOR_EACH(t, a, b, c, d)
-            memset(owned + (size_t)tu_offset(t, a, b, c, d) * t->esize, 1, t->esize);
+        memset(owned + (size_t)tu_offset(t, a, b, c, d) * t->esize, 1, t->esize);
         const unsigned char *data = h + TU_GUARD_BYTES;
         for (size_t i = 0; i < t->bytes; i++) {
             if (!owned[i] && data[i] != GAP_BYTE) {
-                snprintf(msg, msg_len, "%s: gap byte at data offset %zu (element %zu) overwritten",
-                         t->name, i, i / t->esize);
+                snprintf(msg, msg_len, "%s: gap byte at data offset %zu (element %zu) overwritten", t->name, i,
+                         i / t->esize);
                 free(owned);
                 return 0;
             }
@@ -404,8 +413,7 @@ int tu_unchanged(const tu_tensor_t *t) {
 }
 
 int tu_same_bytes(const tu_tensor_t *a, const tu_tensor_t *b) {
-    return a->bytes == b->bytes &&
-           memcmp(a->host + TU_GUARD_BYTES, b->host + TU_GUARD_BYTES, a->bytes) == 0;
+    return a->bytes == b->bytes && memcmp(a->host + TU_GUARD_BYTES, b->host + TU_GUARD_BYTES, a->bytes) == 0;
 }
 
 void tu_clone(tu_tensor_t *dst, const tu_tensor_t *src, const char *name) {
@@ -423,14 +431,87 @@ void tu_download(tu_tensor_t *t) {
     if (g_mem && t->host) g_mem->to_host(t->host, t->dev, t->bytes + 2 * TU_GUARD_BYTES);
 }
 
+/* ---- device memory through the CUDA driver API (loaded at run time) ------------------------- */
+
+typedef int cu_result_t;
+typedef unsigned long long cu_ptr_t;
+static struct {
+    cu_result_t (*init)(unsigned);
+    cu_result_t (*device_get)(int *, int);
+    cu_result_t (*ctx_retain)(void **, int);
+    cu_result_t (*ctx_set)(void *);
+    cu_result_t (*sync)(void);
+    cu_result_t (*alloc)(cu_ptr_t *, size_t);
+    cu_result_t (*free)(cu_ptr_t);
+    cu_result_t (*h2d)(cu_ptr_t, const void *, size_t);
+    cu_result_t (*d2h)(void *, cu_ptr_t, size_t);
+} g_cu;
+
+static void cu_die(const char *what, cu_result_t r) {
+    fprintf(stderr, "CUDA driver call %s failed (%d)\n", what, r);
+    printf("FAIL: CUDA driver call %s failed (%d)\n", what, r);
+    exit(3);
+}
+static void *cu_alloc_fn(size_t bytes) {
+    cu_ptr_t p = 0;
+    cu_result_t r = g_cu.alloc(&p, bytes ? bytes : 1);
+    if (r) cu_die("cuMemAlloc", r);
+    return (void *)(uintptr_t)p;
+}
+static void cu_free_fn(void *p) { g_cu.free((cu_ptr_t)(uintptr_t)p); }
+static void cu_to_device(void *dst, const void *src, size_t bytes) {
+    cu_result_t r = g_cu.sync(); /* earlier kernels may still read or write this memory */
+    if (!r) r = g_cu.h2d((cu_ptr_t)(uintptr_t)dst, src, bytes);
+    if (r) cu_die("cuMemcpyHtoD", r);
+}
+static void cu_to_host(void *dst, const void *src, size_t bytes) {
+    cu_result_t r = g_cu.sync();
+    if (!r) r = g_cu.d2h(dst, (cu_ptr_t)(uintptr_t)src, bytes);
+    if (r) cu_die("cuMemcpyDtoH", r);
+}
+
+int tu_cuda_memory_init(void) {
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL);
+    if (!lib) lib = dlopen("libcuda.so", RTLD_NOW | RTLD_GLOBAL);
+    if (!lib) return 0;
+    struct {
+        void **fn;
+        const char *name;
+    } syms[] = {
+        {(void **)&g_cu.init, "cuInit"},
+        {(void **)&g_cu.device_get, "cuDeviceGet"},
+        {(void **)&g_cu.ctx_retain, "cuDevicePrimaryCtxRetain"},
+        {(void **)&g_cu.ctx_set, "cuCtxSetCurrent"},
+        {(void **)&g_cu.sync, "cuCtxSynchronize"},
+        {(void **)&g_cu.alloc, "cuMemAlloc_v2"},
+        {(void **)&g_cu.free, "cuMemFree_v2"},
+        {(void **)&g_cu.h2d, "cuMemcpyHtoD_v2"},
+        {(void **)&g_cu.d2h, "cuMemcpyDtoH_v2"},
+    };
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+        void *f = dlsym(lib, syms[i].name);
+        if (!f) return 0;
+        memcpy(syms[i].fn, &f, sizeof f); /* object pointer -> function pointer, POSIX style */
+    }
+    int dev = 0;
+    void *ctx = NULL;
+    cu_result_t r = g_cu.init(0);
+    if (!r) r = g_cu.device_get(&dev, 0);
+    if (!r) r = g_cu.ctx_retain(&ctx, dev);
+    if (!r) r = g_cu.ctx_set(ctx);
+    if (r) cu_die("context setup", r);
+    static const tu_mem_ops_t ops = {cu_alloc_fn, cu_free_fn, cu_to_device, cu_to_host};
+    tu_set_mem_ops(&ops);
+    return 1;
+}
+
 /* ---- metrics and checks --------------------------------------------------------- */
 
 void tu_compute_metrics(const double *x, const double *ref, int64_t n, tu_metrics_t *m) {
     tu_compute_metrics_scaled(x, ref, NULL, n, m);
 }
 
-void tu_compute_metrics_scaled(const double *x, const double *ref, const double *scale, int64_t n,
-                               tu_metrics_t *m) {
+void tu_compute_metrics_scaled(const double *x, const double *ref, const double *scale, int64_t n, tu_metrics_t *m) {
     memset(m, 0, sizeof *m);
     double s2 = 0, smax = 0;
     m->n = n;
@@ -442,7 +523,10 @@ void tu_compute_metrics_scaled(const double *x, const double *ref, const double 
             if (m->nonfinite++ == 0) m->first_nonfinite = i;
             continue;
         }
-        if (!isfinite(ref[i])) { m->ref_nonfinite++; continue; }
+        if (!isfinite(ref[i])) {
+            m->ref_nonfinite++;
+            continue;
+        }
         double e = fabs(x[i] - ref[i]);
         if (scale) {
             s2 += scale[i] * scale[i];
@@ -526,35 +610,32 @@ static void format_index(char *buf, size_t len, int64_t idx, const int64_t *dims
     int64_t i2 = r % dims[2];
     r /= dims[2];
     int64_t i1 = r % dims[1], i0 = r / dims[1];
-    snprintf(buf, len, "%lld [%lld,%lld,%lld,%lld]", (long long)idx, (long long)i0,
-             (long long)i1, (long long)i2, (long long)i3);
+    snprintf(buf, len, "%lld [%lld,%lld,%lld,%lld]", (long long)idx, (long long)i0, (long long)i1, (long long)i2,
+             (long long)i3);
 }
 
-int tu_check_close(const char *case_name, uint64_t seed, const char *what,
-                   const double *x, const double *ref, int64_t n, const int64_t *dims,
-                   double rel_tol, double elem_tol) {
+int tu_check_close(const char *case_name, uint64_t seed, const char *what, const double *x, const double *ref,
+                   int64_t n, const int64_t *dims, double rel_tol, double elem_tol) {
     return tu_check_close_scaled(case_name, seed, what, x, ref, NULL, n, dims, rel_tol, elem_tol);
 }
 
-int tu_check_close_scaled(const char *case_name, uint64_t seed, const char *what,
-                          const double *x, const double *ref, const double *scale, int64_t n,
-                          const int64_t *dims, double rel_tol, double elem_tol) {
+int tu_check_close_scaled(const char *case_name, uint64_t seed, const char *what, const double *x, const double *ref,
+                          const double *scale, int64_t n, const int64_t *dims, double rel_tol, double elem_tol) {
     tu_metrics_t m;
     tu_compute_metrics_scaled(x, ref, scale, n, &m);
     int ok = tu_metrics_ok(&m, rel_tol, elem_tol);
     char idx[128];
     if (tu_verbose())
-        printf("  %-4s [%s] %s: rel_l2=%.3e (tol %.1e) worst=%.3e rel-to-max=%.3e (tol %.1e)\n",
-               ok ? "ok" : "BAD", case_name, what, m.rel_l2, rel_tol, m.max_err,
-               m.max_err / m.den_max, elem_tol);
+        printf("  %-4s [%s] %s: rel_l2=%.3e (tol %.1e) worst=%.3e rel-to-max=%.3e (tol %.1e)\n", ok ? "ok" : "BAD",
+               case_name, what, m.rel_l2, rel_tol, m.max_err, m.max_err / m.den_max, elem_tol);
     if (ok) {
         g_pass++;
         return 1;
     }
     if (m.nonfinite) {
         format_index(idx, sizeof idx, m.first_nonfinite, dims);
-        tu_check(0, case_name, seed, "%s: %lld non-finite value(s), first at %s (value %g, ref %g)",
-                 what, (long long)m.nonfinite, idx, x[m.first_nonfinite], ref[m.first_nonfinite]);
+        tu_check(0, case_name, seed, "%s: %lld non-finite value(s), first at %s (value %g, ref %g)", what,
+                 (long long)m.nonfinite, idx, x[m.first_nonfinite], ref[m.first_nonfinite]);
     } else if (m.ref_nonfinite) {
         tu_check(0, case_name, seed, "%s: the REFERENCE has %lld non-finite value(s)", what,
                  (long long)m.ref_nonfinite);
@@ -563,8 +644,8 @@ int tu_check_close_scaled(const char *case_name, uint64_t seed, const char *what
         tu_check(0, case_name, seed,
                  "%s: rel_l2=%.3e (tol %.1e), worst |x-ref|=%.3e (%.3e of scale %.3e, tol %.1e) "
                  "at %s: x=%.9g ref=%.9g (n=%lld, ||ref||=%.3e)",
-                 what, m.rel_l2, rel_tol, m.max_err, m.max_err / m.den_max, m.den_max, elem_tol, idx,
-                 m.x_at_max, m.ref_at_max, (long long)n, m.ref_l2);
+                 what, m.rel_l2, rel_tol, m.max_err, m.max_err / m.den_max, m.den_max, elem_tol, idx, m.x_at_max,
+                 m.ref_at_max, (long long)n, m.ref_l2);
     }
     return 0;
 }
@@ -618,16 +699,15 @@ void tu_selftest(void) {
     tu_check(tu_f16_to_f32(0x0001) == 0x1p-24f, cn, seed, "f16 decode subnormal");
     tu_check(tu_f16_to_f32(0x7bff) == 65504.0f, cn, seed, "f16 decode max");
     tu_check(tu_f16_to_f32(0xbc00) == -1.0f, cn, seed, "f16 decode -1");
-    {   /* round trip of every finite f16 / bf16 bit pattern */
+    { /* round trip of every finite f16 / bf16 bit pattern */
         int bad_h = 0, bad_b = 0;
         for (uint32_t h = 0; h < 65536; h++) {
             if ((h & 0x7c00u) != 0x7c00u && tu_f32_to_f16(tu_f16_to_f32((uint16_t)h)) != h) bad_h++;
             if ((h & 0x7f80u) != 0x7f80u && tu_f32_to_bf16(tu_bf16_to_f32((uint16_t)h)) != h) bad_b++;
         }
-        tu_check(bad_h == 0 && bad_b == 0, cn, seed, "round trips: %d f16, %d bf16 patterns differ",
-                 bad_h, bad_b);
+        tu_check(bad_h == 0 && bad_b == 0, cn, seed, "round trips: %d f16, %d bf16 patterns differ", bad_h, bad_b);
     }
-    {   /* RNE rounding error bound over many random values */
+    { /* RNE rounding error bound over many random values */
         tu_rng_t r;
         tu_rng_seed(&r, seed);
         double worst_h = 0, worst_b = 0;
@@ -640,10 +720,8 @@ void tu_selftest(void) {
             if (eh > worst_h) worst_h = eh;
             if (eb > worst_b) worst_b = eb;
         }
-        tu_check(worst_h <= 0x1p-11 && worst_h > 0x1p-13, cn, seed, "f16 rel rounding error %.3g",
-                 worst_h);
-        tu_check(worst_b <= 0x1p-8 && worst_b > 0x1p-10, cn, seed, "bf16 rel rounding error %.3g",
-                 worst_b);
+        tu_check(worst_h <= 0x1p-11 && worst_h > 0x1p-13, cn, seed, "f16 rel rounding error %.3g", worst_h);
+        tu_check(worst_b <= 0x1p-8 && worst_b > 0x1p-10, cn, seed, "bf16 rel rounding error %.3g", worst_b);
     }
 
     /* RNG: reproducible, seed-dependent, roughly standard normal. */
@@ -665,8 +743,8 @@ void tu_selftest(void) {
             s += x;
             s2 += x * x;
         }
-        tu_check(fabs(s / 20000) < 0.05 && fabs(s2 / 20000 - 1) < 0.05, cn, seed,
-                 "normal moments mean %.3f var %.3f", s / 20000, s2 / 20000);
+        tu_check(fabs(s / 20000) < 0.05 && fabs(s2 / 20000 - 1) < 0.05, cn, seed, "normal moments mean %.3f var %.3f",
+                 s / 20000, s2 / 20000);
     }
 
     /* Metrics: a correct f32-rounded vector passes the f32 tolerance; one
@@ -688,8 +766,7 @@ void tu_selftest(void) {
         x[1234] += 10 * tol * m.ref_l2;
         tu_compute_metrics(x, ref, n, &m);
         tu_check(!tu_metrics_ok(&m, tol, etol) && m.max_idx == 1234, cn, seed,
-                 "one element perturbed by 10x tol must fail (rel %.3g, idx %lld)", m.rel_l2,
-                 (long long)m.max_idx);
+                 "one element perturbed by 10x tol must fail (rel %.3g, idx %lld)", m.rel_l2, (long long)m.max_idx);
         x[1234] = (float)ref[1234];
         /* a perturbation that is small in L2 but large for one element:
          * caught by the element criterion */
@@ -699,8 +776,8 @@ void tu_selftest(void) {
         x[77] = (float)ref[77];
         x[5] = NAN;
         tu_compute_metrics(x, ref, n, &m);
-        tu_check(!tu_metrics_ok(&m, 1e30, 1e30) && m.nonfinite == 1 && m.first_nonfinite == 5, cn,
-                 seed, "NaN must fail");
+        tu_check(!tu_metrics_ok(&m, 1e30, 1e30) && m.nonfinite == 1 && m.first_nonfinite == 5, cn, seed,
+                 "NaN must fail");
         x[5] = INFINITY;
         tu_compute_metrics(x, ref, n, &m);
         tu_check(!tu_metrics_ok(&m, 1e30, 1e30), cn, seed, "Inf must fail");
@@ -716,13 +793,13 @@ void tu_selftest(void) {
     {
         tu_tensor_t t;
         tu_alloc(&t, "selftest", LA_DTYPE_F32, TU_BNHD, 2, 3, 5, 7);
-        tu_check(t.stride[3] == 1 && t.stride[1] == 7 && t.stride[2] == 21 && t.stride[0] == 105,
-                 cn, seed, "bnhd strides %lld %lld %lld %lld", (long long)t.stride[0],
-                 (long long)t.stride[1], (long long)t.stride[2], (long long)t.stride[3]);
+        tu_check(t.stride[3] == 1 && t.stride[1] == 7 && t.stride[2] == 21 && t.stride[0] == 105, cn, seed,
+                 "bnhd strides %lld %lld %lld %lld", (long long)t.stride[0], (long long)t.stride[1],
+                 (long long)t.stride[2], (long long)t.stride[3]);
         tu_free(&t);
         tu_alloc(&t, "selftest", LA_DTYPE_BF16, TU_BHND, 2, 3, 5, 7);
-        tu_check(t.stride[3] == 1 && t.stride[2] == 7 && t.stride[1] == 35 && t.stride[0] == 105,
-                 cn, seed, "bhnd strides");
+        tu_check(t.stride[3] == 1 && t.stride[2] == 7 && t.stride[1] == 35 && t.stride[0] == 105, cn, seed,
+                 "bhnd strides");
         char msg[256];
         tu_rng_t r;
         tu_rng_seed(&r, seed);

@@ -73,10 +73,10 @@ const char *tu_dtype_name(la_dtype_t dtype);
 /* ---- host tensors ----------------------------------------------------------- */
 
 typedef enum tu_layout {
-    TU_BHND = 0,     /* contiguous in logical order [d0,d1,d2,d3] */
-    TU_BNHD = 1,     /* token-major: physical [d0,d2,d1,d3] (permuted strides) */
-    TU_BHND_PAD = 2, /* logical order with gaps after every row/plane/block */
-    TU_BNHD_PAD = 3, /* token-major with gaps */
+    TU_BHND = 0,        /* contiguous in logical order [d0,d1,d2,d3] */
+    TU_BNHD = 1,        /* token-major: physical [d0,d2,d1,d3] (permuted strides) */
+    TU_BHND_PAD = 2,    /* logical order with gaps after every row/plane/block */
+    TU_BNHD_PAD = 3,    /* token-major with gaps */
     TU_INTERLEAVED = 4, /* logical order, channel stride 2 (every other element a gap) */
     TU_NUM_LAYOUTS = 5
 } tu_layout_t;
@@ -88,24 +88,24 @@ const char *tu_layout_name(tu_layout_t layout);
 typedef struct tu_tensor {
     const char *name;
     int64_t dim[4];
-    int64_t stride[4];   /* element strides */
+    int64_t stride[4]; /* element strides */
     la_dtype_t dtype;
     tu_layout_t layout;
-    size_t esize;        /* bytes per element */
-    int64_t span;        /* elements covered by the data region */
-    size_t bytes;        /* bytes of the data region (>= one element) */
-    unsigned char *host; /* [guard][data][guard] */
-    void *dev;           /* same geometry on the device; == host without mem ops */
-    unsigned char *saved;/* snapshot of the whole host allocation, or NULL */
+    size_t esize;         /* bytes per element */
+    int64_t span;         /* elements covered by the data region */
+    size_t bytes;         /* bytes of the data region (>= one element) */
+    unsigned char *host;  /* [guard][data][guard] */
+    void *dev;            /* same geometry on the device; == host without mem ops */
+    unsigned char *saved; /* snapshot of the whole host allocation, or NULL */
 } tu_tensor_t;
 
 /* Allocate (aborts the program when out of memory).  The data region starts
  * filled with a gap pattern; guards hold their own pattern. */
-void tu_alloc(tu_tensor_t *t, const char *name, la_dtype_t dtype, tu_layout_t layout,
-              int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+void tu_alloc(tu_tensor_t *t, const char *name, la_dtype_t dtype, tu_layout_t layout, int64_t d0, int64_t d1,
+              int64_t d2, int64_t d3);
 /* Allocate with explicit element strides (all >= 0). */
-void tu_alloc_strided(tu_tensor_t *t, const char *name, la_dtype_t dtype,
-                      const int64_t dim[4], const int64_t stride[4]);
+void tu_alloc_strided(tu_tensor_t *t, const char *name, la_dtype_t dtype, const int64_t dim[4],
+                      const int64_t stride[4]);
 void tu_free(tu_tensor_t *t);
 /* Is the tensor allocated? */
 int tu_present(const tu_tensor_t *t);
@@ -123,9 +123,9 @@ double tu_get(const tu_tensor_t *t, int64_t i0, int64_t i1, int64_t i2, int64_t 
 void tu_set(tu_tensor_t *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3, double x);
 
 /* Fill every logical element (gaps untouched). */
-void tu_poison(tu_tensor_t *t);                           /* NaN */
+void tu_poison(tu_tensor_t *t); /* NaN */
 void tu_fill_const(tu_tensor_t *t, double x);
-void tu_fill_normal(tu_tensor_t *t, tu_rng_t *r, double sigma); /* N(0,sigma^2), never 0 */
+void tu_fill_normal(tu_tensor_t *t, tu_rng_t *r, double sigma);          /* N(0,sigma^2), never 0 */
 void tu_fill_uniform(tu_tensor_t *t, tu_rng_t *r, double lo, double hi); /* never 0 */
 /* Fill every byte of the data region (gaps included) with a byte. */
 void tu_fill_bytes(tu_tensor_t *t, unsigned char byte);
@@ -159,6 +159,13 @@ typedef struct tu_mem_ops {
     void (*to_host)(void *dst, const void *src, size_t bytes);
 } tu_mem_ops_t;
 void tu_set_mem_ops(const tu_mem_ops_t *ops);
+const tu_mem_ops_t *tu_get_mem_ops(void);
+/* Device memory through the CUDA driver API (libcuda.so.1, loaded at run
+ * time; allocations in the device's primary context, which the CUDA runtime
+ * inside the library shares, so no CUDA toolkit is needed to build a test):
+ * installs the hooks and returns 1, or returns 0 where the driver cannot be
+ * loaded.  A driver call that fails later ends the program. */
+int tu_cuda_memory_init(void);
 /* Move host <-> device (the whole allocation, guards included); no-ops
  * without mem ops. */
 void tu_upload(tu_tensor_t *t);
@@ -168,11 +175,11 @@ void tu_download(tu_tensor_t *t);
 
 typedef struct tu_metrics {
     int64_t n;
-    int64_t nonfinite;      /* count of NaN/Inf in x */
+    int64_t nonfinite; /* count of NaN/Inf in x */
     int64_t first_nonfinite;
-    int64_t ref_nonfinite;  /* count of NaN/Inf in the reference (a broken reference fails too) */
+    int64_t ref_nonfinite; /* count of NaN/Inf in the reference (a broken reference fails too) */
     double err_l2, ref_l2, rel_l2;
-    double max_err;         /* worst |x - ref| */
+    double max_err; /* worst |x - ref| */
     int64_t max_idx;
     double x_at_max, ref_at_max;
     double ref_max;         /* max |ref| */
@@ -191,8 +198,7 @@ void tu_compute_metrics(const double *x, const double *ref, int64_t n, tu_metric
  * larger terms, e.g. log-decay gradients): den_l2 = sqrt(||ref||^2 +
  * ||scale||^2) (at least floor sqrt(n)), den_max = max(max|ref|, max|scale|,
  * floor). */
-void tu_compute_metrics_scaled(const double *x, const double *ref, const double *scale, int64_t n,
-                               tu_metrics_t *m);
+void tu_compute_metrics_scaled(const double *x, const double *ref, const double *scale, int64_t n, tu_metrics_t *m);
 /* Pass iff everything finite, rel_l2 <= rel_tol and max_err <= elem_tol * den_max. */
 int tu_metrics_ok(const tu_metrics_t *m, double rel_tol, double elem_tol);
 
@@ -219,12 +225,10 @@ int tu_check(int cond, const char *case_name, uint64_t seed, const char *fmt, ..
     ;
 /* Compare x with ref (n values); dims (may be NULL) turns the worst index
  * into a 4-d logical index in the message.  Returns 1 on pass. */
-int tu_check_close(const char *case_name, uint64_t seed, const char *what,
-                   const double *x, const double *ref, int64_t n, const int64_t *dims,
-                   double rel_tol, double elem_tol);
-int tu_check_close_scaled(const char *case_name, uint64_t seed, const char *what,
-                          const double *x, const double *ref, const double *scale, int64_t n,
-                          const int64_t *dims, double rel_tol, double elem_tol);
+int tu_check_close(const char *case_name, uint64_t seed, const char *what, const double *x, const double *ref,
+                   int64_t n, const int64_t *dims, double rel_tol, double elem_tol);
+int tu_check_close_scaled(const char *case_name, uint64_t seed, const char *what, const double *x, const double *ref,
+                          const double *scale, int64_t n, const int64_t *dims, double rel_tol, double elem_tol);
 /* Tensor guards/gaps intact (one check). */
 int tu_check_guards(const char *case_name, uint64_t seed, const tu_tensor_t *t);
 

@@ -38,14 +38,17 @@ __device__ __forceinline__ uint32_t frag_b_tr(uint32_t base, int P, int n0, int 
 
 /* acc[16 x 8*NT] += A[m0.., k] . B[k, n0..] over k in [16*k0, 16*ksteps),
  * operands of input dtype T (f32: split, each lo plane `plane` bytes after
- * its hi plane; op_of). */
-template <typename T, int NT, bool A_TR, bool B_TR>
+ * its hi plane; op_of; NP = 3: both operands' third planes `plane` bytes
+ * after their lo planes, six mmas a product, mma_x3). */
+template <typename T, int NT, bool A_TR, bool B_TR, int NP = op_planes<T>::value>
 __device__ __forceinline__ void warp_mma_step(float (*acc)[4], uint32_t sa, int pa, int m0, uint32_t sb, int pb, int n0,
                                               int ks, int lane, uint32_t plane) {
     typedef typename op_of<T>::type OT;
     constexpr bool SPLIT = op_of<T>::split;
+    static_assert(NP != 3 || SPLIT, "three planes are a split operand's");
     {
-        uint32_t a[4], al[4];
+        uint32_t a[4], al[4], ar[4];
+        (void)ar;
         const uint32_t at = A_TR ? frag_a_tr(sa, pa, m0, ks * 16, lane) : frag_a_rm(sa, pa, m0, ks * 16, lane);
         if (A_TR) ldmatrix_x4_trans_at(a, at);
         else ldmatrix_x4_at(a, at);
@@ -53,9 +56,14 @@ __device__ __forceinline__ void warp_mma_step(float (*acc)[4], uint32_t sa, int 
             if (A_TR) ldmatrix_x4_trans_at(al, at + plane);
             else ldmatrix_x4_at(al, at + plane);
         }
+        if constexpr (NP == 3) {
+            if (A_TR) ldmatrix_x4_trans_at(ar, at + 2 * plane);
+            else ldmatrix_x4_at(ar, at + 2 * plane);
+        }
 #pragma unroll
         for (int np = 0; np < NT / 2; np++) {
-            uint32_t b[4], bl[4];
+            uint32_t b[4], bl[4], br[4];
+            (void)br;
             const uint32_t bt = B_TR ? frag_b_tr(sb, pb, n0 + np * 16, ks * 16, lane)
                                      : frag_b_rm(sb, pb, n0 + np * 16, ks * 16, lane);
             if (B_TR) ldmatrix_x4_trans_at(b, bt);
@@ -64,15 +72,23 @@ __device__ __forceinline__ void warp_mma_step(float (*acc)[4], uint32_t sa, int 
                 if (B_TR) ldmatrix_x4_trans_at(bl, bt + plane);
                 else ldmatrix_x4_at(bl, bt + plane);
             }
-            mma_x<OT, SPLIT>(acc[2 * np], a, al, b, bl);
-            mma_x<OT, SPLIT>(acc[2 * np + 1], a, al, b + 2, bl + 2);
+            if constexpr (NP == 3) {
+                if (B_TR) ldmatrix_x4_trans_at(br, bt + 2 * plane);
+                else ldmatrix_x4_at(br, bt + 2 * plane);
+                mma_x3<OT>(acc[2 * np], a, al, ar, b, bl, br);
+                mma_x3<OT>(acc[2 * np + 1], a, al, ar, b + 2, bl + 2, br + 2);
+            } else {
+                mma_x<OT, SPLIT>(acc[2 * np], a, al, b, bl);
+                mma_x<OT, SPLIT>(acc[2 * np + 1], a, al, b + 2, bl + 2);
+            }
         }
     }
 }
-template <typename T, int NT, bool A_TR, bool B_TR>
+template <typename T, int NT, bool A_TR, bool B_TR, int NP = op_planes<T>::value>
 __device__ __forceinline__ void warp_mma(float (*acc)[4], uint32_t sa, int pa, int m0, uint32_t sb, int pb, int n0,
                                          int ksteps, int k0, int lane, uint32_t plane) {
-    for (int ks = k0; ks < ksteps; ks++) warp_mma_step<T, NT, A_TR, B_TR>(acc, sa, pa, m0, sb, pb, n0, ks, lane, plane);
+    for (int ks = k0; ks < ksteps; ks++)
+        warp_mma_step<T, NT, A_TR, B_TR, NP>(acc, sa, pa, m0, sb, pb, n0, ks, lane, plane);
 }
 
 /* acc *= the rows' factors (f0: rows lane/4, f1: rows lane/4 + 8). */
@@ -200,7 +216,8 @@ __device__ __forceinline__ void store_tok_staged(const la_tok_t &x, int64_t b, i
 __host__ __device__ constexpr int bwd_op_elems(int DP, int EP, int stages) {
     return stages * (2 * LA_C * (DP + 8) + 2 * LA_C * (EP + 8)) + 2 * LA_C * (LA_C + 8) + 2 * DP * (EP + 8);
 }
-/* elem: the input dtype's size (f32's operands take two bf16 planes). */
+/* elem: bytes of one operand element (the input dtype's size: f32's
+ * operands take two bf16 planes; 6 with the decay gradient's third plane). */
 /* The raw log decays (SCALAR_TOKEN, [stages][64]) share their floats with
  * the regular-chunk tables (other kinds; fwd_kernel.cuh's Ts and a factor
  * pair table): LA_FWD_TABS floats at least. */
@@ -215,11 +232,14 @@ static_assert(bwd_smem_bytes(64, 64, 2, true, 1) <= 99 * 1024, "the 64 x 64 back
 /* Row dot products of a 16 x 8NT accumulator tile (rows r0 + lane/4 + 8hr,
  * columns c0 + 8i + 2(lane%4) + {0,1}) with the same entries of X (shared
  * memory, pitch P): out[hr], summed over the lane quad in a fixed order. */
-template <typename T, int NT, typename OT>
+template <typename T, int NT, int NP = op_planes<T>::value, typename OT>
 __device__ __forceinline__ void tile_row_dots(const OT *X, int P, const float (*acc)[4], int r0, int c0, int lane,
                                               float out[2], int plane) {
-    /* An f32 input's element is its two planes' sum. */
-    auto x = [&](const OT *e) { return op_of<T>::split ? float(e[0]) + float(e[plane]) : float(e[0]); };
+    /* An f32 input's element is its planes' sum. */
+    auto x = [&](const OT *e) {
+        if constexpr (NP == 3) return float(e[0]) + float(e[plane]) + float(e[2 * plane]);
+        else return op_of<T>::split ? float(e[0]) + float(e[plane]) : float(e[0]);
+    };
 #pragma unroll
     for (int hr = 0; hr < 2; hr++) {
         const OT *row = X + (r0 + (lane >> 2) + 8 * hr) * P + c0 + 2 * (lane & 3);
@@ -443,12 +463,22 @@ __host__ __device__ constexpr int bwd_blocks_per_sm(int DP, int EP, int elem) {
     return DP == 64 && EP == 64 && elem == 2 ? 2 : 1;
 }
 
-template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD, int STAGES>
+/* NP: planes per operand element (op_planes: 1, or 2 for f32); 3 for f32
+ * where the decay gradient needs fp32-level terms (its products and the
+ * state updates then run mma_x3 and state_update3; A and dA, which only
+ * feed dq, dk and dv, keep two planes).  The decay gradient sums terms that
+ * partly cancel, so its relative error is the terms' (~2^-17 with two
+ * planes: the operands' 16 mantissa bits) times their cancellation, which
+ * inputs can make arbitrarily large (docs/CUDA-BACKWARD.md). */
+template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD, int STAGES, int NP = op_planes<T>::value>
 __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, sizeof(T)))
     la_bwd_kernel(const la_bwd_params_t bp) {
     static_assert(STAGES == 1 || !DLD, "the decay gradient's block is single-stage (shared memory)");
+    static_assert(NP == op_planes<T>::value || (NP == 3 && op_of<T>::split && STAGES == 1),
+                  "a third plane: f32 operands, single-stage block");
     /* Operands: the input dtype, or f32 split into bf16 planes (op_of), every
-     * lo plane PLANE elements (PB bytes) after its hi plane. */
+     * lo plane PLANE elements (PB bytes) after its hi plane (NP = 3: the
+     * third plane PLANE elements after the lo plane). */
     typedef typename op_of<T>::type OT;
     constexpr bool SPLIT = op_of<T>::split;
     constexpr int PLANE = SPLIT ? bwd_op_elems(DP, EP, STAGES) : 0;
@@ -471,7 +501,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
      * operands; or in their place (other kinds) the regular-chunk tables:
      * Ts[64 + d] = e^{ld d} (d in [-64, 64], 0 below 0) and Pf[j / 2], the
      * state update's factor pair of tokens j, j + 1 (see "regular" below). */
-    float *gs = reinterpret_cast<float *>(smem_raw + bwd_op_elems(DP, EP, STAGES) * sizeof(T));
+    float *gs = reinterpret_cast<float *>(smem_raw + bwd_op_elems(DP, EP, STAGES) * sizeof(OT) * NP);
     float *const Ts = gs;
     uint2 *const Pf = reinterpret_cast<uint2 *>(Ts + LA_FWD_TAB);
     /* [8 warps][2][64]: each warp's own cumsum and suffix sums (chunk_cumsum). */
@@ -501,7 +531,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
      * it % 2 and writes the next into the other, so no barrier guards the
      * rewrite (the loop's first barrier orders it before the next reads). */
     auto copy_buf = [&](int64_t it) { return DLD || (it & 1) == 0 ? Ss : Xs; };
-    state_copy<OT, DP, EP, SPLIT>(S, Ss, wm, wn, lane, PLANE);
+    state_copy<OT, DP, EP, SPLIT, NP>(S, Ss, wm, wn, lane, PLANE);
 
     /* Decay gradient (DLD): this segment's chunks are ci0, ci0 + 1, ... of
      * sequence L.s; per-warp partial sums meet in red (see dld_* below). */
@@ -515,12 +545,12 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
     auto load_chunk = [&](int64_t t0, int n, bool q_do, bool k_v) {
         __syncthreads(); /* every warp is done with the previous tiles */
         if (q_do) {
-            load_tile<T, DP>(Qs, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, has_do && p.vec_ok != 0, PLANE);
-            load_tile<T, EP>(Ds, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E, has_do && p.vec_ok != 0, PLANE);
+            load_tile<T, DP, NP>(Qs, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, has_do && p.vec_ok != 0, PLANE);
+            load_tile<T, EP, NP>(Ds, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E, has_do && p.vec_ok != 0, PLANE);
         }
         if (k_v) {
-            load_tile<T, DP>(Ks, p.k, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0, PLANE);
-            load_tile<T, EP>(Vs, p.v, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0, PLANE);
+            load_tile<T, DP, NP>(Ks, p.k, L.b, h, L.tb + t0, n, p.D, p.vec_ok != 0, PLANE);
+            load_tile<T, EP, NP>(Vs, p.v, L.b, h, L.tb + t0, n, p.E, p.vec_ok != 0, PLANE);
         }
         if (p.decay == 2 && threadIdx.x < LA_C) {
             int r = threadIdx.x;
@@ -578,11 +608,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
                 tile_issue_of<T, EP, true, NL>(sb + 2 * LA_C * QP * 2, tv, n, p.v.ptr, true, dir, ltid);
             }
         } else {
-            if (want_q) load_tile<T, DP>(Qb, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, false, PLANE);
-            load_tile<T, EP>(Qb + 2 * LA_C * QP + LA_C * VP, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E, false,
+            if (want_q) load_tile<T, DP, NP>(Qb, p.q, L.b, h, L.tb + t0, has_do ? n : 0, p.D, false, PLANE);
+            load_tile<T, EP, NP>(Qb + 2 * LA_C * QP + LA_C * VP, bp.d_o, L.b, h, L.tb + t0, has_do ? n : 0, p.E, false,
                              PLANE);
-            load_tile<T, DP>(Qb + LA_C * QP, p.k, L.b, h, L.tb + t0, n, p.D, false, PLANE);
-            load_tile<T, EP>(Qb + 2 * LA_C * QP, p.v, L.b, h, L.tb + t0, n, p.E, false, PLANE);
+            load_tile<T, DP, NP>(Qb + LA_C * QP, p.k, L.b, h, L.tb + t0, n, p.D, false, PLANE);
+            load_tile<T, EP, NP>(Qb + 2 * LA_C * QP, p.v, L.b, h, L.tb + t0, n, p.E, false, PLANE);
         }
         if (p.decay == 2 && threadIdx.x < LA_C) {
             int r = threadIdx.x;
@@ -655,7 +685,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             /* Warp tiles entirely above the diagonal stay zero: no products. */
             const bool live = 32 * wn <= 16 * wm + 15;
             float acc[4][4] = {};
-            if (live) warp_mma<T, 4, false, false>(acc, sD, VP, 16 * wm, sV, VP, 32 * wn, EP / 16, 0, lane, PB);
+            if (live) warp_mma<T, 4, false, false, NP>(acc, sD, VP, 16 * wm, sV, VP, 32 * wn, EP / 16, 0, lane, PB);
             float fm[4][4];
             if (regular) mask_factors_regular(fm, Ts, wm, wn, lane);
             else mask_factors(fm, Gs, n, wm, wn, lane);
@@ -672,7 +702,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             store_masked<T>(dAs, AP, acc, fm, wm, wn, lane, 1.0f, PLANE);
             if (role == 1) {
                 float acc_a[4][4] = {};
-                if (live) warp_mma<T, 4, false, false>(acc_a, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane, PB);
+                if (live) warp_mma<T, 4, false, false, NP>(acc_a, sQ, QP, 16 * wm, sK, QP, 32 * wn, DP / 16, 0, lane, PB);
                 store_masked<T>(As, AP, acc_a, fm, wm, wn, lane, scaled ? 1.0f : p.scale, PLANE);
                 if (DLD) dld_pair_partials(acc_a, acc, fm, p.scale, wm, wn, lane, red_mr, red_mc);
             }
@@ -696,14 +726,14 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             float acc[DP / 16][4] = {}, acc2[DP / 16][4] = {};
             if (DLD && it > 0) { /* q^_t . dO_t X^T: pairs from chunks before the previous one */
                 float acc3[DP / 16][4] = {}, d[2];
-                warp_mma<T, DP / 16, false, false>(acc3, sD, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
-                tile_row_dots<T, DP / 16>(Qs, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
+                warp_mma<T, DP / 16, false, false, NP>(acc3, sD, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
+                tile_row_dots<T, DP / 16, NP>(Qs, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
                 put_row_dots(red_b, wn, 16 * wm, lane, d);
             }
-            warp_mma<T, DP / 16, false, false>(acc, sD, VP, 16 * wm, sS, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
+            warp_mma<T, DP / 16, false, false, NP>(acc, sD, VP, 16 * wm, sS, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
             if (DLD) { /* q^_t . dq^inter_t (before e^{G_t} and scale) */
                 float d[2];
-                tile_row_dots<T, DP / 16>(Qs, QP, acc, 16 * wm, wn * (DP / 2), lane, d, PLANE);
+                tile_row_dots<T, DP / 16, NP>(Qs, QP, acc, 16 * wm, wn * (DP / 2), lane, d, PLANE);
                 put_row_dots(red_a, wn, 16 * wm, lane, d);
             }
             const float f0 = regular ? Ts[row_t] : exp_nonpos(Gs[i0]), f1 = regular ? Ts[row_t8] : exp_nonpos(Gs[i0 + 8]);
@@ -772,17 +802,17 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             }
             if (DLD && it > 0) { /* k_j . v_j Y^T: pairs to chunks after the next one */
                 float acc3[DP / 16][4] = {}, d[2];
-                warp_mma<T, DP / 16, false, false>(acc3, sV, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
-                tile_row_dots<T, DP / 16>(Ks, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
+                warp_mma<T, DP / 16, false, false, NP>(acc3, sV, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
+                tile_row_dots<T, DP / 16, NP>(Ks, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
                 put_row_dots(red_b, wn, 16 * wm, lane, d);
             }
             /* dK = dA^T Q^ + diag(f_j) V dS'^T: rows j, cols wn*DP/2.. */
             {
                 float acc[DP / 16][4] = {}, acc2[DP / 16][4] = {};
-                warp_mma<T, DP / 16, false, false>(acc, sV, VP, 16 * wm, sS, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
+                warp_mma<T, DP / 16, false, false, NP>(acc, sV, VP, 16 * wm, sS, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
                 if (DLD) { /* k_j . dk^inter_j (before f_j) */
                     float d[2];
-                    tile_row_dots<T, DP / 16>(Ks, QP, acc, 16 * wm, wn * (DP / 2), lane, d, PLANE);
+                    tile_row_dots<T, DP / 16, NP>(Ks, QP, acc, 16 * wm, wn * (DP / 2), lane, d, PLANE);
                     put_row_dots(red_a, wn, 16 * wm, lane, d);
                 }
                 warp_mma<T, DP / 16, true, true>(acc2, sdA, AP, 16 * wm, sQ, QP, wn * (DP / 2), LA_C / 16, wm, lane, PB);
@@ -817,7 +847,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             }
             /* X = e^{G_last} S (role 0) or Y = e^{G_last} dS' (role 1): the
              * state without this chunk's own tokens, for the next chunk. */
-            state_copy<OT, DP, EP, SPLIT>(S, Xs, wm, wn, lane, PLANE);
+            state_copy<OT, DP, EP, SPLIT, NP>(S, Xs, wm, wn, lane, PLANE);
         }
         const uint32_t sXo = role == 0 ? sK : sQ;  /* the [token][d] operand */
         const uint32_t sYo = role == 0 ? sV : sD;  /* the [token][e] operand */
@@ -832,10 +862,11 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
             if (regular) fpair_unpack<OT>(f, Pf[j >> 1]);
             else fpair_set<OT>(f, factor(j), factor(j + 1));
         };
-        if (role == 1 && bp.ds0.ptr)
+        if constexpr (NP == 3) state_update3<DP, EP>(S, sXo, QP, sYo, VP, factor, wm, wn, lane, PB);
+        else if (role == 1 && bp.ds0.ptr)
             state_update<OT, DP, EP, true, SPLIT>(S, sXo, QP, sYo, VP, pair, wm, wn, lane, PB);
         else state_update<OT, DP, EP, SPLIT, SPLIT>(S, sXo, QP, sYo, VP, pair, wm, wn, lane, PB);
-        state_copy<OT, DP, EP, SPLIT>(S, copy_buf(it + 1), wm, wn, lane, PLANE);
+        state_copy<OT, DP, EP, SPLIT, NP>(S, copy_buf(it + 1), wm, wn, lane, PLANE);
     }
 
     /* DLD across a segment boundary: the pairs that span the first chunk of
@@ -845,8 +876,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
         const int n = (int)(L.len - L.te < LA_C ? L.len - L.te : LA_C);
         load_chunk(L.te, n, true, false);
         float acc3[DP / 16][4] = {}, d[2];
-        warp_mma<T, DP / 16, false, false>(acc3, sD, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
-        tile_row_dots<T, DP / 16>(Qs, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
+        warp_mma<T, DP / 16, false, false, NP>(acc3, sD, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
+        tile_row_dots<T, DP / 16, NP>(Qs, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
         put_row_dots(red_b, wn, 16 * wm, lane, d);
         __syncthreads();
         if (warp == 0) dld_boundary_col(bp, L.s, h, L.te / LA_C, n, Gs, red_b, lane);
@@ -854,8 +885,8 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
     if (DLD && role == 1 && L.sp > 0) {
         load_chunk(L.ts - LA_C, LA_C, false, true);
         float acc3[DP / 16][4] = {}, d[2];
-        warp_mma<T, DP / 16, false, false>(acc3, sV, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
-        tile_row_dots<T, DP / 16>(Ks, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
+        warp_mma<T, DP / 16, false, false, NP>(acc3, sV, VP, 16 * wm, sX, VP, wn * (DP / 2), EP / 16, 0, lane, PB);
+        tile_row_dots<T, DP / 16, NP>(Ks, QP, acc3, 16 * wm, wn * (DP / 2), lane, d, PLANE);
         put_row_dots(red_b, wn, 16 * wm, lane, d);
         __syncthreads();
         if (warp == 0) dld_boundary_row(bp, L.s, h, L.ts / LA_C - 1, Gs, red_b, lane);

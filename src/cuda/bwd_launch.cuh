@@ -18,14 +18,22 @@ static int bwd_stages(int DP, int EP, int elem, bool dld) {
     return two <= optin && bwd_blocks_per_sm(DP, EP, elem) * (two + 1024) <= per_sm ? 2 : 1;
 }
 
-template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD, int STAGES>
+template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD, int STAGES, int NP = op_planes<T>::value>
 static cudaError_t bwd_launch(const la_bwd_params_t *b, int total, int roles, cudaStream_t s) {
-    const int smem = bwd_smem_bytes(DP, EP, sizeof(T), DLD, STAGES);
-    auto k = la_bwd_kernel<T, DP, EP, DSTATE_ONLY, DLD, STAGES>;
+    const int smem = bwd_smem_bytes(DP, EP, (int)sizeof(typename op_of<T>::type) * NP, DLD, STAGES);
+    auto k = la_bwd_kernel<T, DP, EP, DSTATE_ONLY, DLD, STAGES, NP>;
     cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
     k<<<dim3(total, b->f.H, roles), LA_CUDA_THREADS, smem, s>>>(*b);
     return cudaGetLastError();
+}
+
+/* The decay gradient's block on three operand planes (dld_planes = 3, which
+ * the host sets for f32 alone, whose tiles are 64 x 64): fp32-level terms. */
+template <typename T, int DP, int EP>
+static cudaError_t bwd_launch_dld3(const la_bwd_params_t *b, int total, int roles, cudaStream_t s) {
+    if constexpr (op_of<T>::split && DP == 64 && EP == 64) return bwd_launch<T, DP, EP, false, true, 1, 3>(b, total, roles, s);
+    else return cudaErrorInvalidValue;
 }
 
 template <typename T, int DP, int EP>
@@ -58,7 +66,8 @@ static la_status_t bwd_run(const la_bwd_params_t *b, int total, cudaStream_t s, 
     (void)wg;
 #endif
     if (err == cudaSuccess) {
-        if (b->want_dld) err = bwd_launch<T, DP, EP, false, true, 1>(b, total, roles, s);
+        if (b->want_dld && b->dld_planes == 3) err = bwd_launch_dld3<T, DP, EP>(b, total, roles, s);
+        else if (b->want_dld) err = bwd_launch<T, DP, EP, false, true, 1>(b, total, roles, s);
         else if (stages == 2) err = bwd_launch<T, DP, EP, false, false, 2>(b, total, roles, s);
         else err = bwd_launch<T, DP, EP, false, false, 1>(b, total, roles, s);
     }

@@ -30,8 +30,9 @@ la_status_t la_cuda_bwd_f32(const la_bwd_params_t *b, int DP, int EP, int total_
                             cudaEvent_t join, const la_bwd_wg_t *wg, char *msg);
 /* The decay gradient's finish kernels (after the backward kernel). */
 cudaError_t la_cuda_dld_finish(const la_bwd_params_t *b, cudaStream_t s);
-/* Shared memory of one single-stage backward block (elem: the input dtype's
- * size; dld: with the decay gradient). */
+/* Shared memory of one single-stage backward block (elem: bytes of an
+ * operand element, the input dtype's size or 6 for f32's three planes;
+ * dld: with the decay gradient). */
 int la_cuda_bwd_smem(int DP, int EP, int elem, int dld);
 /* Blocks per SM the backward kernel is built for (its launch bounds). */
 int la_cuda_bwd_blocks_per_sm(int DP, int EP, int elem);

@@ -120,10 +120,12 @@ __device__ __forceinline__ void state_scale(float (&S)[DP / 64][EP / 16][4], flo
 }
 
 /* The state rounded to the operand dtype into Ss [DP][EP + 8] (an mma
- * operand; SPLIT: hi there, lo plane elements further). */
-template <typename T, int DP, int EP, bool SPLIT = false>
+ * operand; SPLIT: hi there, lo plane elements further, and with NP = 3 the
+ * third plane (mma.cuh, pack_op3) plane elements after lo). */
+template <typename T, int DP, int EP, bool SPLIT = false, int NP = SPLIT ? 2 : 1>
 __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4], T *Ss, int wm, int wn, int lane,
                                            int plane = 0) {
+    static_assert(NP != 3 || SPLIT, "three planes are a split operand's");
     typedef state_frag<DP, EP> F;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     /* stmatrix: one store per two n8 tiles (four 8x8 matrices: rows 0-7 and
@@ -134,14 +136,17 @@ __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4]
     for (int mt = 0; mt < F::MT; mt++)
 #pragma unroll
         for (int np = 0; np < F::NTS / 2; np++) {
-            uint32_t h[4], l[4];
+            uint32_t h[4], l[4], r[4];
 #pragma unroll
-            for (int q = 0; q < 4; q++)
-                pack_op2<T, SPLIT>(S[mt][2 * np + (q >> 1)][2 * (q & 1)], S[mt][2 * np + (q >> 1)][2 * (q & 1) + 1],
-                                   h[q], l[q]);
+            for (int q = 0; q < 4; q++) {
+                const float x0 = S[mt][2 * np + (q >> 1)][2 * (q & 1)], x1 = S[mt][2 * np + (q >> 1)][2 * (q & 1) + 1];
+                if constexpr (NP == 3) pack_op3<T>(x0, x1, h[q], l[q], r[q]);
+                else pack_op2<T, SPLIT>(x0, x1, h[q], l[q]);
+            }
             const uint32_t at = base + (mt * 16 * (EP + 8) + np * 16) * 2;
             stmatrix_x4_at(at, h[0], h[1], h[2], h[3]);
             if (SPLIT) stmatrix_x4_at(at + plane * 2, l[0], l[1], l[2], l[3]);
+            if constexpr (NP == 3) stmatrix_x4_at(at + plane * 4, r[0], r[1], r[2], r[3]);
         }
 #else
 #pragma unroll
@@ -151,7 +156,7 @@ __device__ __forceinline__ void state_copy(const float (&S)[DP / 64][EP / 16][4]
 #pragma unroll
             for (int hr = 0; hr < 2; hr++) {
                 int d = F::row(wm, lane, mt, 2 * hr), e = F::col(wn, lane, nt, 2 * hr);
-                put_op2<T, SPLIT>(&Ss[d * (EP + 8) + e], plane, S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
+                put_opn2<T, NP>(&Ss[d * (EP + 8) + e], plane, S[mt][nt][2 * hr], S[mt][nt][2 * hr + 1]);
             }
 #endif
 }
@@ -403,6 +408,59 @@ __device__ __forceinline__ void state_update(float (&S)[DP / 64][EP / 16][4], ui
                     }
                 }
         }
+    }
+}
+
+/* state_update for three-plane f32 operands (NP = 3, mma.cuh): f(j) X_j is
+ * formed in fp32 from X's three planes and split into three planes again,
+ * and each product takes six mmas (mma_x3), so every term of the state keeps
+ * fp32-level accuracy (~2^-24; state_update's split keeps ~2^-16 a term).
+ * factor(j): the token's decay factor as a float (0 past the chunk's valid
+ * rows).  X, Y and the planes as in state_update; the factors are formed
+ * here, not from a pair table. */
+template <int DP, int EP, typename FactorFn>
+__device__ __forceinline__ void state_update3(float (&S)[DP / 64][EP / 16][4], uint32_t sX, int XP, uint32_t sY,
+                                              int YP, FactorFn factor, int wm, int wn, int lane, uint32_t plane) {
+    typedef __nv_bfloat16 OT;
+    constexpr int MT = DP / 64, NTS = EP / 16;
+    const uint32_t offX = (((lane >> 4) * 8 + (lane & 7)) * XP + wm * (DP / 4) + ((lane >> 3) & 1) * 8) * 2;
+    const uint32_t offY = ((((lane >> 3) & 1) * 8 + (lane & 7)) * YP + wn * (EP / 2) + (lane >> 4) * 8) * 2;
+#pragma unroll 1
+    for (int kk = 0; kk < LA_C / 16; kk++) {
+        /* Register r of an X^T fragment holds tokens j0 + 8 (r / 2) and the one after. */
+        const int j0 = kk * 16 + 2 * (lane & 3);
+        const float f[4] = {factor(j0), factor(j0 + 1), factor(j0 + 8), factor(j0 + 9)};
+        uint32_t ah[MT][4], al[MT][4], ar[MT][4], bh[NTS / 2][4], bl[NTS / 2][4], br[NTS / 2][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            uint32_t x[3][4];
+            const uint32_t at = sX + offX + kk * 16 * XP * 2 + mt * 32;
+            ldmatrix_x4_trans_at(x[0], at);
+            ldmatrix_x4_trans_at(x[1], at + plane);
+            ldmatrix_x4_trans_at(x[2], at + 2 * plane);
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const OT *p0 = reinterpret_cast<const OT *>(&x[0][r]), *p1 = reinterpret_cast<const OT *>(&x[1][r]),
+                         *p2 = reinterpret_cast<const OT *>(&x[2][r]);
+                const float v0 = (float(p0[0]) + float(p1[0]) + float(p2[0])) * f[2 * (r >> 1)];
+                const float v1 = (float(p0[1]) + float(p1[1]) + float(p2[1])) * f[2 * (r >> 1) + 1];
+                pack_op3<OT>(v0, v1, ah[mt][r], al[mt][r], ar[mt][r]);
+            }
+        }
+#pragma unroll
+        for (int np = 0; np < NTS / 2; np++) {
+            const uint32_t at = sY + offY + kk * 16 * YP * 2 + np * 32;
+            ldmatrix_x4_trans_at(bh[np], at);
+            ldmatrix_x4_trans_at(bl[np], at + plane);
+            ldmatrix_x4_trans_at(br[np], at + 2 * plane);
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int np = 0; np < NTS / 2; np++) {
+                mma_x3<OT>(S[mt][2 * np], ah[mt], al[mt], ar[mt], bh[np], bl[np], br[np]);
+                mma_x3<OT>(S[mt][2 * np + 1], ah[mt], al[mt], ar[mt], bh[np] + 2, bl[np] + 2, br[np] + 2);
+            }
     }
 }
 

@@ -326,6 +326,20 @@ static int use_bwd_wg(const la_plan_t *pl, int vec, int gvec) {
 #endif
 }
 
+/* f32 with the decay gradient: that gradient's products and the state
+ * updates on three operand planes (24 mantissa bits, six mmas a product;
+ * bwd_kernel.cuh) where its block (223 KB at 64 x 64) fits this GPU (H100,
+ * H200, B200; not the A100 or sm_120, which keep two planes), unless
+ * LA_CUDA_DLD_PLANES=2 (A/B measurements: the two-plane terms carry ~2^-17
+ * of their size, which the gradient's cancellation multiplies;
+ * docs/CUDA-BACKWARD.md).  0 where it does not apply. */
+static int dld_planes(const la_plan_t *pl) {
+    if (elem_of(pl) != 4 || !pl->want_dld) return 0;
+    const char *env = getenv("LA_CUDA_DLD_PLANES");
+    if (env && atoi(env) == 2) return 2;
+    return la_cuda_bwd_smem(64, 64, 6, 1) <= la_cuda_smem_optin() ? 3 : 2;
+}
+
 static int round_up_slice(int64_t E, int eslice) { return (int)((E + eslice - 1) / eslice) * eslice; }
 
 /* Tile stages of the forward passes: as many as the blocks that share an SM
@@ -812,6 +826,7 @@ static la_status_t run_backward(const la_plan_t *pl, char *ws, cudaStream_t stre
     }
     if (pl->want_dld) {
         b.want_dld = 1;
+        b.dld_planes = dld_planes(pl);
         b.d_ld = (float *)t->d_ld.data;
         b.dld_sb = t->d_ld.stride[0]; b.dld_sh = t->d_ld.stride[1]; b.dld_st = t->d_ld.stride[2];
         b.dld_tok = (float *)(ws + w.dld_tok);

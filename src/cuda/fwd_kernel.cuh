@@ -261,9 +261,9 @@ __device__ __forceinline__ void tile_issue(uint32_t sdst, la_tile_src_t &t, int 
 /* Load a [64, XP] tile of token tensor X starting at sequence token t0 into
  * shared memory (pitch XP + 8), zero-filling rows >= nrows and columns >= X.
  * vec: 16-byte cp.async pieces (bf16, f16).  f32 inputs are split into the
- * operand's two planes (op_of; the lo plane `plane` elements after dst)
- * element by element, through registers. */
-template <typename T, int XP, typename OT>
+ * operand's NP planes (op_of, put_opn1; each plane `plane` elements after
+ * the one before) element by element, through registers. */
+template <typename T, int XP, int NP = op_planes<T>::value, typename OT>
 __device__ __forceinline__ void load_tile(OT *dst, const la_tok_t &x, int64_t b, int64_t h, int64_t tok0,
                                           int nrows, int X, bool vec, int plane = 0) {
     constexpr bool SPLIT = op_of<T>::split;
@@ -287,7 +287,7 @@ __device__ __forceinline__ void load_tile(OT *dst, const la_tok_t &x, int64_t b,
         for (int i = threadIdx.x; i < LA_C * XP; i += LA_CUDA_THREADS) {
             int r = i / XP, c = i % XP;
             T val = (r < nrows && c < X) ? base[r * x.st + c * x.sc] : T(0.0f);
-            put_op1<OT, SPLIT>(dst + r * (XP + 8) + c, plane, val);
+            put_opn1<OT, NP>(dst + r * (XP + 8) + c, plane, val);
         }
     }
 }

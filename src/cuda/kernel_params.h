@@ -104,6 +104,11 @@ typedef struct la_bwd_params {
      * want_dld = 0.  Per chunk the kernel writes its local terms, the finish
      * kernels add the terms that cross chunks, all in a fixed order. */
     int want_dld;
+    /* f32 inputs with want_dld: 3 runs the decay gradient's products and the
+     * state updates on three operand planes (fp32-level terms, mma.cuh
+     * mma_x3), 2 on the two planes of every other f32 product (GPUs whose
+     * blocks cannot hold the third: A100, sm_120). */
+    int dld_planes;
     float *d_ld;             /* SCALAR_HEAD: d_ld[h * dld_sh]; SCALAR_TOKEN: [B, H, N] */
     int64_t dld_sb, dld_sh, dld_st;
     float *dld_tok;          /* [B * H * ntot] role 0's per-token term (SCALAR_TOKEN) */

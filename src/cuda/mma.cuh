@@ -116,6 +116,71 @@ __device__ __forceinline__ void put_op1(OT *p, int plane, T x) {
     }
 }
 
+/* Three planes (NP = 3; f32 operands of the backward's decay-gradient terms,
+ * bwd_kernel.cuh): x = hi + lo + r with r = bf16(x - hi - lo), so the
+ * operand keeps all 24 of fp32's mantissa bits where two planes keep 16, and
+ * a product takes six mmas, hi r + r hi + lo lo + hi lo + lo hi + hi hi:
+ * what is dropped (lo r, r lo, r r) is ~2^-25 of the product, where the
+ * two-plane product loses ~2^-17 (the operands' missing bits and lo lo).
+ * The decay gradient is a sum whose terms partly cancel, so its relative
+ * error is that of its terms times their cancellation (docs/CUDA-BACKWARD.md). */
+template <typename OT>
+__device__ __forceinline__ void mma_x3(float d[4], const uint32_t a[4], const uint32_t al[4], const uint32_t ar[4],
+                                       const uint32_t b[2], const uint32_t bl[2], const uint32_t br[2]) {
+    mma_16816<OT>(d, a, br);
+    mma_16816<OT>(d, ar, b);
+    mma_16816<OT>(d, al, bl);
+    mma_16816<OT>(d, a, bl);
+    mma_16816<OT>(d, al, b);
+    mma_16816<OT>(d, a, b);
+}
+
+/* x0, x1 as the packed words of three planes.  x - hi and (x - hi) - lo are
+ * exact in fp32; only r is rounded (~2^-26 of x). */
+template <typename OT>
+__device__ __forceinline__ void pack_op3(float x0, float x1, uint32_t &hi, uint32_t &lo, uint32_t &r) {
+    hi = mma_traits<OT>::pack(x0, x1);
+    const OT *h = reinterpret_cast<const OT *>(&hi);
+    const float r0 = x0 - float(h[0]), r1 = x1 - float(h[1]);
+    lo = mma_traits<OT>::pack(r0, r1);
+    const OT *l = reinterpret_cast<const OT *>(&lo);
+    r = mma_traits<OT>::pack(r0 - float(l[0]), r1 - float(l[1]));
+}
+
+/* put_op2 and put_op1 for NP planes (1: the operand dtype itself; 2: hi, lo;
+ * 3: hi, lo, r), each plane `plane` elements after the one before. */
+template <typename OT, int NP>
+__device__ __forceinline__ void put_opn2(OT *p, int plane, float x0, float x1) {
+    if constexpr (NP == 3) {
+        uint32_t hi, lo, r;
+        pack_op3<OT>(x0, x1, hi, lo, r);
+        *reinterpret_cast<uint32_t *>(p) = hi;
+        *reinterpret_cast<uint32_t *>(p + plane) = lo;
+        *reinterpret_cast<uint32_t *>(p + 2 * plane) = r;
+    } else {
+        put_op2<OT, NP == 2>(p, plane, x0, x1);
+    }
+}
+template <typename OT, int NP, typename T>
+__device__ __forceinline__ void put_opn1(OT *p, int plane, T x) {
+    if constexpr (NP == 3) {
+        const float f = float(x);
+        const OT h = OT(f);
+        const float r = f - float(h);
+        const OT l = OT(r);
+        p[0] = h;
+        p[plane] = l;
+        p[2 * plane] = OT(r - float(l));
+    } else {
+        put_op1<OT, NP == 2>(p, plane, x);
+    }
+}
+
+/* Planes per operand element of input dtype T by default: 2 for f32 (split), else 1. */
+template <typename T> struct op_planes {
+    static constexpr int value = op_of<T>::split ? 2 : 1;
+};
+
 /* Barrier among `threads` threads (whole warps) that use the same id
  * (1..15; 0 is __syncthreads): lets warp groups that share data wait only
  * for each other. */
