@@ -22,6 +22,7 @@
 #include "lightning_attn.h"
 #include "reference.h"
 #include "bench_device.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -59,53 +60,17 @@ static double rnd_uniform(void) { /* splitmix64 */
 }
 static double rnd_normal(void) { return sqrt(-2.0 * log(rnd_uniform())) * cos(6.283185307179586 * rnd_uniform()); }
 
-/* Round-trip a value through the dtype, as the library will see it. */
-static float bits_to_float(uint32_t b) {
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-static uint32_t float_to_bits(float f) {
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    return b;
-}
-/* f16 in software, round to nearest even: _Float16 is not available on every
- * compiler and target (clang 14 rejects it on x86-64). */
-static uint16_t float_to_f16(float f) {
-    uint32_t b = float_to_bits(f), a = b & 0x7fffffffu;
-    uint16_t sign = (uint16_t)((b >> 16) & 0x8000u);
-    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  /* NaN */
-    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504: inf */
-    if (a < 0x38800000u) /* below 2^-14: a count of 2^-24 quanta (1024 is the smallest normal's encoding) */
-        return (uint16_t)(sign | (uint16_t)lrintf(bits_to_float(a) * 16777216.0f));
-    /* rebias the exponent (127 -> 15) and round the 13 dropped bits to even; a carry
-     * into the exponent is the correct rounding */
-    return (uint16_t)(sign | ((a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13));
-}
-static float f16_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    if (e == 0) return bits_to_float(sign | float_to_bits((float)m * (1.0f / 16777216.0f)));
-    if (e == 31) return bits_to_float(sign | 0x7f800000u | (m << 13));
-    return bits_to_float(sign | ((e + 112u) << 23) | (m << 13));
-}
+/* Values stored in the dtype (testutil's own rounding, to nearest even), as the
+ * library will see them. */
 static void put(void *buf, la_dtype_t dt, int64_t i, double x) {
-    if (dt == LA_DTYPE_F32) {
-        ((float *)buf)[i] = (float)x;
-        return;
-    }
-    uint32_t b = float_to_bits((float)x);
-    if (dt == LA_DTYPE_BF16) {
-        b += 0x7fffu + ((b >> 16) & 1u);
-        ((uint16_t *)buf)[i] = (uint16_t)(b >> 16);
-    } else {
-        ((uint16_t *)buf)[i] = float_to_f16((float)x);
-    }
+    if (dt == LA_DTYPE_F32) ((float *)buf)[i] = (float)x;
+    else if (dt == LA_DTYPE_BF16) ((uint16_t *)buf)[i] = tu_f32_to_bf16((float)x);
+    else ((uint16_t *)buf)[i] = tu_f32_to_f16((float)x);
 }
 static double get(const void *buf, la_dtype_t dt, int64_t i) {
     if (dt == LA_DTYPE_F32) return ((const float *)buf)[i];
-    if (dt == LA_DTYPE_BF16) return bits_to_float((uint32_t)((const uint16_t *)buf)[i] << 16);
-    return f16_to_float(((const uint16_t *)buf)[i]);
+    if (dt == LA_DTYPE_BF16) return tu_bf16_to_f32(((const uint16_t *)buf)[i]);
+    return tu_f16_to_f32(((const uint16_t *)buf)[i]);
 }
 
 static int cmp_double(const void *a, const void *b) {
