@@ -1,4 +1,4 @@
-"""lightning-attn benchmark: the seeds' tables (speed and memory, forward and
+"""lightning-attn benchmark: the tables (speed and memory, forward and
 backward) for every variant of the library next to softmax attention
 (PyTorch's scaled_dot_product_attention), with floors, JSON and plots.
 
@@ -306,7 +306,7 @@ def meta(device, args, ceil):
 # ---- tables and plots ------------------------------------------------------------------
 
 def table(title, ns, cols, cell):
-    """The seeds' format: a title line, then rows `index n value...`."""
+    """The tables' format: a title line, then rows `index n value...`."""
     head = "%10s" % "n" + "".join("%14s" % c for c in cols)
     lines = [title + ":", "   " + head]
     for i, n in enumerate(ns):

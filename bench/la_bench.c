@@ -175,7 +175,7 @@ static int parse(int argc, char **argv, opts_t *o) {
         }
     }
     if (o->reps < 1) o->reps = 1;
-    /* Defaults per device: the seeds' GPU shape in bf16, a CPU-sized one in f32. */
+    /* Defaults per device: the main training shape in bf16 on the GPU, a CPU-sized one in f32. */
     int gpu = o->backend == LA_BACKEND_CUDA;
     if ((int)o->dtype < 0) o->dtype = gpu ? LA_DTYPE_BF16 : LA_DTYPE_F32;
     if (gpu && !batch_given) o->B = 4;

@@ -15,7 +15,7 @@
  *
  * Decay is given as a LOG decay (ld <= 0, a = exp(ld)).  The decay kinds:
  *
- *     LA_DECAY_NONE          a = b = 1                          (the seeds' LAND)
+ *     LA_DECAY_NONE          a = b = 1                          (LAND)
  *     LA_DECAY_SCALAR_HEAD   a_t = exp(ld[h]),     ld: [H]       (LASD; ALiBi slope s = -ld)
  *     LA_DECAY_SCALAR_TOKEN  a_t = exp(ld[b,h,t]), ld: [B,H,N]   (LASD3, data dependent)
  *     LA_DECAY_VECTOR_K      a_t = exp(ldk[b,h,t,:]) on the key dim   (LAVD_K / GLA)

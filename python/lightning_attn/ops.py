@@ -307,7 +307,7 @@ def lightning_attn_func(q, k, v, s=None, *, ld=None, ldk=None, ldv=None, scale=1
     the host).
 
     Decay, at most one kind (log decays are <= 0: a = exp(ld)):
-      s       decay rate per head, [H] or [H, 1, 1] (the seeds' ALiBi slope,
+      s       decay rate per head, [H] or [H, 1, 1] (the ALiBi slope,
               ld = -s; build_slope_tensor makes it); per token [B, H, N]
       ld      the log decay itself, same shapes as s
       ldk     per token and key channel, [B, H, N, D] (GLA-style)
@@ -317,7 +317,7 @@ def lightning_attn_func(q, k, v, s=None, *, ld=None, ldk=None, ldv=None, scale=1
     initial_state: float32 [B (or num_seqs), H, D, E], differentiable.
     output_final_state: also return the final state (float32, same shape;
     gradients flowing into it reach q, k, v, the decays and initial_state).
-    variant: accepted for drop-in use of the seeds' call ("chunk_loop",
+    variant: accepted for drop-in use of the original call ("chunk_loop",
     "parallel"); the library picks its kernels itself.
     Returns o (dtype of the computation, float64 if q was), or (o, final_state).
     """

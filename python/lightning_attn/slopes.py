@@ -36,7 +36,7 @@ def layer_factor(layer_idx, num_layers):
 
 def build_slope_tensor(num_heads, layer_idx=None, num_layers=None, device=None):
     """The decay rates s as a float32 torch tensor [H, 1, 1], the shape the
-    seeds' `_build_slope_tensor` returns; pass it as lightning_attn_func's s.
+    original `_build_slope_tensor` returns; pass it as lightning_attn_func's s.
     With layer_idx and num_layers, the layer-dependent rates of
     TransNormerLLM / MiniMax (slope x (1 - layer / (layers - 1) + 1e-5))."""
     import torch

@@ -109,8 +109,8 @@ def test_varlen(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_seeds_call_and_slopes(device):
-    """The seeds' call: lightning_attn_func(q, k, v, s) with _build_slope_tensor's [H, 1, 1] rates."""
+def test_original_call_and_slopes(device):
+    """The original call: lightning_attn_func(q, k, v, s) with _build_slope_tensor's [H, 1, 1] rates."""
     x, _, _ = make(2, 4, 100, 64, 64, "none", "bhnd", torch.float32, device, seed=2)
     s = la.build_slope_tensor(4).to(device)
     assert s.shape == (4, 1, 1) and torch.allclose(s.flatten().cpu(), torch.tensor([0.25, 0.0625, 0.015625,
