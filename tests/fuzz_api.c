@@ -100,46 +100,20 @@ void fz_logical_dims(const la_problem_t *p, int64_t S, int id, int64_t d[4]) {
 
 /* ---- statuses ---------------------------------------------------------------------- */
 
-static const struct {
-    la_status_t st;
-    const char *name;
-} known[] = {
-    {LA_STATUS_SUCCESS, "LA_STATUS_SUCCESS"},
-    {LA_STATUS_BAD_PARAM, "LA_STATUS_BAD_PARAM"},
-    {LA_STATUS_NULL_POINTER, "LA_STATUS_NULL_POINTER"},
-    {LA_STATUS_BAD_SHAPE, "LA_STATUS_BAD_SHAPE"},
-    {LA_STATUS_BAD_STRIDE, "LA_STATUS_BAD_STRIDE"},
-    {LA_STATUS_BAD_DECAY, "LA_STATUS_BAD_DECAY"},
-    {LA_STATUS_BAD_SEQLENS, "LA_STATUS_BAD_SEQLENS"},
-    {LA_STATUS_OVERLAP, "LA_STATUS_OVERLAP"},
-    {LA_STATUS_BAD_VERSION, "LA_STATUS_BAD_VERSION"},
-    {LA_STATUS_BAD_SCALE, "LA_STATUS_BAD_SCALE"},
-    {LA_STATUS_HANDLE_BUSY, "LA_STATUS_HANDLE_BUSY"},
-    {LA_STATUS_NOT_SUPPORTED, "LA_STATUS_NOT_SUPPORTED"},
-    {LA_STATUS_UNSUPPORTED_DTYPE, "LA_STATUS_UNSUPPORTED_DTYPE"},
-    {LA_STATUS_UNSUPPORTED_HEAD_DIM, "LA_STATUS_UNSUPPORTED_HEAD_DIM"},
-    {LA_STATUS_UNSUPPORTED_DECAY, "LA_STATUS_UNSUPPORTED_DECAY"},
-    {LA_STATUS_BACKEND_UNAVAILABLE, "LA_STATUS_BACKEND_UNAVAILABLE"},
-    {LA_STATUS_ALLOC_FAILED, "LA_STATUS_ALLOC_FAILED"},
-    {LA_STATUS_WORKSPACE_TOO_SMALL, "LA_STATUS_WORKSPACE_TOO_SMALL"},
-    {LA_STATUS_EXECUTION_FAILED, "LA_STATUS_EXECUTION_FAILED"},
-    {LA_STATUS_INTERNAL_ERROR, "LA_STATUS_INTERNAL_ERROR"},
-};
-#define NKNOWN ((int)(sizeof known / sizeof known[0]))
 /* Slots of the count table: the known statuses, "other", and "no status". */
-#define SLOT_OTHER NKNOWN
-#define SLOT_NONE (NKNOWN + 1)
-#define NSLOTS (NKNOWN + 2)
+#define SLOT_OTHER TU_NUM_STATUSES
+#define SLOT_NONE (TU_NUM_STATUSES + 1)
+#define NSLOTS (TU_NUM_STATUSES + 2)
 
 const char *fz_status_name(la_status_t s) {
-    for (int i = 0; i < NKNOWN; i++)
-        if (known[i].st == s) return known[i].name;
+    for (int i = 0; i < TU_NUM_STATUSES; i++)
+        if (tu_statuses[i].status == s) return tu_statuses[i].name;
     return NULL;
 }
 
 static int slot_of(la_status_t s) {
-    for (int i = 0; i < NKNOWN; i++)
-        if (known[i].st == s) return i;
+    for (int i = 0; i < TU_NUM_STATUSES; i++)
+        if (tu_statuses[i].status == s) return i;
     return SLOT_OTHER;
 }
 
@@ -193,7 +167,7 @@ void fz_print_call_counts(void) {
         for (int s = 0; s < NSLOTS; s++) {
             long long n = atomic_load(&g_count[e][s]);
             if (!n || s == SLOT_NONE) continue;
-            const char *name = s == SLOT_OTHER ? "other" : known[s].name + strlen("LA_STATUS_");
+            const char *name = s == SLOT_OTHER ? "other" : tu_statuses[s].name + strlen("LA_STATUS_");
             printf("%s%s %lld", sep, name, n);
             sep = ", ";
         }

@@ -271,45 +271,24 @@ static int state_is_zero(tu_tensor_t *a, int64_t s) {
 /* ---- groups of checks ----------------------------------------------------------- */
 
 static void test_status_strings(void) {
-    static const struct {
-        la_status_t s;
-        const char *name;
-    } all[] = {
-        {LA_STATUS_SUCCESS, "LA_STATUS_SUCCESS"},
-        {LA_STATUS_BAD_PARAM, "LA_STATUS_BAD_PARAM"},
-        {LA_STATUS_NULL_POINTER, "LA_STATUS_NULL_POINTER"},
-        {LA_STATUS_BAD_SHAPE, "LA_STATUS_BAD_SHAPE"},
-        {LA_STATUS_BAD_STRIDE, "LA_STATUS_BAD_STRIDE"},
-        {LA_STATUS_BAD_DECAY, "LA_STATUS_BAD_DECAY"},
-        {LA_STATUS_BAD_SEQLENS, "LA_STATUS_BAD_SEQLENS"},
-        {LA_STATUS_OVERLAP, "LA_STATUS_OVERLAP"},
-        {LA_STATUS_BAD_VERSION, "LA_STATUS_BAD_VERSION"},
-        {LA_STATUS_BAD_SCALE, "LA_STATUS_BAD_SCALE"},
-        {LA_STATUS_NOT_SUPPORTED, "LA_STATUS_NOT_SUPPORTED"},
-        {LA_STATUS_UNSUPPORTED_DTYPE, "LA_STATUS_UNSUPPORTED_DTYPE"},
-        {LA_STATUS_UNSUPPORTED_HEAD_DIM, "LA_STATUS_UNSUPPORTED_HEAD_DIM"},
-        {LA_STATUS_UNSUPPORTED_DECAY, "LA_STATUS_UNSUPPORTED_DECAY"},
-        {LA_STATUS_BACKEND_UNAVAILABLE, "LA_STATUS_BACKEND_UNAVAILABLE"},
-        {LA_STATUS_ALLOC_FAILED, "LA_STATUS_ALLOC_FAILED"},
-        {LA_STATUS_WORKSPACE_TOO_SMALL, "LA_STATUS_WORKSPACE_TOO_SMALL"},
-        {LA_STATUS_EXECUTION_FAILED, "LA_STATUS_EXECUTION_FAILED"},
-        {LA_STATUS_INTERNAL_ERROR, "LA_STATUS_INTERNAL_ERROR"},
-    };
-    const int n = (int)(sizeof all / sizeof all[0]);
+    const tu_status_name_t *all = tu_statuses;
+    const int n = TU_NUM_STATUSES;
     const char *cn = "status_strings";
     for (int i = 0; i < n; i++) {
-        const char *s = la_status_string(all[i].s);
+        const char *s = la_status_string(all[i].status);
         size_t len = strlen(all[i].name);
         /* the string names its status: "LA_STATUS_BAD_SHAPE" or "LA_STATUS_BAD_SHAPE: ..." */
         tu_check(s && !strncmp(s, all[i].name, len) && (s[len] == 0 || s[len] == ':' || s[len] == ' '), cn, SEED,
-                 "la_status_string(%d) = \"%s\", want it to name %s", (int)all[i].s, s ? s : "(null)", all[i].name);
+                 "la_status_string(%d) = \"%s\", want it to name %s", (int)all[i].status, s ? s : "(null)",
+                 all[i].name);
         for (int j = 0; j < i; j++) {
-            const char *o = la_status_string(all[j].s);
+            const char *o = la_status_string(all[j].status);
             tu_check(!s || !o || strcmp(s, o) != 0, cn, SEED, "statuses %d and %d share the string \"%s\"",
-                     (int)all[i].s, (int)all[j].s, s ? s : "");
+                     (int)all[i].status, (int)all[j].status, s ? s : "");
         }
-        int cat = la_status_category(all[i].s);
-        tu_check(cat == ((int)all[i].s / 100) * 100, cn, SEED, "la_status_category(%d) = %d", (int)all[i].s, cat);
+        int cat = la_status_category(all[i].status);
+        tu_check(cat == ((int)all[i].status / 100) * 100, cn, SEED, "la_status_category(%d) = %d", (int)all[i].status,
+                 cat);
     }
     tu_check(la_status_string((la_status_t)999) != NULL, cn, SEED, "unknown status gives NULL string");
     tu_check(la_status_string((la_status_t)-1) != NULL, cn, SEED, "status -1 gives NULL string");

@@ -59,6 +59,17 @@ uint64_t tu_hash_str(const char *s);
 /* log(sigmoid(x)), computed without overflow; always <= 0. */
 double tu_logsigmoid(double x);
 
+/* ---- statuses ----------------------------------------------------------------- */
+
+/* Every status of lightning_attn.h with its name, written out here (not read
+ * from the library) so that the tests check the library's strings. */
+typedef struct tu_status_name {
+    la_status_t status;
+    const char *name;
+} tu_status_name_t;
+#define TU_NUM_STATUSES 20
+extern const tu_status_name_t tu_statuses[TU_NUM_STATUSES];
+
 /* ---- rounding (our own, round to nearest even) ----------------------------- */
 
 uint16_t tu_f32_to_bf16(float f);
