@@ -49,14 +49,20 @@
  *                        batches (initial_state, final_state and their
  *                        gradients; f32)
  *
- * Packed variable-length batches: set problem.cu_seqlens to a HOST array of
- * num_seqs + 1 int64 offsets (0 = cu[0] <= cu[1] <= ... = N) with batch = 1;
- * each sequence runs independently with its own initial/final state.  Empty
- * sequences are allowed: their final state equals their initial state.  The
- * offsets are validated on the host; the CUDA backend copies them (and a
- * per-sequence segment table) to its workspace and waits for that copy, so a
- * packed call synchronises the stream once (above 1023 sequences the table
- * is staged in a temporary host buffer).
+ * Packed variable-length batches: set problem.cu_seqlens to num_seqs + 1
+ * int64 offsets (0 = cu[0] <= cu[1] <= ... = N) with batch = 1; each
+ * sequence runs independently with its own initial/final state.  Empty
+ * sequences are allowed: their final state equals their initial state.
+ * The offsets may be a HOST array (validated on the host before anything
+ * runs; the CUDA backend stages them through the handle's pinned buffer, so
+ * the call does not wait for the GPU) or, on the CUDA backend, a DEVICE
+ * array (problem.cu_seqlens_on_device = 1): then nothing is copied or
+ * awaited, the kernels read the offsets on the device, and the offsets are
+ * checked there like device log decays (see la_set_check_values): invalid
+ * offsets are reported late and the call's outputs are unspecified, but no
+ * kernel reads or writes outside the tensors.  problem.max_seqlen, when
+ * known, lets the plan size its segments as for host offsets; 0 plans for
+ * the worst case (a single sequence of N tokens).
  *
  * Outputs must occupy address ranges that intersect no other tensor's range
  * (inputs may alias each other freely); two outputs interleaved in one buffer
@@ -200,8 +206,10 @@ typedef struct la_problem {
     int64_t dim_v;  /* E, 1..256 */
     la_decay_t decay;
     float scale;               /* o = scale . q S; default 1.0 */
-    const int64_t *cu_seqlens; /* host array of num_seqs + 1 offsets, or NULL */
+    const int64_t *cu_seqlens; /* num_seqs + 1 offsets (host array unless cu_seqlens_on_device), or NULL */
     int64_t num_seqs;          /* number of packed sequences (with cu_seqlens) */
+    int cu_seqlens_on_device;  /* 1: cu_seqlens is in DEVICE memory (CUDA backend; see Packed batches) */
+    int64_t max_seqlen;        /* optional, device cu_seqlens: the longest sequence (0 = unknown) */
 } la_problem_t;
 
 /* All tensors any operation reads or writes.  Each operation documents which
@@ -256,12 +264,58 @@ la_status_t la_set_stream(la_handle_t *handle, void *stream);
  * workspace instead of the handle's own; NULL hands ownership back. */
 la_status_t la_set_workspace(la_handle_t *handle, void *workspace, size_t bytes);
 
-/* Value checks of inputs in DEVICE memory (log decays in range, not NaN).
- * On by default; on the GPU they cost one small kernel and a stream
- * synchronisation per call.  Turn them off for trusted inputs on hot paths:
- * invalid decays then give unspecified (but in-bounds) results.  Host memory
- * is always checked.  Shapes, strides and pointers are always checked. */
-la_status_t la_set_check_values(la_handle_t *handle, int enable);
+/* Value checks of inputs in DEVICE memory (log decays in range, not NaN;
+ * device cu_seqlens).  Host memory is always checked before anything runs,
+ * as are shapes, strides and pointers.  Modes:
+ *   LA_CHECK_VALUES_DEFERRED (1, the default): a small kernel checks the
+ *     values on the call's stream and records the first bad one in the
+ *     handle; nothing waits for it, so calls stay asynchronous and CUDA-graph
+ *     capturable.  The error is reported by the handle's next call (which
+ *     then returns the error and does nothing else) or by la_check_errors.
+ *     The outputs of the call that had the bad values are unspecified (but
+ *     no kernel reads or writes outside the tensors).
+ *   LA_CHECK_VALUES_SYNC (2): the call waits for the check and returns the
+ *     error itself, having written nothing (one stream synchronisation per
+ *     call; not capturable).
+ *   LA_CHECK_VALUES_OFF (0): no checks; invalid values give unspecified (but
+ *     in-bounds) results. */
+typedef enum la_check_mode {
+    LA_CHECK_VALUES_OFF = 0,
+    LA_CHECK_VALUES_DEFERRED = 1,
+    LA_CHECK_VALUES_SYNC = 2
+} la_check_mode_t;
+la_status_t la_set_check_values(la_handle_t *handle, int mode);
+/* Wait for the handle's stream and return the error a deferred value check
+ * recorded since the last report (LA_STATUS_BAD_DECAY or BAD_SEQLENS, with
+ * the offending element in the message), clearing it; LA_STATUS_SUCCESS if
+ * none.  On the CPU backend there is never one. */
+la_status_t la_check_errors(la_handle_t *handle);
+
+/* ---- policy: which kernel variants the CUDA backend may pick ------------- */
+
+/* Every switch defaults to automatic: the backend picks per problem and
+ * device (docs/CUDA.md lists the variants and the rules).  The other values
+ * exist for A/B measurements and tests: they force a path off (or the opt-in
+ * Hopper forward on), or make a large GPU plan as a smaller one.  A handle's
+ * policy starts from la_policy_init's defaults, overridden by the
+ * environment variables named below, read once, in la_create. */
+typedef enum la_switch { LA_SWITCH_AUTO = 0, LA_SWITCH_OFF = 1, LA_SWITCH_ON = 2 } la_switch_t;
+typedef struct la_policy {
+    size_t struct_size;
+    int tile_cap;               /* largest head-dim tile: 0 (as the device allows), 64 or 128      LA_CUDA_TILE_CAP */
+    int smem_kb;                /* plan as if a block had at most this many KB (0: the device's)   LA_CUDA_SMEM_KB */
+    la_switch_t fwd_wgmma;      /* Hopper wgmma forward (AUTO = off: not yet faster)   LA_CUDA_WGMMA=1 */
+    la_switch_t fwd_rows;       /* rows forward kernel, D, E <= 64                      LA_CUDA_ROWS=0 */
+    la_switch_t fwd_warp_roles; /* warp-role forward kernel, D, E <= 64                 LA_CUDA_WS=0 */
+    la_switch_t state_wgmma;    /* Hopper state pass, D in (64, 128]                    LA_CUDA_STATE_WG=0 */
+    la_switch_t bwd_wgmma;      /* Hopper backward, D = E = 64                          LA_CUDA_BWD_WG=0 */
+    int dld_planes;             /* f32 decay-gradient operand planes: 0 (3 where they fit), 2     LA_CUDA_DLD_PLANES */
+} la_policy_t;
+void la_policy_init(la_policy_t *policy);
+/* Validated (BAD_PARAM for a value outside the ranges above); applies to
+ * the handle's later calls. */
+la_status_t la_set_policy(la_handle_t *handle, const la_policy_t *policy);
+la_status_t la_get_policy(la_handle_t *handle, la_policy_t *policy);
 
 /* Bytes of workspace the operation needs for this problem: the most over
  * every input dtype and every choice of optional outputs (a backward with or
@@ -280,6 +334,12 @@ la_status_t la_workspace_size_for(la_handle_t *handle, la_op_t op, const la_prob
  * problem (dtypes from the tensors), otherwise the NOT_SUPPORTED status that
  * the call itself would return, with its message. */
 la_status_t la_supports(la_handle_t *handle, la_op_t op, const la_problem_t *problem, const la_tensors_t *tensors);
+
+/* What the backend runs for this call, as one line of text (kernels, tiles,
+ * segments, stages, workspace): the handle's plan, written to buf (at most
+ * len bytes, NUL-terminated).  Validates like the call itself. */
+la_status_t la_describe(la_handle_t *handle, la_op_t op, const la_problem_t *problem, const la_tensors_t *tensors,
+                        char *buf, size_t len);
 
 /* ---- helpers to fill the structs ----------------------------------------- */
 
@@ -307,6 +367,17 @@ la_status_t la_backward(la_handle_t *handle, const la_problem_t *problem, const 
  * writes o and final_state (required).  initial_state and final_state may be
  * the same buffer with the same strides: the state is then updated in place. */
 la_status_t la_decode(la_handle_t *handle, const la_problem_t *problem, const la_tensors_t *tensors);
+
+/* Any operation in one call, with caller workspace for this call only:
+ * [workspace, workspace + workspace_bytes) (device memory for CUDA; the
+ * handle's own workspace setting is neither used nor changed).  When it is
+ * too small the call returns LA_STATUS_WORKSPACE_TOO_SMALL, writes nothing,
+ * and sets *needed (when not NULL) to the bytes this call needs; on success
+ * *needed is set too.  The handle caches its plans by problem (sizes, decay,
+ * dtypes, strides, which tensors are present): a repeated call with new
+ * pointers costs the pointer checks and the launches. */
+la_status_t la_execute(la_handle_t *handle, la_op_t op, const la_problem_t *problem, const la_tensors_t *tensors,
+                       void *workspace, size_t workspace_bytes, size_t *needed);
 
 /* State-only forward: the final state without o.  Reads k, v, ld/ldv,
  * initial_state (optional); writes final_state (required). */

@@ -23,10 +23,13 @@ typedef struct la_plan {
     la_tensors_t t;
     int64_t num_seqs; /* B, or problem.num_seqs when packed */
     int packed;       /* cu_seqlens given */
+    int cu_device;    /* ... in device memory: never read on the host */
     /* presence of optional tensors */
     int has_initial, has_final, has_dfinal, want_dld, want_dldv, want_dinitial;
-    int has_o;        /* forward/decode write o; backward reads d_o and writes dq */
-    int check_values; /* check device-resident values (log decays) before running */
+    int has_o;                 /* forward/decode write o; backward reads d_o and writes dq */
+    int check_values;          /* la_check_mode_t for device-resident values (log decays, device cu_seqlens) */
+    const la_policy_t *policy; /* the handle's (never NULL once the API built the plan) */
+    void *backend_state;       /* the handle's backend state (backend_ops.state_create), or NULL */
 } la_plan_t;
 
 /* Every byte count the library forms stays below this (2^62), so sums and
@@ -49,28 +52,46 @@ static inline int64_t la_mul_capped(int64_t a, int64_t b) {
 static inline size_t la_size_mul(size_t a, size_t b) { return (a != 0 && b > SIZE_MAX / a) ? SIZE_MAX : a * b; }
 static inline size_t la_size_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
 
-/* First token and length of sequence s (in the N dimension of batch row seq_batch). */
+/* First token and length of sequence s (in the N dimension of batch row
+ * seq_batch).  Host offsets only: with device cu_seqlens (pl->cu_device) the
+ * host knows no sequence's bounds, only la_plan_max_len's bound. */
 static inline int64_t la_plan_seq_start(const la_plan_t *pl, int64_t s) { return pl->packed ? pl->p.cu_seqlens[s] : 0; }
 static inline int64_t la_plan_seq_len(const la_plan_t *pl, int64_t s) {
     return pl->packed ? pl->p.cu_seqlens[s + 1] - pl->p.cu_seqlens[s] : pl->p.seqlen;
 }
 static inline int64_t la_plan_seq_batch(const la_plan_t *pl, int64_t s) { return pl->packed ? 0 : s; }
-/* Longest sequence of the plan. */
+/* Longest sequence of the plan (with device offsets: problem.max_seqlen when
+ * given, else N, a bound). */
 int64_t la_plan_max_len(const la_plan_t *pl);
 
-/* A backend: its support check and its runner.  The support check and the
- * runner read the same table (each backend's own), so "supported?" and what
- * the kernels accept can never disagree. */
+/* Largest backend plan (la_backend_ops_t.plan_bytes), so the API can keep
+ * one per cached problem without allocating. */
+#define LA_BACKEND_PLAN_MAX 4096
+
+/* A backend: its planner and its runner.  make_plan is the backend's one
+ * support table and its dispatch: it decides everything that runs for a call
+ * (or refuses with the status the call returns), the workspace size is read
+ * from that plan, and run executes it without deciding anything again. */
 typedef struct la_backend_ops {
     const char *name;
-    /* LA_STATUS_SUCCESS or a 2xx status with a message written to msg. */
-    la_status_t (*supports)(const la_plan_t *pl, char *msg);
-    size_t (*workspace_size)(const la_plan_t *pl, int num_threads);
-    la_status_t (*run)(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads, void *stream, char *msg);
+    size_t plan_bytes; /* <= LA_BACKEND_PLAN_MAX */
+    /* LA_STATUS_SUCCESS and *bplan filled, or a 2xx status with a message. */
+    la_status_t (*make_plan)(const la_plan_t *pl, int num_threads, void *bplan, char *msg);
+    size_t (*workspace_size)(const la_plan_t *pl, const void *bplan);
+    la_status_t (*run)(const la_plan_t *pl, const void *bplan, void *ws, size_t ws_bytes, void *stream, char *msg);
+    /* One line naming what the plan runs. */
+    void (*describe)(const la_plan_t *pl, const void *bplan, char *buf, size_t len);
     int (*available)(void);
     void *(*ws_alloc)(size_t bytes); /* workspace memory of this backend's kind */
     void (*ws_free)(void *ptr);
     int host_memory; /* tensors live in host memory (values checkable) */
+    /* Per-handle state (NULL functions: none): made in la_create, freed in
+     * la_destroy. */
+    la_status_t (*state_create)(void **state);
+    void (*state_destroy)(void *state);
+    /* An error a deferred value check recorded (LA_STATUS_SUCCESS: none),
+     * cleared once returned; wait: synchronise the stream first. */
+    la_status_t (*take_error)(void *state, void *stream, int wait, char *msg);
 } la_backend_ops_t;
 
 extern const la_backend_ops_t la_cpu_backend;

@@ -985,6 +985,146 @@ static void test_workspace(la_handle_t *h) {
     fx_free(&f);
 }
 
+/* la_execute: one call with caller workspace; too small says how much and
+ * writes nothing; the handle's plan cache gives the same bits as a fresh
+ * handle, for new pointers and for new strides of the same shapes. */
+static void test_execute(la_handle_t *h) {
+    fx_t f, g, z;
+    fx_init(&f, LA_DECAY_SCALAR_TOKEN, 2, 3, 150, 16, 8);
+    fx_init(&g, LA_DECAY_SCALAR_TOKEN, 2, 3, 150, 16, 8);
+    fx_init_ex(&z, LA_DECAY_SCALAR_TOKEN, LA_DTYPE_F32, TU_BNHD_PAD, 2, 3, 150, 16, 8, 0, NULL);
+    la_tensors_t tf = fx_tensors(&f, LA_OP_BACKWARD), tg = fx_tensors(&g, LA_OP_BACKWARD);
+    la_tensors_t tz = fx_tensors(&z, LA_OP_BACKWARD);
+    size_t need = 0, got = 0;
+    la_status_t st = la_workspace_size_for(h, LA_OP_BACKWARD, &f.p, &tf, &need);
+    tu_check(st == LA_STATUS_SUCCESS && need > 0, "execute", SEED, "la_workspace_size_for: %d, %zu bytes", (int)st,
+             need);
+    unsigned char *ws = malloc(need + 64);
+    arm(&f);
+    st = la_execute(h, LA_OP_BACKWARD, &f.p, &tf, ws, need - 1, &got);
+    tu_check(st == LA_STATUS_WORKSPACE_TOO_SMALL && got == need, "execute_too_small", SEED,
+             "status %d (%s), needed %zu (want %zu)", (int)st, sname(st), got, need);
+    for (int i = 0; i < NT; i++)
+        if (tu_present(&f.T[i])) {
+            tu_download(&f.T[i]);
+            tu_check(tu_unchanged(&f.T[i]), "execute_too_small", SEED, "%s written by a refused call", TNAME[i]);
+        }
+    st = la_execute(h, LA_OP_BACKWARD, &f.p, &tf, NULL, 0, &got);
+    tu_check(st == LA_STATUS_WORKSPACE_TOO_SMALL && got == need, "execute_null_ws", SEED, "status %d", (int)st);
+    /* Three runs on one handle (the second and third hit or re-key its
+     * cache) against a fresh handle each. */
+    fx_t *fs[3] = {&f, &g, &z};
+    la_tensors_t *ts[3] = {&tf, &tg, &tz};
+    for (int k = 0; k < 3; k++) {
+        st = la_execute(h, LA_OP_BACKWARD, &fs[k]->p, ts[k], ws, need + 64, &got);
+        tu_check(st == LA_STATUS_SUCCESS, "execute_run", SEED, "run %d: status %d (%s): %s", k, (int)st, sname(st),
+                 la_last_error(h));
+        double *a = malloc(3 * sizeof(double) * 2 * 3 * 150 * 16);
+        tu_gather_all(&fs[k]->T[DQ], a);
+        la_handle_t *fresh = NULL;
+        la_create(&fresh, LA_BACKEND_CPU);
+        st = la_backward(fresh, &fs[k]->p, ts[k]);
+        la_destroy(fresh);
+        double *b = a + 2 * 3 * 150 * 16;
+        tu_gather_all(&fs[k]->T[DQ], b);
+        tu_check(st == LA_STATUS_SUCCESS && !memcmp(a, b, sizeof(double) * 2 * 3 * 150 * 16), "execute_cache", SEED,
+                 "run %d: the cached plan's dq differs from a fresh handle's", k);
+        free(a);
+    }
+    free(ws);
+    fx_free(&f);
+    fx_free(&g);
+    fx_free(&z);
+}
+
+/* Policies, value check modes, descriptions, device offsets on the CPU. */
+static void test_policy_and_modes(la_handle_t *h) {
+    la_policy_t q, r;
+    la_policy_init(&q);
+    tu_check(q.struct_size == sizeof q && q.tile_cap == 0 && q.fwd_rows == LA_SWITCH_AUTO, "policy_init", SEED,
+             "la_policy_init's defaults");
+    q.tile_cap = 64;
+    q.fwd_rows = LA_SWITCH_OFF;
+    la_status_t st = la_set_policy(h, &q);
+    tu_check(st == LA_STATUS_SUCCESS, "policy_set", SEED, "la_set_policy: %d", (int)st);
+    st = la_get_policy(h, &r);
+    tu_check(st == LA_STATUS_SUCCESS && r.tile_cap == 64 && r.fwd_rows == LA_SWITCH_OFF, "policy_get", SEED,
+             "la_get_policy gave back tile_cap %d", r.tile_cap);
+    const struct {
+        const char *name;
+        int field, value;
+        la_status_t want;
+    } bad[] = {{"tile_cap_96", 0, 96, LA_STATUS_BAD_PARAM},
+               {"smem_neg", 1, -1, LA_STATUS_BAD_PARAM},
+               {"switch_3", 2, 3, LA_STATUS_BAD_PARAM},
+               {"planes_3", 3, 3, LA_STATUS_BAD_PARAM},
+               {"struct_size", 4, 0, LA_STATUS_BAD_VERSION}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        la_policy_t b;
+        la_policy_init(&b);
+        if (bad[i].field == 0) b.tile_cap = bad[i].value;
+        if (bad[i].field == 1) b.smem_kb = bad[i].value;
+        if (bad[i].field == 2) b.bwd_wgmma = (la_switch_t)bad[i].value;
+        if (bad[i].field == 3) b.dld_planes = bad[i].value;
+        if (bad[i].field == 4) b.struct_size = 7;
+        st = la_set_policy(h, &b);
+        tu_check(st == bad[i].want && la_last_error(h)[0], bad[i].name, SEED, "la_set_policy: %d (%s), want %d",
+                 (int)st, sname(st), (int)bad[i].want);
+        la_get_policy(h, &r);
+        tu_check(r.tile_cap == 64, bad[i].name, SEED, "a refused policy changed the handle's");
+    }
+    tu_check(la_set_policy(h, NULL) == LA_STATUS_NULL_POINTER, "policy_null", SEED, "NULL policy accepted");
+    la_policy_init(&q);
+    la_set_policy(h, &q);
+    tu_check(la_set_check_values(h, 3) == LA_STATUS_BAD_PARAM && la_set_check_values(h, -1) == LA_STATUS_BAD_PARAM,
+             "check_mode_range", SEED, "check modes outside 0..2 accepted");
+    tu_check(la_set_check_values(h, LA_CHECK_VALUES_SYNC) == LA_STATUS_SUCCESS &&
+                 la_set_check_values(h, LA_CHECK_VALUES_DEFERRED) == LA_STATUS_SUCCESS,
+             "check_modes", SEED, "a valid check mode refused");
+    tu_check(la_check_errors(h) == LA_STATUS_SUCCESS, "check_errors_cpu", SEED, "la_check_errors on the CPU failed");
+    /* the modes govern device memory only: host decays are checked in every mode */
+    fx_t f;
+    fx_init(&f, LA_DECAY_SCALAR_HEAD, 1, 2, 20, 4, 4);
+    tu_set(&f.T[LD], 0, 1, 0, 0, 0.25);
+    la_tensors_t t = fx_tensors(&f, LA_OP_FORWARD);
+    la_set_check_values(h, LA_CHECK_VALUES_OFF);
+    expect("host_decays_checked_when_off", h, LA_OP_FORWARD, &f, &f.p, &t, LA_STATUS_BAD_DECAY);
+    la_set_check_values(h, LA_CHECK_VALUES_DEFERRED);
+    tu_set(&f.T[LD], 0, 1, 0, 0, -0.25);
+    char line[512];
+    st = la_describe(h, LA_OP_FORWARD, &f.p, &t, line, sizeof line);
+    tu_check(st == LA_STATUS_SUCCESS && strstr(line, "cpu forward") && strstr(line, "workspace"), "describe", SEED,
+             "la_describe: %d '%s'", (int)st, st ? la_last_error(h) : line);
+    st = la_describe(h, LA_OP_FORWARD, &f.p, &t, line, 8);
+    tu_check(st == LA_STATUS_SUCCESS && strlen(line) == 7, "describe_short", SEED, "a short buffer: '%s'", line);
+    tu_check(la_describe(h, LA_OP_FORWARD, &f.p, &t, NULL, 8) == LA_STATUS_NULL_POINTER, "describe_null", SEED,
+             "NULL buffer accepted");
+    /* device offsets: refused by the CPU backend; a flag other than 0/1, or
+     * the flag without offsets, is a bad argument */
+    fx_t v;
+    const int64_t lens[3] = {7, 0, 13};
+    fx_init_ex(&v, LA_DECAY_SCALAR_HEAD, LA_DTYPE_F32, TU_BHND, 1, 2, 20, 4, 4, 3, lens);
+    la_tensors_t tv = fx_tensors(&v, LA_OP_FORWARD);
+    la_problem_t p = v.p;
+    p.cu_seqlens_on_device = 1;
+    expect("device_cu_on_cpu", h, LA_OP_FORWARD, &v, &p, &tv, LA_STATUS_NOT_SUPPORTED);
+    p.cu_seqlens_on_device = 2;
+    expect("device_cu_flag_2", h, LA_OP_FORWARD, &v, &p, &tv, LA_STATUS_BAD_PARAM);
+    p = f.p;
+    p.cu_seqlens_on_device = 1;
+    expect("device_cu_without_cu", h, LA_OP_FORWARD, &f, &p, &t, LA_STATUS_BAD_SEQLENS);
+    p = f.p;
+    p.max_seqlen = -1;
+    expect("max_seqlen_negative", h, LA_OP_FORWARD, &f, &p, &t, LA_STATUS_BAD_SHAPE);
+    size_t bytes = 0;
+    p = v.p;
+    p.cu_seqlens_on_device = 1;
+    tu_check(la_workspace_size(h, LA_OP_FORWARD, &p, &bytes) == LA_STATUS_NOT_SUPPORTED, "device_cu_ws_cpu", SEED,
+             "la_workspace_size accepted device offsets on the CPU");
+    fx_free(&f);
+    fx_free(&v);
+}
+
 int main(void) {
     tu_selftest();
     test_status_strings();
@@ -1006,6 +1146,8 @@ int main(void) {
     test_required_states(h);
     test_n0(h);
     test_workspace(h);
+    test_execute(h);
+    test_policy_and_modes(h);
     /* after all these failures the handle still works */
     fx_t f;
     fx_init(&f, LA_DECAY_SCALAR_HEAD, 2, 3, 8, 4, 5);

@@ -453,6 +453,7 @@ typedef struct ctx {
     int64_t S;     /* sequences (= states) */
     int64_t cu[9]; /* packed offsets */
     int packed;
+    void *cu_dev; /* the offsets in device memory (p.cu_seqlens_on_device), or NULL */
     tu_rng_t rng;
     tu_tensor_t T[NT];
     const tolset_t *tol;
@@ -708,6 +709,28 @@ static void check_rounding(ctx_t *x, const char *what, tu_tensor_t *t, const dou
              "not rounded to nearest?",
              what, 100 * rate, (long long)n, tu_dtype_name(t->dtype), 100 * ROUND_MATCH_MIN);
     free(buf);
+}
+
+/* Which kernel variants the main calls ran (la_describe's names), per policy:
+ * the policy matrix below must reach every variant a GPU can pick. */
+static const char *const VARIANTS[] = {"fwd-mma",     "fwd-rows", "fwd-warp-roles", "fwd-wgmma", "state-mma",
+                                       "state-wgmma", "bwd-mma",  "bwd-wgmma",      "decode",    "cpu"};
+#define NVARIANTS (int)(sizeof VARIANTS / sizeof VARIANTS[0])
+static int variant_count[NVARIANTS];
+
+static void tally_plan(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
+    char line[1024];
+    if (la_describe(h, op, p, t, line, sizeof line) != LA_STATUS_SUCCESS) return;
+    for (int i = 0; i < NVARIANTS; i++) {
+        /* whole names only: "fwd-mma" is not counted inside "fwd-mma-x" */
+        const size_t n = strlen(VARIANTS[i]);
+        for (const char *at = strstr(line, VARIANTS[i]); at; at = strstr(at + 1, VARIANTS[i]))
+            if ((at == line || at[-1] == ' ' || at[-1] == '(') && (at[n] == ' ' || at[n] == ',' || at[n] == '\0')) {
+                variant_count[i]++;
+                break;
+            }
+    }
+    if (tu_verbose()) printf("  plan: %s\n", line);
 }
 
 static int status_ok(ctx_t *x, const char *what, la_status_t st) {
@@ -1291,6 +1314,8 @@ static void check_varlen(ctx_t *x, const refout_t *ref) {
         p.batch = 1;
         p.seqlen = len;
         p.cu_seqlens = NULL;
+        p.cu_seqlens_on_device = 0;
+        p.max_seqlen = 0;
         p.num_seqs = 0;
         la_tensors_t t;
         la_tensors_init(&t);
@@ -1456,6 +1481,20 @@ static void run_case(const bcase_t *c, la_handle_t *h, la_backend_t backend, uin
         }
         x->p.cu_seqlens = x->cu;
         x->p.num_seqs = c->nseq;
+        /* On the GPU, every other packed case passes its offsets in device
+         * memory (read there, nothing copied or awaited), half of those with
+         * the longest-sequence hint: both must give the host offsets' results. */
+        const tu_mem_ops_t *mops = tu_get_mem_ops();
+        if (backend == LA_BACKEND_CUDA && mops && (x->seed & 1)) {
+            const size_t bytes = (size_t)(c->nseq + 1) * sizeof(int64_t);
+            x->cu_dev = mops->alloc(bytes);
+            mops->to_device(x->cu_dev, x->cu, bytes);
+            x->p.cu_seqlens = (const int64_t *)x->cu_dev;
+            x->p.cu_seqlens_on_device = 1;
+            if (x->seed & 2)
+                for (int i = 0; i < c->nseq; i++)
+                    if (c->lens[i] > x->p.max_seqlen) x->p.max_seqlen = c->lens[i];
+        }
     }
     const int64_t B = c->B, H = c->H, N = c->N, D = c->D, E = c->E, S = x->S;
     tu_tensor_t *T = x->T;
@@ -1532,6 +1571,7 @@ static void run_case(const bcase_t *c, la_handle_t *h, la_backend_t backend, uin
     tu_tensor_t *fout[2] = {&T[O], &T[SN]};
     if (sup_f) {
         pre_call(fout, 2, fins, 6);
+        tally_plan(h, LA_OP_FORWARD, &x->p, &tf);
         if (status_ok(x, "la_forward", la_forward(h, &x->p, &tf))) {
             post_call(x, "la_forward", fout, 2, fins, 6);
             int o_ok = cmp_ref(x, "o", &T[O], ref.o, tl->o_rel, tl->o_elem);
@@ -1574,6 +1614,7 @@ static void run_case(const bcase_t *c, la_handle_t *h, la_backend_t backend, uin
     tu_tensor_t *bout[6] = {&T[DQ], &T[DK], &T[DV], &T[DLD], &T[DLDV], &T[DS0]};
     if (sup_b) {
         pre_call(bout, 6, bins, 8);
+        tally_plan(h, LA_OP_BACKWARD, &x->p, &tb);
         if (status_ok(x, "la_backward", la_backward(h, &x->p, &tb))) {
             post_call(x, "la_backward", bout, 6, bins, 8);
             int ok = cmp_ref(x, "dq", &T[DQ], ref.dq, tl->g_rel, tl->g_elem);
@@ -1629,6 +1670,7 @@ static void run_case(const bcase_t *c, la_handle_t *h, la_backend_t backend, uin
     refout_free(&ref);
     for (int i = 0; i < NT; i++)
         if (tu_present(&T[i])) tu_free(&T[i]);
+    if (x->cu_dev) tu_get_mem_ops()->free(x->cu_dev);
 }
 
 /* ---- device memory (testutil's CUDA driver hooks) ------------------------------------------ */
@@ -1658,17 +1700,177 @@ static void device_memory_selftest(void) {
     tu_free(&b);
 }
 
+/* ---- device value checks: deferred and synchronous ----------------------------------------- */
+
+/* A bad log decay or bad device offsets in device memory: the deferred mode
+ * (the default) runs the call without waiting and reports the error on
+ * la_check_errors or on the handle's next call (which then writes nothing);
+ * the synchronous mode returns it from the call itself, writing nothing. */
+static void device_value_checks(void) {
+    const char *cn = "device_value_checks";
+    const int64_t H = 2, N = 64, D = 16;
+    tu_rng_t r;
+    tu_rng_seed(&r, 91);
+    tu_tensor_t q, k, v, o, ld, cu;
+    tu_alloc(&q, "q", LA_DTYPE_F32, TU_BHND, 1, H, N, D);
+    tu_alloc(&k, "k", LA_DTYPE_F32, TU_BHND, 1, H, N, D);
+    tu_alloc(&v, "v", LA_DTYPE_F32, TU_BHND, 1, H, N, D);
+    tu_alloc(&o, "o", LA_DTYPE_F32, TU_BHND, 1, H, N, D);
+    tu_alloc(&ld, "ld", LA_DTYPE_F32, TU_BHND, 1, H, 1, 1);
+    tu_tensor_t *all[4] = {&q, &k, &v, &o};
+    for (int i = 0; i < 4; i++) {
+        tu_fill_normal(all[i], &r, 1.0);
+        tu_upload(all[i]);
+    }
+    la_problem_t p;
+    la_problem_init(&p);
+    p.batch = 1;
+    p.heads = H;
+    p.seqlen = N;
+    p.dim_qk = D;
+    p.dim_v = D;
+    p.decay = LA_DECAY_SCALAR_HEAD;
+    la_tensors_t t;
+    la_tensors_init(&t);
+    t.q = tu_view(&q);
+    t.k = tu_view(&k);
+    t.v = tu_view(&v);
+    t.o = tu_view(&o);
+    t.ld = tu_view(&ld);
+    la_handle_t *h = NULL;
+    if (la_create(&h, LA_BACKEND_CUDA) != LA_STATUS_SUCCESS) {
+        tu_fail("%s: la_create failed", cn);
+        return;
+    }
+    /* deferred: a bad decay at ld[0,1,0,0] */
+    tu_set(&ld, 0, 0, 0, 0, -0.1);
+    tu_set(&ld, 0, 1, 0, 0, 0.5);
+    tu_upload(&ld);
+    la_status_t st = la_forward(h, &p, &t);
+    tu_check(st == LA_STATUS_SUCCESS, cn, 91, "deferred: the call itself returned %d (%s)", (int)st, la_last_error(h));
+    st = la_check_errors(h);
+    tu_check(st == LA_STATUS_BAD_DECAY && strstr(la_last_error(h), "ld[0,1,0,0]"), cn, 91,
+             "deferred: la_check_errors returned %d: '%s' (want BAD_DECAY naming ld[0,1,0,0])", (int)st,
+             la_last_error(h));
+    st = la_check_errors(h);
+    tu_check(st == LA_STATUS_SUCCESS, cn, 91, "deferred: the error was not cleared once reported (%d)", (int)st);
+    /* ... or by the handle's next call, which then writes nothing */
+    tu_set(&ld, 0, 1, 0, 0, 0.5);
+    tu_upload(&ld);
+    la_forward(h, &p, &t);
+    tu_set(&ld, 0, 1, 0, 0, -0.2);
+    tu_upload(&ld); /* a synchronous copy on the default stream: the bad call's check has run */
+    tu_poison(&o);
+    tu_upload(&o);
+    tu_snapshot(&o);
+    st = la_forward(h, &p, &t);
+    tu_download(&o);
+    tu_check(st == LA_STATUS_BAD_DECAY && strstr(la_last_error(h), "earlier call"), cn, 91,
+             "deferred: the next call returned %d: '%s' (want the earlier call's BAD_DECAY)", (int)st,
+             la_last_error(h));
+    tu_check(tu_unchanged(&o), cn, 91, "deferred: the call that reported an earlier error wrote o");
+    /* sync: the call returns the error and writes nothing */
+    la_set_check_values(h, LA_CHECK_VALUES_SYNC);
+    tu_set(&ld, 0, 0, 0, 0, NAN);
+    tu_upload(&ld);
+    tu_poison(&o);
+    tu_upload(&o);
+    tu_snapshot(&o);
+    st = la_forward(h, &p, &t);
+    tu_download(&o);
+    tu_check(st == LA_STATUS_BAD_DECAY && strstr(la_last_error(h), "ld[0,0,0,0]") &&
+                 !strstr(la_last_error(h), "earlier"),
+             cn, 91, "sync: returned %d: '%s'", (int)st, la_last_error(h));
+    tu_check(tu_unchanged(&o), cn, 91, "sync: a refused call wrote o");
+    /* device offsets that decrease: deferred, then sync */
+    tu_set(&ld, 0, 0, 0, 0, -0.1);
+    tu_upload(&ld);
+    tu_alloc(&cu, "cu", LA_DTYPE_F32, TU_BHND, 1, 1, 1, 8); /* 4 int64 in 8 floats' bytes */
+    const int64_t bad_cu[4] = {0, 50, 30, N};
+    la_tensor_t cuv = tu_view(&cu);
+    const tu_mem_ops_t *m = tu_get_mem_ops();
+    m->to_device(cuv.data, bad_cu, sizeof bad_cu);
+    la_problem_t pp = p;
+    pp.cu_seqlens = (const int64_t *)cuv.data;
+    pp.cu_seqlens_on_device = 1;
+    pp.num_seqs = 3;
+    la_tensors_t tp = t;
+    tu_tensor_t s0;
+    tu_alloc(&s0, "final_state", LA_DTYPE_F32, TU_BHND, 3, H, D, D);
+    tu_upload(&s0);
+    tp.final_state = tu_view(&s0);
+    la_set_check_values(h, LA_CHECK_VALUES_DEFERRED);
+    st = la_forward(h, &pp, &tp);
+    tu_check(st == LA_STATUS_SUCCESS, cn, 91, "device offsets, deferred: the call returned %d (%s)", (int)st,
+             la_last_error(h));
+    st = la_check_errors(h);
+    tu_check(st == LA_STATUS_BAD_SEQLENS && strstr(la_last_error(h), "cu_seqlens[2]"), cn, 91,
+             "device offsets: la_check_errors returned %d: '%s'", (int)st, la_last_error(h));
+    la_set_check_values(h, LA_CHECK_VALUES_SYNC);
+    tu_poison(&o);
+    tu_upload(&o);
+    tu_snapshot(&o);
+    st = la_forward(h, &pp, &tp);
+    tu_download(&o);
+    tu_check(st == LA_STATUS_BAD_SEQLENS, cn, 91, "device offsets, sync: returned %d (%s)", (int)st, la_last_error(h));
+    tu_check(tu_unchanged(&o), cn, 91, "device offsets, sync: a refused call wrote o");
+    /* the CPU backend refuses device offsets */
+    la_handle_t *hc = NULL;
+    la_create(&hc, LA_BACKEND_CPU);
+    st = la_supports(hc, LA_OP_FORWARD, &pp, &tp);
+    tu_check(st == LA_STATUS_NOT_SUPPORTED, cn, 91, "cpu with device offsets: la_supports returned %d", (int)st);
+    la_destroy(hc);
+    la_destroy(h);
+    tu_free(&s0);
+    tu_free(&cu);
+    for (int i = 0; i < 4; i++) tu_free(all[i]);
+    tu_free(&ld);
+}
+
 /* ---- main -------------------------------------------------------------------------------- */
+
+/* The policy matrix: every kernel variant any GPU can pick runs the whole case
+ * table under at least one of these (the variant tally printed after each
+ * says which ran).  CUDA runs them all unless --policy names one. */
+typedef struct policy_row {
+    const char *name, *why;
+    void (*set)(la_policy_t *);
+} policy_row_t;
+static void pol_default(la_policy_t *q) { (void)q; }
+static void pol_wgmma(la_policy_t *q) { q->fwd_wgmma = LA_SWITCH_ON; }
+static void pol_tiles64(la_policy_t *q) { q->tile_cap = 64; }
+static void pol_smem99(la_policy_t *q) { q->smem_kb = 99; }
+static void pol_mma(la_policy_t *q) {
+    q->fwd_rows = LA_SWITCH_OFF;
+    q->state_wgmma = LA_SWITCH_OFF;
+    q->bwd_wgmma = LA_SWITCH_OFF;
+}
+static void pol_rows(la_policy_t *q) { q->fwd_warp_roles = LA_SWITCH_OFF; }
+static void pol_planes2(la_policy_t *q) { q->dld_planes = 2; }
+static const policy_row_t POLICIES[] = {
+    {"default", "what users run", pol_default},
+    {"wgmma-forward", "the opt-in Hopper forward (sm_90a builds on sm_90)", pol_wgmma},
+    {"tiles-64", "head-dim tiles capped at 64: every D or E above 64 as summed sub-problems", pol_tiles64},
+    {"smem-99", "consumer Blackwell's plan (99 KB per block): 64 x 64 backward tiles, single stages", pol_smem99},
+    {"mma-sync-only", "the general forward, mma.sync state pass and backward where Hopper kernels run", pol_mma},
+    {"rows-forward", "the rows kernel where the warp-role kernel runs", pol_rows},
+    {"dld-two-planes", "the f32 decay gradient on two operand planes", pol_planes2},
+};
+#define NPOLICIES (int)(sizeof POLICIES / sizeof POLICIES[0])
 
 static void usage(void) {
     fprintf(stderr, "usage: test_backend [--backend cpu|cuda] [--filter SUBSTRING] [--list] [--sanitize]\n"
-                    "env: LA_TEST_LEVEL=quick|full  LA_TEST_SEED=<n>  LA_TEST_VERBOSE=1  LA_TEST_FILTER=<s>\n");
+                    "                    [--policy default|wgmma-forward|tiles-64|smem-99|mma-sync-only|rows-forward|"
+                    "dld-two-planes|all]\n"
+                    "env: LA_TEST_LEVEL=quick|full  LA_TEST_SEED=<n>  LA_TEST_VERBOSE=1  LA_TEST_FILTER=<s>\n"
+                    "(CUDA runs --policy all by default; the CPU backend has no policy)\n");
 }
 
 int main(int argc, char **argv) {
     la_backend_t backend = LA_BACKEND_CPU;
     const char *filter = NULL;
     int list = 0, sanitize = 0, dev_selftest = 0;
+    const char *policy_arg = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             const char *b = argv[++i];
@@ -1684,6 +1886,8 @@ int main(int argc, char **argv) {
             list = 1;
         } else if (!strcmp(argv[i], "--sanitize")) {
             sanitize = 1;
+        } else if (!strcmp(argv[i], "--policy") && i + 1 < argc) {
+            policy_arg = argv[++i];
         } else if (!strcmp(argv[i], "--device-selftest")) {
             dev_selftest = 1; /* only the CUDA device-memory plumbing (no CUDA backend needed) */
         } else {
@@ -1728,7 +1932,10 @@ int main(int argc, char **argv) {
         printf("0 passed, 1 failed\n");
         return 1;
     }
-    if (backend == LA_BACKEND_CUDA) device_memory_selftest();
+    if (backend == LA_BACKEND_CUDA) {
+        device_memory_selftest();
+        device_value_checks();
+    }
 
     int nsweep = full ? SWEEP_FULL : SWEEP_QUICK;
     bcase_t *cases = xcalloc((size_t)(NTABLE + nsweep), sizeof(bcase_t));
@@ -1756,28 +1963,67 @@ int main(int argc, char **argv) {
     fflush(stdout);
     tu_selftest();
 
-    la_handle_t *h = NULL;
-    la_status_t st = la_create(&h, backend);
-    if (st != LA_STATUS_SUCCESS) {
-        printf("FAIL: la_create returned %d (%s)\n", (int)st, la_status_string(st));
-        tu_fail("la_create failed");
-        free(cases);
-        return tu_summary();
+    int pol_first = 0, pol_last = backend == LA_BACKEND_CUDA ? NPOLICIES - 1 : 0;
+    if (policy_arg && strcmp(policy_arg, "all") != 0) {
+        pol_first = -1;
+        for (int i = 0; i < NPOLICIES; i++)
+            if (!strcmp(policy_arg, POLICIES[i].name)) pol_first = i;
+        if (pol_first < 0) {
+            usage();
+            free(cases);
+            return 2;
+        }
+        pol_last = pol_first;
     }
     double t_all = tu_seconds();
     int ran = 0;
-    for (int i = 0; i < nc; i++) {
-        if (filter && !strstr(cases[i].name, filter)) continue;
-        double t0 = tu_seconds();
-        int f0 = tu_failed();
-        run_case(&cases[i], h, backend, base_seed);
-        ran++;
-        double dt = tu_seconds() - t0;
-        if (tu_verbose() || tu_failed() != f0)
-            printf("%s %s (%.2f s)\n", tu_failed() != f0 ? "FAILED" : "ok", cases[i].name, dt);
-        fflush(stdout);
+    for (int pi = pol_first; pi <= pol_last; pi++) {
+        la_handle_t *h = NULL;
+        la_status_t st = la_create(&h, backend);
+        if (st != LA_STATUS_SUCCESS) {
+            printf("FAIL: la_create returned %d (%s)\n", (int)st, la_status_string(st));
+            tu_fail("la_create failed");
+            free(cases);
+            return tu_summary();
+        }
+        la_policy_t pol;
+        la_get_policy(h, &pol);
+        POLICIES[pi].set(&pol);
+        if ((st = la_set_policy(h, &pol)) != LA_STATUS_SUCCESS) {
+            printf("FAIL: la_set_policy(%s) returned %d: %s\n", POLICIES[pi].name, (int)st, la_last_error(h));
+            tu_fail("la_set_policy failed");
+            la_destroy(h);
+            continue;
+        }
+        /* Device values are checked and reported within the call here, so a
+         * failing check names its case. */
+        la_set_check_values(h, LA_CHECK_VALUES_SYNC);
+        memset(variant_count, 0, sizeof variant_count);
+        const int failed0 = tu_failed();
+        const double t_pol = tu_seconds();
+        if (backend == LA_BACKEND_CUDA) printf("policy %s: %s\n", POLICIES[pi].name, POLICIES[pi].why);
+        for (int i = 0; i < nc; i++) {
+            if (filter && !strstr(cases[i].name, filter)) continue;
+            double t0 = tu_seconds();
+            int f0 = tu_failed();
+            run_case(&cases[i], h, backend, base_seed);
+            ran++;
+            double dt = tu_seconds() - t0;
+            if (tu_verbose() || tu_failed() != f0)
+                printf("%s %s [%s] (%.2f s)\n", tu_failed() != f0 ? "FAILED" : "ok", cases[i].name, POLICIES[pi].name,
+                       dt);
+            fflush(stdout);
+        }
+        la_destroy(h);
+        if (backend == LA_BACKEND_CUDA) {
+            printf("policy %s: %d failed checks, %.1f s; variants run (main forward/backward calls):",
+                   POLICIES[pi].name, tu_failed() - failed0, tu_seconds() - t_pol);
+            for (int v = 0; v < NVARIANTS; v++)
+                if (variant_count[v]) printf(" %s %d", VARIANTS[v], variant_count[v]);
+            printf("\n");
+            fflush(stdout);
+        }
     }
-    la_destroy(h);
     printf("%d cases in %.1f s\n", ran, tu_seconds() - t_all);
     free(cases);
     return tu_summary();

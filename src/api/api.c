@@ -13,19 +13,43 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Plans the handle keeps: one slot per operation, keyed by everything a
+ * backend plan depends on (not the data pointers, beyond their alignment).
+ * A call whose key matches reuses the slot's plan: it costs the argument
+ * checks and the launches. */
+typedef struct plan_key {
+    la_op_t op;
+    int decay, packed, cu_device, num_threads, check_values;
+    int64_t batch, heads, seqlen, dim_qk, dim_v, num_seqs, max_seqlen;
+    int dtype[LA_NUM_TENSORS];
+    int64_t stride[LA_NUM_TENSORS][4];
+    unsigned present, aligned16; /* bit i: tensor i given; its address is a multiple of 16 bytes */
+    unsigned policy_gen;
+} plan_key_t;
+
+typedef struct plan_slot {
+    int valid;
+    plan_key_t key;
+    _Alignas(16) unsigned char bplan[LA_BACKEND_PLAN_MAX];
+} plan_slot_t;
+
 struct la_handle {
     la_backend_t backend;
     const la_backend_ops_t *ops;
+    void *backend_state; /* ops->state_create's */
     /* Set while a call runs.  A handle belongs to one thread at a time; a
      * second, concurrent call finds this set and is refused with
      * LA_STATUS_HANDLE_BUSY before it touches anything below. */
     atomic_flag busy;
     int num_threads;
-    int no_value_checks; /* la_set_check_values(h, 0) */
+    int check_values; /* la_check_mode_t */
+    la_policy_t policy;
+    unsigned policy_gen; /* bumped by la_set_policy: cached plans go stale */
     void *stream;
     void *ws; /* workspace in use */
     size_t ws_bytes;
     int ws_owned; /* the handle allocated ws */
+    plan_slot_t plans[LA_OP_STATE_BACKWARD + 1];
     char msg[LA_MSG_LEN];
 };
 
@@ -130,6 +154,55 @@ int la_backend_available(la_backend_t backend) {
     return ops != NULL && ops->available();
 }
 
+void la_policy_init(la_policy_t *policy) {
+    if (!policy) return;
+    memset(policy, 0, sizeof *policy);
+    policy->struct_size = sizeof *policy;
+}
+
+static la_status_t check_policy(const la_policy_t *q, char *msg) {
+    if (q->struct_size != sizeof(la_policy_t)) {
+        snprintf(msg, LA_MSG_LEN, "policy.struct_size is %zu, this library expects %zu (call la_policy_init)",
+                 q->struct_size, sizeof(la_policy_t));
+        return LA_STATUS_BAD_VERSION;
+    }
+    const la_switch_t sw[5] = {q->fwd_wgmma, q->fwd_rows, q->fwd_warp_roles, q->state_wgmma, q->bwd_wgmma};
+    const char *names[5] = {"fwd_wgmma", "fwd_rows", "fwd_warp_roles", "state_wgmma", "bwd_wgmma"};
+    for (int i = 0; i < 5; i++)
+        if ((unsigned)sw[i] > LA_SWITCH_ON) {
+            snprintf(msg, LA_MSG_LEN, "policy.%s = %d: must be LA_SWITCH_AUTO, _OFF or _ON", names[i], (int)sw[i]);
+            return LA_STATUS_BAD_PARAM;
+        }
+    if (q->tile_cap != 0 && q->tile_cap != 64 && q->tile_cap != 128) {
+        snprintf(msg, LA_MSG_LEN, "policy.tile_cap = %d: must be 0, 64 or 128", q->tile_cap);
+        return LA_STATUS_BAD_PARAM;
+    }
+    if (q->smem_kb < 0 || q->smem_kb > 1024 * 1024) {
+        snprintf(msg, LA_MSG_LEN, "policy.smem_kb = %d: must lie in [0, 1048576] (0: the device's)", q->smem_kb);
+        return LA_STATUS_BAD_PARAM;
+    }
+    if (q->dld_planes != 0 && q->dld_planes != 2) {
+        snprintf(msg, LA_MSG_LEN, "policy.dld_planes = %d: must be 0 (automatic) or 2", q->dld_planes);
+        return LA_STATUS_BAD_PARAM;
+    }
+    return LA_STATUS_SUCCESS;
+}
+
+/* The environment's overrides of the default policy, read once per handle
+ * (A/B runs of whole programs: LA_CUDA_ROWS=0 python train.py).  Values the
+ * policy would refuse are ignored. */
+static void policy_from_env(la_policy_t *q) {
+    const char *e;
+    if ((e = getenv("LA_CUDA_TILE_CAP")) && (atoi(e) == 64 || atoi(e) == 128)) q->tile_cap = atoi(e);
+    if ((e = getenv("LA_CUDA_SMEM_KB")) && atoi(e) > 0 && atoi(e) < 1024 * 1024) q->smem_kb = atoi(e);
+    if ((e = getenv("LA_CUDA_WGMMA")) && e[0] == '1') q->fwd_wgmma = LA_SWITCH_ON;
+    if ((e = getenv("LA_CUDA_ROWS")) && e[0] == '0') q->fwd_rows = LA_SWITCH_OFF;
+    if ((e = getenv("LA_CUDA_WS")) && e[0] == '0') q->fwd_warp_roles = LA_SWITCH_OFF;
+    if ((e = getenv("LA_CUDA_STATE_WG")) && e[0] == '0') q->state_wgmma = LA_SWITCH_OFF;
+    if ((e = getenv("LA_CUDA_BWD_WG")) && e[0] == '0') q->bwd_wgmma = LA_SWITCH_OFF;
+    if ((e = getenv("LA_CUDA_DLD_PLANES")) && atoi(e) == 2) q->dld_planes = 2;
+}
+
 la_status_t la_create(la_handle_t **handle, la_backend_t backend) {
     if (!handle) return LA_STATUS_NULL_POINTER;
     *handle = NULL;
@@ -138,9 +211,19 @@ la_status_t la_create(la_handle_t **handle, la_backend_t backend) {
     if (!ops || !ops->available()) return LA_STATUS_BACKEND_UNAVAILABLE;
     la_handle_t *h = (la_handle_t *)calloc(1, sizeof *h);
     if (!h) return LA_STATUS_ALLOC_FAILED;
+    if (ops->state_create) {
+        la_status_t st = ops->state_create(&h->backend_state);
+        if (st) {
+            free(h);
+            return st;
+        }
+    }
     atomic_flag_clear(&h->busy);
     h->backend = backend;
     h->ops = ops;
+    h->check_values = LA_CHECK_VALUES_DEFERRED;
+    la_policy_init(&h->policy);
+    policy_from_env(&h->policy);
     *handle = h;
     return LA_STATUS_SUCCESS;
 }
@@ -156,6 +239,7 @@ la_status_t la_destroy(la_handle_t *h) {
     la_status_t st = enter(h);
     if (st) return st;
     release_workspace(h);
+    if (h->ops->state_destroy && h->backend_state) h->ops->state_destroy(h->backend_state);
     free(h);
     return LA_STATUS_SUCCESS;
 }
@@ -182,10 +266,45 @@ la_status_t la_set_stream(la_handle_t *h, void *stream) {
     return leave(h, LA_STATUS_SUCCESS);
 }
 
-la_status_t la_set_check_values(la_handle_t *h, int enable) {
+la_status_t la_set_check_values(la_handle_t *h, int mode) {
     la_status_t st = enter(h);
     if (st) return st;
-    h->no_value_checks = !enable;
+    if (mode < LA_CHECK_VALUES_OFF || mode > LA_CHECK_VALUES_SYNC) {
+        snprintf(h->msg, LA_MSG_LEN, "value check mode %d: must be LA_CHECK_VALUES_OFF, _DEFERRED or _SYNC", mode);
+        return leave(h, LA_STATUS_BAD_PARAM);
+    }
+    h->check_values = mode;
+    return leave(h, LA_STATUS_SUCCESS);
+}
+
+la_status_t la_check_errors(la_handle_t *h) {
+    la_status_t st = enter(h);
+    if (st) return st;
+    if (h->ops->take_error) st = h->ops->take_error(h->backend_state, h->stream, 1, h->msg);
+    return leave(h, st);
+}
+
+la_status_t la_set_policy(la_handle_t *h, const la_policy_t *policy) {
+    la_status_t st = enter(h);
+    if (st) return st;
+    if (!policy) {
+        snprintf(h->msg, LA_MSG_LEN, "policy is NULL");
+        return leave(h, LA_STATUS_NULL_POINTER);
+    }
+    if ((st = check_policy(policy, h->msg))) return leave(h, st);
+    h->policy = *policy;
+    h->policy_gen++;
+    return leave(h, LA_STATUS_SUCCESS);
+}
+
+la_status_t la_get_policy(la_handle_t *h, la_policy_t *policy) {
+    la_status_t st = enter(h);
+    if (st) return st;
+    if (!policy) {
+        snprintf(h->msg, LA_MSG_LEN, "policy is NULL");
+        return leave(h, LA_STATUS_NULL_POINTER);
+    }
+    *policy = h->policy;
     return leave(h, LA_STATUS_SUCCESS);
 }
 
@@ -205,12 +324,16 @@ la_status_t la_set_workspace(la_handle_t *h, void *ws, size_t bytes) {
  * allows: a backend's plan (tiles, segments) depends on the input dtype and,
  * for a backward, on whether the decay gradient is wanted; the query takes
  * the largest workspace over those choices (every optional state given). */
-static void size_plan(la_op_t op, const la_problem_t *p, la_dtype_t dt, int want_dld, la_plan_t *pl) {
+static void size_plan(const la_handle_t *h, la_op_t op, const la_problem_t *p, la_dtype_t dt, int want_dld,
+                      la_plan_t *pl) {
     memset(pl, 0, sizeof *pl);
     pl->op = op;
     pl->p = *p;
     pl->packed = p->cu_seqlens != NULL;
+    pl->cu_device = pl->packed && p->cu_seqlens_on_device;
     pl->num_seqs = pl->packed ? p->num_seqs : p->batch;
+    pl->policy = &h->policy;
+    pl->check_values = h->check_values;
     la_tensor_t *tok[8] = {&pl->t.q, &pl->t.k, &pl->t.v, &pl->t.o, &pl->t.d_o, &pl->t.dq, &pl->t.dk, &pl->t.dv};
     for (int i = 0; i < 8; i++) tok[i]->dtype = dt;
     if (op == LA_OP_BACKWARD || op == LA_OP_STATE_BACKWARD) {
@@ -227,13 +350,21 @@ static la_status_t workspace_bound(la_handle_t *h, la_op_t op, const la_problem_
     }
     la_status_t st = la_check_problem_for(op, p, h->msg);
     if (st) return st;
+    if (p->cu_seqlens_on_device && h->ops->host_memory) {
+        snprintf(h->msg, LA_MSG_LEN, "cu_seqlens in device memory need the CUDA backend");
+        return LA_STATUS_NOT_SUPPORTED;
+    }
     size_t most = 0;
     const la_dtype_t dts[3] = {LA_DTYPE_F32, LA_DTYPE_F16, LA_DTYPE_BF16};
+    _Alignas(16) unsigned char bplan[LA_BACKEND_PLAN_MAX];
+    char scratch[LA_MSG_LEN];
     for (int i = 0; i < 3; i++)
         for (int dld = 0; dld <= 1; dld++) {
             la_plan_t pl;
-            size_plan(op, p, dts[i], dld, &pl);
-            size_t b = h->ops->workspace_size(&pl, h->num_threads);
+            size_plan(h, op, p, dts[i], dld, &pl);
+            /* A dtype or choice this backend refuses needs no workspace. */
+            if (h->ops->make_plan(&pl, h->num_threads, bplan, scratch) != LA_STATUS_SUCCESS) continue;
+            size_t b = h->ops->workspace_size(&pl, bplan);
             if (b > most) most = b;
         }
     *bytes = most;
@@ -246,6 +377,63 @@ la_status_t la_workspace_size(la_handle_t *h, la_op_t op, const la_problem_t *p,
     return leave(h, workspace_bound(h, op, p, bytes));
 }
 
+static void make_key(const la_handle_t *h, const la_plan_t *pl, plan_key_t *k) {
+    memset(k, 0, sizeof *k); /* padding too: keys compare with memcmp */
+    k->op = pl->op;
+    k->decay = (int)pl->p.decay;
+    k->packed = pl->packed;
+    k->cu_device = pl->cu_device;
+    k->num_threads = h->num_threads;
+    k->check_values = pl->check_values;
+    k->batch = pl->p.batch;
+    k->heads = pl->p.heads;
+    k->seqlen = pl->p.seqlen;
+    k->dim_qk = pl->p.dim_qk;
+    k->dim_v = pl->p.dim_v;
+    k->num_seqs = pl->num_seqs;
+    k->max_seqlen = pl->p.max_seqlen;
+    for (int i = 0; i < LA_NUM_TENSORS; i++) {
+        const la_tensor_t *t = la_tensor_by_id((la_tensors_t *)&pl->t, (la_tensor_id_t)i);
+        if (!t->data) continue;
+        k->present |= 1u << i;
+        if ((uintptr_t)t->data % 16 == 0) k->aligned16 |= 1u << i;
+        k->dtype[i] = (int)t->dtype;
+        memcpy(k->stride[i], t->stride, sizeof t->stride);
+    }
+    k->policy_gen = h->policy_gen;
+}
+
+/* Validate the call and find its backend plan: the handle's cached one when
+ * the key matches, else a new one (cached, except for host offsets, whose
+ * contents shape the plan). */
+static la_status_t prepare(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t, int host_check,
+                           la_plan_t *pl, const void **bplan) {
+    la_status_t st = la_build_plan(op, p, t, host_check && h->ops->host_memory, pl, h->msg);
+    if (st) return st;
+    if (pl->cu_device && h->ops->host_memory) {
+        snprintf(h->msg, LA_MSG_LEN,
+                 "cu_seqlens in device memory need the CUDA backend (give the %s backend a host array)", h->ops->name);
+        return LA_STATUS_NOT_SUPPORTED;
+    }
+    pl->check_values = h->check_values;
+    pl->policy = &h->policy;
+    pl->backend_state = h->backend_state;
+    plan_slot_t *slot = &h->plans[op];
+    plan_key_t key;
+    make_key(h, pl, &key);
+    const int cacheable = !(pl->packed && !pl->cu_device);
+    if (cacheable && slot->valid && memcmp(&key, &slot->key, sizeof key) == 0) {
+        *bplan = slot->bplan;
+        return LA_STATUS_SUCCESS;
+    }
+    slot->valid = 0;
+    if ((st = h->ops->make_plan(pl, h->num_threads, slot->bplan, h->msg))) return st;
+    slot->key = key;
+    slot->valid = cacheable;
+    *bplan = slot->bplan;
+    return LA_STATUS_SUCCESS;
+}
+
 la_status_t la_workspace_size_for(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t,
                                   size_t *bytes) {
     la_status_t st = enter(h);
@@ -255,9 +443,9 @@ la_status_t la_workspace_size_for(la_handle_t *h, la_op_t op, const la_problem_t
         return leave(h, LA_STATUS_NULL_POINTER);
     }
     la_plan_t pl;
-    st = la_build_plan(op, p, t, h->ops->host_memory, &pl, h->msg);
-    if (st == LA_STATUS_SUCCESS) st = h->ops->supports(&pl, h->msg);
-    if (st == LA_STATUS_SUCCESS) *bytes = h->ops->workspace_size(&pl, h->num_threads);
+    const void *bp = NULL;
+    st = prepare(h, op, p, t, 1, &pl, &bp);
+    if (st == LA_STATUS_SUCCESS) *bytes = h->ops->workspace_size(&pl, bp);
     return leave(h, st);
 }
 
@@ -265,19 +453,41 @@ la_status_t la_supports(la_handle_t *h, la_op_t op, const la_problem_t *p, const
     la_status_t st = enter(h);
     if (st) return st;
     la_plan_t pl;
-    st = la_build_plan(op, p, t, 0, &pl, h->msg);
-    if (st == LA_STATUS_SUCCESS) st = h->ops->supports(&pl, h->msg);
+    const void *bp = NULL;
+    st = prepare(h, op, p, t, 0, &pl, &bp);
     return leave(h, st);
 }
 
-/* Validate, check support, size the workspace, run. */
-static la_status_t run_plan(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
-    la_plan_t pl;
-    la_status_t st = la_build_plan(op, p, t, h->ops->host_memory, &pl, h->msg);
+la_status_t la_describe(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t, char *buf,
+                        size_t len) {
+    la_status_t st = enter(h);
     if (st) return st;
-    pl.check_values = !h->no_value_checks;
-    if ((st = h->ops->supports(&pl, h->msg))) return st;
-    size_t need = h->ops->workspace_size(&pl, h->num_threads);
+    if (!buf || len == 0) {
+        snprintf(h->msg, LA_MSG_LEN, "buf is NULL or len is 0");
+        return leave(h, LA_STATUS_NULL_POINTER);
+    }
+    la_plan_t pl;
+    const void *bp = NULL;
+    st = prepare(h, op, p, t, 0, &pl, &bp);
+    if (st == LA_STATUS_SUCCESS) h->ops->describe(&pl, bp, buf, len);
+    return leave(h, st);
+}
+
+/* Report a deferred value-check error of an earlier call, if one arrived:
+ * the call that finds it returns it and does nothing else. */
+static la_status_t earlier_error(la_handle_t *h) {
+    if (!h->ops->take_error) return LA_STATUS_SUCCESS;
+    return h->ops->take_error(h->backend_state, h->stream, 0, h->msg);
+}
+
+/* Validate, plan (or find the plan), make sure of the workspace, run. */
+static la_status_t run_plan(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
+    la_status_t st = earlier_error(h);
+    if (st) return st;
+    la_plan_t pl;
+    const void *bp = NULL;
+    if ((st = prepare(h, op, p, t, 1, &pl, &bp))) return st;
+    size_t need = h->ops->workspace_size(&pl, bp);
     if (need > h->ws_bytes) {
         if (h->ws && !h->ws_owned) {
             snprintf(h->msg, LA_MSG_LEN, "workspace of %zu bytes given, this call needs %zu", h->ws_bytes, need);
@@ -292,13 +502,35 @@ static la_status_t run_plan(la_handle_t *h, la_op_t op, const la_problem_t *p, c
         h->ws_bytes = need;
         h->ws_owned = 1;
     }
-    return h->ops->run(&pl, h->ws, h->ws_bytes, h->num_threads, h->stream, h->msg);
+    return h->ops->run(&pl, bp, h->ws, h->ws_bytes, h->stream, h->msg);
 }
 
 static la_status_t run_op(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
     la_status_t st = enter(h);
     if (st) return st;
     return leave(h, run_plan(h, op, p, t));
+}
+
+la_status_t la_execute(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t, void *workspace,
+                       size_t workspace_bytes, size_t *needed) {
+    la_status_t st = enter(h);
+    if (st) return st;
+    if ((st = earlier_error(h))) return leave(h, st);
+    if ((unsigned)op > LA_OP_STATE_BACKWARD) {
+        snprintf(h->msg, LA_MSG_LEN, "unknown operation %d", (int)op);
+        return leave(h, LA_STATUS_BAD_PARAM);
+    }
+    la_plan_t pl;
+    const void *bp = NULL;
+    if ((st = prepare(h, op, p, t, 1, &pl, &bp))) return leave(h, st);
+    const size_t need = h->ops->workspace_size(&pl, bp);
+    if (needed) *needed = need;
+    if (need > workspace_bytes || (need && !workspace)) {
+        snprintf(h->msg, LA_MSG_LEN, "workspace of %zu bytes given, this call needs %zu",
+                 workspace ? workspace_bytes : 0, need);
+        return leave(h, LA_STATUS_WORKSPACE_TOO_SMALL);
+    }
+    return leave(h, h->ops->run(&pl, bp, workspace, workspace_bytes, h->stream, h->msg));
 }
 
 la_status_t la_forward(la_handle_t *h, const la_problem_t *p, const la_tensors_t *t) {

@@ -216,15 +216,20 @@ la_status_t la_check_problem(const la_problem_t *p, char *msg) {
         FAIL(LA_STATUS_UNSUPPORTED_HEAD_DIM, "head dim E = %lld > %d", (long long)p->dim_v, LA_MAX_HEAD_DIM);
     if ((unsigned)p->decay > LA_DECAY_VECTOR_KV) FAIL(LA_STATUS_BAD_PARAM, "unknown decay kind %d", (int)p->decay);
     if (!isfinite(p->scale)) FAIL(LA_STATUS_BAD_SCALE, "scale %g is not finite", (double)p->scale);
+    if (p->cu_seqlens_on_device != 0 && p->cu_seqlens_on_device != 1)
+        FAIL(LA_STATUS_BAD_PARAM, "cu_seqlens_on_device is %d, must be 0 or 1", p->cu_seqlens_on_device);
+    if (p->max_seqlen < 0) FAIL(LA_STATUS_BAD_SHAPE, "max_seqlen %lld < 0", (long long)p->max_seqlen);
     if (p->cu_seqlens) {
         if (p->batch != 1) FAIL(LA_STATUS_BAD_SEQLENS, "cu_seqlens needs batch = 1, got %lld", (long long)p->batch);
         if (p->num_seqs < 1) FAIL(LA_STATUS_BAD_SEQLENS, "num_seqs %lld < 1 with cu_seqlens", (long long)p->num_seqs);
     } else if (p->num_seqs != 0) {
         FAIL(LA_STATUS_BAD_SEQLENS, "num_seqs = %lld given without cu_seqlens", (long long)p->num_seqs);
+    } else if (p->cu_seqlens_on_device) {
+        FAIL(LA_STATUS_BAD_SEQLENS, "cu_seqlens_on_device = 1 without cu_seqlens");
     }
     /* Before reading cu_seqlens: an absurd num_seqs is refused here, not read. */
     la_status_t st = check_problem_size(p, msg);
-    if (st || !p->cu_seqlens) return st;
+    if (st || !p->cu_seqlens || p->cu_seqlens_on_device) return st; /* device offsets: checked on the device */
     const int64_t *cu = p->cu_seqlens;
     if (cu[0] != 0) FAIL(LA_STATUS_BAD_SEQLENS, "cu_seqlens[0] = %lld, must be 0", (long long)cu[0]);
     for (int64_t i = 1; i <= p->num_seqs; i++)
@@ -369,6 +374,7 @@ la_status_t la_build_plan(la_op_t op, const la_problem_t *p, const la_tensors_t 
     pl->p = *p;
     pl->t = *t;
     pl->packed = p->cu_seqlens != NULL;
+    pl->cu_device = pl->packed && p->cu_seqlens_on_device;
     pl->num_seqs = pl->packed ? p->num_seqs : p->batch;
     for (int i = 0; i < LA_NUM_TENSORS; i++) {
         int64_t dims[4];
@@ -394,6 +400,7 @@ la_status_t la_build_plan(la_op_t op, const la_problem_t *p, const la_tensors_t 
 
 int64_t la_plan_max_len(const la_plan_t *pl) {
     if (!pl->packed) return pl->p.seqlen;
+    if (pl->cu_device) return pl->p.max_seqlen > 0 && pl->p.max_seqlen < pl->p.seqlen ? pl->p.max_seqlen : pl->p.seqlen;
     int64_t m = 0;
     for (int64_t s = 0; s < pl->num_seqs; s++) {
         int64_t n = la_plan_seq_len(pl, s);

@@ -15,6 +15,7 @@
 #include "tile_io.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -43,13 +44,6 @@ static int threads_for(const la_plan_t *pl, int requested) {
 #endif
 }
 
-/* Every decay kind, dtype and head dim the API accepts runs on the CPU. */
-static la_status_t cpu_supports(const la_plan_t *pl, char *msg) {
-    (void)pl;
-    (void)msg;
-    return LA_STATUS_SUCCESS;
-}
-
 static size_t per_thread_bytes(const la_plan_t *pl) {
     int D = (int)pl->p.dim_qk, E = (int)pl->p.dim_v;
     if (pl->op == LA_OP_DECODE) return 0;
@@ -62,11 +56,36 @@ static size_t partials_bytes(const la_plan_t *pl) {
     return align_up((size_t)pl->num_seqs * (size_t)pl->p.heads * sizeof(double));
 }
 
-/* The API bounds every problem (LA_MAX_BYTES), so these terms are far from
- * wrapping; the sum saturates anyway, and SIZE_MAX is never allocated. */
-static size_t cpu_workspace_size(const la_plan_t *pl, int num_threads) {
-    size_t threads = la_size_mul(per_thread_bytes(pl), (size_t)threads_for(pl, num_threads));
-    return la_size_add(la_size_add(threads, partials_bytes(pl)), WS_ALIGN);
+/* What a call runs on: its threads and their scratch. */
+typedef struct cpu_plan {
+    int threads;
+    size_t per_thread, workspace;
+} cpu_plan_t;
+
+/* Every decay kind, dtype and head dim the API accepts runs on the CPU.  The
+ * API bounds every problem (LA_MAX_BYTES), so the workspace terms are far
+ * from wrapping; the sum saturates anyway, and SIZE_MAX is never allocated. */
+static la_status_t cpu_make_plan(const la_plan_t *pl, int num_threads, void *bplan, char *msg) {
+    (void)msg;
+    cpu_plan_t *c = (cpu_plan_t *)bplan;
+    c->threads = threads_for(pl, num_threads);
+    c->per_thread = per_thread_bytes(pl);
+    c->workspace =
+        la_size_add(la_size_add(la_size_mul(c->per_thread, (size_t)c->threads), partials_bytes(pl)), WS_ALIGN);
+    return LA_STATUS_SUCCESS;
+}
+
+static size_t cpu_workspace_size(const la_plan_t *pl, const void *bplan) {
+    (void)pl;
+    return ((const cpu_plan_t *)bplan)->workspace;
+}
+
+static void cpu_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t len) {
+    static const char *ops[] = {"forward", "backward", "decode", "state forward", "state backward"};
+    const cpu_plan_t *c = (const cpu_plan_t *)bplan;
+    snprintf(buf, len, "cpu %s: %s kernels, %lld (sequence, head) items on %d thread%s, workspace %zu bytes",
+             ops[pl->op], is_vector_kind(pl->p.decay) ? "vector-decay" : "scalar-decay",
+             (long long)(pl->num_seqs * pl->p.heads), c->threads, c->threads == 1 ? "" : "s", c->workspace);
 }
 
 /* View of token tensor t for (sequence s, head h). */
@@ -204,11 +223,12 @@ static void run_item(const la_plan_t *pl, int64_t item, char *ws, double *partia
     }
 }
 
-static la_status_t cpu_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int num_threads, void *stream, char *msg) {
+static la_status_t cpu_run(const la_plan_t *pl, const void *bplan, void *ws, size_t ws_bytes, void *stream, char *msg) {
     (void)stream;
     (void)msg;
-    int nt = threads_for(pl, num_threads);
-    size_t per = per_thread_bytes(pl);
+    const cpu_plan_t *c = (const cpu_plan_t *)bplan;
+    const int nt = c->threads;
+    const size_t per = c->per_thread;
     char *base = (char *)(((uintptr_t)ws + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN);
     double *partials = (double *)(base + per * (size_t)nt);
     (void)ws_bytes;
@@ -217,7 +237,7 @@ static la_status_t cpu_run(const la_plan_t *pl, void *ws, size_t ws_bytes, int n
                              (pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD);
     if (want_head_partials) memset(partials, 0, (size_t)items * sizeof(double));
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
 #endif
     for (int64_t it = 0; it < items; it++) {
         int tid = 0;
@@ -243,9 +263,11 @@ static void *cpu_ws_alloc(size_t bytes) { return malloc(bytes); }
 
 const la_backend_ops_t la_cpu_backend = {
     .name = "cpu",
-    .supports = cpu_supports,
+    .plan_bytes = sizeof(cpu_plan_t),
+    .make_plan = cpu_make_plan,
     .workspace_size = cpu_workspace_size,
     .run = cpu_run,
+    .describe = cpu_describe,
     .available = cpu_available,
     .ws_alloc = cpu_ws_alloc,
     .ws_free = free,
