@@ -46,7 +46,7 @@
  * runs before the output pass and segments can be one chunk long. */
 #define LA_CUDA_PREFIX_UPTO 1024
 
-/* ---- the variant table ------------------------------------------------------ */
+/* ---- kernel names ---------------------------------------------------------------- */
 
 static const struct {
     la_cuda_kernel_t k;
@@ -276,6 +276,60 @@ static int want_bwd_wgmma(const ctx_t *c, int vec, int gvec, int shares) {
 #endif
 }
 
+/* ---- the variant table ------------------------------------------------------------ */
+
+/* What a tile's variant predicates see beyond the call. */
+typedef struct tile_facts {
+    int eslice;
+    int vec_ok, gvec_ok; /* 16-byte vector access to the token tensors / gradients */
+    int shares;          /* the tile's outputs are summed shares (several head-dim tiles) */
+} tile_facts_t;
+
+typedef enum la_cuda_pass { PASS_OUTPUT, PASS_STATE, PASS_BACKWARD } la_cuda_pass_t;
+
+static int row_fwd_wgmma(const ctx_t *c, const tile_facts_t *f) { return want_fwd_wgmma(c) && f->vec_ok && !f->shares; }
+static int row_warp_roles(const ctx_t *c, const tile_facts_t *f) {
+    return want_rows(c, f->eslice) && f->vec_ok && !f->shares && want_warp_roles(c);
+}
+static int row_rows(const ctx_t *c, const tile_facts_t *f) { return want_rows(c, f->eslice); }
+static int row_state_wgmma(const ctx_t *c, const tile_facts_t *f) { return want_state_wgmma(c, f->eslice); }
+static int row_bwd_wgmma(const ctx_t *c, const tile_facts_t *f) {
+    return want_bwd_wgmma(c, f->vec_ok, f->gvec_ok, f->shares);
+}
+static int row_always(const ctx_t *c, const tile_facts_t *f) {
+    (void)c;
+    (void)f;
+    return 1;
+}
+
+/* One row per kernel variant: the pass it serves, the predicate under which
+ * the plan picks it (architecture, build, dtype, dims, alignment, shared
+ * memory, policy: see each want_* above), and why it exists.  The rows of a
+ * pass are tried in order and the first that holds runs; every pass ends in
+ * a row that always holds.  docs/CUDA.md prints this table. */
+static const struct variant_row {
+    la_cuda_kernel_t kernel;
+    la_cuda_pass_t pass;
+    int (*applies)(const ctx_t *c, const tile_facts_t *f);
+    const char *why;
+} variant_table[] = {
+    {LA_K_FWD_WGMMA, PASS_OUTPUT, row_fwd_wgmma, "warpgroup MMA forward (opt-in: correct, not yet faster)"},
+    {LA_K_FWD_WARP_ROLES, PASS_OUTPUT, row_warp_roles, "producer/consumer warps hide load latency at D, E <= 64"},
+    {LA_K_FWD_ROWS, PASS_OUTPUT, row_rows, "P in registers, one barrier per chunk at D, E <= 64"},
+    {LA_K_FWD_GENERAL, PASS_OUTPUT, row_always, "the general chunk kernel: any dims, dtypes, strides"},
+    {LA_K_FWD_WGMMA, PASS_STATE, row_fwd_wgmma, "the opt-in Hopper forward's own state pass"},
+    {LA_K_STATE_WGMMA, PASS_STATE, row_state_wgmma, "TMA loads three chunks ahead, wgmma products"},
+    {LA_K_STATE_MMA, PASS_STATE, row_always, "the general state pass"},
+    {LA_K_BWD_WGMMA, PASS_BACKWARD, row_bwd_wgmma, "every backward product on wgmma at D = E = 64"},
+    {LA_K_BWD_MMA, PASS_BACKWARD, row_always, "the general backward"},
+};
+
+static la_cuda_kernel_t pick(const ctx_t *c, const tile_facts_t *f, la_cuda_pass_t pass) {
+    for (size_t i = 0; i < sizeof variant_table / sizeof variant_table[0]; i++)
+        if (variant_table[i].pass == pass && variant_table[i].applies(c, f)) return variant_table[i].kernel;
+    return LA_K_NONE; /* not reached: every pass ends in an always row */
+}
+
 /* f32 with the decay gradient: that gradient's products and the state
  * updates on three operand planes (24 mantissa bits, six mmas a product;
  * bwd_kernel.cuh) where its block (223 KB at 64 x 64) fits this GPU (H100,
@@ -426,30 +480,31 @@ static la_tile_plan_t plan_tile(const ctx_t *c, int shares) {
     tp.seg = plan_segments(c, tp.eslice);
     tp.tc = total_chunks(pl);
     tp.ws = layout_ws(pl, &tp.seg, tp.DP, tp.ept, tp.tc);
-    const int state_only_bwd = pl->op == LA_OP_STATE_BACKWARD;
+    tile_facts_t f = {tp.eslice, 0, 0, shares};
     if (is_bwd(pl)) {
-        tp.vec_ok = (state_only_bwd || tok_vec_ok(&t->q)) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) &&
-                    (state_only_bwd || tok_vec_ok(&t->d_o));
-        tp.gvec_ok = (state_only_bwd || tok_vec_ok(&t->dq)) && tok_vec_ok(&t->dk) && tok_vec_ok(&t->dv);
+        const int so = pl->op == LA_OP_STATE_BACKWARD; /* no q, d_o, dq */
+        tp.vec_ok = (so || tok_vec_ok(&t->q)) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) && (so || tok_vec_ok(&t->d_o));
+        tp.gvec_ok = (so || tok_vec_ok(&t->dq)) && tok_vec_ok(&t->dk) && tok_vec_ok(&t->dv);
+        f.vec_ok = tp.vec_ok;
+        f.gvec_ok = tp.gvec_ok;
         if (tp.seg.multi) {
-            tp.state = want_state_wgmma(c, tp.eslice) ? LA_K_STATE_WGMMA : LA_K_STATE_MMA;
+            /* The forward state pass of the backward: the forward's own
+             * wgmma rows do not apply (that kernel is opt-in for forwards). */
+            tp.state = row_state_wgmma(c, &f) ? LA_K_STATE_WGMMA : LA_K_STATE_MMA;
             /* It shares the GPU with the reverse state pass: no SM is its own. */
             tp.side_state_stages = fwd_stages(c, tp.DP, tp.eslice, 1, INT64_MAX);
         }
-        tp.bwd = want_bwd_wgmma(c, tp.vec_ok, tp.gvec_ok, shares) ? LA_K_BWD_WGMMA : LA_K_BWD_MMA;
+        tp.bwd = pick(c, &f, PASS_BACKWARD);
         tp.bwd_stages = bwd_stages(c, tp.DP, tp.EP);
         tp.dld_planes = dld_planes(c);
         return tp;
     }
     tp.vec_ok = tok_vec_ok(&t->q) && tok_vec_ok(&t->k) && tok_vec_ok(&t->v) && tok_vec_ok(&t->o);
+    f.vec_ok = tp.vec_ok;
     const int so = pl->op == LA_OP_STATE_FORWARD;
-    const int state_pass = tp.seg.multi || so;
-    const int64_t blocks = (int64_t)tp.seg.total * pl->p.heads * (tp.ept / tp.eslice); /* either pass's grid */
-    if (want_fwd_wgmma(c) && tp.vec_ok && !shares) {
-        /* The Hopper kernel copies whole 16-byte pieces: vectorisable tensors
-         * only; it has no summed stores. */
-        tp.main = so ? LA_K_NONE : LA_K_FWD_WGMMA;
-        tp.state = state_pass ? LA_K_FWD_WGMMA : LA_K_NONE;
+    tp.main = so ? LA_K_NONE : pick(c, &f, PASS_OUTPUT);
+    tp.state = tp.seg.multi || so ? pick(c, &f, PASS_STATE) : LA_K_NONE;
+    if (tp.main == LA_K_FWD_WGMMA || tp.state == LA_K_FWD_WGMMA) {
         tp.stages = 2;
 #ifdef LA_HAVE_SM90A
         tp.state_stages =
@@ -458,17 +513,13 @@ static la_tile_plan_t plan_tile(const ctx_t *c, int shares) {
 #endif
         return tp;
     }
-    if (state_pass) tp.state = want_state_wgmma(c, tp.eslice) ? LA_K_STATE_WGMMA : LA_K_STATE_MMA;
+    const int64_t blocks = (int64_t)tp.seg.total * pl->p.heads * (tp.ept / tp.eslice); /* either pass's grid */
     tp.stages = fwd_stages(c, tp.DP, tp.eslice, 0, blocks);
     tp.state_stages = fwd_stages(c, tp.DP, tp.eslice, 1, blocks);
-    if (so) return tp;
-    tp.main = LA_K_FWD_GENERAL;
-    if (want_rows(c, tp.eslice)) {
-        /* Four stages (loads three chunks ahead; an SM must keep ~32 GB/s in
-         * flight) where they fit, else two. */
+    /* The rows and warp-role kernels: four stages (loads three chunks ahead;
+     * an SM must keep ~32 GB/s in flight) where they fit, else two. */
+    if (tp.main == LA_K_FWD_ROWS || tp.main == LA_K_FWD_WARP_ROLES)
         tp.rows_stages = la_cuda_fwd_rows_smem(4) + 1024 <= c->lim->smem_per_sm ? 4 : 2;
-        tp.main = tp.vec_ok && !shares && want_warp_roles(c) ? LA_K_FWD_WARP_ROLES : LA_K_FWD_ROWS;
-    }
     return tp;
 }
 
