@@ -9,39 +9,57 @@
 
 /* ---- the handle's state ----------------------------------------------------- */
 
+/* Made in la_create, which may run while this thread captures a CUDA graph
+ * (a framework's first call on a capture stream): the setup switches the
+ * thread to relaxed capture mode, so the allocations are allowed, and
+ * initialises the device scratch on a private stream of its own, never on
+ * the capturing one. */
 la_status_t la_cuda_state_create(void **state) {
     la_cuda_state_t *s = (la_cuda_state_t *)calloc(1, sizeof *s);
     if (!s) return LA_STATUS_ALLOC_FAILED;
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    cudaThreadExchangeStreamCaptureMode(&mode);
     void *rec = NULL, *dev = NULL;
-    if (cudaHostAlloc(&rec, sizeof(la_cuda_error_record_t), cudaHostAllocMapped) != cudaSuccess) goto fail;
-    memset(rec, 0, sizeof(la_cuda_error_record_t));
-    s->rec = (la_cuda_error_record_t *)rec;
-    if (cudaHostGetDevicePointer(&dev, rec, 0) != cudaSuccess) goto fail;
-    s->rec_dev = (la_cuda_error_record_t *)dev;
-    if (cudaMalloc((void **)&s->scratch, 2 * sizeof(unsigned long long)) != cudaSuccess) goto fail;
-    {
-        const unsigned long long init[2] = {~0ull, 0ull};
-        if (cudaMemcpy(s->scratch, init, sizeof init, cudaMemcpyHostToDevice) != cudaSuccess) goto fail;
+    cudaStream_t init = NULL;
+    const unsigned long long scratch0[2] = {~0ull, 0ull};
+    int ok = cudaHostAlloc(&rec, sizeof(la_cuda_error_record_t), cudaHostAllocMapped) == cudaSuccess;
+    if (ok) {
+        memset(rec, 0, sizeof(la_cuda_error_record_t));
+        s->rec = (la_cuda_error_record_t *)rec;
+        ok = cudaHostGetDevicePointer(&dev, rec, 0) == cudaSuccess;
     }
-    if (cudaEventCreateWithFlags(&s->staged, cudaEventDisableTiming) != cudaSuccess) goto fail;
+    if (ok) {
+        s->rec_dev = (la_cuda_error_record_t *)dev;
+        ok = cudaMalloc((void **)&s->scratch, sizeof scratch0) == cudaSuccess;
+    }
+    ok = ok && cudaStreamCreateWithFlags(&init, cudaStreamNonBlocking) == cudaSuccess &&
+         cudaMemcpyAsync(s->scratch, scratch0, sizeof scratch0, cudaMemcpyHostToDevice, init) == cudaSuccess &&
+         cudaStreamSynchronize(init) == cudaSuccess;
+    if (init) cudaStreamDestroy(init);
+    ok = ok && cudaEventCreateWithFlags(&s->staged, cudaEventDisableTiming) == cudaSuccess;
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    if (!ok) {
+        cudaGetLastError(); /* not sticky: leave no error for the caller's next CUDA call */
+        la_cuda_state_destroy(s);
+        return LA_STATUS_ALLOC_FAILED;
+    }
     *state = s;
     return LA_STATUS_SUCCESS;
-fail:
-    cudaGetLastError(); /* not sticky: leave no error for the caller's next CUDA call */
-    la_cuda_state_destroy(s);
-    return LA_STATUS_ALLOC_FAILED;
 }
 
 void la_cuda_state_destroy(void *state) {
     la_cuda_state_t *s = (la_cuda_state_t *)state;
     if (!s) return;
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    cudaThreadExchangeStreamCaptureMode(&mode);
     if (s->staged) {
-        cudaEventSynchronize(s->staged);
+        if (s->staged_pending) cudaEventSynchronize(s->staged);
         cudaEventDestroy(s->staged);
     }
     if (s->staging) cudaFreeHost(s->staging);
     if (s->scratch) cudaFree(s->scratch);
     if (s->rec) cudaFreeHost(s->rec);
+    cudaThreadExchangeStreamCaptureMode(&mode);
     free(s);
 }
 
