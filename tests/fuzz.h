@@ -7,9 +7,11 @@
  *   fuzz_gen.c    a random VALID call: operation, problem, tensors in random
  *                 layouts, each in its own buffer of exactly the bytes its
  *                 view spans (so AddressSanitizer sees any access outside);
- *   fuzz_check.c  running a call and holding it to the contract (poisoned
- *                 outputs written and finite, inputs and gaps untouched,
- *                 la_supports / workspace queries agreeing, messages);
+ *   fuzz_check.c  running a call (its own entry point, or la_execute with
+ *                 caller memory of exactly its figure) and holding it to the
+ *                 contract (poisoned outputs written and finite, inputs and
+ *                 gaps untouched, la_supports / la_describe / workspace
+ *                 queries agreeing, messages); settings and policies;
  *   fuzz_mutate.c one deliberate mistake in a valid call, with the status
  *                 every entry point must answer it with;
  *   fuzz_ref.c    outputs against the fp64 reference;
@@ -95,14 +97,20 @@ typedef enum fz_entry {
     FZ_E_SET_STREAM,
     FZ_E_SET_WORKSPACE,
     FZ_E_SET_CHECK_VALUES,
+    FZ_E_CHECK_ERRORS,
+    FZ_E_POLICY_INIT,
+    FZ_E_SET_POLICY,
+    FZ_E_GET_POLICY,
     FZ_E_WORKSPACE_SIZE,
     FZ_E_WORKSPACE_SIZE_FOR,
     FZ_E_SUPPORTS,
+    FZ_E_DESCRIBE,
     FZ_E_FORWARD,
     FZ_E_BACKWARD,
     FZ_E_DECODE,
     FZ_E_STATE_FORWARD,
     FZ_E_STATE_BACKWARD,
+    FZ_E_EXECUTE,
     FZ_E_COUNT
 } fz_entry_t;
 
@@ -120,11 +128,19 @@ const char *fz_last_error(const la_handle_t *h);
 la_status_t fz_set_num_threads(la_handle_t *h, int n);
 la_status_t fz_set_stream(la_handle_t *h, void *stream);
 la_status_t fz_set_workspace(la_handle_t *h, void *ws, size_t bytes);
-la_status_t fz_set_check_values(la_handle_t *h, int enable);
+la_status_t fz_set_check_values(la_handle_t *h, int mode);
+la_status_t fz_check_errors(la_handle_t *h);
+void fz_policy_init(la_policy_t *q);
+la_status_t fz_set_policy(la_handle_t *h, const la_policy_t *q);
+la_status_t fz_get_policy(la_handle_t *h, la_policy_t *q);
 la_status_t fz_workspace_size(la_handle_t *h, la_op_t op, const la_problem_t *p, size_t *bytes);
 la_status_t fz_workspace_size_for(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t,
                                   size_t *bytes);
 la_status_t fz_supports(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t);
+la_status_t fz_describe(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t, char *buf,
+                        size_t len);
+la_status_t fz_execute(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t, void *ws, size_t bytes,
+                       size_t *needed);
 /* la_forward, la_backward, ... by operation (an unknown op is the caller's bug). */
 la_status_t fz_run_op(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t);
 
@@ -151,7 +167,7 @@ typedef struct fz_ctx {
     const fz_opts_t *o;
     uint64_t index, seed;
     int failures;   /* failed checks in this iteration */
-    int checks_off; /* la_set_check_values(h, 0) in force */
+    int check_mode; /* the handle's la_set_check_values mode (la_check_mode_t) */
     long long valid_calls, ref_compared;
 } fz_ctx_t;
 
@@ -192,7 +208,8 @@ typedef struct fz_tensor {
 typedef struct fz_call {
     la_op_t op;
     la_problem_t p;
-    int64_t *cu; /* packed: exactly num_seqs + 1 offsets (malloc), else NULL */
+    int64_t *cu;  /* packed: exactly num_seqs + 1 offsets (malloc), else NULL; always the host copy */
+    void *cu_dev; /* the offsets in device memory when p.cu_seqlens points there (CUDA) */
     int64_t S;
     fz_tensor_t t[FZ_NT];
     fz_buf_t buf[FZ_MAX_BUFS];
@@ -250,8 +267,16 @@ int fz_check_message(fz_ctx_t *x, la_handle_t *h, la_status_t st, const char *wh
 int fz_check_known(fz_ctx_t *x, la_status_t st, const char *what);
 /* The whole valid-call protocol; returns the call's status. */
 la_status_t fz_exercise_valid(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r);
-/* Settings of a fresh handle for a call (threads, value checks, stream). */
+/* Settings of a fresh handle for a call (threads, value checks, stream, policy). */
 void fz_random_settings(fz_ctx_t *x, la_handle_t *h, tu_rng_t *r, int device);
+/* A random valid policy (on a device only those a GPU plans with: no tiny smem_kb). */
+void fz_random_policy(la_policy_t *q, tu_rng_t *r, int device);
+int fz_policy_equal(const la_policy_t *a, const la_policy_t *b);
+/* la_describe of a call into an exact-size buffer of a random small length:
+ * the status la_supports gave, a NUL within len, text when len > 1, and on
+ * failure nothing written. */
+void fz_check_describe(fz_ctx_t *x, la_handle_t *h, const fz_call_t *c, const la_tensors_t *t, la_status_t want,
+                       tu_rng_t *r);
 
 /* ---- mutations (fuzz_mutate.c) ------------------------------------------------------- */
 

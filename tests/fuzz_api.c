@@ -120,29 +120,19 @@ static int slot_of(la_status_t s) {
 /* Atomic: the busy-handle iteration counts from two threads. */
 static atomic_llong g_count[FZ_E_COUNT][NSLOTS];
 
-static const char *const entry_names[FZ_E_COUNT] = {"la_status_string",
-                                                    "la_status_category",
-                                                    "la_dtype_size",
-                                                    "la_problem_init",
-                                                    "la_tensors_init",
-                                                    "la_tensor_contiguous",
-                                                    "la_backend_available",
-                                                    "la_create",
-                                                    "la_destroy",
-                                                    "la_handle_backend",
-                                                    "la_last_error",
-                                                    "la_set_num_threads",
-                                                    "la_set_stream",
-                                                    "la_set_workspace",
-                                                    "la_set_check_values",
-                                                    "la_workspace_size",
-                                                    "la_workspace_size_for",
-                                                    "la_supports",
-                                                    "la_forward",
-                                                    "la_backward",
-                                                    "la_decode",
-                                                    "la_state_forward",
-                                                    "la_state_backward"};
+static const char *const entry_names[] = {
+    "la_status_string",     "la_status_category", "la_dtype_size",
+    "la_problem_init",      "la_tensors_init",    "la_tensor_contiguous",
+    "la_backend_available", "la_create",          "la_destroy",
+    "la_handle_backend",    "la_last_error",      "la_set_num_threads",
+    "la_set_stream",        "la_set_workspace",   "la_set_check_values",
+    "la_check_errors",      "la_policy_init",     "la_set_policy",
+    "la_get_policy",        "la_workspace_size",  "la_workspace_size_for",
+    "la_supports",          "la_describe",        "la_forward",
+    "la_backward",          "la_decode",          "la_state_forward",
+    "la_state_backward",    "la_execute",
+};
+_Static_assert(sizeof entry_names / sizeof entry_names[0] == FZ_E_COUNT, "one name per fz_entry_t");
 
 static void count_none(fz_entry_t e) { atomic_fetch_add(&g_count[e][SLOT_NONE], 1); }
 static la_status_t counted(fz_entry_t e, la_status_t st) {
@@ -226,9 +216,18 @@ la_status_t fz_set_stream(la_handle_t *h, void *stream) { return counted(FZ_E_SE
 la_status_t fz_set_workspace(la_handle_t *h, void *ws, size_t bytes) {
     return counted(FZ_E_SET_WORKSPACE, la_set_workspace(h, ws, bytes));
 }
-la_status_t fz_set_check_values(la_handle_t *h, int enable) {
-    return counted(FZ_E_SET_CHECK_VALUES, la_set_check_values(h, enable));
+la_status_t fz_set_check_values(la_handle_t *h, int mode) {
+    return counted(FZ_E_SET_CHECK_VALUES, la_set_check_values(h, mode));
 }
+la_status_t fz_check_errors(la_handle_t *h) { return counted(FZ_E_CHECK_ERRORS, la_check_errors(h)); }
+void fz_policy_init(la_policy_t *q) {
+    count_none(FZ_E_POLICY_INIT);
+    la_policy_init(q);
+}
+la_status_t fz_set_policy(la_handle_t *h, const la_policy_t *q) {
+    return counted(FZ_E_SET_POLICY, la_set_policy(h, q));
+}
+la_status_t fz_get_policy(la_handle_t *h, la_policy_t *q) { return counted(FZ_E_GET_POLICY, la_get_policy(h, q)); }
 la_status_t fz_workspace_size(la_handle_t *h, la_op_t op, const la_problem_t *p, size_t *bytes) {
     return counted(FZ_E_WORKSPACE_SIZE, la_workspace_size(h, op, p, bytes));
 }
@@ -238,6 +237,14 @@ la_status_t fz_workspace_size_for(la_handle_t *h, la_op_t op, const la_problem_t
 }
 la_status_t fz_supports(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {
     return counted(FZ_E_SUPPORTS, la_supports(h, op, p, t));
+}
+la_status_t fz_describe(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t, char *buf,
+                        size_t len) {
+    return counted(FZ_E_DESCRIBE, la_describe(h, op, p, t, buf, len));
+}
+la_status_t fz_execute(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t, void *ws, size_t bytes,
+                       size_t *needed) {
+    return counted(FZ_E_EXECUTE, la_execute(h, op, p, t, ws, bytes, needed));
 }
 
 la_status_t fz_run_op(la_handle_t *h, la_op_t op, const la_problem_t *p, const la_tensors_t *t) {

@@ -10,9 +10,13 @@
  *            other byte of any buffer changed (inputs, gaps), message "";
  *   failure  only a 2xx status that la_supports announced, no byte changed,
  *            a message.
+ * One call in four goes through la_execute with caller memory of exactly
+ * la_workspace_size_for's figure (which *needed must repeat); now and then
+ * la_describe must agree with la_supports, and la_check_errors find nothing.
  * Now and then the outputs go to the fp64 reference, and a call with garbage
- * strides on dims of extent <= 1 is repeated with ordinary strides: the
- * header says those strides are ignored, so the bytes must be identical.
+ * strides on dims of extent <= 1 is repeated with ordinary strides (and one
+ * with a max_seqlen hint without it): the header says those strides and the
+ * hint change nothing, so the bytes must be identical.
  */
 #include "fuzz.h"
 
@@ -93,17 +97,93 @@ void fz_random_settings(fz_ctx_t *x, la_handle_t *h, tu_rng_t *r, int device) {
                                 : 4 + (int)tu_below(r, LA_MAX_THREADS - 3);
         expect_success(x, h, fz_set_num_threads(h, n), "la_set_num_threads");
     }
-    x->checks_off = 0;
     if (tu_below(r, 3) == 0) {
-        int on = (int)tu_below(r, 2);
-        expect_success(x, h, fz_set_check_values(h, on), "la_set_check_values");
-        x->checks_off = !on;
+        /* The mode stays with the handle until set again. */
+        int mode = (int)tu_below(r, 3);
+        expect_success(x, h, fz_set_check_values(h, mode), "la_set_check_values");
+        x->check_mode = mode;
     }
     if (tu_below(r, 4) == 0) {
         /* The CPU ignores the stream, whatever it points at; a GPU gets the default stream. */
         void *s = device || tu_below(r, 2) ? NULL : (void *)(uintptr_t)0x51ea4000u;
         expect_success(x, h, fz_set_stream(h, s), "la_set_stream");
     }
+    if (tu_below(r, 6) == 0) {
+        /* A valid policy, read back as it was set. */
+        la_policy_t q, back;
+        fz_random_policy(&q, r, device);
+        expect_success(x, h, fz_set_policy(h, &q), "la_set_policy");
+        memset(&back, 0xA5, sizeof back);
+        la_status_t st = fz_get_policy(h, &back);
+        expect_success(x, h, st, "la_get_policy");
+        if (st == LA_STATUS_SUCCESS && !fz_policy_equal(&q, &back))
+            fz_fail(x, "policy-round-trip",
+                    "la_get_policy returned tile_cap %d smem_kb %d switches %d %d %d %d %d dld_planes %d, "
+                    "la_set_policy was given tile_cap %d smem_kb %d switches %d %d %d %d %d dld_planes %d",
+                    back.tile_cap, back.smem_kb, (int)back.fwd_wgmma, (int)back.fwd_rows, (int)back.fwd_warp_roles,
+                    (int)back.state_wgmma, (int)back.bwd_wgmma, back.dld_planes, q.tile_cap, q.smem_kb,
+                    (int)q.fwd_wgmma, (int)q.fwd_rows, (int)q.fwd_warp_roles, (int)q.state_wgmma, (int)q.bwd_wgmma,
+                    q.dld_planes);
+    }
+}
+
+/* ---- policies ------------------------------------------------------------------------------ */
+
+void fz_random_policy(la_policy_t *q, tu_rng_t *r, int device) {
+    static const int caps[] = {0, 64, 128};
+    fz_policy_init(q);
+    q->tile_cap = caps[tu_below(r, 3)];
+    /* Host: any size (the CPU plans without it).  Device: the device's, or
+     * 99 KB (a consumer Blackwell's block), both plans a GPU makes. */
+    const uint64_t u = tu_below(r, 4), kb = 1 + tu_below(r, 4096);
+    if (u == 1) q->smem_kb = 99;
+    else if (u >= 2 && !device) q->smem_kb = (int)kb;
+    else q->smem_kb = 0;
+    la_switch_t *sw[5] = {&q->fwd_wgmma, &q->fwd_rows, &q->fwd_warp_roles, &q->state_wgmma, &q->bwd_wgmma};
+    for (int i = 0; i < 5; i++) *sw[i] = (la_switch_t)tu_below(r, 3);
+    q->dld_planes = tu_below(r, 2) ? 0 : 2;
+}
+
+int fz_policy_equal(const la_policy_t *a, const la_policy_t *b) {
+    return a->struct_size == b->struct_size && a->tile_cap == b->tile_cap && a->smem_kb == b->smem_kb &&
+           a->fwd_wgmma == b->fwd_wgmma && a->fwd_rows == b->fwd_rows && a->fwd_warp_roles == b->fwd_warp_roles &&
+           a->state_wgmma == b->state_wgmma && a->bwd_wgmma == b->bwd_wgmma && a->dld_planes == b->dld_planes;
+}
+
+/* ---- la_describe ----------------------------------------------------------------------------- */
+
+#define DESCRIBE_FILL 0xA5
+
+void fz_check_describe(fz_ctx_t *x, la_handle_t *h, const fz_call_t *c, const la_tensors_t *t, la_status_t want,
+                       tu_rng_t *r) {
+    static const size_t lens[] = {1, 1, 2, 3, 8, 17, 40, 100, 256, 1024};
+    const size_t len = lens[tu_below(r, sizeof lens / sizeof lens[0])];
+    char *buf = malloc(len); /* exactly len bytes: a write past them is AddressSanitizer's */
+    if (!buf) exit(2);
+    memset(buf, DESCRIBE_FILL, len);
+    la_status_t st = fz_describe(h, c->op, &c->p, t, buf, len);
+    fz_check_message(x, h, st, "la_describe");
+    if (st != want)
+        fz_fail(x, "describe-disagrees", "la_describe(%s, len %zu) returned %s (%s), la_supports %s", fz_op_name(c->op),
+                len, sname(st), fz_last_error(h), sname(want));
+    if (st == LA_STATUS_SUCCESS) {
+        const char *nul = memchr(buf, 0, len);
+        if (!nul)
+            fz_fail(x, "describe-unterminated", "la_describe(%s, len %zu): no NUL within len", fz_op_name(c->op), len);
+        else if (len > 1 && nul == buf)
+            fz_fail(x, "describe-empty", "la_describe(%s, len %zu) succeeded with an empty text", fz_op_name(c->op),
+                    len);
+        else if (memchr(buf, '\n', (size_t)(nul - buf)))
+            fz_fail(x, "describe-lines", "la_describe(%s) wrote more than one line: \"%s\"", fz_op_name(c->op), buf);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)buf[i] != DESCRIBE_FILL) {
+                fz_fail(x, "wrote-on-failure", "la_describe(%s) failed (%s) but wrote byte %zu of buf",
+                        fz_op_name(c->op), sname(st), i);
+                break;
+            }
+    }
+    free(buf);
 }
 
 /* ---- the outputs of a successful call ------------------------------------------------------ */
@@ -164,52 +244,6 @@ static int check_written(fz_ctx_t *x, const fz_call_t *c) {
     return ok;
 }
 
-/* Poison the outputs, snapshot everything, run, bring the bytes back. */
-static la_status_t run_once(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, const la_tensors_t *t) {
-    for (int id = 0; id < FZ_NT; id++) {
-        const fz_tensor_t *ft = &c->t[id];
-        if (ft->src == FZ_IN_BUF && fz_is_output(fz_role(c->op, c->p.decay, id)) && !(id == FZ_SN && c->inplace))
-            fz_poison_elements(c, ft);
-    }
-    fz_snapshot(c);
-    fz_upload(c);
-    la_status_t st = fz_run_op(h, c->op, &c->p, t);
-    fz_download(c);
-    fz_check_message(x, h, st, fz_op_name(c->op));
-    return st;
-}
-
-/* Garbage strides on dims of extent <= 1 against ordinary ones: identical bytes. */
-static void check_natural_strides(fz_ctx_t *x, la_handle_t *h, fz_call_t *c) {
-    unsigned char **first = malloc((size_t)c->nbuf * sizeof *first);
-    for (int i = 0; i < c->nbuf; i++) {
-        first[i] = malloc(c->buf[i].bytes ? c->buf[i].bytes : 1);
-        memcpy(first[i], c->buf[i].host, c->buf[i].bytes);
-        memcpy(c->buf[i].host, c->buf[i].snap, c->buf[i].bytes); /* inputs as they were, outputs poisoned */
-    }
-    la_tensors_t nat = fz_call_tensors(c, 1);
-    fz_upload(c);
-    la_status_t st = fz_run_op(h, c->op, &c->p, &nat);
-    fz_download(c);
-    if (st != LA_STATUS_SUCCESS) {
-        fz_fail(x, "odd-strides-differ",
-                "%s: with ordinary strides on the extent-1 dims the call returns %s (%s), "
-                "with garbage ones SUCCESS",
-                fz_op_name(c->op), sname(st), fz_last_error(h));
-    } else {
-        for (int i = 0; i < c->nbuf; i++)
-            if (memcmp(first[i], c->buf[i].host, c->buf[i].bytes) != 0) {
-                fz_fail(x, "odd-strides-differ",
-                        "%s: %s differs between garbage and ordinary strides on dims of "
-                        "extent <= 1 (the header says they are ignored)",
-                        fz_op_name(c->op), buf_owner(c, i));
-                break;
-            }
-    }
-    for (int i = 0; i < c->nbuf; i++) free(first[i]);
-    free(first);
-}
-
 /* ---- caller workspace ------------------------------------------------------------------- */
 
 static void *alloc_workspace(int device, size_t bytes) {
@@ -221,6 +255,108 @@ static void *alloc_workspace(int device, size_t bytes) {
 static void free_workspace(int device, void *p) {
     if (device) fz_dev_free(p);
     else free(p);
+}
+
+/* Calls whose workspace figure passes this run through the handle's own. */
+#define MAX_CALLER_WS ((size_t)1 << 30)
+
+/* la_execute with caller memory of exactly the call's figure (host: a malloc
+ * of exactly that many bytes, so AddressSanitizer sees an access past it;
+ * NULL when the call needs none); *needed must be that figure.  The memory
+ * is freed once the outputs are back (a device call may still run). */
+static la_status_t execute_exact(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, const la_tensors_t *t, la_status_t wf,
+                                 size_t exact, void **ws) {
+    size_t bytes = 0;
+    *ws = NULL;
+    if (wf == LA_STATUS_SUCCESS && exact > 0) {
+        *ws = alloc_workspace(c->device, exact);
+        bytes = exact;
+    }
+    size_t needed = (size_t)0x5eed5eed;
+    la_status_t st = fz_execute(h, c->op, &c->p, t, *ws, bytes, &needed);
+    if (st == LA_STATUS_SUCCESS && wf == LA_STATUS_SUCCESS && needed != exact)
+        fz_fail(x, "execute-needed", "la_execute(%s) succeeded with *needed = %zu, la_workspace_size_for said %zu",
+                fz_op_name(c->op), needed, exact);
+    return st;
+}
+
+/* Poison the outputs, snapshot everything, run (the operation's own entry
+ * point, or la_execute), bring the bytes back. */
+static la_status_t run_once(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, const la_tensors_t *t, int via_exec,
+                            la_status_t wf, size_t exact) {
+    for (int id = 0; id < FZ_NT; id++) {
+        const fz_tensor_t *ft = &c->t[id];
+        if (ft->src == FZ_IN_BUF && fz_is_output(fz_role(c->op, c->p.decay, id)) && !(id == FZ_SN && c->inplace))
+            fz_poison_elements(c, ft);
+    }
+    fz_snapshot(c);
+    fz_upload(c);
+    void *ws = NULL;
+    la_status_t st = via_exec ? execute_exact(x, h, c, t, wf, exact, &ws) : fz_run_op(h, c->op, &c->p, t);
+    fz_download(c);
+    if (ws) free_workspace(c->device, ws);
+    char what[64];
+    snprintf(what, sizeof what, "%s%s%s", via_exec ? "la_execute(" : "", fz_op_name(c->op), via_exec ? ")" : "");
+    fz_check_message(x, h, st, what);
+    return st;
+}
+
+/* The same call again from the same inputs (outputs poisoned), with other
+ * strides on the extent-1 dims or another max_seqlen hint: the header says
+ * neither matters, so the bytes must be identical. */
+static void check_rerun_same(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, const la_problem_t *p, const la_tensors_t *t,
+                             const char *cls, const char *how) {
+    unsigned char **first = malloc((size_t)c->nbuf * sizeof *first);
+    for (int i = 0; i < c->nbuf; i++) {
+        first[i] = malloc(c->buf[i].bytes ? c->buf[i].bytes : 1);
+        memcpy(first[i], c->buf[i].host, c->buf[i].bytes);
+        memcpy(c->buf[i].host, c->buf[i].snap, c->buf[i].bytes); /* inputs as they were, outputs poisoned */
+    }
+    fz_upload(c);
+    la_status_t st = fz_run_op(h, c->op, p, t);
+    fz_download(c);
+    if (st != LA_STATUS_SUCCESS) {
+        fz_fail(x, cls, "%s: %s the call returns %s (%s), as given SUCCESS", fz_op_name(c->op), how, sname(st),
+                fz_last_error(h));
+    } else {
+        for (int i = 0; i < c->nbuf; i++)
+            if (memcmp(first[i], c->buf[i].host, c->buf[i].bytes) != 0) {
+                fz_fail(x, cls, "%s: %s differs from the call as given (the header says it must not)",
+                        fz_op_name(c->op), buf_owner(c, i));
+                break;
+            }
+    }
+    for (int i = 0; i < c->nbuf; i++) free(first[i]);
+    free(first);
+}
+
+/* After la_execute with its own memory, the handle's caller workspace (one
+ * byte short of the call's figure) must still be the handle's: the ordinary
+ * call is refused with WORKSPACE_TOO_SMALL and writes nothing.  Host only. */
+static void check_handle_workspace_kept(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, const la_tensors_t *t,
+                                        size_t short_bytes) {
+    unsigned char **img = malloc((size_t)c->nbuf * sizeof *img);
+    for (int i = 0; i < c->nbuf; i++) {
+        img[i] = malloc(c->buf[i].bytes ? c->buf[i].bytes : 1);
+        memcpy(img[i], c->buf[i].host, c->buf[i].bytes);
+    }
+    la_status_t st = fz_run_op(h, c->op, &c->p, t);
+    fz_check_message(x, h, st, fz_op_name(c->op));
+    if (st != LA_STATUS_WORKSPACE_TOO_SMALL)
+        fz_fail(x, "execute-changed-workspace",
+                "after la_execute(%s) with workspace of its own, %s on the handle's caller workspace of %zu bytes "
+                "(one short) returned %s, want LA_STATUS_WORKSPACE_TOO_SMALL",
+                fz_op_name(c->op), fz_op_name(c->op), short_bytes, sname(st));
+    for (int i = 0; i < c->nbuf; i++) {
+        if (memcmp(img[i], c->buf[i].host, c->buf[i].bytes) != 0) {
+            if (st != LA_STATUS_SUCCESS)
+                fz_fail(x, "wrote-on-failure", "%s failed (%s) but changed %s", fz_op_name(c->op), sname(st),
+                        buf_owner(c, i));
+            memcpy(c->buf[i].host, img[i], c->buf[i].bytes);
+        }
+        free(img[i]);
+    }
+    free(img);
 }
 
 /* ---- the protocol -------------------------------------------------------------------------- */
@@ -251,34 +387,53 @@ la_status_t fz_exercise_valid(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_
         fz_fail(x, "workspace-bound", "la_workspace_size_for(%s) = %zu bytes > la_workspace_size = %zu", op, exact,
                 bound);
 
-    /* The workspace: the handle's own, or the caller's of exactly this call's figure (or the bound). */
-    void *ws = NULL;
+    /* The plan's text, now and then (it validates like the call). */
+    if (tu_below(r, 4) == 0) {
+        fz_maybe_dirty(x, h, r);
+        fz_check_describe(x, h, c, &t, sup, r);
+    }
+
+    /* The call: one in four through la_execute with caller memory of exactly
+     * its figure, the others through the operation's own entry point.  The
+     * workspace of those: the handle's own, or the caller's of exactly this
+     * call's figure (or the bound).  Drawn whatever the route, so that a
+     * replay of one iteration draws as the full run did. */
+    const int via_exec = tu_below(r, 4) == 0 && !(wf == LA_STATUS_SUCCESS && exact > MAX_CALLER_WS);
+    void *ws = NULL, *short_ws = NULL;
+    size_t short_bytes = 0;
     uint64_t mode = tu_below(r, 10);
-    if (mode >= 5 && wb == LA_STATUS_SUCCESS && wf == LA_STATUS_SUCCESS) {
+    /* Host memory: at any address (the library aligns inside), ending
+     * exactly where the allocation ends. */
+    size_t skew = c->device || tu_below(r, 3) ? 0 : 1 + (size_t)tu_below(r, 63);
+    if (!via_exec && mode >= 5 && wb == LA_STATUS_SUCCESS && wf == LA_STATUS_SUCCESS) {
         size_t bytes = mode < 8 ? exact : bound;
-        /* Host memory: at any address (the library aligns inside), ending
-         * exactly where the allocation ends. */
-        size_t skew = c->device || tu_below(r, 3) ? 0 : 1 + (size_t)tu_below(r, 63);
-        if (bytes <= ((size_t)1 << 30)) {
+        if (bytes <= MAX_CALLER_WS) {
             ws = alloc_workspace(c->device, bytes + skew);
             expect_success(x, h, fz_set_workspace(h, (char *)ws + skew, bytes), "la_set_workspace");
         }
     }
+    if (via_exec && mode >= 7 && !c->device && wf == LA_STATUS_SUCCESS && exact > 1) {
+        /* la_execute neither uses nor changes the handle's workspace setting:
+         * give the handle a caller workspace one byte short. */
+        short_bytes = exact - 1;
+        short_ws = malloc(short_bytes);
+        expect_success(x, h, fz_set_workspace(h, short_ws, short_bytes), "la_set_workspace");
+    }
 
-    la_status_t st = run_once(x, h, c, &t);
+    la_status_t st = run_once(x, h, c, &t, via_exec, wf, exact);
     /* Drawn whatever the mode, so that a replay of one iteration draws as the full run did. */
     const int sampled = tu_below(r, (uint64_t)x->o->ref_every) == 0;
     const int want_ref = sampled || x->o->one || c->inplace;
+    const int hint_rerun = tu_below(r, 2) == 0, check_errors = tu_below(r, 4) == 0;
     if (st != sup)
-        fz_fail(x, "supports-disagrees", "%s returned %s (%s) but la_supports said %s", op, sname(st), fz_last_error(h),
-                sname(sup));
+        fz_fail(x, "supports-disagrees", "%s%s returned %s (%s) but la_supports said %s", via_exec ? "la_execute " : "",
+                op, sname(st), fz_last_error(h), sname(sup));
     if (st == LA_STATUS_SUCCESS) {
         x->valid_calls++;
         if (check_written(x, c) && want_ref) {
             x->ref_compared++;
             fz_compare_reference(x, c, fz_handle_backend(h));
         }
-        if (c->odd_strides) check_natural_strides(x, h, c);
     } else {
         fz_check_known(x, st, op);
         int changed = fz_first_changed(c);
@@ -286,6 +441,33 @@ la_status_t fz_exercise_valid(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_
             fz_fail(x, "wrote-on-failure", "%s failed (%s) but changed %s", op, sname(st), buf_owner(c, changed));
         if (fz_status_category(st) != 200)
             fz_fail(x, "valid-rejected", "%s rejected a valid call: %s: %s", op, sname(st), fz_last_error(h));
+    }
+    if (short_ws) {
+        if (st == LA_STATUS_SUCCESS) check_handle_workspace_kept(x, h, c, &t, short_bytes);
+        expect_success(x, h, fz_set_workspace(h, NULL, 0), "la_set_workspace(NULL)");
+        free(short_ws);
+    }
+    if (st == LA_STATUS_SUCCESS && c->odd_strides) {
+        la_tensors_t nat = fz_call_tensors(c, 1);
+        check_rerun_same(x, h, c, &c->p, &nat, "odd-strides-differ",
+                         "with ordinary strides on the dims of extent <= 1");
+    }
+    /* A true max_seqlen hint changes no result (device offsets may plan
+     * other segments with it, so only host offsets and unpacked calls). */
+    if (st == LA_STATUS_SUCCESS && hint_rerun && c->p.max_seqlen > 0 && !c->p.cu_seqlens_on_device) {
+        la_problem_t p0 = c->p;
+        p0.max_seqlen = 0;
+        char how[80];
+        snprintf(how, sizeof how, "with max_seqlen 0 instead of the hint %lld", (long long)c->p.max_seqlen);
+        check_rerun_same(x, h, c, &p0, &t, "hint-changes-results", how);
+    }
+    /* Valid inputs: no deferred value-check error is pending (and the CPU never has one). */
+    if (check_errors) {
+        la_status_t se = fz_check_errors(h);
+        fz_check_message(x, h, se, "la_check_errors");
+        if (se != LA_STATUS_SUCCESS)
+            fz_fail(x, "check-errors", "la_check_errors after valid calls returned %s: %s", sname(se),
+                    fz_last_error(h));
     }
     if (ws) {
         expect_success(x, h, fz_set_workspace(h, NULL, 0), "la_set_workspace(NULL)");

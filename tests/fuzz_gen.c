@@ -163,6 +163,8 @@ void fz_call_free(fz_call_t *c) {
     c->nbuf = 0;
     free(c->cu);
     c->cu = NULL;
+    fz_dev_free(c->cu_dev);
+    c->cu_dev = NULL;
 }
 
 void *fz_tensor_ptr(const fz_call_t *c, const fz_tensor_t *t) {
@@ -305,6 +307,16 @@ static void gen_problem(fz_call_t *c, tu_rng_t *r) {
         else break;
     }
     c->S = p->cu_seqlens ? p->num_seqs : p->batch;
+    /* A true max_seqlen hint now and then: the longest sequence, or N (a
+     * bound); 0 (unknown) otherwise.  Results must not depend on it. */
+    int64_t longest = p->seqlen;
+    if (p->cu_seqlens) {
+        longest = 0;
+        for (int64_t s = 0; s < p->num_seqs; s++)
+            if (c->cu[s + 1] - c->cu[s] > longest) longest = c->cu[s + 1] - c->cu[s];
+    }
+    uint64_t hint = tu_below(r, 4);
+    p->max_seqlen = hint == 0 ? longest : hint == 1 ? p->seqlen : 0;
 }
 
 /* ---- layouts ------------------------------------------------------------------------ */
@@ -504,10 +516,24 @@ static void gen_tensors(fz_call_t *c, tu_rng_t *r) {
     if (garbage_fields) alias_ignored_fields(c, r);
 }
 
+/* Packed calls on a device: half of them with the offsets in device memory
+ * (cu_seqlens_on_device = 1); c->cu keeps the host copy. */
+static void offsets_to_device(fz_call_t *c) {
+    const tu_mem_ops_t *m = tu_get_mem_ops();
+    const size_t bytes = (size_t)(c->p.num_seqs + 1) * sizeof *c->cu;
+    if (!m || !(c->cu_dev = fz_dev_alloc(bytes))) return;
+    m->to_device(c->cu_dev, c->cu, bytes);
+    c->p.cu_seqlens = (const int64_t *)c->cu_dev;
+    c->p.cu_seqlens_on_device = 1;
+}
+
 void fz_gen_valid(fz_call_t *c, tu_rng_t *r, int device) {
     memset(c, 0, sizeof *c);
     c->device = device;
     gen_problem(c, r);
+    /* drawn for every packed call, so that both backends draw alike */
+    const int dev_offsets = c->cu && tu_below(r, 2);
+    if (device && dev_offsets) offsets_to_device(c);
     gen_tensors(c, r);
 }
 

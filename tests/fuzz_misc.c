@@ -98,8 +98,15 @@ static void check_initialisers(fz_ctx_t *x) {
     fz_problem_init(&p);
     fz_tensors_init(&t);
     if (p.struct_size != sizeof p || p.scale != 1.0f || p.batch || p.heads || p.seqlen || p.dim_qk || p.dim_v ||
-        p.decay != LA_DECAY_NONE || p.cu_seqlens || p.num_seqs)
+        p.decay != LA_DECAY_NONE || p.cu_seqlens || p.num_seqs || p.cu_seqlens_on_device || p.max_seqlen)
         fz_fail(x, "initialiser", "la_problem_init left a field other than struct_size = sizeof, scale = 1, rest 0");
+    la_policy_t q;
+    memset(&q, 0xAB, sizeof q);
+    fz_policy_init(&q);
+    if (q.struct_size != sizeof q || q.tile_cap || q.smem_kb || q.fwd_wgmma != LA_SWITCH_AUTO ||
+        q.fwd_rows != LA_SWITCH_AUTO || q.fwd_warp_roles != LA_SWITCH_AUTO || q.state_wgmma != LA_SWITCH_AUTO ||
+        q.bwd_wgmma != LA_SWITCH_AUTO || q.dld_planes)
+        fz_fail(x, "initialiser", "la_policy_init left a field other than struct_size = sizeof, rest 0 (automatic)");
     int clean = t.struct_size == sizeof t;
     for (int id = 0; id < FZ_NT; id++) {
         const la_tensor_t *f = fz_field(&t, id);
@@ -171,6 +178,16 @@ static void check_handles(fz_ctx_t *x, tu_rng_t *r) {
     if (fz_handle_backend(h) != kind) fz_fail(x, "handle-backend", "la_handle_backend != the created backend");
     const char *m = fz_last_error(h);
     if (!m || m[0]) fz_fail(x, "message-stale", "a new handle's la_last_error is \"%s\"", m ? m : "NULL");
+    /* A handle's policy (defaults and environment overrides) is one la_set_policy takes. */
+    la_policy_t q;
+    st = fz_get_policy(h, &q);
+    if (st != LA_STATUS_SUCCESS) fz_fail(x, "wrong-status", "la_get_policy of a new handle returned %s", sname(st));
+    else if ((st = fz_set_policy(h, &q)) != LA_STATUS_SUCCESS)
+        fz_fail(x, "wrong-status", "la_set_policy(a new handle's own policy) returned %s: %s", sname(st),
+                fz_last_error(h));
+    st = fz_check_errors(h);
+    if (st != LA_STATUS_SUCCESS)
+        fz_fail(x, "check-errors", "la_check_errors on a new handle returned %s: %s", sname(st), fz_last_error(h));
     if (fz_destroy(h) != LA_STATUS_SUCCESS) fz_fail(x, "destroy", "la_destroy of a fresh handle failed");
 }
 
@@ -477,12 +494,12 @@ static void *run_rounds(void *arg) {
 
 /* One call of the main thread on the shared handle; 1 if it was refused as busy. */
 static int poke(fz_ctx_t *x, la_handle_t *h, int shared, fz_call_t *b, const image_t *b_fresh, const image_t *b_expect,
-                tu_rng_t *r) {
+                size_t b_need, tu_rng_t *r) {
     const la_tensors_t t = fz_call_tensors(b, 0);
     size_t bytes = 0;
     la_status_t st;
     const char *what;
-    switch (tu_below(r, 10)) {
+    switch (tu_below(r, 14)) {
     case 0:
     case 1:
     case 2:
@@ -522,6 +539,43 @@ static int poke(fz_ctx_t *x, la_handle_t *h, int shared, fz_call_t *b, const ima
         what = "la_set_workspace(NULL)";
         st = fz_set_workspace(h, NULL, 0);
         break;
+    case 9: {
+        what = "la_describe";
+        char text[200];
+        memset(text, 0xA5, sizeof text);
+        st = fz_describe(h, b->op, &b->p, &t, text, sizeof text);
+        if (st == LA_STATUS_HANDLE_BUSY && (unsigned char)text[0] != 0xA5)
+            fz_fail(x, "wrote-on-failure", "la_describe was refused as HANDLE_BUSY but wrote its text");
+        break;
+    }
+    case 10: {
+        what = "la_get_policy";
+        la_policy_t q;
+        st = fz_get_policy(h, &q);
+        break;
+    }
+    case 11:
+        what = "la_check_errors";
+        st = fz_check_errors(h);
+        break;
+    case 12: {
+        /* la_execute with caller memory of exactly the call's figure */
+        what = "la_execute";
+        void *ws = b_need ? malloc(b_need) : NULL;
+        size_t needed = 0;
+        prepare(b, b_fresh);
+        fz_snapshot(b);
+        st = fz_execute(h, b->op, &b->p, &t, ws, b_need, &needed);
+        if (st == LA_STATUS_SUCCESS && !image_equal(b_expect, b))
+            fz_fail(x, "busy-corrupted",
+                    "la_execute(%s) succeeded on a handle shared with a running call, but its outputs "
+                    "differ from the same call run alone",
+                    fz_op_name(b->op));
+        if (st == LA_STATUS_HANDLE_BUSY && fz_first_changed(b) >= 0)
+            fz_fail(x, "wrote-on-failure", "la_execute was refused as HANDLE_BUSY but wrote to its tensors");
+        free(ws);
+        break;
+    }
     default:
         what = "la_last_error";
         if (!fz_last_error(h)) fz_fail(x, "message-null", "la_last_error returned NULL");
@@ -559,6 +613,7 @@ void fz_iter_busy(fz_ctx_t *x, tu_rng_t *r) {
      * share state, so nothing is refused and nothing interferes. */
     la_handle_t *mine = h;
     if (tu_below(r, 3) == 0 && fz_create(&mine, LA_BACKEND_CPU) != LA_STATUS_SUCCESS) mine = h;
+    if (mine != h) fz_set_num_threads(mine, 1); /* as h: one workspace figure for both (la_execute in poke) */
     const int shared = mine == h;
     fz_call_t *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
     fz_gen_long(a, r);
@@ -580,6 +635,8 @@ void fz_iter_busy(fz_ctx_t *x, tu_rng_t *r) {
     } else {
         image_take(&a_expect, a);
         image_take(&b_expect, b);
+        size_t b_need = 0; /* la_execute's workspace in poke */
+        if (fz_workspace_size_for(h, b->op, &b->p, &bt, &b_need) != LA_STATUS_SUCCESS) b_need = 0;
         runner_t w = {.h = h, .c = a, .t = at, .fresh = &a_fresh, .expect = &a_expect, .rounds = 3};
         pthread_t th;
         if (pthread_create(&th, NULL, run_rounds, &w) != 0) {
@@ -593,7 +650,7 @@ void fz_iter_busy(fz_ctx_t *x, tu_rng_t *r) {
                     continue;
                 }
                 i++;
-                int busy = poke(x, mine, shared, b, &b_fresh, &b_expect, r);
+                int busy = poke(x, mine, shared, b, &b_fresh, &b_expect, b_need, r);
                 long s1 = atomic_load(&w.started), f1 = atomic_load(&w.finished);
                 /* the other thread's call was in flight from before this call to after it */
                 if (shared && busy >= 0 && s0 == s1 && f0 == f1 && s0 == f0 + 1) {

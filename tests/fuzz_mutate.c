@@ -6,8 +6,10 @@
  * problem and tensors, a new buffer, or one input element put back
  * afterwards), so exactly one status is right whatever order the library
  * checks in.  Each entry point that sees the mistake (la_supports, the two
- * workspace queries, the operation) is called with it and must return that
- * status, leave a message, and change no byte of any buffer.
+ * workspace queries, la_describe, the operation, and la_execute with caller
+ * memory of exactly the valid call's figure) is called with it and must
+ * return that status, leave a message, and change no byte of any buffer,
+ * of the caller's workspace or of la_describe's text buffer.
  */
 #include "fuzz.h"
 
@@ -18,19 +20,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ENT_SUP = 1, ENT_WS = 2, ENT_WSF = 4, ENT_OP = 8, ENT_ALL = 15, ENT_CALL = ENT_SUP | ENT_WSF | ENT_OP };
+enum {
+    ENT_SUP = 1,
+    ENT_WS = 2,
+    ENT_WSF = 4,
+    ENT_OP = 8,
+    ENT_EXEC = 16,
+    ENT_DESC = 32,
+    ENT_LAST = ENT_DESC,
+    ENT_ALL = 63,
+    ENT_CALL = ENT_SUP | ENT_WSF | ENT_OP | ENT_EXEC | ENT_DESC
+};
+
+/* la_execute's workspace in a mutation: the valid call's figure, one byte
+ * short of it, or NULL with 0 bytes. */
+enum { EXEC_WS_FULL, EXEC_WS_SHORT, EXEC_WS_NULL };
 
 typedef struct mut {
-    char name[96];
-    la_status_t want;    /* la_supports and the workspace queries */
-    la_status_t want_op; /* the operation (differs only for a short workspace) */
-    unsigned entries;    /* the entry points that see the mistake */
-    int sup_may_pass;    /* a value only the call reads: la_supports need not see it */
-    int wsf_may_pass;    /* the same for la_workspace_size_for on a device backend */
-    la_op_t op;          /* passed to la_supports and the workspace queries */
+    char name[128];
+    la_status_t want;      /* la_supports, the workspace queries and la_describe */
+    la_status_t want_op;   /* the operation (differs only for a short workspace) */
+    la_status_t want_exec; /* la_execute (likewise; SUCCESS: as want_op) */
+    unsigned entries;      /* the entry points that see the mistake */
+    int sup_may_pass;      /* a value only the call reads: la_supports need not see it */
+    int wsf_may_pass;      /* the same for la_workspace_size_for on a device backend */
+    la_op_t op;            /* passed to every entry point but the operation's own */
     int null_handle, null_problem, null_tensors, null_bytes;
     int use_ws; /* a caller workspace of ws_bytes for the call */
     size_t ws_bytes;
+    int exec_ws;          /* EXEC_WS_* */
+    int exec_need_known;  /* exec_need is la_workspace_size_for's figure of the valid call */
+    size_t exec_need;     /* (the workspace la_execute gets, and the *needed it must report) */
+    int exec_null_needed; /* la_execute's needed = NULL */
+    int desc_null_buf;    /* la_describe's buf = NULL */
+    size_t desc_len;      /* la_describe's len (0: a mistake) */
     la_problem_t p;
     la_tensors_t t;
     int64_t *cu;  /* the mutated offsets (exact size), or NULL */
@@ -208,7 +231,7 @@ static int m_unknown_op(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r, 
     m->op = (la_op_t)v[tu_below(r, 5)];
     snprintf(m->name, sizeof m->name, "operation %d", (int)m->op);
     m->want = LA_STATUS_BAD_PARAM;
-    m->entries = ENT_SUP | ENT_WS | ENT_WSF;
+    m->entries = ENT_SUP | ENT_WS | ENT_WSF | ENT_EXEC | ENT_DESC;
     return 1;
 }
 
@@ -352,6 +375,58 @@ static int m_decode_shape(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r
     return 1;
 }
 
+/* problem.cu_seqlens_on_device: 0 or 1 only; 1 needs cu_seqlens, and the
+ * CPU backend (host memory) refuses device offsets as not supported. */
+static int m_cu_device(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r, mut_t *m) {
+    (void)x;
+    const int packed = c->p.cu_seqlens != NULL, host = fz_handle_backend(h) == LA_BACKEND_CPU;
+    m->entries = ENT_ALL;
+    if (tu_below(r, 2) || (packed && !host)) {
+        const int v[] = {2, 3, -1, 100, INT_MAX, INT_MIN};
+        m->p.cu_seqlens_on_device = v[tu_below(r, 6)];
+        snprintf(m->name, sizeof m->name, "cu_seqlens_on_device = %d", m->p.cu_seqlens_on_device);
+        m->want = LA_STATUS_BAD_PARAM;
+    } else if (!packed) {
+        m->p.cu_seqlens_on_device = 1;
+        snprintf(m->name, sizeof m->name, "cu_seqlens_on_device = 1 without cu_seqlens");
+        m->want = LA_STATUS_BAD_SEQLENS;
+    } else {
+        m->p.cu_seqlens_on_device = 1; /* host offsets, said to be in device memory */
+        snprintf(m->name, sizeof m->name, "cu_seqlens_on_device = 1 on the CPU backend");
+        m->want = LA_STATUS_NOT_SUPPORTED;
+    }
+    return 1;
+}
+
+static int m_max_seqlen(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r, mut_t *m) {
+    (void)x;
+    (void)h;
+    (void)c;
+    const int64_t v[] = {-1, -2 - (int64_t)tu_below(r, 1000), INT64_MIN, -((int64_t)1 << 40)};
+    m->p.max_seqlen = v[tu_below(r, 4)];
+    snprintf(m->name, sizeof m->name, "max_seqlen %lld", (long long)m->p.max_seqlen);
+    m->want = LA_STATUS_BAD_SHAPE;
+    m->entries = ENT_ALL;
+    return 1;
+}
+
+/* la_describe without a buffer: buf NULL, or len 0. */
+static int m_describe_buf(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r, mut_t *m) {
+    (void)x;
+    (void)h;
+    (void)c;
+    if (tu_below(r, 2)) {
+        m->desc_null_buf = 1;
+        snprintf(m->name, sizeof m->name, "la_describe buf NULL, len %zu", m->desc_len);
+    } else {
+        m->desc_len = 0;
+        snprintf(m->name, sizeof m->name, "la_describe len 0");
+    }
+    m->want = LA_STATUS_NULL_POINTER;
+    m->entries = ENT_DESC;
+    return 1;
+}
+
 static int64_t pow2(int e) { return (int64_t)1 << e; }
 
 /* Sizes whose tensors pass 2^62 bytes (some wrap int64 products to small
@@ -364,7 +439,7 @@ static int m_huge(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r, mut_t 
     m->want = LA_STATUS_BAD_SHAPE;
     m->entries = ENT_ALL;
     for (int attempt = 0; attempt < 8; attempt++) {
-        la_problem_t p = c->p;
+        la_problem_t p = m->p;
         switch (tu_below(r, 6)) {
         case 0:
             if (packed) continue;
@@ -439,7 +514,9 @@ static int m_dtype_half(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r, 
 
 static int m_bad_decay(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r, mut_t *m) {
     (void)h;
-    if (c->device && x->checks_off) return 0; /* unchecked device values: results unspecified */
+    /* Device values are checked by the call itself only in the synchronous
+     * mode (deferred: reported later; off: results unspecified). */
+    if (c->device && x->check_mode != LA_CHECK_VALUES_SYNC) return 0;
     int id = pick(r, c, p_log_decay, -1);
     if (id < 0) return 0;
     const fz_tensor_t *t = &c->t[id];
@@ -662,24 +739,43 @@ static int m_unused_decay_tensor(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_r
     return 1;
 }
 
-/* A caller workspace one byte short of this call's own figure. */
+/* A caller workspace one byte short of this call's own figure: the
+ * handle's (la_set_workspace) for the operation; la_execute's one byte short
+ * or NULL with 0 bytes, with *needed set to the figure all the same. */
 static int m_short_workspace(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r, mut_t *m) {
-    (void)r;
     size_t exact = 0;
-    la_status_t st = fz_workspace_size_for(h, c->op, &c->p, &m->t, &exact);
+    la_status_t st = fz_workspace_size_for(h, c->op, &m->p, &m->t, &exact);
     if (st != LA_STATUS_SUCCESS || exact == 0) return 0;
     fz_check_message(x, h, st, "la_workspace_size_for");
     m->use_ws = 1;
     m->ws_bytes = exact - 1;
-    snprintf(m->name, sizeof m->name, "caller workspace of %zu bytes, the call needs %zu", exact - 1, exact);
+    m->exec_need_known = 1;
+    m->exec_need = exact;
+    m->exec_ws = tu_below(r, 3) == 0 ? EXEC_WS_NULL : EXEC_WS_SHORT;
+    m->exec_null_needed = tu_below(r, 8) == 0;
+    snprintf(m->name, sizeof m->name, "caller workspace of %zu bytes (la_execute: %s%s), the call needs %zu", exact - 1,
+             m->exec_ws == EXEC_WS_NULL ? "NULL, 0 bytes" : "one byte short",
+             m->exec_null_needed ? ", needed NULL" : "", exact);
     m->want = LA_STATUS_SUCCESS;
     m->want_op = LA_STATUS_WORKSPACE_TOO_SMALL;
+    m->want_exec = LA_STATUS_WORKSPACE_TOO_SMALL;
     return 1;
 }
 
 /* ---- running a mutation --------------------------------------------------------------------- */
 
-static la_status_t call_entry(unsigned e, la_handle_t *h, const fz_call_t *c, const mut_t *m, const char **what) {
+#define FILL_BYTE 0xA5
+
+/* What la_execute and la_describe get besides the call. */
+typedef struct extra {
+    void *ws; /* la_execute's workspace (exact size), or NULL */
+    size_t ws_bytes;
+    size_t needed;
+    char *buf; /* la_describe's text buffer (exactly desc_len bytes, at least 1) */
+} extra_t;
+
+static la_status_t call_entry(unsigned e, la_handle_t *h, const fz_call_t *c, const mut_t *m, extra_t *ex,
+                              const char **what) {
     const la_problem_t *p = m->null_problem ? NULL : &m->p;
     const la_tensors_t *t = m->null_tensors ? NULL : &m->t;
     size_t out = 0, *bytes = m->null_bytes ? NULL : &out;
@@ -687,8 +783,34 @@ static la_status_t call_entry(unsigned e, la_handle_t *h, const fz_call_t *c, co
     case ENT_SUP: *what = "la_supports"; return fz_supports(h, m->op, p, t);
     case ENT_WS: *what = "la_workspace_size"; return fz_workspace_size(h, m->op, p, bytes);
     case ENT_WSF: *what = "la_workspace_size_for"; return fz_workspace_size_for(h, m->op, p, t, bytes);
+    case ENT_EXEC:
+        *what = "la_execute";
+        return fz_execute(h, m->op, p, t, ex->ws, ex->ws_bytes, m->exec_null_needed ? NULL : &ex->needed);
+    case ENT_DESC:
+        *what = "la_describe";
+        return fz_describe(h, m->op, p, t, m->desc_null_buf ? NULL : ex->buf, m->desc_len);
     default: *what = fz_op_name(c->op); return fz_run_op(h, c->op, p, t);
     }
+}
+
+/* la_execute's workspace for the mutation: exactly the bytes it is given. */
+static void exec_workspace(const fz_call_t *c, const mut_t *m, extra_t *ex) {
+    ex->ws = NULL;
+    ex->ws_bytes = 0;
+    if (m->exec_ws == EXEC_WS_NULL || !m->exec_need_known) return;
+    size_t bytes = m->exec_ws == EXEC_WS_SHORT ? m->exec_need - 1 : m->exec_need;
+    if (bytes == 0 || bytes > ((size_t)1 << 30)) return;
+    ex->ws = c->device ? fz_dev_alloc(bytes) : malloc(bytes);
+    if (!ex->ws) return;
+    ex->ws_bytes = bytes;
+    if (!c->device) memset(ex->ws, FILL_BYTE, bytes);
+}
+
+static size_t first_not(const void *p, size_t n, unsigned char byte) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != byte) return i;
+    return n;
 }
 
 static void run_mutation(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, const mut_t *m) {
@@ -699,18 +821,27 @@ static void run_mutation(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, const mut_t 
         la_status_t st = fz_set_workspace(h, ws, m->ws_bytes);
         if (st != LA_STATUS_SUCCESS) fz_fail(x, "setting-rejected", "la_set_workspace returned %s", sname(st));
     }
-    for (unsigned e = 1; e <= ENT_OP; e <<= 1) {
+    for (unsigned e = 1; e <= ENT_LAST; e <<= 1) {
         if (!(m->entries & e)) continue;
         const char *what;
+        extra_t ex = {.needed = (size_t)0x5eed5eed};
+        const size_t buf_len = m->desc_len ? m->desc_len : 1;
+        if (e == ENT_EXEC) exec_workspace(c, m, &ex);
+        if (e == ENT_DESC) {
+            ex.buf = malloc(buf_len);
+            if (!ex.buf) exit(2);
+            memset(ex.buf, FILL_BYTE, buf_len);
+        }
         fz_snapshot(c);
         fz_upload(c);
-        la_status_t st = call_entry(e, hh, c, m, &what);
+        la_status_t st = call_entry(e, hh, c, m, &ex, &what);
         fz_download(c);
-        la_status_t want = e == ENT_OP ? m->want_op : m->want;
-        int ok = st == want ||
-                 (st == LA_STATUS_SUCCESS && ((e == ENT_SUP && m->sup_may_pass) || (e == ENT_WSF && m->wsf_may_pass)));
+        la_status_t want = e == ENT_OP ? m->want_op : e == ENT_EXEC ? m->want_exec : m->want;
+        /* la_describe and la_workspace_size_for validate like the call (the header) */
+        int ok = st == want || (st == LA_STATUS_SUCCESS && ((e == ENT_SUP && m->sup_may_pass) ||
+                                                            ((e == ENT_WSF || e == ENT_DESC) && m->wsf_may_pass)));
         if (!ok)
-            fz_fail(x, "wrong-status", "%s(%s) with %s returned %s, want %s; message: %s", what, fz_op_name(c->op),
+            fz_fail(x, "wrong-status", "%s(%s) with %s returned %s, want %s; message: %s", what, fz_op_name(m->op),
                     m->name, sname(st), sname(want), hh ? fz_last_error(hh) : "(no handle)");
         if (st != LA_STATUS_SUCCESS) fz_check_known(x, st, what);
         if (hh) fz_check_message(x, hh, st, what);
@@ -720,6 +851,31 @@ static void run_mutation(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, const mut_t 
                     sname(st), changed);
             for (int i = 0; i < c->nbuf; i++) /* so later calls start from the same inputs */
                 memcpy(c->buf[i].host, c->buf[i].snap, c->buf[i].bytes);
+        }
+        if (e == ENT_EXEC) {
+            if (st == LA_STATUS_WORKSPACE_TOO_SMALL && m->exec_need_known && !m->exec_null_needed &&
+                ex.needed != m->exec_need)
+                fz_fail(x, "execute-needed", "la_execute(%s) with %s: WORKSPACE_TOO_SMALL with *needed = %zu, want %zu",
+                        fz_op_name(m->op), m->name, ex.needed, m->exec_need);
+            size_t at;
+            if (st != LA_STATUS_SUCCESS && ex.ws && !c->device &&
+                (at = first_not(ex.ws, ex.ws_bytes, FILL_BYTE)) < ex.ws_bytes)
+                fz_fail(x, "wrote-on-failure", "la_execute(%s) with %s (%s) wrote byte %zu of its workspace",
+                        fz_op_name(m->op), m->name, sname(st), at);
+            if (ex.ws) {
+                if (c->device) fz_dev_free(ex.ws);
+                else free(ex.ws);
+            }
+        }
+        if (e == ENT_DESC) {
+            size_t at;
+            if (st == LA_STATUS_SUCCESS && !memchr(ex.buf, 0, buf_len))
+                fz_fail(x, "describe-unterminated", "la_describe(%s, len %zu) with %s: no NUL within len",
+                        fz_op_name(m->op), buf_len, m->name);
+            if (st != LA_STATUS_SUCCESS && (at = first_not(ex.buf, buf_len, FILL_BYTE)) < buf_len)
+                fz_fail(x, "wrote-on-failure", "la_describe(%s, len %zu) with %s (%s) wrote byte %zu of buf",
+                        fz_op_name(m->op), m->desc_len, m->name, sname(st), at);
+            free(ex.buf);
         }
     }
     if (ws) {
@@ -734,7 +890,10 @@ static void run_mutation(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, const mut_t 
 /* Every handle-taking entry point with handle NULL. */
 static void null_handle_everywhere(fz_ctx_t *x, fz_call_t *c) {
     const la_tensors_t t = fz_call_tensors(c, 0);
-    size_t bytes = 0;
+    size_t bytes = 0, needed = 0;
+    char text[64];
+    la_policy_t pol;
+    fz_policy_init(&pol);
     struct {
         const char *what;
         la_status_t st;
@@ -743,9 +902,14 @@ static void null_handle_everywhere(fz_ctx_t *x, fz_call_t *c) {
         {"la_set_stream", fz_set_stream(NULL, NULL)},
         {"la_set_workspace", fz_set_workspace(NULL, NULL, 0)},
         {"la_set_check_values", fz_set_check_values(NULL, 1)},
+        {"la_check_errors", fz_check_errors(NULL)},
+        {"la_set_policy", fz_set_policy(NULL, &pol)},
+        {"la_get_policy", fz_get_policy(NULL, &pol)},
         {"la_workspace_size", fz_workspace_size(NULL, c->op, &c->p, &bytes)},
         {"la_workspace_size_for", fz_workspace_size_for(NULL, c->op, &c->p, &t, &bytes)},
         {"la_supports", fz_supports(NULL, c->op, &c->p, &t)},
+        {"la_describe", fz_describe(NULL, c->op, &c->p, &t, text, sizeof text)},
+        {"la_execute", fz_execute(NULL, c->op, &c->p, &t, NULL, 0, &needed)},
         {"la_destroy", fz_destroy(NULL)},
     };
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
@@ -782,6 +946,95 @@ static void bad_thread_counts(fz_ctx_t *x, la_handle_t *h, tu_rng_t *r) {
     fz_set_num_threads(h, 1); /* the calls to come run on few threads */
 }
 
+/* A policy with one field out of range (or the wrong struct_size, or NULL)
+ * is refused, and the handle keeps the policy it had. */
+static void bad_policy(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r) {
+    la_policy_t before, bad, back;
+    fz_random_policy(&before, r, c->device);
+    la_status_t st = fz_set_policy(h, &before);
+    if (st != LA_STATUS_SUCCESS) {
+        fz_fail(x, "setting-rejected", "la_set_policy(a valid policy) returned %s: %s", sname(st), fz_last_error(h));
+        return;
+    }
+    fz_random_policy(&bad, r, c->device);
+    char name[128];
+    la_status_t want = LA_STATUS_BAD_PARAM;
+    int set_null = 0, get_null = 0;
+    switch (tu_below(r, 7)) {
+    case 0: {
+        const int v[] = {-1, 1, 32, 63, 65, 96, 127, 129, 256, INT_MAX, INT_MIN};
+        bad.tile_cap = v[tu_below(r, 11)];
+        snprintf(name, sizeof name, "tile_cap %d", bad.tile_cap);
+        break;
+    }
+    case 1:
+        bad.smem_kb = tu_below(r, 2) ? -1 - (int)tu_below(r, 1000) : INT_MIN;
+        snprintf(name, sizeof name, "smem_kb %d", bad.smem_kb);
+        break;
+    case 2: {
+        const int v[] = {-1, 3, 4, 100, INT_MAX, INT_MIN};
+        la_switch_t *sw[5] = {&bad.fwd_wgmma, &bad.fwd_rows, &bad.fwd_warp_roles, &bad.state_wgmma, &bad.bwd_wgmma};
+        const char *names[5] = {"fwd_wgmma", "fwd_rows", "fwd_warp_roles", "state_wgmma", "bwd_wgmma"};
+        int k = (int)tu_below(r, 5);
+        *sw[k] = (la_switch_t)v[tu_below(r, 6)];
+        snprintf(name, sizeof name, "%s %d", names[k], (int)*sw[k]);
+        break;
+    }
+    case 3: {
+        const int v[] = {-1, 1, 3, 4, 64, INT_MAX, INT_MIN};
+        bad.dld_planes = v[tu_below(r, 7)];
+        snprintf(name, sizeof name, "dld_planes %d", bad.dld_planes);
+        break;
+    }
+    case 4: {
+        const size_t v[] = {0, 1, sizeof(la_policy_t) - 4, sizeof(la_policy_t) + 8, sizeof(la_problem_t), SIZE_MAX};
+        bad.struct_size = v[tu_below(r, 6)];
+        snprintf(name, sizeof name, "policy.struct_size %zu", bad.struct_size);
+        want = LA_STATUS_BAD_VERSION;
+        break;
+    }
+    case 5:
+        set_null = 1;
+        snprintf(name, sizeof name, "la_set_policy(policy NULL)");
+        want = LA_STATUS_NULL_POINTER;
+        break;
+    default:
+        get_null = 1;
+        snprintf(name, sizeof name, "la_get_policy(policy NULL)");
+        want = LA_STATUS_NULL_POINTER;
+        break;
+    }
+    const char *what = get_null ? "la_get_policy" : "la_set_policy";
+    st = get_null ? fz_get_policy(h, NULL) : fz_set_policy(h, set_null ? NULL : &bad);
+    if (st != want)
+        fz_fail(x, "wrong-status", "%s with %s returned %s, want %s; message: %s", what, name, sname(st), sname(want),
+                fz_last_error(h));
+    if (st != LA_STATUS_SUCCESS) fz_check_known(x, st, what);
+    fz_check_message(x, h, st, what);
+    memset(&back, 0xA5, sizeof back);
+    st = fz_get_policy(h, &back);
+    if (st != LA_STATUS_SUCCESS)
+        fz_fail(x, "wrong-status", "la_get_policy returned %s: %s", sname(st), fz_last_error(h));
+    else if (!fz_policy_equal(&before, &back))
+        fz_fail(x, "rejected-setting-applied",
+                "la_set_policy with %s was refused, yet la_get_policy reads another policy", name);
+}
+
+/* la_set_check_values outside 0..2: BAD_PARAM.  la_check_errors: nothing to
+ * report (the CPU backend never has a deferred error). */
+static void bad_check_mode(fz_ctx_t *x, la_handle_t *h, tu_rng_t *r) {
+    const int v[] = {-1, 3, 4, 100, INT_MAX, INT_MIN};
+    const int mode = v[tu_below(r, 6)];
+    la_status_t st = fz_set_check_values(h, mode);
+    if (st != LA_STATUS_BAD_PARAM)
+        fz_fail(x, "wrong-status", "la_set_check_values(%d) returned %s, want LA_STATUS_BAD_PARAM", mode, sname(st));
+    else fz_check_message(x, h, st, "la_set_check_values");
+    st = fz_check_errors(h);
+    fz_check_message(x, h, st, "la_check_errors");
+    if (fz_handle_backend(h) == LA_BACKEND_CPU && st != LA_STATUS_SUCCESS)
+        fz_fail(x, "check-errors", "la_check_errors on the CPU backend returned %s: %s", sname(st), fz_last_error(h));
+}
+
 /* ---- the dispatcher ------------------------------------------------------------------------------ */
 
 static const mutator_t mutators[] = {
@@ -814,30 +1067,45 @@ static const mutator_t mutators[] = {
     m_absurd_stride,
     m_unused_decay_tensor,
     m_short_workspace,
+    m_short_workspace,
+    m_cu_device,
+    m_max_seqlen,
+    m_describe_buf,
 };
 #define NMUT ((int)(sizeof mutators / sizeof mutators[0]))
 
 int fz_exercise_mutation(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r) {
-    uint64_t u = tu_below(r, (uint64_t)NMUT + 2);
-    if (u == (uint64_t)NMUT) {
-        null_handle_everywhere(x, c);
-        return 1;
+    uint64_t u = tu_below(r, (uint64_t)NMUT + 4);
+    switch (u - (uint64_t)NMUT) {
+    case 0: null_handle_everywhere(x, c); return 1;
+    case 1: bad_thread_counts(x, h, r); return 1;
+    case 2: bad_policy(x, h, c, r); return 1;
+    case 3: bad_check_mode(x, h, r); return 1;
+    default: break;
     }
-    if (u == (uint64_t)NMUT + 1) {
-        bad_thread_counts(x, h, r);
-        return 1;
+    /* la_execute gets caller memory of exactly the valid call's figure (one
+     * mistake at a time); the figure of the call as it is, before a
+     * mutation changes an input in place. */
+    mut_t base;
+    memset(&base, 0, sizeof base);
+    base.p = c->p;
+    if (base.p.cu_seqlens_on_device) { /* the mutations build on the host copy of the offsets */
+        base.p.cu_seqlens = c->cu;
+        base.p.cu_seqlens_on_device = 0;
     }
+    base.t = fz_call_tensors(c, 0);
+    base.op = c->op;
+    base.entries = ENT_CALL;
+    base.undo_buf = -1;
+    base.exec_need_known = fz_workspace_size_for(h, c->op, &base.p, &base.t, &base.exec_need) == LA_STATUS_SUCCESS;
+    static const size_t desc_lens[] = {1, 2, 5, 16, 64, 300};
     for (int attempt = 0; attempt < 12; attempt++) {
-        mut_t m;
-        memset(&m, 0, sizeof m);
-        m.p = c->p;
-        m.t = fz_call_tensors(c, 0);
-        m.op = c->op;
-        m.entries = ENT_CALL;
-        m.undo_buf = -1;
+        mut_t m = base;
+        m.desc_len = desc_lens[tu_below(r, 6)];
         mutator_t f = attempt == 0 ? mutators[u] : mutators[tu_below(r, (uint64_t)NMUT)];
         if (f(x, h, c, r, &m)) {
             if ((m.entries & ENT_OP) && m.want_op == LA_STATUS_SUCCESS) m.want_op = m.want;
+            if (m.want_exec == LA_STATUS_SUCCESS) m.want_exec = m.want_op != LA_STATUS_SUCCESS ? m.want_op : m.want;
             if (x->o->verbose) printf("    mutation: %s\n", m.name);
             run_mutation(x, h, c, &m);
             if (m.undo_buf >= 0) memcpy(c->buf[m.undo_buf].host + m.undo_at, m.undo, 4);

@@ -18,7 +18,8 @@
  *   --keep-going   go on after a failure (default: stop at the first)
  *
  * Iterations (see fuzz.h for the files): mostly one to three generated calls
- * on one handle, each after up to three deliberate mistakes in it; sometimes
+ * on one handle (through their own entry points or la_execute), each after
+ * up to three deliberate mistakes in it; sometimes
  * the helpers, workspace queries of problems too large to run, or two threads
  * on one handle (or on two).  Any
  * failure prints the command that replays its iteration; so does a
@@ -151,10 +152,11 @@ static uint64_t iteration_seed(uint64_t base, uint64_t index) {
 
 static void describe(const fz_call_t *c) {
     const la_problem_t *p = &c->p;
-    printf("    %s decay %d B %lld H %lld N %lld D %lld E %lld%s%s%s scale %g\n", fz_op_name(c->op), (int)p->decay,
-           (long long)p->batch, (long long)p->heads, (long long)p->seqlen, (long long)p->dim_qk, (long long)p->dim_v,
-           p->cu_seqlens ? " packed" : "", c->inplace ? " in-place" : "", c->odd_strides ? " odd-strides" : "",
-           (double)p->scale);
+    printf("    %s decay %d B %lld H %lld N %lld D %lld E %lld%s%s%s%s scale %g max_seqlen %lld\n", fz_op_name(c->op),
+           (int)p->decay, (long long)p->batch, (long long)p->heads, (long long)p->seqlen, (long long)p->dim_qk,
+           (long long)p->dim_v, p->cu_seqlens ? " packed" : "", p->cu_seqlens_on_device ? " (device offsets)" : "",
+           c->inplace ? " in-place" : "", c->odd_strides ? " odd-strides" : "", (double)p->scale,
+           (long long)p->max_seqlen);
 }
 
 /* Generated calls on one handle (one to three, so that the workspace and
@@ -168,6 +170,7 @@ static void iter_call(fz_ctx_t *x, tu_rng_t *r) {
         return;
     }
     fz_check_message(x, h, LA_STATUS_SUCCESS, "la_create");
+    x->check_mode = LA_CHECK_VALUES_DEFERRED; /* a new handle's (the header) */
     const int calls = 1 + (tu_below(r, 4) == 0) + (tu_below(r, 8) == 0);
     for (int k = 0; k < calls; k++) {
         fz_call_t *c = calloc(1, sizeof *c);

@@ -468,7 +468,7 @@ la_status_t la_describe(la_handle_t *h, la_op_t op, const la_problem_t *p, const
     }
     la_plan_t pl;
     const void *bp = NULL;
-    st = prepare(h, op, p, t, 0, &pl, &bp);
+    st = prepare(h, op, p, t, 1, &pl, &bp);
     if (st == LA_STATUS_SUCCESS) h->ops->describe(&pl, bp, buf, len);
     return leave(h, st);
 }
