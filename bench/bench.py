@@ -153,6 +153,26 @@ class Row:
         for t in range(self.N):
             la.lightning_attn_decode(self.q[:, :, t], self.k[:, :, t], self.v[:, :, t], state, self.s)
 
+    def decode_graph_loop(self):
+        """The decode step captured once in a CUDA graph (static q, k, v and
+        state, as a serving loop holds them) and replayed N times."""
+        q1, k1, v1 = (x[:, :, :1].clone() for x in (self.q, self.k, self.v))
+        state = torch.zeros(self.B, self.H, self.D, self.E, device=self.device)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.no_grad():
+            with torch.cuda.stream(side):  # the capture stream's handle is made before the capture
+                la.lightning_attn_decode(q1, k1, v1, state, self.s)
+            torch.cuda.synchronize()
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g, stream=side):
+                la.lightning_attn_decode(q1, k1, v1, state, self.s)
+
+        def loop():
+            for _ in range(self.N):
+                g.replay()
+        return loop
+
     def grad_of(self, variant, out, x, dec):
         inputs = list(x) + [t for t in dec.values() if t.requires_grad]
         if variant == "STATE":  # no q
@@ -187,6 +207,10 @@ def run_row(row, variants, sdpa_cols, timer, args, ceil):
                     continue
                 with torch.no_grad():
                     res["fwd_ms"] = timer(row.decode_loop)
+                # Per decode step: eager (what a Python loop pays per token) and replayed from a CUDA graph.
+                res["step_us"] = res["fwd_ms"] * 1e3 / row.N
+                if row.device.type == "cuda":
+                    res["step_graph_us"] = timer(row.decode_graph_loop()) * 1e3 / row.N
             elif name.startswith("SDPA"):
                 ctx = dict(sdpa_cols)[name]
                 with ctx():
@@ -223,7 +247,7 @@ def account_mib(row, variant):
     elem = row.q.element_size()
     tok = B * H * N
     dec = {"LASD3": tok * 4, "LAVD_K": tok * D * 4, "LAVD_KV": tok * (D + E) * 4}.get(variant, 0)  # decay tensors
-    ws = ops.last_workspace_bytes
+    ws = ops.last_workspace_bytes()
     if variant == "STATE":  # inputs k, v (+ decays); output and incoming gradient: one state each
         ins, out, wf, wb = tok * (D + E) * elem + dec, B * H * D * E * 4, ws[C.OP_STATE_FORWARD], ws[C.OP_STATE_BACKWARD]
     else:  # inputs q, k, v (+ decays); output o and incoming gradient dO
@@ -336,6 +360,13 @@ def print_tables(results, file=sys.stdout):
                 continue
             d = "fwd" if "fwd" in key else "bwd"
             print(table("lasd-%s-%s-%s" % (kind, d, tag), ns, use, get(key)), file=file)
+        steps = [(k, t) for k, t in (("step_us", "eager"), ("step_graph_us", "cuda-graph"))
+                 if any(byn[n].get("LASD_R", {}).get(k) is not None for n in ns)]
+        if steps:
+            # The decode loop per step, in microseconds: eager calls, and the step replayed from a CUDA graph.
+            dn = [n for n in ns if any(byn[n].get("LASD_R", {}).get(k) is not None for k, _ in steps)]
+            print(table("lasd-decode-step-us-%s" % tag, dn, [t for _, t in steps],
+                        lambda n, c: byn[n].get("LASD_R", {}).get(dict((t, k) for k, t in steps)[c])), file=file)
         skipped = {c: r["cols"][c]["error"] for r in cfg["rows"] for c in r["cols"] if "error" in r["cols"][c]}
         for c, e in sorted(skipped.items()):
             print("%s: not run (%s)" % (c, e), file=file)
@@ -431,7 +462,7 @@ def main():
     args.dtype = args.dtype or ("bf16" if device.type == "cuda" else "f32")
     args.reps = args.reps or (5 if args.quick else 10)
     args.decode_max_n = args.decode_max_n or (1024 if device.type == "cuda" else 512)
-    la.set_value_checks(False)  # a check is a stream synchronisation: not what is being timed
+    # Value checks stay as users run them: deferred (a small kernel on the stream, nothing waits).
     dtype = DT[args.dtype]
     variants = [v for v in args.variants.split(",") if v]
     sdpa_cols = [] if args.no_sdpa else sdpa_backends(device)

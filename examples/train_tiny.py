@@ -121,7 +121,7 @@ def train(kind, args, device, dtype):
         if step == 1 or step % args.log_every == 0 or step == args.steps:
             rate = "%8.0f tokens/s" % (tokens / t_train) if t_train else ""
             print("%-9s step %4d  loss %.3f  %s" % (kind, step, loss.item(), rate), flush=True)
-    return losses, tokens / t_train
+    return losses, (tokens / t_train if t_train else float("nan"))  # nan: every step was warm-up
 
 
 def main():

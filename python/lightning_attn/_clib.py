@@ -18,7 +18,9 @@ import threading
 DTYPE_F32, DTYPE_F16, DTYPE_BF16 = 0, 1, 2
 DECAY_NONE, DECAY_SCALAR_HEAD, DECAY_SCALAR_TOKEN, DECAY_VECTOR_K, DECAY_VECTOR_KV = 0, 1, 2, 3, 4
 BACKEND_CPU, BACKEND_CUDA = 0, 1
-STATUS_BAD_SHAPE = 102
+STATUS_BAD_PARAM, STATUS_BAD_SHAPE = 100, 102
+STATUS_WORKSPACE_TOO_SMALL = 301
+CHECK_OFF, CHECK_DEFERRED, CHECK_SYNC = 0, 1, 2
 OP_FORWARD, OP_BACKWARD, OP_DECODE, OP_STATE_FORWARD, OP_STATE_BACKWARD = 0, 1, 2, 3, 4
 
 # Field order of la_tensors_t after struct_size.
@@ -34,7 +36,8 @@ class _Problem(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_size_t), ("batch", ctypes.c_int64), ("heads", ctypes.c_int64),
                 ("seqlen", ctypes.c_int64), ("dim_qk", ctypes.c_int64), ("dim_v", ctypes.c_int64),
                 ("decay", ctypes.c_int), ("scale", ctypes.c_float),
-                ("cu_seqlens", ctypes.POINTER(ctypes.c_int64)), ("num_seqs", ctypes.c_int64)]
+                ("cu_seqlens", ctypes.POINTER(ctypes.c_int64)), ("num_seqs", ctypes.c_int64),
+                ("cu_seqlens_on_device", ctypes.c_int), ("max_seqlen", ctypes.c_int64)]
 
 
 class _Tensors(ctypes.Structure):
@@ -128,10 +131,32 @@ for _name, _res, _args in [
     ("la_decode", ctypes.c_int, [_P, ctypes.POINTER(_Problem), ctypes.POINTER(_Tensors)]),
     ("la_state_forward", ctypes.c_int, [_P, ctypes.POINTER(_Problem), ctypes.POINTER(_Tensors)]),
     ("la_state_backward", ctypes.c_int, [_P, ctypes.POINTER(_Problem), ctypes.POINTER(_Tensors)]),
+    # The hot path passes struct addresses as plain ints (precomputed once per
+    # handle), so these take void pointers rather than typed ones.
+    ("la_execute", ctypes.c_int, [_P, ctypes.c_int, _P, _P, _P, ctypes.c_size_t, _P]),
+    ("la_check_errors", ctypes.c_int, [_P]),
+    ("la_describe", ctypes.c_int, [_P, ctypes.c_int, _P, _P, ctypes.c_char_p, ctypes.c_size_t]),
+    ("la_policy_init", None, [_P]),
+    ("la_set_policy", ctypes.c_int, [_P, _P]),
+    ("la_get_policy", ctypes.c_int, [_P, _P]),
 ]:
-    _f = getattr(lib, _name)
+    _f = getattr(lib, _name, None)
+    if _f is None:
+        # A library older than this package's header: the calls that need
+        # the symbol say so (see _missing) instead of the import failing.
+        continue
     _f.restype = _res
     _f.argtypes = _args
+
+
+def has(name):
+    """Does the loaded library export this function?"""
+    return getattr(lib, name, None) is not None
+
+
+def _missing(name):
+    raise LightningAttnNotSupported(200, "LA_STATUS_NOT_SUPPORTED: the library at %s has no %s (it is older than "
+                                         "this package: rebuild or reinstall it)" % (lib_path, name))
 
 _OP_FN = {OP_FORWARD: lib.la_forward, OP_BACKWARD: lib.la_backward, OP_DECODE: lib.la_decode,
           OP_STATE_FORWARD: lib.la_state_forward, OP_STATE_BACKWARD: lib.la_state_backward}
@@ -257,5 +282,47 @@ def set_num_threads(h, n):
     _ok(lib.la_set_num_threads(h, n), h)
 
 
-def set_check_values(h, enable):
-    _ok(lib.la_set_check_values(h, 1 if enable else 0), h)
+def set_check_values(h, mode):
+    """mode: CHECK_OFF, CHECK_DEFERRED or CHECK_SYNC (a bool: deferred or off)."""
+    _ok(lib.la_set_check_values(h, int(mode)), h)
+
+
+def check_errors(h):
+    """la_check_errors: raise the error a deferred value check recorded."""
+    if not has("la_check_errors"):
+        _missing("la_check_errors")
+    _ok(lib.la_check_errors(h), h)
+
+
+def describe(h, op, prob, tens):
+    """la_describe: one line saying what the backend runs for this call."""
+    if not has("la_describe"):
+        _missing("la_describe")
+    buf = ctypes.create_string_buffer(4096)
+    _ok(lib.la_describe(h, op, ctypes.byref(prob), ctypes.byref(tens), buf, len(buf)), h)
+    return buf.value.decode()
+
+
+class Policy(ctypes.Structure):
+    """la_policy_t: which kernel variants the CUDA backend may pick (tests, A/B runs)."""
+    _fields_ = [("struct_size", ctypes.c_size_t), ("tile_cap", ctypes.c_int), ("smem_kb", ctypes.c_int),
+                ("fwd_wgmma", ctypes.c_int), ("fwd_rows", ctypes.c_int), ("fwd_warp_roles", ctypes.c_int),
+                ("state_wgmma", ctypes.c_int), ("bwd_wgmma", ctypes.c_int), ("dld_planes", ctypes.c_int)]
+
+
+def policy_defaults():
+    if not has("la_policy_init"):
+        _missing("la_policy_init")
+    p = Policy()
+    lib.la_policy_init(ctypes.byref(p))
+    return p
+
+
+def get_policy(h):
+    p = policy_defaults()
+    _ok(lib.la_get_policy(h, ctypes.byref(p)), h)
+    return p
+
+
+def set_policy(h, policy):
+    _ok(lib.la_set_policy(h, ctypes.byref(policy)), h)

@@ -1,159 +1,98 @@
-"""The PyTorch ops: torch.library custom ops over the C library, their fake
-(meta) implementations for torch.compile, autograd through the library's
-backward kernels, and the public functions.
+"""The PyTorch ops over the C library: the public functions, their eager
+path (autograd.Function over one C call per op call, see _runner), and the
+torch.library custom ops with fake (meta) implementations that torch.compile
+traces instead.
 
-Custom ops (namespace lightning_attn):
+Custom ops (namespace lightning_attn), used under torch.compile only:
     fwd        q, k, v, decays, initial state -> o, final state
     bwd        ... , dO, d final state        -> dq, dk, dv, decay grads, d initial state
     state_fwd  k, v, decays, initial state    -> final state
     state_bwd  ... , d final state            -> dk, dv, decay grads, d initial state
     decode     one token, the state updated in place -> o
 Absent outputs are empty tensors (custom ops return tensors, not None).
+Eager calls skip the dispatcher: a custom op call costs tens of microseconds
+of host time per call (schema parsing, dispatch keys, autograd wrapping),
+more than the rest of a small call together (docs/BINDING.md).
 """
 
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
-from . import _clib as C
-from . import _shapes
+from . import _runner as R
+from ._runner import check_errors, set_value_checks  # noqa: F401  (public through the package)
 
-_TDT = {torch.float32: C.DTYPE_F32, torch.float16: C.DTYPE_F16, torch.bfloat16: C.DTYPE_BF16}
-_check_values = True
-
-
-def set_value_checks(enable):
-    """Check decay values on the GPU (in range, not NaN) on every call: on by
-    default; each check is a small kernel and a stream synchronisation,
-    which CUDA graph capture (torch.compile mode="reduce-overhead") does not
-    allow.  Off, an out-of-range decay gives unspecified (in-bounds) results.
-    Shapes, strides and CPU tensors are always checked."""
-    global _check_values
-    _check_values = bool(enable)
+_TDT = R._TDT
+_is_compiling = torch.compiler.is_compiling
 
 
-def _info(t):
-    if t.dtype not in _TDT:
-        raise TypeError("dtype %s is not supported by the library (float32, float16, bfloat16)" % t.dtype)
-    return t.data_ptr(), _TDT[t.dtype], tuple(t.shape), tuple(t.stride())
-
-
-# Workspace bytes of the latest CUDA call of each operation (la_workspace_size_for),
-# for memory accounting (bench/bench.py).
-last_workspace_bytes = {}
-
-
-def _run(op, device, prob, tens):
-    """Run op on the backend of device: the CUDA backend on the current
-    stream with a workspace from PyTorch's allocator, or the CPU backend
-    with PyTorch's thread count."""
-    if device.type == "cuda":
-        idx = device.index if device.index is not None else torch.cuda.current_device()
-        if idx != torch.cuda.current_device():
-            with torch.cuda.device(idx):
-                return _run(op, torch.device("cuda", idx), prob, tens)
-        h = C.handle(C.BACKEND_CUDA, idx)
-        C.set_stream(h, torch.cuda.current_stream(idx).cuda_stream)
-        C.set_check_values(h, _check_values)
-        n = C.workspace_size_for(h, op, prob, tens)
-        last_workspace_bytes[op] = n
-        ws = torch.empty(n, dtype=torch.uint8, device=device) if n else None
-        C.set_workspace(h, ws.data_ptr() if ws is not None else None, n)
-        C.run(h, op, prob, tens)
-        # The workspace goes back to the caching allocator, which reuses it
-        # on this stream only after the work queued here.
-    elif device.type == "cpu":
-        h = C.handle(C.BACKEND_CPU)
-        C.set_num_threads(h, torch.get_num_threads())
-        C.run(h, op, prob, tens)
-    else:
-        raise NotImplementedError("lightning_attn runs on CPU and CUDA tensors, not %s" % device.type)
-
-
-def _same_device(device, **tensors):
-    for name, t in tensors.items():
-        if t is not None and t.device != device:
-            raise ValueError("%s is on %s, q/k is on %s: every tensor must be on one device" % (name, t.device, device))
-
-
-def _cu_list(cu):
-    return None if cu is None else cu.tolist()
+def last_workspace_bytes():
+    """Workspace bytes of the latest call of each operation (bench/bench.py's memory account)."""
+    return R.last_workspace_bytes
 
 
 def _empty(like):
     return like.new_empty(0, dtype=torch.float32)
 
 
-def _num_states(B, cu):
-    return cu.shape[0] - 1 if cu is not None else B
+def _states_shape(q, v, cu, layout):
+    """[S, H, D, E] from the shapes alone, with no int() of a size, so that
+    torch.compile keeps sizes symbolic (dynamic shapes)."""
+    if layout == "bhnd":
+        S, H = q.shape[0], q.shape[1]
+    else:
+        S, H = q.shape[0], q.shape[2]
+    if cu is not None:
+        S = cu.shape[0] - 1
+    return (S, H, q.shape[3], v.shape[3])
 
 
-def _grad_like(x, want):
-    return torch.empty_like(x, dtype=torch.float32) if (want and x is not None) else None
+def _none_to_empty(xs, like):
+    return tuple(x if x is not None else _empty(like) for x in xs)
 
 
-def _dense(t):
-    """Expanded gradients (stride 0, as from .sum()) made real."""
-    if t is not None and any(s == 0 and n > 1 for s, n in zip(t.stride(), t.shape)):
-        return t.contiguous()
-    return t
-
-
-# ---- forward ---------------------------------------------------------------------
+# ---- custom ops (torch.compile) ---------------------------------------------------------
 
 @torch.library.custom_op("lightning_attn::fwd", mutates_args=())
 def _fwd(q: Tensor, k: Tensor, v: Tensor, ld: Optional[Tensor], ldk: Optional[Tensor], ldv: Optional[Tensor],
          initial_state: Optional[Tensor], cu_seqlens: Optional[Tensor], scale: float, layout: str,
-         want_final: bool) -> Tuple[Tensor, Tensor]:
-    B, H, N, D, E = _shapes.dims(q.shape, v.shape, layout)
-    _same_device(q.device, k=k, v=v, ld=ld, ldk=ldk, ldv=ldv, initial_state=initial_state)
-    o = q.new_empty(q.shape[:3] + (E,))
-    sN = q.new_empty((_num_states(B, cu_seqlens), H, D, E), dtype=torch.float32) if want_final else _empty(q)
-    prob, tens, _ = _shapes.describe(_info, layout, scale, _cu_list(cu_seqlens), q=q, k=k, v=v, o=o, ld=ld, ldk=ldk,
-                                     ldv=ldv, initial_state=initial_state, final_state=sN if want_final else None)
-    _run(C.OP_FORWARD, q.device, prob, tens)
-    return o, sN
+         want_final: bool, max_seqlen: int = 0) -> Tuple[Tensor, Tensor]:
+    o, sN = R.forward(q, k, v, ld, ldk, ldv, initial_state, cu_seqlens, scale, layout == "bhnd", want_final,
+                      max_seqlen)
+    return o, sN if sN is not None else _empty(q)
 
 
 @_fwd.register_fake
-def _(q, k, v, ld, ldk, ldv, initial_state, cu_seqlens, scale, layout, want_final):
-    B, H, N, D, E = _shapes.dims(q.shape, v.shape, layout)
-    o = q.new_empty(q.shape[:3] + (E,))
-    sN = q.new_empty((_num_states(B, cu_seqlens), H, D, E), dtype=torch.float32) if want_final else _empty(q)
+def _(q, k, v, ld, ldk, ldv, initial_state, cu_seqlens, scale, layout, want_final, max_seqlen=0):
+    o = q.new_empty(q.shape[:3] + (v.shape[3],))
+    sN = q.new_empty(_states_shape(q, v, cu_seqlens, layout), dtype=torch.float32) if want_final else _empty(q)
     return o, sN
 
 
 @torch.library.custom_op("lightning_attn::bwd", mutates_args=())
 def _bwd(q: Tensor, k: Tensor, v: Tensor, ld: Optional[Tensor], ldk: Optional[Tensor], ldv: Optional[Tensor],
          initial_state: Optional[Tensor], cu_seqlens: Optional[Tensor], d_o: Tensor, d_final: Optional[Tensor],
-         scale: float, layout: str, want_dld: bool, want_ds0: bool
+         scale: float, layout: str, want_dld: bool, want_ds0: bool, max_seqlen: int = 0
          ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    B, H, N, D, E = _shapes.dims(q.shape, v.shape, layout)
-    _same_device(q.device, k=k, v=v, ld=ld, ldk=ldk, ldv=ldv, initial_state=initial_state, d_o=d_o, d_final=d_final)
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    g = [_grad_like(x, want_dld) for x in (ld, ldk, ldv)]
-    ds0 = q.new_empty((_num_states(B, cu_seqlens), H, D, E), dtype=torch.float32) if want_ds0 else None
-    prob, tens, _ = _shapes.describe(_info, layout, scale, _cu_list(cu_seqlens), q=q, k=k, v=v, ld=ld, ldk=ldk,
-                                     ldv=ldv, initial_state=initial_state, d_o=d_o, d_final_state=d_final, dq=dq,
-                                     dk=dk, dv=dv, d_ld=g[0], d_ldk=g[1], d_ldv=g[2], d_initial_state=ds0)
-    _run(C.OP_BACKWARD, q.device, prob, tens)
-    return (dq, dk, dv) + tuple(x if x is not None else _empty(q) for x in g + [ds0])
+    g = R.backward(q, k, v, ld, ldk, ldv, initial_state, cu_seqlens, d_o, d_final, scale, layout == "bhnd",
+                   want_dld, want_ds0, max_seqlen)
+    return g[:3] + _none_to_empty(g[3:], q)
 
 
 @_bwd.register_fake
-def _(q, k, v, ld, ldk, ldv, initial_state, cu_seqlens, d_o, d_final, scale, layout, want_dld, want_ds0):
-    B, H, N, D, E = _shapes.dims(q.shape, v.shape, layout)
-    g = [_grad_like(x, want_dld) for x in (ld, ldk, ldv)]
-    ds0 = q.new_empty((_num_states(B, cu_seqlens), H, D, E), dtype=torch.float32) if want_ds0 else None
-    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)) + tuple(
-        x if x is not None else _empty(q) for x in g + [ds0])
+def _(q, k, v, ld, ldk, ldv, initial_state, cu_seqlens, d_o, d_final, scale, layout, want_dld, want_ds0,
+      max_seqlen=0):
+    g = [R._grad_of(x, want_dld) for x in (ld, ldk, ldv)]
+    ds0 = q.new_empty(_states_shape(q, v, cu_seqlens, layout), dtype=torch.float32) if want_ds0 else None
+    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)) + _none_to_empty(g + [ds0], q)
 
 
 def _fwd_setup(ctx, inputs, output):
-    q, k, v, ld, ldk, ldv, s0, cu, scale, layout, want_final = inputs
+    q, k, v, ld, ldk, ldv, s0, cu, scale, layout, want_final, max_seqlen = inputs
     ctx.save_for_backward(q, k, v, ld, ldk, ldv, s0, cu)
-    ctx.scale, ctx.layout, ctx.want_final = scale, layout, want_final
+    ctx.scale, ctx.layout, ctx.want_final, ctx.max_seqlen = scale, layout, want_final, max_seqlen
 
 
 def _fwd_backward(ctx, d_o, d_final):
@@ -161,92 +100,69 @@ def _fwd_backward(ctx, d_o, d_final):
     need = ctx.needs_input_grad
     if d_o is None:
         d_o = torch.zeros(q.shape[:3] + (v.shape[3],), dtype=q.dtype, device=q.device)
-    d_o = _dense(d_o.to(q.dtype))
-    d_final = _dense(d_final) if ctx.want_final and d_final is not None else None
+    d_o = R.grads_dense(d_o.to(q.dtype))
+    d_final = R.grads_dense(d_final) if ctx.want_final and d_final is not None else None
     want_dld = any(need[3:6])
     dq, dk, dv, dld, dldk, dldv, ds0 = _bwd(q, k, v, ld, ldk, ldv, s0, cu, d_o, d_final, ctx.scale, ctx.layout,
-                                            want_dld, bool(need[6]))
+                                            want_dld, bool(need[6]), ctx.max_seqlen)
     return (dq, dk, dv, dld if need[3] else None, dldk if need[4] else None, dldv if need[5] else None,
-            ds0 if need[6] else None, None, None, None, None)
+            ds0 if need[6] else None, None, None, None, None, None)
 
 
 _fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
 
 
-# ---- state-only pass ---------------------------------------------------------------
-
 @torch.library.custom_op("lightning_attn::state_fwd", mutates_args=())
 def _state_fwd(k: Tensor, v: Tensor, ld: Optional[Tensor], ldk: Optional[Tensor], ldv: Optional[Tensor],
-               initial_state: Optional[Tensor], cu_seqlens: Optional[Tensor], layout: str) -> Tensor:
-    B, H, N, D, E = _shapes.dims(k.shape, v.shape, layout)
-    _same_device(k.device, v=v, ld=ld, ldk=ldk, ldv=ldv, initial_state=initial_state)
-    sN = k.new_empty((_num_states(B, cu_seqlens), H, D, E), dtype=torch.float32)
-    prob, tens, _ = _shapes.describe(_info, layout, 1.0, _cu_list(cu_seqlens), k=k, v=v, ld=ld, ldk=ldk, ldv=ldv,
-                                     initial_state=initial_state, final_state=sN)
-    _run(C.OP_STATE_FORWARD, k.device, prob, tens)
-    return sN
+               initial_state: Optional[Tensor], cu_seqlens: Optional[Tensor], layout: str,
+               max_seqlen: int = 0) -> Tensor:
+    return R.state_forward(k, v, ld, ldk, ldv, initial_state, cu_seqlens, layout == "bhnd", max_seqlen)
 
 
 @_state_fwd.register_fake
-def _(k, v, ld, ldk, ldv, initial_state, cu_seqlens, layout):
-    B, H, N, D, E = _shapes.dims(k.shape, v.shape, layout)
-    return k.new_empty((_num_states(B, cu_seqlens), H, D, E), dtype=torch.float32)
+def _(k, v, ld, ldk, ldv, initial_state, cu_seqlens, layout, max_seqlen=0):
+    return k.new_empty(_states_shape(k, v, cu_seqlens, layout), dtype=torch.float32)
 
 
 @torch.library.custom_op("lightning_attn::state_bwd", mutates_args=())
 def _state_bwd(k: Tensor, v: Tensor, ld: Optional[Tensor], ldk: Optional[Tensor], ldv: Optional[Tensor],
                initial_state: Optional[Tensor], cu_seqlens: Optional[Tensor], d_final: Tensor, layout: str,
-               want_dld: bool, want_ds0: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    B, H, N, D, E = _shapes.dims(k.shape, v.shape, layout)
-    _same_device(k.device, v=v, ld=ld, ldk=ldk, ldv=ldv, initial_state=initial_state, d_final=d_final)
-    dk, dv = torch.empty_like(k), torch.empty_like(v)
-    g = [_grad_like(x, want_dld) for x in (ld, ldk, ldv)]
-    ds0 = k.new_empty((_num_states(B, cu_seqlens), H, D, E), dtype=torch.float32) if want_ds0 else None
-    prob, tens, _ = _shapes.describe(_info, layout, 1.0, _cu_list(cu_seqlens), k=k, v=v, ld=ld, ldk=ldk, ldv=ldv,
-                                     initial_state=initial_state, d_final_state=d_final, dk=dk, dv=dv, d_ld=g[0],
-                                     d_ldk=g[1], d_ldv=g[2], d_initial_state=ds0)
-    _run(C.OP_STATE_BACKWARD, k.device, prob, tens)
-    return (dk, dv) + tuple(x if x is not None else _empty(k) for x in g + [ds0])
+               want_dld: bool, want_ds0: bool, max_seqlen: int = 0) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor,
+                                                                          Tensor]:
+    g = R.state_backward(k, v, ld, ldk, ldv, initial_state, cu_seqlens, d_final, layout == "bhnd", want_dld,
+                         want_ds0, max_seqlen)
+    return g[:2] + _none_to_empty(g[2:], k)
 
 
 @_state_bwd.register_fake
-def _(k, v, ld, ldk, ldv, initial_state, cu_seqlens, d_final, layout, want_dld, want_ds0):
-    B, H, N, D, E = _shapes.dims(k.shape, v.shape, layout)
-    g = [_grad_like(x, want_dld) for x in (ld, ldk, ldv)]
-    ds0 = k.new_empty((_num_states(B, cu_seqlens), H, D, E), dtype=torch.float32) if want_ds0 else None
-    return (torch.empty_like(k), torch.empty_like(v)) + tuple(x if x is not None else _empty(k) for x in g + [ds0])
+def _(k, v, ld, ldk, ldv, initial_state, cu_seqlens, d_final, layout, want_dld, want_ds0, max_seqlen=0):
+    g = [R._grad_of(x, want_dld) for x in (ld, ldk, ldv)]
+    ds0 = k.new_empty(_states_shape(k, v, cu_seqlens, layout), dtype=torch.float32) if want_ds0 else None
+    return (torch.empty_like(k), torch.empty_like(v)) + _none_to_empty(g + [ds0], k)
 
 
 def _state_setup(ctx, inputs, output):
-    k, v, ld, ldk, ldv, s0, cu, layout = inputs
+    k, v, ld, ldk, ldv, s0, cu, layout, max_seqlen = inputs
     ctx.save_for_backward(k, v, ld, ldk, ldv, s0, cu)
-    ctx.layout = layout
+    ctx.layout, ctx.max_seqlen = layout, max_seqlen
 
 
 def _state_backward(ctx, d_final):
     k, v, ld, ldk, ldv, s0, cu = ctx.saved_tensors
     need = ctx.needs_input_grad
-    dk, dv, dld, dldk, dldv, ds0 = _state_bwd(k, v, ld, ldk, ldv, s0, cu, _dense(d_final), ctx.layout,
-                                              any(need[2:5]), bool(need[5]))
+    dk, dv, dld, dldk, dldv, ds0 = _state_bwd(k, v, ld, ldk, ldv, s0, cu, R.grads_dense(d_final), ctx.layout,
+                                              any(need[2:5]), bool(need[5]), ctx.max_seqlen)
     return (dk, dv, dld if need[2] else None, dldk if need[3] else None, dldv if need[4] else None,
-            ds0 if need[5] else None, None, None)
+            ds0 if need[5] else None, None, None, None)
 
 
 _state_fwd.register_autograd(_state_backward, setup_context=_state_setup)
 
 
-# ---- decode ------------------------------------------------------------------------
-
 @torch.library.custom_op("lightning_attn::decode", mutates_args=("state",))
 def _decode(q: Tensor, k: Tensor, v: Tensor, state: Tensor, ld: Optional[Tensor], ldk: Optional[Tensor],
             ldv: Optional[Tensor], scale: float, layout: str) -> Tensor:
-    B, H, N, D, E = _shapes.dims(q.shape, v.shape, layout)
-    _same_device(q.device, k=k, v=v, state=state, ld=ld, ldk=ldk, ldv=ldv)
-    o = q.new_empty(q.shape[:3] + (E,))
-    prob, tens, _ = _shapes.describe(_info, layout, scale, None, q=q, k=k, v=v, o=o, ld=ld, ldk=ldk, ldv=ldv,
-                                     initial_state=state, final_state=state)
-    _run(C.OP_DECODE, q.device, prob, tens)
-    return o
+    return R.decode(q, k, v, state, ld, ldk, ldv, scale, layout == "bhnd")
 
 
 @_decode.register_fake
@@ -254,20 +170,83 @@ def _(q, k, v, state, ld, ldk, ldv, scale, layout):
     return q.new_empty(q.shape[:3] + (v.shape[3],))
 
 
+# ---- eager autograd ---------------------------------------------------------------------
+# The same C calls as the custom ops, without the dispatcher.
+
+class _Attn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, ld, ldk, ldv, s0, cu, scale, bhnd, want_final, max_seqlen):
+        o, sN = R.forward(q, k, v, ld, ldk, ldv, s0, cu, scale, bhnd, want_final, max_seqlen)
+        ctx.save_for_backward(q, k, v, ld, ldk, ldv, s0, cu)
+        ctx.scale, ctx.bhnd, ctx.max_seqlen = scale, bhnd, max_seqlen
+        ctx.set_materialize_grads(False)
+        return (o, sN) if want_final else o
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_o, d_final=None):
+        q, k, v, ld, ldk, ldv, s0, cu = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        if d_o is None:
+            d_o = q.new_zeros(v.shape)
+        elif d_o.dtype != q.dtype:
+            d_o = d_o.to(q.dtype)
+        dq, dk, dv, dld, dldk, dldv, ds0 = R.backward(
+            q, k, v, ld, ldk, ldv, s0, cu, R.grads_dense(d_o), R.grads_dense(d_final), ctx.scale, ctx.bhnd,
+            need[3] or need[4] or need[5], need[6], ctx.max_seqlen)
+        return dq, dk, dv, dld, dldk, dldv, ds0, None, None, None, None, None
+
+
+class _State(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, k, v, ld, ldk, ldv, s0, cu, bhnd, max_seqlen):
+        sN = R.state_forward(k, v, ld, ldk, ldv, s0, cu, bhnd, max_seqlen)
+        ctx.save_for_backward(k, v, ld, ldk, ldv, s0, cu)
+        ctx.bhnd, ctx.max_seqlen = bhnd, max_seqlen
+        return sN
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_final):
+        k, v, ld, ldk, ldv, s0, cu = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dk, dv, dld, dldk, dldv, ds0 = R.state_backward(k, v, ld, ldk, ldv, s0, cu, R.grads_dense(d_final), ctx.bhnd,
+                                                        need[2] or need[3] or need[4], need[5], ctx.max_seqlen)
+        return dk, dv, dld, dldk, dldv, ds0, None, None, None
+
+
+def _needs_grad(a, b, c, d, e, f, g):
+    if not torch.is_grad_enabled():
+        return False
+    return (a is not None and a.requires_grad) or b.requires_grad or c.requires_grad or \
+        (d is not None and d.requires_grad) or (e is not None and e.requires_grad) or \
+        (f is not None and f.requires_grad) or (g is not None and g.requires_grad)
+
+
 # ---- public functions ----------------------------------------------------------------
 
 _VARIANTS = (None, "chunk_loop", "parallel", "chunk", "auto")
+_LAYOUTS = ("bhnd", "bnhd")
 
 
-def _compute_dtype(device, *xs):
-    """The dtype q, k, v run in: autocast's when it is on for this device,
+def _check_layout(layout):
+    if layout != "bhnd" and layout != "bnhd":
+        raise ValueError("layout must be 'bhnd' ([B, H, N, D]) or 'bnhd' ([B, N, H, D]), got %r" % (layout,))
+
+
+def _compute_dtype(q, k, v):
+    """The dtype q, k, v run in: autocast's when it is on for their device,
     else their common dtype; float64 runs in float32 (the library's highest
     input precision) and is cast back."""
-    if torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    dt = xs[0].dtype
-    for x in xs[1:]:
-        dt = torch.promote_types(dt, x.dtype)
+    if k is None or v is None:
+        raise ValueError("%s is required (got None)" % ("v" if v is None else "k"))
+    dev = "cuda" if q.is_cuda else "cpu"
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    dt = q.dtype
+    if k.dtype == dt and v.dtype == dt and dt in _TDT:
+        return dt
+    dt = torch.promote_types(torch.promote_types(dt, k.dtype), v.dtype)
     if dt not in _TDT:
         if dt == torch.float64:
             return torch.float32
@@ -276,25 +255,31 @@ def _compute_dtype(device, *xs):
     return dt
 
 
-def _decays(s, ld, ldk, ldv):
-    """ld = -s; decays as float32 (autograd runs through both)."""
-    if s is not None and ld is not None:
-        raise ValueError("give s (the decay rate, ld = -s) or ld (the log decay), not both")
+def _decays(s, ld, ldk, ldv, k):
+    """Log decays as float32: ld = -s; a value-side decay alone gets a
+    key side of zeros (no decay)."""
     if s is not None:
-        ld = -s
-    f = lambda x: None if x is None else x.float()
-    return f(ld), f(ldk), f(ldv)
+        if ld is not None:
+            raise ValueError("give s (the decay rate, ld = -s) or ld (the log decay), not both")
+        ld = R.log_decay_of_rate(s) if not _is_compiling() else (-s).float()
+    elif ld is not None and ld.dtype != torch.float32:
+        ld = ld.float()
+    if ldk is not None and ldk.dtype != torch.float32:
+        ldk = ldk.float()
+    if ldv is not None:
+        if ldv.dtype != torch.float32:
+            ldv = ldv.float()
+        if ldk is None:
+            ldk = torch.zeros(k.shape, dtype=torch.float32, device=k.device)
+    return ld, ldk, ldv
 
 
-def _vector_pair(ldk, ldv, k):
-    """Value-side decay alone: the key side is zeros (no decay)."""
-    if ldv is not None and ldk is None:
-        ldk = torch.zeros(k.shape, dtype=torch.float32, device=k.device)
-    return ldk, ldv
+def _cast(x, dt):
+    return x if x.dtype == dt else x.to(dt)
 
 
 def lightning_attn_func(q, k, v, s=None, *, ld=None, ldk=None, ldv=None, scale=1.0, initial_state=None,
-                        output_final_state=False, cu_seqlens=None, layout="bhnd", variant=None):
+                        output_final_state=False, cu_seqlens=None, max_seqlen=None, layout="bhnd", variant=None):
     """Causal linear attention with decay, forward and backward on the
     library's kernels:
 
@@ -302,9 +287,13 @@ def lightning_attn_func(q, k, v, s=None, *, ld=None, ldk=None, ldv=None, scale=1
 
     q, k: [B, H, N, D]; v: [B, H, N, E] (layout="bhnd"), or [B, N, H, *]
     (layout="bnhd"); bfloat16, float16 or float32 (float64 runs in float32;
-    under autocast, autocast's dtype).  Packed variable-length batches:
-    B = 1 and cu_seqlens, int64 offsets [num_seqs + 1] (any device; read on
-    the host).
+    under autocast, autocast's dtype).
+
+    Packed variable-length batches: B = 1 and cu_seqlens, int64 offsets
+    [num_seqs + 1] (int32 is converted).  On the GPU of q they are read
+    there and nothing waits for the GPU; offsets on the CPU are read on the
+    host.  max_seqlen (optional): the longest sequence, a hint that lets the
+    GPU plan as it would with host offsets.
 
     Decay, at most one kind (log decays are <= 0: a = exp(ld)):
       s       decay rate per head, [H] or [H, 1, 1] (the ALiBi slope,
@@ -313,6 +302,8 @@ def lightning_attn_func(q, k, v, s=None, *, ld=None, ldk=None, ldv=None, scale=1
       ldk     per token and key channel, [B, H, N, D] (GLA-style)
       ldv     per token and value channel, [B, H, N, E] (with or without ldk)
     Gradients reach every decay tensor that requires grad (learnable decay).
+    Decay values on the GPU are checked without waiting (set_value_checks):
+    a bad one is raised by the next call or by check_errors().
 
     initial_state: float32 [B (or num_seqs), H, D, E], differentiable.
     output_final_state: also return the final state (float32, same shape;
@@ -320,49 +311,72 @@ def lightning_attn_func(q, k, v, s=None, *, ld=None, ldk=None, ldv=None, scale=1
     variant: accepted for drop-in use of the original call ("chunk_loop",
     "parallel"); the library picks its kernels itself.
     Returns o (dtype of the computation, float64 if q was), or (o, final_state).
+
+    Eager calls make one call into the C library (two with a backward);
+    under torch.compile the op is the custom op lightning_attn::fwd, traced
+    with dynamic shapes and CUDA-graph capturable.
     """
-    if variant not in _VARIANTS:
+    if variant is not None and variant not in _VARIANTS:
         raise ValueError("variant must be one of %s, got %r" % (", ".join(str(x) for x in _VARIANTS[1:]), variant))
-    _shapes.check_layout(layout)
-    dt = _compute_dtype(q.device, q, k, v)
-    out_dt = torch.float64 if q.dtype == torch.float64 and not torch.is_autocast_enabled(q.device.type) else dt
-    ld, ldk, ldv = _decays(s, ld, ldk, ldv)
-    ldk, ldv = _vector_pair(ldk, ldv, k)
-    s0 = initial_state.float() if initial_state is not None else None
-    o, sN = _fwd(q.to(dt), k.to(dt), v.to(dt), ld, ldk, ldv, s0, cu_seqlens, float(scale), layout,
-                 bool(output_final_state))
-    o = o.to(out_dt)
-    return (o, sN) if output_final_state else o
+    _check_layout(layout)
+    dt = _compute_dtype(q, k, v)
+    ld, ldk, ldv = _decays(s, ld, ldk, ldv, k)
+    s0 = initial_state if initial_state is None or initial_state.dtype == torch.float32 else initial_state.float()
+    qc, kc, vc = _cast(q, dt), _cast(k, dt), _cast(v, dt)
+    want_final = bool(output_final_state)
+    if _is_compiling():
+        o, sN = _fwd(qc, kc, vc, ld, ldk, ldv, s0, cu_seqlens, float(scale), layout, want_final, max_seqlen or 0)
+    elif _needs_grad(qc, kc, vc, ld, ldk, ldv, s0):
+        r = _Attn.apply(qc, kc, vc, ld, ldk, ldv, s0, cu_seqlens, float(scale), layout == "bhnd", want_final,
+                        max_seqlen or 0)
+        o, sN = r if want_final else (r, None)
+    else:
+        o, sN = R.forward(qc, kc, vc, ld, ldk, ldv, s0, cu_seqlens, float(scale), layout == "bhnd", want_final,
+                          max_seqlen or 0)
+    if q.dtype == torch.float64 and dt == torch.float32:
+        o = o.to(torch.float64)
+    return (o, sN) if want_final else o
 
 
 def lightning_attn_state(k, v, s=None, *, ld=None, ldk=None, ldv=None, initial_state=None, cu_seqlens=None,
-                         layout="bhnd"):
+                         max_seqlen=None, layout="bhnd"):
     """The final state alone (float32 [B or num_seqs, H, D, E]) without o:
-    the state-only pass, e.g. to prefill a decode cache.  Differentiable in
-    k, v, the decays and initial_state."""
-    _shapes.check_layout(layout)
-    dt = _compute_dtype(k.device, k, v)
-    ld, ldk, ldv = _decays(s, ld, ldk, ldv)
-    ldk, ldv = _vector_pair(ldk, ldv, k)
-    s0 = initial_state.float() if initial_state is not None else None
-    return _state_fwd(k.to(dt), v.to(dt), ld, ldk, ldv, s0, cu_seqlens, layout)
+    the state-only pass, e.g. to prefill a decode cache.  Arguments as in
+    lightning_attn_func.  Differentiable in k, v, the decays and
+    initial_state."""
+    _check_layout(layout)
+    if v is None:
+        raise ValueError("v is required (got None): lightning_attn_state(k, v, s, ...)")
+    dt = _compute_dtype(k, k, v)
+    ld, ldk, ldv = _decays(s, ld, ldk, ldv, k)
+    s0 = initial_state if initial_state is None or initial_state.dtype == torch.float32 else initial_state.float()
+    kc, vc = _cast(k, dt), _cast(v, dt)
+    if _is_compiling():
+        return _state_fwd(kc, vc, ld, ldk, ldv, s0, cu_seqlens, layout, max_seqlen or 0)
+    if _needs_grad(None, kc, vc, ld, ldk, ldv, s0):
+        return _State.apply(kc, vc, ld, ldk, ldv, s0, cu_seqlens, layout == "bhnd", max_seqlen or 0)
+    return R.state_forward(kc, vc, ld, ldk, ldv, s0, cu_seqlens, layout == "bhnd", max_seqlen or 0)
 
 
 def lightning_attn_decode(q, k, v, state, s=None, *, ld=None, ldk=None, ldv=None, scale=1.0, layout="bhnd"):
     """One decode step: q, k, v of one token per sequence ([B, H, 1, *] or
     [B, 1, H, *] by layout, or [B, H, *]); state float32 [B, H, D, E] is
     updated in place (S <- decayed S + k^T v); returns o shaped like v.
-    Inference only (no autograd)."""
-    _shapes.check_layout(layout)
+    Inference only (no autograd).  One call into the C library; capturable
+    in a CUDA graph (torch.cuda.graph) with the state as a static tensor."""
+    _check_layout(layout)
     squeeze = q.dim() == 3
     if squeeze:
         q, k, v = (x.unsqueeze(2 if layout == "bhnd" else 1) for x in (q, k, v))
     if state.dtype != torch.float32:
         raise TypeError("the decode state must be float32 (it is updated in place), got %s" % state.dtype)
-    dt = _compute_dtype(q.device, q, k, v)
-    ld, ldk, ldv = _decays(s, ld, ldk, ldv)
+    dt = _compute_dtype(q, k, v)
+    ld, ldk, ldv = _decays(s, ld, ldk, ldv, k)
     if ld is not None and ld.dim() == 2:  # per token [B, H] of a single step
         ld = ld.unsqueeze(2 if layout == "bhnd" else 1)
-    ldk, ldv = _vector_pair(ldk, ldv, k)
-    o = _decode(q.to(dt), k.to(dt), v.to(dt), state, ld, ldk, ldv, float(scale), layout)
+    qc, kc, vc = _cast(q, dt), _cast(k, dt), _cast(v, dt)
+    if _is_compiling():
+        o = _decode(qc, kc, vc, state, ld, ldk, ldv, float(scale), layout)
+    else:
+        o = R.decode(qc, kc, vc, state, ld, ldk, ldv, float(scale), layout == "bhnd")
     return o.squeeze(2 if layout == "bhnd" else 1) if squeeze else o
