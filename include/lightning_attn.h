@@ -302,14 +302,14 @@ la_status_t la_check_errors(la_handle_t *handle);
 typedef enum la_switch { LA_SWITCH_AUTO = 0, LA_SWITCH_OFF = 1, LA_SWITCH_ON = 2 } la_switch_t;
 typedef struct la_policy {
     size_t struct_size;
-    int tile_cap;          /* largest head-dim tile: 0 (as the device allows), 64 or 128      LA_CUDA_TILE_CAP */
-    int smem_kb;           /* plan as if a block had at most this many KB: 0 (the device's) to 2^20  LA_CUDA_SMEM_KB */
-    la_switch_t fwd_wgmma; /* Hopper wgmma forward (AUTO = off: not yet faster)   LA_CUDA_WGMMA=1 */
-    la_switch_t fwd_rows;  /* rows forward kernel, D, E <= 64                      LA_CUDA_ROWS=0 */
-    la_switch_t fwd_warp_roles; /* warp-role forward kernel, D, E <= 64                 LA_CUDA_WS=0 */
-    la_switch_t state_wgmma;    /* Hopper state pass, D in (64, 128]                    LA_CUDA_STATE_WG=0 */
-    la_switch_t bwd_wgmma;      /* Hopper backward, D = E = 64                          LA_CUDA_BWD_WG=0 */
-    int dld_planes;             /* f32 decay-gradient operand planes: 0 (3 where they fit), 2     LA_CUDA_DLD_PLANES */
+    int tile_cap;               /* largest head-dim tile: 0 (the device's), 64, 128   LA_CUDA_TILE_CAP */
+    int smem_kb;                /* plan for at most this many KB per block: 0..2^20   LA_CUDA_SMEM_KB */
+    la_switch_t fwd_wgmma;      /* Hopper wgmma forward (AUTO = off: not yet faster) LA_CUDA_WGMMA=1 */
+    la_switch_t fwd_rows;       /* rows forward kernel, D, E <= 64                    LA_CUDA_ROWS=0 */
+    la_switch_t fwd_warp_roles; /* warp-role forward kernel, D, E <= 64               LA_CUDA_WS=0 */
+    la_switch_t state_wgmma;    /* Hopper state pass, D in (64, 128]                  LA_CUDA_STATE_WG=0 */
+    la_switch_t bwd_wgmma;      /* Hopper backward, D = E = 64                        LA_CUDA_BWD_WG=0 */
+    int dld_planes;             /* f32 decay-gradient planes: 0 (3 where they fit), 2 LA_CUDA_DLD_PLANES */
 } la_policy_t;
 void la_policy_init(la_policy_t *policy);
 /* Validated (BAD_PARAM for a value outside the ranges above); applies to
