@@ -505,7 +505,7 @@ def forward(q, k, v, ld, ldk, ldv, s0, cu, scale, bhnd, want_final, max_seqlen=0
     h = _handle_of(q)
     mask, S, H, D, E, _, cu = _inputs(h, q, q, k, v, ld, ldk, ldv, s0, cu, max_seqlen, scale, bhnd)
     tb = h.tens
-    o = q.new_empty(v.shape)
+    o = torch.empty_like(v)  # q's dtype (the caller cast both), v's shape; cheaper than new_empty
     _token(tb, _O, o, bhnd, "o")
     sN = None
     if want_final:
@@ -601,7 +601,7 @@ def decode(q, k, v, state, ld, ldk, ldv, scale, bhnd):
         raise _device_error("state", state, q)
     _state(tb, _S0, state, "state")
     _state(tb, _SN, state, "state")
-    o = q.new_empty(v.shape)
+    o = torch.empty_like(v)  # q's dtype (the caller cast both), v's shape; cheaper than new_empty
     _token(tb, _O, o, bhnd, "o")
     _run(h, C.OP_DECODE, mask | _B_S0 | _B_SN | _B_O)
     return o

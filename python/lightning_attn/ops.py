@@ -173,6 +173,35 @@ def _(q, k, v, state, ld, ldk, ldv, scale, layout):
 # ---- eager autograd ---------------------------------------------------------------------
 # The same C calls as the custom ops, without the dispatcher.
 
+def _attn_backward(ctx, d_o, d_final=None):
+    q, k, v, ld, ldk, ldv, s0, cu = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    if d_o is None:
+        d_o = q.new_zeros(v.shape)
+    elif d_o.dtype != q.dtype:
+        d_o = d_o.to(q.dtype)
+    dq, dk, dv, dld, dldk, dldv, ds0 = R.backward(
+        q, k, v, ld, ldk, ldv, s0, cu, R.grads_dense(d_o), R.grads_dense(d_final), ctx.scale, ctx.bhnd,
+        need[3] or need[4] or need[5], need[6], ctx.max_seqlen)
+    return dq, dk, dv, dld, dldk, dldv, ds0, None, None, None, None, None
+
+
+def _state_backward(ctx, d_final):
+    k, v, ld, ldk, ldv, s0, cu = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    dk, dv, dld, dldk, dldv, ds0 = R.state_backward(k, v, ld, ldk, ldv, s0, cu, R.grads_dense(d_final), ctx.bhnd,
+                                                    need[2] or need[3] or need[4], need[5], ctx.max_seqlen)
+    return dk, dv, dld, dldk, dldv, ds0, None, None, None
+
+
+# The library's backward is not itself differentiable.  Under create_graph
+# (grad mode on in backward) the once_differentiable wrapper makes a second
+# derivative through it an error; without it (the usual case) its cost is
+# skipped: the backward's outputs are plain tensors then anyway.
+_attn_backward_once = once_differentiable(_attn_backward)
+_state_backward_once = once_differentiable(_state_backward)
+
+
 class _Attn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, ld, ldk, ldv, s0, cu, scale, bhnd, want_final, max_seqlen):
@@ -183,18 +212,10 @@ class _Attn(torch.autograd.Function):
         return (o, sN) if want_final else o
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_o, d_final=None):
-        q, k, v, ld, ldk, ldv, s0, cu = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        if d_o is None:
-            d_o = q.new_zeros(v.shape)
-        elif d_o.dtype != q.dtype:
-            d_o = d_o.to(q.dtype)
-        dq, dk, dv, dld, dldk, dldv, ds0 = R.backward(
-            q, k, v, ld, ldk, ldv, s0, cu, R.grads_dense(d_o), R.grads_dense(d_final), ctx.scale, ctx.bhnd,
-            need[3] or need[4] or need[5], need[6], ctx.max_seqlen)
-        return dq, dk, dv, dld, dldk, dldv, ds0, None, None, None, None, None
+        if torch.is_grad_enabled():
+            return _attn_backward_once(ctx, d_o, d_final)
+        return _attn_backward(ctx, d_o, d_final)
 
 
 class _State(torch.autograd.Function):
@@ -206,13 +227,10 @@ class _State(torch.autograd.Function):
         return sN
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_final):
-        k, v, ld, ldk, ldv, s0, cu = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        dk, dv, dld, dldk, dldv, ds0 = R.state_backward(k, v, ld, ldk, ldv, s0, cu, R.grads_dense(d_final), ctx.bhnd,
-                                                        need[2] or need[3] or need[4], need[5], ctx.max_seqlen)
-        return dk, dv, dld, dldk, dldv, ds0, None, None, None
+        if torch.is_grad_enabled():
+            return _state_backward_once(ctx, d_final)
+        return _state_backward(ctx, d_final)
 
 
 def _needs_grad(a, b, c, d, e, f, g):
