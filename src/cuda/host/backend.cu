@@ -158,12 +158,10 @@ static la_status_t fwd_launch(la_dtype_t dt, const la_fwd_params_t *p, const la_
 
 static la_status_t run_forward(const la_plan_t *pl, const la_tile_plan_t *tp, char *ws, cudaStream_t stream,
                                const sums_t *sums, char *msg) {
-    la_check_t check;
-    la_status_t st = la_cuda_check_decays(pl, stream, &check, msg);
+    la_status_t st = la_cuda_check_decays(pl, stream, msg);
     if (st) return st;
     la_fwd_params_t p;
     if ((st = fill_common(pl, tp, ws, stream, &p, msg))) return st;
-    p.check = check; /* run by the first kernel launched */
     if (tp->state) {
         p.seg_state = (float *)(ws + tp->ws.seg_state);
         p.seg_logdecay = (float *)(ws + tp->ws.seg_logdecay);
@@ -184,14 +182,12 @@ static la_status_t run_forward(const la_plan_t *pl, const la_tile_plan_t *tp, ch
 
 static la_status_t run_backward(const la_plan_t *pl, const la_tile_plan_t *tp, int dev, char *ws, cudaStream_t stream,
                                 const sums_t *sums, char *msg) {
-    la_check_t check;
-    la_status_t st = la_cuda_check_decays(pl, stream, &check, msg);
+    la_status_t st = la_cuda_check_decays(pl, stream, msg);
     if (st) return st;
     const la_tensors_t *t = &pl->t;
     la_bwd_params_t b;
     memset(&b, 0, sizeof b);
     if ((st = fill_common(pl, tp, ws, stream, &b.f, msg))) return st;
-    b.f.check = check; /* run by the first kernel on this stream (not the side stream's) */
     b.f.accum = sums->accum;
     b.sum_dq = sums->dq;
     b.sum_dk = sums->dk;
@@ -207,17 +203,20 @@ static la_status_t run_backward(const la_plan_t *pl, const la_tile_plan_t *tp, i
     b.ds0 = st_of(&t->d_initial_state);
     if (!pl->want_dinitial) b.ds0.ptr = NULL;
     b.gvec_ok = tp->gvec_ok;
-    /* The side stream's join event (NULL: one stream); the handle's events. */
-    const la_cuda_state_t *hs = (const la_cuda_state_t *)pl->backend_state;
-    cudaEvent_t join = NULL;
+    /* Events of the side stream's fork and join (NULL: one stream). */
+    cudaEvent_t fork = NULL, join = NULL;
     if (tp->state) {
         /* Incoming states of every segment: the forward's state pass and
          * fold, on the side stream where one can be had. */
         cudaStream_t fs = stream, side = side_stream(dev);
-        if (side && hs && cudaEventRecord(hs->fork, stream) == cudaSuccess &&
-            cudaStreamWaitEvent(side, hs->fork, 0) == cudaSuccess) {
+        if (side && cudaEventCreateWithFlags(&fork, cudaEventDisableTiming) == cudaSuccess &&
+            cudaEventCreateWithFlags(&join, cudaEventDisableTiming) == cudaSuccess &&
+            cudaEventRecord(fork, stream) == cudaSuccess && cudaStreamWaitEvent(side, fork, 0) == cudaSuccess)
             fs = side;
-            join = hs->join;
+        else {
+            if (fork) cudaEventDestroy(fork);
+            if (join) cudaEventDestroy(join);
+            fork = join = NULL;
         }
         b.f.seg_state = (float *)(ws + tp->ws.seg_state);
         b.f.seg_logdecay = (float *)(ws + tp->ws.seg_logdecay);
@@ -230,13 +229,15 @@ static la_status_t run_backward(const la_plan_t *pl, const la_tile_plan_t *tp, i
         la_fwd_params_t fp = b.f;
         fp.sN.ptr = NULL; /* the backward writes no final state */
         fp.accum = 0;
-        fp.check.nt = 0;
         st = fwd_launch(t->k.dtype, &fp, &l, fs, msg);
         if (!st && join && cudaEventRecord(join, side) != cudaSuccess) {
             snprintf(msg, LA_MSG_LEN, "recording the side stream's event failed");
             st = LA_STATUS_EXECUTION_FAILED;
         }
-        if (st) return st;
+        if (st) {
+            if (fork) { cudaEventDestroy(fork); cudaEventDestroy(join); }
+            return st;
+        }
     }
     if (pl->want_dld) {
         b.want_dld = 1;
@@ -263,19 +264,19 @@ static la_status_t run_backward(const la_plan_t *pl, const la_tile_plan_t *tp, i
     st = dt == LA_DTYPE_BF16  ? la_cuda_bwd_bf16(&b, &l, stream, join, msg)
          : dt == LA_DTYPE_F16 ? la_cuda_bwd_f16(&b, &l, stream, join, msg)
                               : la_cuda_bwd_f32(&b, &l, stream, join, msg);
+    /* Enqueued work keeps what it needs of an event; destroying it now is safe. */
+    if (fork) { cudaEventDestroy(fork); cudaEventDestroy(join); }
     return st;
 }
 
 /* ---- decode ------------------------------------------------------------------------ */
 
 static la_status_t run_decode(const la_plan_t *pl, cudaStream_t stream, char *msg) {
-    la_check_t check;
-    la_status_t st = la_cuda_check_decays(pl, stream, &check, msg);
+    la_status_t st = la_cuda_check_decays(pl, stream, msg);
     if (st) return st;
     const la_tensors_t *t = &pl->t;
     la_decode_params_t p;
     memset(&p, 0, sizeof p);
-    p.check = check;
     p.q = tok_of(&t->q); p.k = tok_of(&t->k); p.v = tok_of(&t->v); p.o = tok_of(&t->o);
     p.D = (int)pl->p.dim_qk; p.E = (int)pl->p.dim_v; p.H = (int)pl->p.heads; p.decay = (int)pl->p.decay;
     p.scale = pl->p.scale;

@@ -1,10 +1,8 @@
 /* limits.cu - the device's limits, queried once per device (limits.h). */
 #include "limits.h"
 #include "tma_map.h"
-#include "smem_attr.h"
 
 #include <cuda_runtime.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -61,51 +59,4 @@ la_status_t la_cuda_limits(const la_policy_t *policy, la_cuda_limits_t *out, cha
         out->smem_capped = 1;
     }
     return LA_STATUS_SUCCESS;
-}
-
-/* ---- kernels' shared-memory limits ------------------------------------------ */
-
-/* (kernel, device) -> the limit set; open addressing, never shrinks (a few
- * dozen kernel instances per device in practice).  A full table just sets
- * the attribute every time. */
-#define LA_ATTR_SLOTS 1024
-static struct {
-    const void *kernel;
-    int device, bytes;
-} attr_set[LA_ATTR_SLOTS];
-static char attr_lock;
-
-cudaError_t la_cuda_smem_attr(const void *kernel, int bytes) {
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e != cudaSuccess) return e;
-    const size_t h0 = (((uintptr_t)kernel >> 4) ^ (size_t)dev * 0x9e3779b9u) % LA_ATTR_SLOTS;
-    while (__atomic_test_and_set(&attr_lock, __ATOMIC_ACQUIRE)) {
-    }
-    size_t i = h0;
-    int found = -1;
-    for (size_t n = 0; n < LA_ATTR_SLOTS; n++, i = (i + 1) % LA_ATTR_SLOTS) {
-        if (attr_set[i].kernel == kernel && attr_set[i].device == dev) {
-            found = (int)i;
-            break;
-        }
-        if (!attr_set[i].kernel) break;
-    }
-    const int done = found >= 0 && attr_set[found].bytes >= bytes;
-    __atomic_clear(&attr_lock, __ATOMIC_RELEASE);
-    if (done) return cudaSuccess;
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    if (e != cudaSuccess) return e;
-    while (__atomic_test_and_set(&attr_lock, __ATOMIC_ACQUIRE)) {
-    }
-    i = h0;
-    for (size_t n = 0; n < LA_ATTR_SLOTS; n++, i = (i + 1) % LA_ATTR_SLOTS)
-        if (!attr_set[i].kernel || (attr_set[i].kernel == kernel && attr_set[i].device == dev)) {
-            attr_set[i].kernel = kernel;
-            attr_set[i].device = dev;
-            if (attr_set[i].bytes < bytes) attr_set[i].bytes = bytes;
-            break;
-        }
-    __atomic_clear(&attr_lock, __ATOMIC_RELEASE);
-    return cudaSuccess;
 }

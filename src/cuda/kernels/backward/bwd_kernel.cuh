@@ -473,7 +473,6 @@ __host__ __device__ constexpr int bwd_blocks_per_sm(int DP, int EP, int elem) {
 template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD, int STAGES, int NP = op_planes<T>::value>
 __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, sizeof(T)))
     la_bwd_kernel(const la_bwd_params_t bp) {
-    la_check_prologue(bp.f.check);
     static_assert(STAGES == 1 || !DLD, "the decay gradient's block is single-stage (shared memory)");
     static_assert(NP == op_planes<T>::value || (NP == 3 && op_of<T>::split && STAGES == 1),
                   "a third plane: f32 operands, single-stage block");

@@ -3,7 +3,6 @@
 #ifndef LA_CUDA_BWD_LAUNCH_CUH
 #define LA_CUDA_BWD_LAUNCH_CUH
 
-#include "smem_attr.h"
 #include "bwd_launch.h"
 #include "bwd_kernel.cuh"
 
@@ -13,7 +12,7 @@ template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD, int STAGES, in
 static cudaError_t bwd_launch(const la_bwd_params_t *b, int total, int roles, cudaStream_t s) {
     const int smem = bwd_smem_bytes(DP, EP, (int)sizeof(typename op_of<T>::type) * NP, DLD, STAGES);
     auto k = la_bwd_kernel<T, DP, EP, DSTATE_ONLY, DLD, STAGES, NP>;
-    cudaError_t err = la_cuda_smem_attr((const void *)k, smem);
+    cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
     k<<<dim3(total, b->f.H, roles), LA_CUDA_THREADS, smem, s>>>(*b);
     return cudaGetLastError();
@@ -44,21 +43,18 @@ static la_status_t bwd_run(const la_bwd_params_t *b, const la_bwd_launch_t *l, c
             err = cudaGetLastError();
         }
     }
-    /* Two roles (dQ; dK, dV), or role 1 alone for the state-only backward.
-     * The value check ran in the reverse state pass when there was one. */
+    /* Two roles (dQ; dK, dV), or role 1 alone for the state-only backward. */
     const int roles = b->d_o.ptr ? 2 : 1;
-    la_bwd_params_t bm = *b;
-    if (b->seg_dstate) bm.f.check.nt = 0;
 #ifdef LA_HAVE_SM90A
     if constexpr (DP == 64 && EP == 64 && sizeof(T) == 2) {
-        if (err == cudaSuccess && l->wgmma) return la_cuda_bwd_wg(&bm, l, la_is_bf16<T>::value, s, msg);
+        if (err == cudaSuccess && l->wgmma) return la_cuda_bwd_wg(b, l, la_is_bf16<T>::value, s, msg);
     }
 #endif
     if (err == cudaSuccess) {
-        if (b->want_dld && b->dld_planes == 3) err = bwd_launch_dld3<T, DP, EP>(&bm, total, roles, s);
-        else if (b->want_dld) err = bwd_launch<T, DP, EP, false, true, 1>(&bm, total, roles, s);
-        else if (stages == 2) err = bwd_launch<T, DP, EP, false, false, 2>(&bm, total, roles, s);
-        else err = bwd_launch<T, DP, EP, false, false, 1>(&bm, total, roles, s);
+        if (b->want_dld && b->dld_planes == 3) err = bwd_launch_dld3<T, DP, EP>(b, total, roles, s);
+        else if (b->want_dld) err = bwd_launch<T, DP, EP, false, true, 1>(b, total, roles, s);
+        else if (stages == 2) err = bwd_launch<T, DP, EP, false, false, 2>(b, total, roles, s);
+        else err = bwd_launch<T, DP, EP, false, false, 1>(b, total, roles, s);
     }
     if (err == cudaSuccess && b->want_dld) err = la_cuda_dld_finish(b, s);
     if (err != cudaSuccess) {

@@ -4,7 +4,6 @@
  * (CMakeLists.txt); bwd_launch.cuh calls it where the plan chose it
  * (host/plan.cu; la_bwd_launch_t's wgmma).
  */
-#include "smem_attr.h"
 #include "bwd_launch.h"
 #include "bwd_wg_kernel.cuh"
 #include "tma_map.h"
@@ -18,7 +17,7 @@ template <typename T, bool PRECISE>
 static cudaError_t bwg_launch(const la_bwd_params_t &b, int total, const CUtensorMap *m, cudaStream_t s) {
     const int smem = bwd_wg_smem_bytes();
     auto k = la_bwd_wg_kernel<T, PRECISE>;
-    cudaError_t err = la_cuda_smem_attr((const void *)k, smem);
+    cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
     k<<<dim3(total, b.f.H, 2), LA_BWG_THREADS, smem, s>>>(b, m[0], m[1], m[2], m[3]);
     return cudaGetLastError();

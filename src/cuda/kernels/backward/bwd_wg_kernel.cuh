@@ -108,7 +108,6 @@ __global__ void __launch_bounds__(LA_BWG_THREADS, 2)
     la_bwd_wg_kernel(const la_bwd_params_t bp, const __grid_constant__ CUtensorMap tmQ,
                      const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
                      const __grid_constant__ CUtensorMap tmD) {
-    la_check_prologue(bp.f.check);
     const la_fwd_params_t &p = bp.f;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     const uint32_t sraw = smem_addr(smem_raw);

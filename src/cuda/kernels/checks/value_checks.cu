@@ -36,9 +36,7 @@ la_status_t la_cuda_state_create(void **state) {
          cudaMemcpyAsync(s->scratch, scratch0, sizeof scratch0, cudaMemcpyHostToDevice, init) == cudaSuccess &&
          cudaStreamSynchronize(init) == cudaSuccess;
     if (init) cudaStreamDestroy(init);
-    ok = ok && cudaEventCreateWithFlags(&s->staged, cudaEventDisableTiming) == cudaSuccess &&
-         cudaEventCreateWithFlags(&s->fork, cudaEventDisableTiming) == cudaSuccess &&
-         cudaEventCreateWithFlags(&s->join, cudaEventDisableTiming) == cudaSuccess;
+    ok = ok && cudaEventCreateWithFlags(&s->staged, cudaEventDisableTiming) == cudaSuccess;
     cudaThreadExchangeStreamCaptureMode(&mode);
     if (!ok) {
         cudaGetLastError(); /* not sticky: leave no error for the caller's next CUDA call */
@@ -58,8 +56,6 @@ void la_cuda_state_destroy(void *state) {
         if (s->staged_pending) cudaEventSynchronize(s->staged);
         cudaEventDestroy(s->staged);
     }
-    if (s->fork) cudaEventDestroy(s->fork);
-    if (s->join) cudaEventDestroy(s->join);
     if (s->staging) cudaFreeHost(s->staging);
     if (s->scratch) cudaFree(s->scratch);
     if (s->rec) cudaFreeHost(s->rec);
@@ -153,34 +149,13 @@ static la_status_t check_one(const la_plan_t *pl, la_tensor_id_t id, cudaStream_
     return LA_STATUS_SUCCESS;
 }
 
-static void describe_check(const la_plan_t *pl, la_tensor_id_t id, la_check_tensor_t *t) {
-    const la_tensor_t *x = la_tensor_by_id((la_tensors_t *)&pl->t, id);
-    int64_t n[4];
-    la_tensor_dims(pl, id, n);
-    t->ptr = (const float *)x->data;
-    t->id = (int)id;
-    for (int i = 0; i < 4; i++) {
-        t->n[i] = n[i];
-        t->s[i] = x->stride[i];
-    }
-}
-
-la_status_t la_cuda_check_decays(const la_plan_t *pl, cudaStream_t stream, la_check_t *fused, char *msg) {
-    memset(fused, 0, sizeof *fused);
-    if (pl->check_values == LA_CHECK_VALUES_OFF || !pl->backend_state || pl->p.decay == LA_DECAY_NONE)
-        return LA_STATUS_SUCCESS;
-    la_cuda_state_t *s = (la_cuda_state_t *)pl->backend_state;
-    if (pl->check_values == LA_CHECK_VALUES_DEFERRED) {
-        /* Empty tensors have nothing to check (and a kernel's grid may be empty too). */
-        if (pl->t.ld.data) describe_check(pl, LA_T_LD, &fused->t[fused->nt++]);
-        if (pl->p.decay == LA_DECAY_VECTOR_KV && pl->t.ldv.data) describe_check(pl, LA_T_LDV, &fused->t[fused->nt++]);
-        fused->scratch = s->scratch;
-        fused->rec = s->rec_dev;
-        return LA_STATUS_SUCCESS;
-    }
-    la_status_t st = check_one(pl, LA_T_LD, stream, msg);
+la_status_t la_cuda_check_decays(const la_plan_t *pl, cudaStream_t stream, char *msg) {
+    if (pl->check_values == LA_CHECK_VALUES_OFF || !pl->backend_state) return LA_STATUS_SUCCESS;
+    la_status_t st = LA_STATUS_SUCCESS;
+    if (pl->p.decay != LA_DECAY_NONE) st = check_one(pl, LA_T_LD, stream, msg);
     if (!st && pl->p.decay == LA_DECAY_VECTOR_KV) st = check_one(pl, LA_T_LDV, stream, msg);
-    if (!st) st = take(s, stream, 1, 0, msg);
+    if (!st && pl->check_values == LA_CHECK_VALUES_SYNC)
+        st = take((la_cuda_state_t *)pl->backend_state, stream, 1, 0, msg);
     return st;
 }
 
@@ -287,9 +262,7 @@ static la_status_t stage_host_tables(const la_plan_t *pl, int64_t seg_len, const
         s->staged_pending = 0;
     }
     if (need > s->staging_bytes) {
-        if (s->fork) cudaEventDestroy(s->fork);
-    if (s->join) cudaEventDestroy(s->join);
-    if (s->staging) cudaFreeHost(s->staging);
+        if (s->staging) cudaFreeHost(s->staging);
         s->staging = NULL;
         s->staging_bytes = 0;
         if (cudaHostAlloc(&s->staging, need, cudaHostAllocDefault) != cudaSuccess) {

@@ -11,8 +11,17 @@
 #define LA_CUDA_VALUE_CHECKS_H
 
 #include "internal.h"
-#include "kernel_params.h"
 #include <cuda_runtime.h>
+
+/* What a failed check leaves for the host.  status is written last (after a
+ * system-wide fence), so a host that sees it nonzero sees the rest. */
+typedef struct la_cuda_error_record {
+    volatile int status;  /* 0, LA_STATUS_BAD_DECAY or LA_STATUS_BAD_SEQLENS */
+    int tensor;           /* la_tensor_id_t of the decay, or -1 for cu_seqlens */
+    long long index;      /* flat index of the first bad element */
+    double value;
+    long long dims[4];    /* the tensor's logical dims, to name the element */
+} la_cuda_error_record_t;
 
 typedef struct la_cuda_state {
     la_cuda_error_record_t *rec;     /* host address (pinned, mapped) */
@@ -24,8 +33,6 @@ typedef struct la_cuda_state {
     size_t staging_bytes;
     cudaEvent_t staged;
     int staged_pending;
-    /* The backward's fork to and join from the side stream (made once). */
-    cudaEvent_t fork, join;
 } la_cuda_state_t;
 
 la_status_t la_cuda_state_create(void **state);
@@ -34,12 +41,10 @@ void la_cuda_state_destroy(void *state);
  * wait: synchronise the stream first. */
 la_status_t la_cuda_take_error(void *state, void *stream, int wait, char *msg);
 
-/* The checks of the plan's device log decays (ld, and ldv for VECTOR_KV).
- * Deferred mode: nothing is launched; *fused describes the check for the
- * call's first kernel to run in its prologue (value_check.cuh).  Sync mode:
- * a check kernel runs and the call waits for it, returning its error, so
- * that the call writes nothing (*fused empty).  Off: *fused empty. */
-la_status_t la_cuda_check_decays(const la_plan_t *pl, cudaStream_t stream, la_check_t *fused, char *msg);
+/* Enqueue the checks of the plan's device log decays (ld, and ldv for
+ * VECTOR_KV); with LA_CHECK_VALUES_SYNC wait for them and return their
+ * error, so that the call writes nothing. */
+la_status_t la_cuda_check_decays(const la_plan_t *pl, cudaStream_t stream, char *msg);
 
 /* The packed-batch tables in the workspace: the offsets (a checked and, where
  * invalid, clamped copy of device cu_seqlens, or a copy of host ones), each

@@ -9,7 +9,6 @@
 #define LA_CUDA_CHUNK_HELPERS_CUH
 
 #include "chunk_common.cuh"
-#include "value_check.cuh"
 
 /* The state pass leaves the last segment of each sequence out where nothing
  * reads its local state: no final state wanted (the fold's last step only

@@ -65,38 +65,6 @@ typedef struct la_seginfo {
     int total_segs;          /* number of segments over all sequences */
 } la_seginfo_t;
 
-/* What a failed device value check leaves for the host (the handle's error
- * record, in pinned host memory mapped into the device).  status is written
- * last, after a system-wide fence, so a host that sees it nonzero sees the
- * rest. */
-typedef struct la_cuda_error_record {
-    volatile int status; /* 0, LA_STATUS_BAD_DECAY or LA_STATUS_BAD_SEQLENS */
-    int tensor;          /* la_tensor_id_t of the decay, or -1 for cu_seqlens */
-    long long index;     /* flat index of the first bad element */
-    double value;
-    long long dims[4];   /* the tensor's logical dims, to name the element */
-} la_cuda_error_record_t;
-
-/* A log-decay tensor to check, and where to report. */
-typedef struct la_check_tensor {
-    const float *ptr; /* NULL: none */
-    int id;           /* la_tensor_id_t */
-    long long n[4];
-    int64_t s[4];
-} la_check_tensor_t;
-
-/* The value check a kernel runs in its prologue (value_check.cuh), fused
- * into the first kernel of a call so that checking costs no launch of its
- * own: every block checks its share of the log decays; the last block to
- * finish reports the least bad index and resets the scratch.  nt = 0: none
- * (the call's other kernels, or checks off). */
-typedef struct la_check {
-    int nt;
-    la_check_tensor_t t[2];
-    unsigned long long *scratch; /* [0] least bad index (~0: none), [1] blocks finished */
-    la_cuda_error_record_t *rec;
-} la_check_t;
-
 typedef struct la_fwd_params {
     la_tok_t q, k, v, o;
     int D, E, H;
@@ -118,7 +86,6 @@ typedef struct la_fwd_params {
                                 state alone before its segment (short sequences, no state pass) */
     int accum;               /* LA_SUM_* bits (the backward's too): shares of a sum */
     la_sum_t sum_o;          /* o's running sum (LA_SUM_O) */
-    la_check_t check;        /* the call's value check, in the first kernel launched */
 } la_fwd_params_t;
 
 /* The backward: the forward's parameters plus the gradients. */

@@ -12,7 +12,6 @@
 
 #include "internal.h"
 #include "kernel_params.h"
-#include "value_check.cuh"
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -24,7 +23,6 @@ typedef struct la_decode_params {
     const float *ld, *ldv;
     int64_t ld_sb, ld_sh, ld_sc, ldv_sb, ldv_sh, ldv_sc;
     la_st_t s0, sN;
-    la_check_t check; /* the call's value check (value_check.cuh) */
 } la_decode_params_t;
 
 template <typename T>
@@ -32,7 +30,6 @@ __device__ __forceinline__ float la_ld_elem(const void *p, int64_t i) { return f
 
 template <typename T>
 __global__ void la_decode_kernel(const la_decode_params_t p) {
-    la_check_prologue(p.check);
     const int b = blockIdx.x / p.H, h = blockIdx.x % p.H;
     __shared__ float qs[LA_MAX_HEAD_DIM], ks[LA_MAX_HEAD_DIM], as[LA_MAX_HEAD_DIM];
     for (int d = threadIdx.x; d < p.D; d += blockDim.x) {

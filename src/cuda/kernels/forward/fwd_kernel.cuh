@@ -75,7 +75,6 @@ static_assert(fwd_smem_bytes(64, 64, 4, 1, false) <= 99 * 1024 && fwd_smem_bytes
 template <typename T, int DP, int EP, bool STATE_ONLY, int STAGES, bool PRECISE>
 __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 && sizeof(T) == 2 ? 2 : 1)
     la_fwd_chunk_kernel(const la_fwd_params_t p) {
-    la_check_prologue(p.check);
     /* Operands in shared memory: the input dtype, or f32 split into two bf16
      * planes (SPLIT): every operand's lo plane PLANE elements (PB bytes)
      * after its hi plane, each product three mmas (mma_x). */

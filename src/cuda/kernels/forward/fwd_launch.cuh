@@ -6,7 +6,6 @@
 #ifndef LA_CUDA_FWD_LAUNCH_CUH
 #define LA_CUDA_FWD_LAUNCH_CUH
 
-#include "smem_attr.h"
 #include "fwd_launch.h"
 #include "fwd_kernel.cuh"
 #include "fwd_rows_kernel.cuh"
@@ -31,7 +30,7 @@ static la_status_t la_fwd_state_run(const la_fwd_params_t &p, const la_fwd_launc
     const int smem = fwd_smem_bytes(DP, EP, sizeof(T), STAGES, true);
     const dim3 grid(l.total_segs, p.H, (p.E + EP - 1) / EP);
     auto k = la_fwd_chunk_kernel<T, DP, EP, true, STAGES, PRECISE>;
-    LA_LAUNCH_TRY(la_cuda_smem_attr((const void *)k, smem));
+    LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     k<<<grid, LA_CUDA_THREADS, smem, stream>>>(p);
     LA_LAUNCH_TRY(cudaGetLastError());
     const int per_state = (DP * p.ept + 255) / 256;
@@ -52,7 +51,7 @@ static la_status_t la_fwd_out_run(const la_fwd_params_t &p, const la_fwd_launch_
     const bool precise = p.sN.ptr != nullptr && !l.state_pass;
     auto k = precise ? la_fwd_chunk_kernel<T, DP, EP, false, STAGES, true>
                      : la_fwd_chunk_kernel<T, DP, EP, false, STAGES, false>;
-    LA_LAUNCH_TRY(la_cuda_smem_attr((const void *)k, smem));
+    LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     k<<<grid, LA_CUDA_THREADS, smem, stream>>>(p);
     LA_LAUNCH_TRY(cudaGetLastError());
     return LA_STATUS_SUCCESS;
@@ -68,7 +67,7 @@ static la_status_t la_fwd_rows_run(const la_fwd_params_t &p, const la_fwd_launch
     const bool share = LA_SUM_MODE(p.accum, LA_SUM_O) != 0;   /* a head-dim tile's share of o */
     auto k = precise ? (share ? la_fwd_rows_kernel<T, STAGES, true, true> : la_fwd_rows_kernel<T, STAGES, true, false>)
                      : (share ? la_fwd_rows_kernel<T, STAGES, false, true> : la_fwd_rows_kernel<T, STAGES, false, false>);
-    LA_LAUNCH_TRY(la_cuda_smem_attr((const void *)k, smem));
+    LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     k<<<grid, LA_ROWS_THREADS, smem, stream>>>(p);
     LA_LAUNCH_TRY(cudaGetLastError());
     return LA_STATUS_SUCCESS;
@@ -84,7 +83,7 @@ static la_status_t la_fwd_ws_run(const la_fwd_params_t &p, const la_fwd_launch_t
     const dim3 grid(l.total_segs, p.H, (p.E + LA_WS_COLS - 1) / LA_WS_COLS);
     const bool precise = p.sN.ptr != nullptr && !l.state_pass; /* as la_fwd_out_run */
     auto k = precise ? la_fwd_ws_kernel<T, R, true> : la_fwd_ws_kernel<T, R, false>;
-    LA_LAUNCH_TRY(la_cuda_smem_attr((const void *)k, smem));
+    LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     k<<<grid, LA_WS_THREADS, smem, stream>>>(p);
     LA_LAUNCH_TRY(cudaGetLastError());
     return LA_STATUS_SUCCESS;
@@ -108,16 +107,13 @@ static la_status_t la_fwd_run(const la_fwd_params_t &p, const la_fwd_launch_t &l
                                        : la_fwd_state_run<T, DP, EP, 2, false>(p, l, s, msg);
         if (st) return st;
     }
-    /* The value check runs in the call's first kernel only. */
-    la_fwd_params_t po = p;
-    if (l.state_pass) po.check.nt = 0;
     if constexpr (DP == 64 && EP == 64 && sizeof(T) == 2) {
-        if (l.main_pass && l.ws) return la_fwd_ws_run<T>(po, l, s, msg);
+        if (l.main_pass && l.ws) return la_fwd_ws_run<T>(p, l, s, msg);
         if (l.main_pass && l.rows_stages)
-            return l.rows_stages == 4 ? la_fwd_rows_run<T, 4>(po, l, s, msg) : la_fwd_rows_run<T, 2>(po, l, s, msg);
+            return l.rows_stages == 4 ? la_fwd_rows_run<T, 4>(p, l, s, msg) : la_fwd_rows_run<T, 2>(p, l, s, msg);
     }
     if (l.main_pass)
-        return l.stages == 2 ? la_fwd_out_run<T, DP, EP, 2>(po, l, s, msg) : la_fwd_out_run<T, DP, EP, 1>(po, l, s, msg);
+        return l.stages == 2 ? la_fwd_out_run<T, DP, EP, 2>(p, l, s, msg) : la_fwd_out_run<T, DP, EP, 1>(p, l, s, msg);
     return LA_STATUS_SUCCESS;
 }
 

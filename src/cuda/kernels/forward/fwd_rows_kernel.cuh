@@ -116,7 +116,6 @@ __device__ __forceinline__ void key_factor_pairs(uint2 (&kp)[4][2], int j0, Fac 
  * plain kernel 4%, through its register allocation.) */
 template <typename T, int STAGES, bool PRECISE, bool SPLIT_P>
 __global__ void __launch_bounds__(LA_ROWS_THREADS, 1) la_fwd_rows_kernel(const la_fwd_params_t p) {
-    la_check_prologue(p.check);
     static_assert(sizeof(T) == 2, "bf16 and f16 operands");
     static_assert(STAGES >= 2, "loads run at least one chunk ahead");
     constexpr int P = LA_ROWS_PITCH;

@@ -4,7 +4,6 @@
  * (CMakeLists.txt), so the runner calls it only where LA_HAVE_SM90A is
  * defined and the plan chose it (host/plan.cu, want_fwd_wgmma).
  */
-#include "smem_attr.h"
 #include "fwd_launch.h"
 #include "fwd_wg_kernel.cuh"
 
@@ -17,7 +16,7 @@ template <typename T, int DP, bool STATE_ONLY, int STAGES, bool PRECISE>
 static cudaError_t wg_launch(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t s) {
     const int smem = fwd_wg_smem_bytes(DP, STAGES, STATE_ONLY);
     auto k = la_fwd_wg_kernel<T, DP, STATE_ONLY, STAGES, PRECISE>;
-    cudaError_t err = la_cuda_smem_attr((const void *)k, smem);
+    cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
     k<<<dim3(l.total_segs, p.H, (p.E + LA_WG_EP - 1) / LA_WG_EP), LA_WG_THREADS, smem, s>>>(p);
     return cudaGetLastError();
@@ -38,12 +37,9 @@ static la_status_t wg_run(const la_fwd_params_t &p, const la_fwd_launch_t &l, cu
         }
     }
     if (err == cudaSuccess && l.main_pass) {
-        /* The value check runs in the call's first kernel only. */
-        la_fwd_params_t po = p;
-        if (l.state_pass) po.check.nt = 0;
         /* The output pass writes the final state itself only without a state pass. */
-        err = p.sN.ptr && !l.state_pass ? wg_launch<T, DP, false, 2, true>(po, l, s)
-                                        : wg_launch<T, DP, false, 2, false>(po, l, s);
+        err = p.sN.ptr && !l.state_pass ? wg_launch<T, DP, false, 2, true>(p, l, s)
+                                        : wg_launch<T, DP, false, 2, false>(p, l, s);
     }
     if (err != cudaSuccess) {
         snprintf(msg, LA_MSG_LEN, "Hopper forward launch failed: %s", cudaGetErrorString(err));

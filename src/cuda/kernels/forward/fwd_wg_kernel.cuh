@@ -101,7 +101,6 @@ __device__ __forceinline__ void wg_issue(uint32_t sdst, la_wg_src_t &s, int nrow
 
 template <typename T, int DP, bool STATE_ONLY, int STAGES, bool PRECISE>
 __global__ void __launch_bounds__(LA_WG_THREADS, fwd_wg_blocks_per_sm(DP)) la_fwd_wg_kernel(const la_fwd_params_t p) {
-    la_check_prologue(p.check);
     constexpr int EP = LA_WG_EP, MT = DP / 64;
     constexpr uint32_t TQ = LA_C * DP * 2, TV = LA_C * EP * 2; /* tile bytes */
     /* Descriptor strides: K-major tiles step 128 bytes per core matrix along

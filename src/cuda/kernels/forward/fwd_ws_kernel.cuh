@@ -109,7 +109,6 @@ __device__ __forceinline__ void ws_tile_issue(uint32_t sdst, la_tile_src_t &t, c
 
 template <typename T, int R, bool PRECISE>
 __global__ void __launch_bounds__(LA_WS_THREADS, 1) la_fwd_ws_kernel(const la_fwd_params_t p) {
-    la_check_prologue(p.check);
     static_assert(sizeof(T) == 2, "bf16 and f16 operands");
     static_assert(R >= 4, "the loads run R - 2 >= 2 chunks ahead");
     constexpr int P = LA_WS_PITCH;

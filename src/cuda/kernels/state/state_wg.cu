@@ -5,7 +5,6 @@
  * only where LA_HAVE_SM90A is defined and the plan chose it (host/plan.cu:
  * la_fwd_launch_t's state_wg).
  */
-#include "smem_attr.h"
 #include "fwd_launch.h"
 #include "state_wg_kernel.cuh"
 #include "tma_map.h"
@@ -20,7 +19,7 @@ static cudaError_t swg_launch(const la_fwd_params_t &p, const la_fwd_launch_t &l
                               const CUtensorMap &mv, cudaStream_t s) {
     const int smem = state_wg_smem_bytes();
     auto k = la_state_wg_kernel<T, PRECISE>;
-    cudaError_t err = la_cuda_smem_attr((const void *)k, smem);
+    cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
     k<<<dim3(l.total_segs, p.H, (p.E + LA_SWG_EP - 1) / LA_SWG_EP), LA_SWG_THREADS, smem, s>>>(p, mk, mv);
     return cudaGetLastError();

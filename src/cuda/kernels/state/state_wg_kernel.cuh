@@ -57,7 +57,6 @@ template <typename T, bool PRECISE>
 __global__ void __launch_bounds__(LA_SWG_THREADS, 1)
     la_state_wg_kernel(const la_fwd_params_t p, const __grid_constant__ CUtensorMap tmK,
                        const __grid_constant__ CUtensorMap tmV) {
-    la_check_prologue(p.check);
     constexpr int DP = LA_SWG_DP, EP = LA_SWG_EP;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     const uint32_t sraw = smem_addr(smem_raw);
