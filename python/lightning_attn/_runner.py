@@ -242,10 +242,11 @@ def _run(h, op, mask):
         _plan_sink.append(C.describe(h.h, op, h.prob, h.tens))
         return
     if h.index >= 0:
+        if _capturing():
+            return _run_captured(h, op)
         if _get_device() != h.index:
             with torch.cuda.device(h.index):
-                return _run_device(h, op)
-        return _run_device(h, op)
+                return _run_checked(h, op)
     else:
         n = torch.get_num_threads()
         if n != h.threads:
@@ -256,20 +257,7 @@ def _run(h, op, mask):
     last_workspace_bytes[op] = h.needed.value
 
 
-def _run_device(h, op):
-    # Without a cached workspace, try the call without one first: most
-    # forwards and decode steps need none, and such a call is the same
-    # captured or not, so the capture state need not be asked (a runtime
-    # call per op).  Too small writes nothing; then the workspace paths.
-    if h.wsn == 0:
-        st = _call(h, op, None, 0)
-        if st == 0:
-            last_workspace_bytes[op] = 0
-            return
-        if st != C.STATUS_WORKSPACE_TOO_SMALL:
-            C._fail(st, h.h)
-    if _capturing():
-        return _run_captured(h, op)
+def _run_checked(h, op):
     st = _call(h, op, h.wsp, h.wsn)
     if st:
         _retry(h, op, st)
