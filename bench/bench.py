@@ -9,7 +9,11 @@ backward) for every variant of the library next to softmax attention
 
 Every column of a table comes from this one process: the library through its
 Python package, SDPA through torch.  Times: median of --reps runs after
-warm-up, CUDA events, the L2 cache flushed (a 256 MiB write) before each run;
+warm-up, CUDA events, the L2 cache flushed (a 256 MiB write) before each run,
+with the host kept ahead of the GPU (a spin of about 1 ms is queued before the
+start event) so that a call's host time never idles the GPU inside the timed
+span: every column times its GPU work, as in a training step where the host
+runs ahead (bench/host_overhead.py measures the host time per call);
 the backward is timed on its own, from a saved forward (autograd.grad with
 retain_graph).  Memory: the call's inputs plus the peak PyTorch's allocator holds above
 them during the call (the library takes its workspace from it), next
@@ -49,6 +53,19 @@ class Timer:
     def __init__(self, device, reps, warmup):
         self.device, self.reps, self.warmup = device, reps, warmup
         self.flush = torch.empty(256 << 20, dtype=torch.uint8, device=device) if device.type == "cuda" else None
+        self.spin = self._spin_cycles() if device.type == "cuda" else 0
+
+    @staticmethod
+    def _spin_cycles(ms=1.0):
+        """GPU clock cycles of torch.cuda._sleep that take about ms."""
+        n = 1 << 20
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        for _ in range(2):  # the first is a warm-up
+            a.record()
+            torch.cuda._sleep(n)
+            b.record()
+            b.synchronize()
+        return int(n * ms / max(a.elapsed_time(b), 1e-3))
 
     def __call__(self, fn):
         for _ in range(self.warmup):
@@ -57,6 +74,7 @@ class Timer:
         for _ in range(self.reps):
             if self.flush is not None:
                 self.flush.zero_()
+                torch.cuda._sleep(self.spin)
                 a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 a.record()
                 fn()

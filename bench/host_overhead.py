@@ -14,7 +14,8 @@ calls back to back and reports, per call, the median over --reps runs of
          CPU, where calls are synchronous).
 
 Rows: the public functions as users call them (forward without autograd,
-forward + backward, a decode step, the state-only pass), the C call alone
+the backward alone, forward + backward through the autograd engine, a
+decode step, the state-only pass), the C call alone
 (la_execute on structs already filled: the library's own host cost, kernel
 launches included), and torch's scaled_dot_product_attention (causal) on the
 same shapes.  On the CPU the C call alone also holds the kernels' run time,
@@ -99,17 +100,40 @@ def main():
     def sdpa_bwd():
         F.scaled_dot_product_attention(qg, kg, vg, is_causal=True).backward(d_o)
 
-    # The C call alone: the structs of this thread's handle as the last
-    # forward left them (its output kept alive), run again.
-    with torch.no_grad():
-        keep = R.forward(q, k, v, R.log_decay_of_rate(s), None, None, None, None, 1.0, True, False)  # noqa: F841
-    h = R.handle_for(q)
+    # A backward alone: the op's autograd node called directly, as the
+    # autograd engine calls it (grad mode off), on an output made once.  The
+    # engine's own cost per backward pass (thread hand-off, graph walk,
+    # gradient accumulation) is the same for every op and shows in the
+    # forward+backward rows.
+    def node_call(out):
+        node = out.grad_fn
+        call = node if callable(node) else node.apply  # C++ nodes are callable, Python ones have apply
 
-    def c_only():
-        R._call(h, C.OP_FORWARD, h.wsp, h.wsn)
+        def run():
+            with torch.no_grad():
+                call(d_o)
+        run.out = out  # the output keeps its graph's saved tensors
+        return run
 
-    rows = [("lightning_attn_func forward", fwd), ("C la_execute forward alone", c_only),
-            ("SDPA forward", sdpa), ("lightning_attn_func forward+backward", fwd_bwd),
+    bwd_node = node_call(la.lightning_attn_func(qg, kg, vg, s))
+    sdpa_node = node_call(F.scaled_dot_product_attention(qg, kg, vg, is_causal=True))
+
+    # The C call alone: the structs of this thread's handle filled by one
+    # forward (its outputs kept alive while the row runs), run again.  Made
+    # when its row runs, since every other row refills the same structs.
+    def c_only_row():
+        with torch.no_grad():
+            keep = R.forward(q, k, v, R.log_decay_of_rate(s), None, None, None, None, 1.0, True, False)
+        h = R.handle_for(q)
+
+        def c_only():
+            R._call(h, C.OP_FORWARD, h.wsp, h.wsn)
+        c_only.keep = keep
+        return c_only
+
+    rows = [("lightning_attn_func forward", fwd), ("C la_execute forward alone", c_only_row),
+            ("SDPA forward", sdpa), ("lightning_attn_func backward (node alone)", bwd_node),
+            ("SDPA backward (node alone)", sdpa_node), ("lightning_attn_func forward+backward", fwd_bwd),
             ("SDPA forward+backward", sdpa_bwd), ("lightning_attn_decode step", decode),
             ("lightning_attn_state", state_only)]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
@@ -118,6 +142,8 @@ def main():
           % (B, H, N, D, str(dtype).replace("torch.", ""), where, torch.__version__, a.calls, a.reps))
     print("%-40s %12s %12s" % ("", "host us", "wall us"))
     for name, fn in rows:
+        if fn is c_only_row:
+            fn = c_only_row()
         try:
             hst, wall = measure(fn, device, a.calls, a.reps)
         except (la.LightningAttnNotSupported, RuntimeError) as e:
