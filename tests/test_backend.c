@@ -1827,6 +1827,98 @@ static void device_value_checks(void) {
     tu_free(&ld);
 }
 
+/* Per-head log decays in the deferred mode are checked by the kernels that
+ * read them rather than by a check kernel: every operation, with one
+ * segment and with several segments and head-dim tiles, must report a bad
+ * head, and the least one when two are bad; a valid call after it reports
+ * nothing.  Run under each policy, since each picks other kernels. */
+static void inline_head_decay_checks(const la_policy_t *pol) {
+    const char *cn = "inline_head_decay_checks";
+    const int64_t H = 4;
+    const int64_t shapes[2][2] = {{64, 16}, {700, 160}}; /* N, D = E */
+    la_handle_t *h = NULL;
+    if (la_create(&h, LA_BACKEND_CUDA) != LA_STATUS_SUCCESS || la_set_policy(h, pol) != LA_STATUS_SUCCESS) {
+        tu_fail("%s: la_create or la_set_policy failed", cn);
+        la_destroy(h);
+        return;
+    }
+    for (int si = 0; si < 2; si++)
+        for (int op = LA_OP_FORWARD; op <= LA_OP_STATE_BACKWARD; op++) {
+            const int64_t N = op == LA_OP_DECODE ? 1 : shapes[si][0], D = shapes[si][1];
+            tu_rng_t r;
+            tu_rng_seed(&r, 920 + (uint64_t)(si * 8 + op));
+            const char *names[8] = {"q", "k", "v", "o", "d_o", "dq", "dk", "dv"};
+            tu_tensor_t x[8], s_in, s_out, ld;
+            for (int i = 0; i < 8; i++) {
+                tu_alloc(&x[i], names[i], LA_DTYPE_BF16, TU_BHND, 1, H, N, D);
+                tu_fill_normal(&x[i], &r, 0.5);
+                tu_upload(&x[i]);
+            }
+            tu_alloc(&s_in, "state_in", LA_DTYPE_F32, TU_BHND, 1, H, D, D);
+            tu_alloc(&s_out, "state_out", LA_DTYPE_F32, TU_BHND, 1, H, D, D);
+            tu_fill_normal(&s_in, &r, 0.5);
+            tu_upload(&s_in);
+            tu_upload(&s_out);
+            tu_alloc(&ld, "ld", LA_DTYPE_F32, TU_BHND, 1, H, 1, 1);
+            la_problem_t p;
+            la_problem_init(&p);
+            p.batch = 1;
+            p.heads = H;
+            p.seqlen = N;
+            p.dim_qk = D;
+            p.dim_v = D;
+            p.decay = LA_DECAY_SCALAR_HEAD;
+            la_tensors_t t;
+            la_tensors_init(&t);
+            t.k = tu_view(&x[1]);
+            t.v = tu_view(&x[2]);
+            t.ld = tu_view(&ld);
+            if (op != LA_OP_STATE_FORWARD && op != LA_OP_STATE_BACKWARD) t.q = tu_view(&x[0]);
+            if (op == LA_OP_FORWARD || op == LA_OP_DECODE) t.o = tu_view(&x[3]);
+            if (op == LA_OP_BACKWARD) {
+                t.d_o = tu_view(&x[4]);
+                t.dq = tu_view(&x[5]);
+            }
+            if (op == LA_OP_BACKWARD || op == LA_OP_STATE_BACKWARD) {
+                t.dk = tu_view(&x[6]);
+                t.dv = tu_view(&x[7]);
+            }
+            if (op == LA_OP_DECODE) {
+                t.initial_state = tu_view(&s_in);
+                t.final_state = tu_view(&s_out);
+            }
+            if (op == LA_OP_STATE_FORWARD) t.final_state = tu_view(&s_out);
+            if (op == LA_OP_STATE_BACKWARD) t.d_final_state = tu_view(&s_in);
+            /* heads 3 and 1 bad (+inf, NaN): head 1 is named */
+            const double vals[3][4] = {{-0.1, 0.25, -0.3, INFINITY}, {-0.1, NAN, -0.3, -0.4}, {-0.1, -0.2, -0.3, -0.4}};
+            const char *want[3] = {"ld[0,1,0,0]", "ld[0,1,0,0]", NULL};
+            for (int c = 0; c < 3; c++) {
+                for (int64_t j = 0; j < H; j++) tu_set(&ld, 0, j, 0, 0, vals[c][j]);
+                tu_upload(&ld);
+                la_status_t st = op == LA_OP_FORWARD       ? la_forward(h, &p, &t)
+                               : op == LA_OP_BACKWARD      ? la_backward(h, &p, &t)
+                               : op == LA_OP_DECODE        ? la_decode(h, &p, &t)
+                               : op == LA_OP_STATE_FORWARD ? la_state_forward(h, &p, &t)
+                                                           : la_state_backward(h, &p, &t);
+                tu_check(st == LA_STATUS_SUCCESS, cn, op, "N%lld D%lld op %d case %d: the call returned %d (%s)",
+                         (long long)N, (long long)D, op, c, (int)st, la_last_error(h));
+                st = la_check_errors(h);
+                if (want[c])
+                    tu_check(st == LA_STATUS_BAD_DECAY && strstr(la_last_error(h), want[c]), cn, op,
+                             "N%lld D%lld op %d case %d: la_check_errors returned %d: '%s' (want BAD_DECAY naming %s)",
+                             (long long)N, (long long)D, op, c, (int)st, la_last_error(h), want[c]);
+                else
+                    tu_check(st == LA_STATUS_SUCCESS, cn, op, "N%lld D%lld op %d: valid decays reported %d: '%s'",
+                             (long long)N, (long long)D, op, (int)st, la_last_error(h));
+            }
+            for (int i = 0; i < 8; i++) tu_free(&x[i]);
+            tu_free(&s_in);
+            tu_free(&s_out);
+            tu_free(&ld);
+        }
+    la_destroy(h);
+}
+
 /* ---- main -------------------------------------------------------------------------------- */
 
 /* The policy matrix: every kernel variant any GPU can pick runs the whole case
@@ -1995,6 +2087,7 @@ int main(int argc, char **argv) {
             la_destroy(h);
             continue;
         }
+        if (backend == LA_BACKEND_CUDA && !filter) inline_head_decay_checks(&pol);
         /* Device values are checked and reported within the call here, so a
          * failing check names its case. */
         la_set_check_values(h, LA_CHECK_VALUES_SYNC);

@@ -105,6 +105,7 @@ static la_status_t fill_common(const la_plan_t *pl, const la_tile_plan_t *tp, ch
     p.decay = (int)pl->p.decay;
     p.ld = (const float *)t->ld.data;
     p.ld_sb = t->ld.stride[0]; p.ld_sh = t->ld.stride[1]; p.ld_st = t->ld.stride[2];
+    p.check_rec = la_cuda_inline_check(pl);
     p.s0 = st_of(&t->initial_state);
     p.sN = st_of(&t->final_state);
     if (!pl->has_final) p.sN.ptr = NULL;
@@ -284,6 +285,7 @@ static la_status_t run_decode(const la_plan_t *pl, cudaStream_t stream, char *ms
     p.ld_sb = t->ld.stride[0]; p.ld_sh = t->ld.stride[1]; p.ld_sc = t->ld.stride[3];
     p.ldv = (const float *)t->ldv.data;
     p.ldv_sb = t->ldv.stride[0]; p.ldv_sh = t->ldv.stride[1]; p.ldv_sc = t->ldv.stride[3];
+    p.check_rec = la_cuda_inline_check(pl);
     p.s0 = st_of(&t->initial_state);
     p.sN = st_of(&t->final_state);
     return la_cuda_decode(&p, t->q.dtype, (int)(pl->p.batch * pl->p.heads), stream, msg);

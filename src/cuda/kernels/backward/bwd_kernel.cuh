@@ -519,7 +519,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, bwd_blocks_per_sm(DP, EP, siz
     const int64_t slot = (int64_t)blockIdx.x * p.H + h;
     const uint32_t sQ = smem_addr(Qs), sK = smem_addr(Ks), sV = smem_addr(Vs), sD = smem_addr(Ds);
     const uint32_t sA = smem_addr(As), sdA = smem_addr(dAs), sX = smem_addr(Xs);
-    const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
+    const float ld_head = p.decay == 1 ? la_head_log_decay(p.ld, p.ld_sh, p.H, h, p.check_rec) : 0.0f;
     const int64_t nchunks = (L.te - L.ts + LA_C - 1) / LA_C;
 
     /* The register state: S (role 0, from s0) or dS (role 1, from dsN). */

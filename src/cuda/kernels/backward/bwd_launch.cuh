@@ -4,6 +4,7 @@
 #define LA_CUDA_BWD_LAUNCH_CUH
 
 #include "bwd_launch.h"
+#include "smem_opt_in.h"
 #include "bwd_kernel.cuh"
 
 #include <stdio.h>
@@ -12,7 +13,7 @@ template <typename T, int DP, int EP, bool DSTATE_ONLY, bool DLD, int STAGES, in
 static cudaError_t bwd_launch(const la_bwd_params_t *b, int total, int roles, cudaStream_t s) {
     const int smem = bwd_smem_bytes(DP, EP, (int)sizeof(typename op_of<T>::type) * NP, DLD, STAGES);
     auto k = la_bwd_kernel<T, DP, EP, DSTATE_ONLY, DLD, STAGES, NP>;
-    cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    cudaError_t err = la_cuda_opt_in_smem((const void *)k, smem);
     if (err != cudaSuccess) return err;
     k<<<dim3(total, b->f.H, roles), LA_CUDA_THREADS, smem, s>>>(*b);
     return cudaGetLastError();

@@ -5,6 +5,7 @@
  * (host/plan.cu; la_bwd_launch_t's wgmma).
  */
 #include "bwd_launch.h"
+#include "smem_opt_in.h"
 #include "bwd_wg_kernel.cuh"
 #include "tma_map.h"
 
@@ -17,7 +18,7 @@ template <typename T, bool PRECISE>
 static cudaError_t bwg_launch(const la_bwd_params_t &b, int total, const CUtensorMap *m, cudaStream_t s) {
     const int smem = bwd_wg_smem_bytes();
     auto k = la_bwd_wg_kernel<T, PRECISE>;
-    cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    cudaError_t err = la_cuda_opt_in_smem((const void *)k, smem);
     if (err != cudaSuccess) return err;
     k<<<dim3(total, b.f.H, 2), LA_BWG_THREADS, smem, s>>>(b, m[0], m[1], m[2], m[3]);
     return cudaGetLastError();

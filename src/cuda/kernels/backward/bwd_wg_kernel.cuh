@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(LA_BWG_THREADS, 2)
     const int nchunks = (int)((L.te - L.ts + LA_C - 1) / LA_C);
     const int n_last = (int)(L.te - L.ts - (int64_t)(nchunks - 1) * LA_C);
     const int tok0 = (int)(L.tb + L.ts); /* the host checked that tokens fit an int (TMA coordinates) */
-    const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
+    const float ld_head = p.decay == 1 ? la_head_log_decay(p.ld, p.ld_sh, p.H, h, p.check_rec) : 0.0f;
     const bool table = p.decay != 2;
     auto chunk_of = [&](int it) { return role == 0 ? it : nchunks - 1 - it; };
     auto rows_of = [&](int c) { return c == nchunks - 1 ? n_last : LA_C; };

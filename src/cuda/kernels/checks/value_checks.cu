@@ -149,8 +149,15 @@ static la_status_t check_one(const la_plan_t *pl, la_tensor_id_t id, cudaStream_
     return LA_STATUS_SUCCESS;
 }
 
+la_cuda_error_record_t *la_cuda_inline_check(const la_plan_t *pl) {
+    if (pl->check_values != LA_CHECK_VALUES_DEFERRED || !pl->backend_state || pl->p.decay != LA_DECAY_SCALAR_HEAD)
+        return NULL;
+    return ((const la_cuda_state_t *)pl->backend_state)->rec_dev;
+}
+
 la_status_t la_cuda_check_decays(const la_plan_t *pl, cudaStream_t stream, char *msg) {
-    if (pl->check_values == LA_CHECK_VALUES_OFF || !pl->backend_state) return LA_STATUS_SUCCESS;
+    if (pl->check_values == LA_CHECK_VALUES_OFF || !pl->backend_state || la_cuda_inline_check(pl))
+        return LA_STATUS_SUCCESS;
     la_status_t st = LA_STATUS_SUCCESS;
     if (pl->p.decay != LA_DECAY_NONE) st = check_one(pl, LA_T_LD, stream, msg);
     if (!st && pl->p.decay == LA_DECAY_VECTOR_KV) st = check_one(pl, LA_T_LDV, stream, msg);

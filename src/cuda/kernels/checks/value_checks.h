@@ -11,17 +11,8 @@
 #define LA_CUDA_VALUE_CHECKS_H
 
 #include "internal.h"
+#include "error_record.h"
 #include <cuda_runtime.h>
-
-/* What a failed check leaves for the host.  status is written last (after a
- * system-wide fence), so a host that sees it nonzero sees the rest. */
-typedef struct la_cuda_error_record {
-    volatile int status;  /* 0, LA_STATUS_BAD_DECAY or LA_STATUS_BAD_SEQLENS */
-    int tensor;           /* la_tensor_id_t of the decay, or -1 for cu_seqlens */
-    long long index;      /* flat index of the first bad element */
-    double value;
-    long long dims[4];    /* the tensor's logical dims, to name the element */
-} la_cuda_error_record_t;
 
 typedef struct la_cuda_state {
     la_cuda_error_record_t *rec;     /* host address (pinned, mapped) */
@@ -42,9 +33,16 @@ void la_cuda_state_destroy(void *state);
 la_status_t la_cuda_take_error(void *state, void *stream, int wait, char *msg);
 
 /* Enqueue the checks of the plan's device log decays (ld, and ldv for
- * VECTOR_KV); with LA_CHECK_VALUES_SYNC wait for them and return their
- * error, so that the call writes nothing. */
+ * VECTOR_KV) that the kernels do not make themselves; with
+ * LA_CHECK_VALUES_SYNC wait for them and return their error, so that the
+ * call writes nothing. */
 la_status_t la_cuda_check_decays(const la_plan_t *pl, cudaStream_t stream, char *msg);
+
+/* The record the kernels check per-head log decays into as they read them
+ * (inline_checks.cuh), or NULL when la_cuda_check_decays checks them first:
+ * set for SCALAR_HEAD in the deferred mode, where nothing waits for the check
+ * and it costs no launch of its own. */
+la_cuda_error_record_t *la_cuda_inline_check(const la_plan_t *pl);
 
 /* The packed-batch tables in the workspace: the offsets (a checked and, where
  * invalid, clamped copy of device cu_seqlens, or a copy of host ones), each

@@ -11,6 +11,7 @@
 #define LA_CUDA_CHUNK_COMMON_CUH
 
 #include "kernel_params.h"
+#include "inline_checks.cuh"
 #include "mma.cuh"
 
 #define LA_C LA_CUDA_CHUNK

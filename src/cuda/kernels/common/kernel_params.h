@@ -10,6 +10,8 @@
 #ifndef LA_CUDA_KERNEL_PARAMS_H
 #define LA_CUDA_KERNEL_PARAMS_H
 
+#include "error_record.h"
+
 #include <stdint.h>
 
 #define LA_CUDA_CHUNK 64      /* tokens per chunk */
@@ -72,6 +74,7 @@ typedef struct la_fwd_params {
     int decay;               /* la_decay_t */
     const float *ld;         /* SCALAR_HEAD: ld[h * ld_sh]; SCALAR_TOKEN: [B,H,N] strides below */
     int64_t ld_sb, ld_sh, ld_st;
+    la_cuda_error_record_t *check_rec; /* SCALAR_HEAD: check ld[h] where read (inline_checks.cuh); NULL: checked before */
     la_st_t s0;              /* initial state, ptr NULL = zero */
     la_st_t sN;              /* final state, ptr NULL = not wanted */
     la_seginfo_t seg;

@@ -12,6 +12,7 @@
 
 #include "internal.h"
 #include "kernel_params.h"
+#include "inline_checks.cuh"
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -22,6 +23,7 @@ typedef struct la_decode_params {
     float scale;
     const float *ld, *ldv;
     int64_t ld_sb, ld_sh, ld_sc, ldv_sb, ldv_sh, ldv_sc;
+    la_cuda_error_record_t *check_rec; /* as la_fwd_params_t's */
     la_st_t s0, sN;
 } la_decode_params_t;
 
@@ -36,7 +38,7 @@ __global__ void la_decode_kernel(const la_decode_params_t p) {
         qs[d] = la_ld_elem<T>(p.q.ptr, b * p.q.sb + h * p.q.sh + d * p.q.sc) * p.scale;
         ks[d] = la_ld_elem<T>(p.k.ptr, b * p.k.sb + h * p.k.sh + d * p.k.sc);
         float g = 0.0f;
-        if (p.decay == 1) g = p.ld[h * p.ld_sh];
+        if (p.decay == 1) g = la_head_log_decay(p.ld, p.ld_sh, p.H, h, p.check_rec);
         else if (p.decay == 2) g = p.ld[b * p.ld_sb + h * p.ld_sh];
         else if (p.decay >= 3) g = p.ld[b * p.ld_sb + h * p.ld_sh + d * p.ld_sc];
         as[d] = expf(g);

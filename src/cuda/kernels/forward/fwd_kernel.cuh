@@ -178,7 +178,7 @@ __global__ void __launch_bounds__(LA_CUDA_THREADS, EP == 64 && DP <= 128 && size
         cp_async_commit();
     };
 
-    const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
+    const float ld_head = p.decay == 1 ? la_head_log_decay(p.ld, p.ld_sh, p.H, h, p.check_rec) : 0.0f;
     /* Loads run STAGES - 1 chunks ahead (one commit group per chunk, empty
      * past the end, so the wait below counts the same every chunk). */
 #pragma unroll

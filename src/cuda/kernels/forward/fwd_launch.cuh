@@ -7,6 +7,7 @@
 #define LA_CUDA_FWD_LAUNCH_CUH
 
 #include "fwd_launch.h"
+#include "smem_opt_in.h"
 #include "fwd_kernel.cuh"
 #include "fwd_rows_kernel.cuh"
 #include "fwd_ws_kernel.cuh"
@@ -30,7 +31,7 @@ static la_status_t la_fwd_state_run(const la_fwd_params_t &p, const la_fwd_launc
     const int smem = fwd_smem_bytes(DP, EP, sizeof(T), STAGES, true);
     const dim3 grid(l.total_segs, p.H, (p.E + EP - 1) / EP);
     auto k = la_fwd_chunk_kernel<T, DP, EP, true, STAGES, PRECISE>;
-    LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    LA_LAUNCH_TRY(la_cuda_opt_in_smem((const void *)k, smem));
     k<<<grid, LA_CUDA_THREADS, smem, stream>>>(p);
     LA_LAUNCH_TRY(cudaGetLastError());
     const int per_state = (DP * p.ept + 255) / 256;
@@ -51,7 +52,7 @@ static la_status_t la_fwd_out_run(const la_fwd_params_t &p, const la_fwd_launch_
     const bool precise = p.sN.ptr != nullptr && !l.state_pass;
     auto k = precise ? la_fwd_chunk_kernel<T, DP, EP, false, STAGES, true>
                      : la_fwd_chunk_kernel<T, DP, EP, false, STAGES, false>;
-    LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    LA_LAUNCH_TRY(la_cuda_opt_in_smem((const void *)k, smem));
     k<<<grid, LA_CUDA_THREADS, smem, stream>>>(p);
     LA_LAUNCH_TRY(cudaGetLastError());
     return LA_STATUS_SUCCESS;
@@ -67,7 +68,7 @@ static la_status_t la_fwd_rows_run(const la_fwd_params_t &p, const la_fwd_launch
     const bool share = LA_SUM_MODE(p.accum, LA_SUM_O) != 0;   /* a head-dim tile's share of o */
     auto k = precise ? (share ? la_fwd_rows_kernel<T, STAGES, true, true> : la_fwd_rows_kernel<T, STAGES, true, false>)
                      : (share ? la_fwd_rows_kernel<T, STAGES, false, true> : la_fwd_rows_kernel<T, STAGES, false, false>);
-    LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    LA_LAUNCH_TRY(la_cuda_opt_in_smem((const void *)k, smem));
     k<<<grid, LA_ROWS_THREADS, smem, stream>>>(p);
     LA_LAUNCH_TRY(cudaGetLastError());
     return LA_STATUS_SUCCESS;
@@ -83,7 +84,7 @@ static la_status_t la_fwd_ws_run(const la_fwd_params_t &p, const la_fwd_launch_t
     const dim3 grid(l.total_segs, p.H, (p.E + LA_WS_COLS - 1) / LA_WS_COLS);
     const bool precise = p.sN.ptr != nullptr && !l.state_pass; /* as la_fwd_out_run */
     auto k = precise ? la_fwd_ws_kernel<T, R, true> : la_fwd_ws_kernel<T, R, false>;
-    LA_LAUNCH_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    LA_LAUNCH_TRY(la_cuda_opt_in_smem((const void *)k, smem));
     k<<<grid, LA_WS_THREADS, smem, stream>>>(p);
     LA_LAUNCH_TRY(cudaGetLastError());
     return LA_STATUS_SUCCESS;

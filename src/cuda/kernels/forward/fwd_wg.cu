@@ -5,6 +5,7 @@
  * defined and the plan chose it (host/plan.cu, want_fwd_wgmma).
  */
 #include "fwd_launch.h"
+#include "smem_opt_in.h"
 #include "fwd_wg_kernel.cuh"
 
 #include <stdio.h>
@@ -16,7 +17,7 @@ template <typename T, int DP, bool STATE_ONLY, int STAGES, bool PRECISE>
 static cudaError_t wg_launch(const la_fwd_params_t &p, const la_fwd_launch_t &l, cudaStream_t s) {
     const int smem = fwd_wg_smem_bytes(DP, STAGES, STATE_ONLY);
     auto k = la_fwd_wg_kernel<T, DP, STATE_ONLY, STAGES, PRECISE>;
-    cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    cudaError_t err = la_cuda_opt_in_smem((const void *)k, smem);
     if (err != cudaSuccess) return err;
     k<<<dim3(l.total_segs, p.H, (p.E + LA_WG_EP - 1) / LA_WG_EP), LA_WG_THREADS, smem, s>>>(p);
     return cudaGetLastError();

@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(LA_WG_THREADS, fwd_wg_blocks_per_sm(DP)) la_fw
         cp_async_commit();
     };
 
-    const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
+    const float ld_head = p.decay == 1 ? la_head_log_decay(p.ld, p.ld_sh, p.H, h, p.check_rec) : 0.0f;
 #pragma unroll
     for (int c = 0; c < (STAGES > 1 ? STAGES - 1 : 1); c++) {
         if (c < nchunks) issue(c);

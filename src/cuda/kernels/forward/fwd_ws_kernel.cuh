@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(LA_WS_THREADS, 1) la_fwd_ws_kernel(const la_fw
     const int nchunks = (int)((L.te - walk0 + LA_C - 1) / LA_C);
     const int c_out = (int)((L.ts - walk0) / LA_C);
     const int n_last = (int)(L.te - walk0 - (int64_t)(nchunks - 1) * LA_C);
-    const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
+    const float ld_head = p.decay == 1 ? la_head_log_decay(p.ld, p.ld_sh, p.H, h, p.check_rec) : 0.0f;
     const bool table = p.decay != 2;
 
     if (warp < 4) {

@@ -6,6 +6,7 @@
  * la_fwd_launch_t's state_wg).
  */
 #include "fwd_launch.h"
+#include "smem_opt_in.h"
 #include "state_wg_kernel.cuh"
 #include "tma_map.h"
 
@@ -19,7 +20,7 @@ static cudaError_t swg_launch(const la_fwd_params_t &p, const la_fwd_launch_t &l
                               const CUtensorMap &mv, cudaStream_t s) {
     const int smem = state_wg_smem_bytes();
     auto k = la_state_wg_kernel<T, PRECISE>;
-    cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    cudaError_t err = la_cuda_opt_in_smem((const void *)k, smem);
     if (err != cudaSuccess) return err;
     k<<<dim3(l.total_segs, p.H, (p.E + LA_SWG_EP - 1) / LA_SWG_EP), LA_SWG_THREADS, smem, s>>>(p, mk, mv);
     return cudaGetLastError();

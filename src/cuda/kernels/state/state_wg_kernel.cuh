@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(LA_SWG_THREADS, 1)
 
     /* Not zeroed: chunk 0's first wgmmas ignore S's input (wg_rs_acc). */
     float S[2][32];
-    const float ld_head = p.decay == 1 ? p.ld[h * p.ld_sh] : 0.0f;
+    const float ld_head = p.decay == 1 ? la_head_log_decay(p.ld, p.ld_sh, p.H, h, p.check_rec) : 0.0f;
     const bool table = p.decay != 2;
     const float decay_chunk = exp_nonpos(ld_head * (float)LA_C);
     if (table) make_chunk_tables<T>(Ts, Kf, ld_head, LA_SWG_THREADS); /* seen after chunk 0's barrier */
