@@ -20,7 +20,7 @@
 
 static __device__ __forceinline__ bool la_bad_log_decay(float v) { return !(v <= 0.0f) || v < LA_MIN_LOG_DECAY; }
 
-static __device__ __noinline__ void la_record_bad_head_decay(la_cuda_error_record_t *rec, const float *ld, int64_t sh, int H,
+static __device__ __forceinline__ void la_record_bad_head_decay(la_cuda_error_record_t *rec, const float *ld, int64_t sh, int H,
                                                       int h, float v) {
     for (int j = 0; j < h; j++)
         if (la_bad_log_decay(ld[j * sh])) return; /* the block of head j writes */
