@@ -714,7 +714,8 @@ static void check_rounding(ctx_t *x, const char *what, tu_tensor_t *t, const dou
 /* Which kernel variants the main calls ran (la_describe's names), per policy:
  * the policy matrix below must reach every variant a GPU can pick. */
 static const char *const VARIANTS[] = {"fwd-mma",     "fwd-rows", "fwd-warp-roles", "fwd-wgmma", "state-mma",
-                                       "state-wgmma", "bwd-mma",  "bwd-wgmma",      "decode",    "cpu"};
+                                       "state-wgmma", "bwd-mma",  "bwd-wgmma",      "decode",    "vec-fwd",
+                                       "cpu"};
 #define NVARIANTS (int)(sizeof VARIANTS / sizeof VARIANTS[0])
 static int variant_count[NVARIANTS];
 

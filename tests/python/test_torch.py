@@ -88,9 +88,35 @@ def _check_all(x, dec, s0, layout, dtype, device, cu=None, scale=0.5):
 @pytest.mark.parametrize("kind", ["none", "s", "token", "vector_kv"])
 def test_forward_and_all_gradients(device, layout, kind):
     if device == "cuda" and kind == "vector_kv":
-        pytest.skip("the CUDA backend runs vector decays in decode only")
+        pytest.skip("the CUDA backend runs vector decays forward only (test_vector_forward)")
     x, dec, s0 = make(2, 3, 77, 32, 16, kind, layout, torch.float32, device, seed=len(layout) + 7 * len(kind))
     _check_all(x, dec, s0, layout, torch.float32, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kv", [False, True])
+def test_vector_forward(device, dtype, kv):
+    """Vector decays without autograd: o, the final state and the
+    state-only op against the reference, both layouts; where the backend has
+    no backward for them (the GPU), asking for gradients raises."""
+    for layout in ("bhnd", "bnhd"):
+        x, dec, s0 = make(2, 3, 77, 40, 24, "vector_kv", layout, dtype, device, seed=5 + kv + len(layout))
+        if not kv:
+            del dec["ldv"]
+        with torch.no_grad():
+            o, sN = lightning_attn_func(x["q"], x["k"], x["v"], **dec, scale=0.5, initial_state=s0,
+                                        output_final_state=True, layout=layout)
+            st = lightning_attn_state(x["k"], x["v"], **dec, initial_state=s0, layout=layout)
+        ref = reference(_np(x["q"]), _np(x["k"]), _np(x["v"]), **_ref_decays(dec), scale=0.5,
+                        initial_state=_np(s0), layout=layout)
+        assert_close(_np(o), ref["o"], TOL[dtype], "o")
+        assert_close(_np(sN), ref["final_state"], TOL[dtype], "final_state")
+        assert_close(_np(st), ref["final_state"], TOL[dtype], "state-only final_state")
+    if device == "cuda":
+        o = lightning_attn_func(x["q"], x["k"], x["v"], **dec, layout=layout)
+        with pytest.raises(la.LightningAttnNotSupported, match="not backward yet"):
+            o.float().sum().backward()
 
 
 @pytest.mark.parametrize("device", DEVICES)

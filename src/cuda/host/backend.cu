@@ -11,6 +11,7 @@
 #include "fwd_launch.h"
 #include "bwd_launch.h"
 #include "decode_kernel.cuh"
+#include "vec_launch.h"
 #include "value_checks.h"
 
 #include <cuda_runtime.h>
@@ -291,6 +292,43 @@ static la_status_t run_decode(const la_plan_t *pl, cudaStream_t stream, char *ms
     return la_cuda_decode(&p, t->q.dtype, (int)(pl->p.batch * pl->p.heads), stream, msg);
 }
 
+/* ---- vector decays ----------------------------------------------------------------- */
+
+static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, char *ws, cudaStream_t stream, char *msg) {
+    la_status_t st = la_cuda_check_decays(pl, stream, msg);
+    if (st) return st;
+    const la_tensors_t *t = &pl->t;
+    la_vec_params_t p;
+    memset(&p, 0, sizeof p);
+    p.k = tok_of(&t->k);
+    p.v = tok_of(&t->v);
+    if (pl->op == LA_OP_FORWARD) { /* the state-only pass has neither */
+        p.q = tok_of(&t->q);
+        p.o = tok_of(&t->o);
+    }
+    p.gk = (const float *)t->ld.data;
+    p.gk_sb = t->ld.stride[0]; p.gk_sh = t->ld.stride[1]; p.gk_st = t->ld.stride[2]; p.gk_sc = t->ld.stride[3];
+    if (pl->p.decay == LA_DECAY_VECTOR_KV) {
+        p.gv = (const float *)t->ldv.data;
+        p.gv_sb = t->ldv.stride[0]; p.gv_sh = t->ldv.stride[1]; p.gv_st = t->ldv.stride[2]; p.gv_sc = t->ldv.stride[3];
+    }
+    p.s0 = st_of(&t->initial_state);
+    p.sN = st_of(&t->final_state);
+    if (!pl->has_final) p.sN.ptr = NULL;
+    p.D = (int)pl->p.dim_qk; p.E = (int)pl->p.dim_v; p.H = (int)pl->p.heads;
+    p.scale = pl->p.scale;
+    p.seqlen = pl->p.seqlen;
+    if (pl->packed) {
+        la_cuda_packed_tables_t tab;
+        tab.cu = (int64_t *)(ws + tp->ws.cu);
+        tab.seg_off = (int *)(ws + tp->ws.seg_off);
+        tab.chunk_off = (int *)(ws + tp->ws.chunk_off);
+        if ((st = la_cuda_packed_tables(pl, tp->seg.seg_len, &tab, stream, msg))) return st;
+        p.cu = tab.cu;
+    }
+    return la_cuda_vec_fwd(&p, t->k.dtype, pl->num_seqs, stream, msg);
+}
+
 /* ---- the backend -------------------------------------------------------------------- */
 
 static la_status_t cuda_run(const la_plan_t *pl, const void *bplan, void *ws_ptr, size_t ws_bytes, void *stream_ptr,
@@ -300,6 +338,7 @@ static la_status_t cuda_run(const la_plan_t *pl, const void *bplan, void *ws_ptr
     cudaStream_t stream = (cudaStream_t)stream_ptr;
     char *ws = (char *)ws_ptr;
     if (pl->op == LA_OP_DECODE) return run_decode(pl, stream, msg);
+    if (c->tile[0][0].main == LA_K_VEC_FWD) return run_vector(pl, &c->tile[0][0], ws, stream, msg);
     /* The chunk kernels on each head-dim tile in turn (one tile when the dims
      * fit a block), in a fixed order: deterministic sums. */
     for (int64_t i = 0; i < c->nd; i++)

@@ -5,7 +5,8 @@
  * too: what it refuses is what the call refuses, with the same status.
  *
  * What runs:
- *   forward, state-only forward  chunk kernels (fp32 state), scalar decay kinds
+ *   forward, state-only forward  chunk kernels (fp32 state), scalar decay kinds;
+ *                                vector kinds: the vec-fwd kernel (kernels/vector)
  *   backward, state-only backward  chunk kernels, scalar decay kinds (with d ld)
  *   decode                       one block per (sequence, head), every decay kind
  * Chunk kernels take bf16, f16 and f32 inputs; f32 as split operands (two
@@ -24,6 +25,7 @@
  * walks from its sequence's start (prefix mode).
  */
 #include "plan.h"
+#include "vec_params.h"
 #include "fwd_launch.h"
 #include "bwd_launch.h"
 #include "tma_map.h"
@@ -62,6 +64,7 @@ static const struct {
     {LA_K_BWD_MMA, "bwd-mma"},
     {LA_K_BWD_WGMMA, "bwd-wgmma"},
     {LA_K_DECODE, "decode"},
+    {LA_K_VEC_FWD, "vec-fwd"},
 };
 
 const char *la_cuda_kernel_name(la_cuda_kernel_t k) {
@@ -569,11 +572,45 @@ static la_status_t support(const ctx_t *c, char *msg) {
                 return LA_STATUS_UNSUPPORTED_DTYPE;
             }
     }
-    if (!is_scalar_kind(pl->p.decay)) {
-        snprintf(msg, LA_MSG_LEN, "the CUDA backend runs decay kinds NONE, SCALAR_HEAD and SCALAR_TOKEN (got %d)",
+    if (!is_scalar_kind(pl->p.decay) && is_bwd(pl)) {
+        snprintf(msg, LA_MSG_LEN,
+                 "the CUDA backend runs vector decays (kind %d) forward, state-only forward and in decode, not "
+                 "backward yet; the CPU backend runs every operation",
                  (int)pl->p.decay);
         return LA_STATUS_UNSUPPORTED_DECAY;
     }
+    return LA_STATUS_SUCCESS;
+}
+
+/* Vector decays: one kernel walks each (sequence, head, slice of value
+ * columns) in chunks of 16 tokens (kernels/vector); the workspace holds the
+ * packed tables, if any. */
+static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg) {
+    const int smem = la_vec_fwd_smem((int)pl->p.dim_qk);
+    if (smem > p->lim.smem_optin) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA vector-decay forward needs %d bytes of shared memory per block, this GPU has %d",
+                 smem, p->lim.smem_optin);
+        return LA_STATUS_NOT_SUPPORTED;
+    }
+    p->nd = p->ne = 1;
+    p->td = (int)pl->p.dim_qk;
+    p->te = (int)pl->p.dim_v;
+    la_tile_plan_t *t = &p->tile[0][0];
+    t->D = p->td;
+    t->E = p->te;
+    t->eslice = LA_VEC_EV;
+    t->main = LA_K_VEC_FWD;
+    t->seg.seg_len = pl->p.seqlen; /* one segment per sequence */
+    t->seg.total = (int)pl->num_seqs;
+    if (pl->packed) {
+        const size_t S = (size_t)pl->num_seqs;
+        t->ws.cu = 0;
+        t->ws.seg_off = al256((S + 1) * sizeof(int64_t));
+        t->ws.chunk_off = t->ws.seg_off + al256((S + 1) * sizeof(int));
+        t->ws.total = t->ws.chunk_off + al256((S + 1) * sizeof(int));
+    }
+    p->tile[0][1] = p->tile[1][0] = p->tile[1][1] = *t;
+    p->workspace = t->ws.total;
     return LA_STATUS_SUCCESS;
 }
 
@@ -592,6 +629,7 @@ la_status_t la_cuda_make_plan(const la_plan_t *pl, int num_threads, void *bplan,
         p->tile[0][0].main = LA_K_DECODE;
         return LA_STATUS_SUCCESS;
     }
+    if (!is_scalar_kind(pl->p.decay)) return plan_vector(pl, p, msg);
     const int ok = is_bwd(pl) ? bwd_tiles(&c, &p->td, &p->te) : fwd_tiles(&c, &p->td, &p->te);
     if (!ok) {
         if (is_bwd(pl))
@@ -649,6 +687,13 @@ void la_cuda_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t 
            p->lim.smem_optin / 1024, p->lim.smem_capped ? ", policy-capped" : "");
     if (pl->op == LA_OP_DECODE) {
         APPEND(": decode kernel, %lld blocks", (long long)(pl->p.batch * pl->p.heads));
+        return;
+    }
+    if (t->main == LA_K_VEC_FWD) {
+        APPEND(": vec-fwd kernel (chunks of %d tokens, fp32 products), %d sequence%s x %lld heads x %d slice%s of %d value "
+               "columns, workspace %zu bytes",
+               LA_VEC_CHUNK, t->seg.total, t->seg.total == 1 ? "" : "s", (long long)pl->p.heads,
+               (t->E + LA_VEC_EV - 1) / LA_VEC_EV, t->E > LA_VEC_EV ? "s" : "", LA_VEC_EV, p->workspace);
         return;
     }
     APPEND(": head-dim tile %dx%d (%d x %d tiles%s)", p->td, p->te, p->nd, p->ne, p->nd * p->ne > 1 ? ", summed" : "");

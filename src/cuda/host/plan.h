@@ -23,6 +23,7 @@ typedef enum la_cuda_kernel {
     LA_K_BWD_MMA,        /* mma.sync backward, D, E <= 128 per tile */
     LA_K_BWD_WGMMA,      /* Hopper backward, D = E = 64, bf16/f16, no decay gradient */
     LA_K_DECODE,         /* one block per (sequence, head) */
+    LA_K_VEC_FWD,        /* vector decays: forward and state-only pass, chunks of 16, fp32 products */
     LA_K_COUNT
 } la_cuda_kernel_t;
 

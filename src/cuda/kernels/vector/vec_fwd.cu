@@ -1,0 +1,34 @@
+/* vec_fwd.cu - instances and launcher of the vector-decay forward
+ * (vec_fwd_kernel.cuh): three dtypes, with and without value decay. */
+#include "vec_launch.h"
+#include "vec_fwd_kernel.cuh"
+#include "smem_opt_in.h"
+
+#include <stdio.h>
+
+template <typename T, bool KV>
+static cudaError_t vec_launch(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
+    const int smem = la_vec_fwd_smem(p.D);
+    auto k = la_vec_fwd_kernel<T, KV>;
+    cudaError_t err = la_cuda_opt_in_smem((const void *)k, smem);
+    if (err != cudaSuccess) return err;
+    k<<<dim3((unsigned)num_seqs, p.H, (p.E + LA_VEC_EV - 1) / LA_VEC_EV), LA_VEC_THREADS, smem, s>>>(p);
+    return cudaGetLastError();
+}
+
+template <typename T>
+static cudaError_t vec_launch_kind(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
+    return p.gv ? vec_launch<T, true>(p, num_seqs, s) : vec_launch<T, false>(p, num_seqs, s);
+}
+
+la_status_t la_cuda_vec_fwd(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, cudaStream_t stream,
+                            char *msg) {
+    const cudaError_t err = dtype == LA_DTYPE_BF16  ? vec_launch_kind<__nv_bfloat16>(*p, num_seqs, stream)
+                            : dtype == LA_DTYPE_F16 ? vec_launch_kind<__half>(*p, num_seqs, stream)
+                                                    : vec_launch_kind<float>(*p, num_seqs, stream);
+    if (err != cudaSuccess) {
+        snprintf(msg, LA_MSG_LEN, "launching the vector-decay forward failed: %s", cudaGetErrorString(err));
+        return LA_STATUS_EXECUTION_FAILED;
+    }
+    return LA_STATUS_SUCCESS;
+}
