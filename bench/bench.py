@@ -37,7 +37,10 @@ import torch.nn.functional as F
 import lightning_attn as la
 from lightning_attn import _clib as C
 
-VARIANTS = ["LAND", "LASD", "LASD_PL", "LASD3", "LASD_R", "LAVD_K", "LAVD_KV", "STATE"]
+VARIANTS = ["LAND", "LASD", "LASD_PL", "LASD3", "LASD_R", "LAVD_K", "LAVD_KV", "STATE", "STATE_VK"]
+STATES = ("STATE", "STATE_VK")  # the state-only pass: per-head decay, per-key-channel decay (GLA-style)
+# Baselines from fla (flash-linear-attention) when it is importable on the GPU: name -> its op.
+FLA = {}
 DT = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
 CHUNK = 64  # the kernels' chunk length, for the FLOP count of the intra-chunk products
 
@@ -123,11 +126,11 @@ def floors(variant, B, H, N, D, E, elem):
     """Bytes that must move and FLOPs, forward and backward."""
     tok = B * H * N
     qkvo = tok * (2 * D + 2 * E) * elem
-    dec = {"LASD3": tok * 4, "LAVD_K": tok * D * 4, "LAVD_KV": tok * (D + E) * 4}.get(variant, 0)
+    dec = {"LASD3": tok * 4, "LAVD_K": tok * D * 4, "LAVD_KV": tok * (D + E) * 4, "STATE_VK": tok * D * 4}.get(variant, 0)
     flops = tok * (4 * D * E + CHUNK * (D + E))
     st = B * H * D * E * 4
-    if variant == "STATE":
-        return tok * (D + E) * elem + st, tok * (D + E) * elem * 2 + st, tok * 2 * D * E, tok * 4 * D * E
+    if variant in STATES:
+        return tok * (D + E) * elem + dec + st, tok * (D + E) * elem * 2 + 2 * dec + st, tok * 2 * D * E, tok * 4 * D * E
     if variant == "LASD_R":  # every step reads and writes the fp32 state
         return qkvo + dec + 2 * st * N, None, tok * 4 * D * E, None
     # backward: q, k, v, dO read, dq, dk, dv written (+ decays and their gradients)
@@ -150,17 +153,33 @@ class Row:
         self.ld_tok = u(B, H, N)
         self.ldk, self.ldv = u(B, H, N, D), u(B, H, N, E)
         self.dstate = r(B, H, D, E, dt=torch.float32)
+        self._fla = None
+
+    def fla_inputs(self):
+        """The same inputs in fla's layout [B, N, H, *], made once (not timed)."""
+        if self._fla is None:
+            t = lambda x: x.transpose(1, 2).contiguous()
+            self._fla = {"q": t(self.q), "k": t(self.k), "v": t(self.v), "do": t(self.do), "g": t(self.ldk),
+                         "g_gamma": -self.s.float().reshape(-1)}
+        return self._fla
 
     def leaves(self, variant):
+        if variant in FLA:  # chunk_gla's gate takes a gradient, as in GLA training; simple GLA's fixed rate none
+            f = self.fla_inputs()
+            x = [f[n].detach().requires_grad_() for n in ("q", "k", "v")]
+            return x, ({"g": f["g"].detach().requires_grad_()} if variant == "FLA_GLA" else {"g_gamma": f["g_gamma"]})
         x = [t.detach().requires_grad_() for t in (self.q, self.k, self.v)]
         dec = {"LASD": {"s": self.s}, "LASD_PL": {"s": self.s.clone().requires_grad_()},
                "LASD3": {"ld": self.ld_tok}, "LAVD_K": {"ldk": self.ldk},
-               "LAVD_KV": {"ldk": self.ldk, "ldv": self.ldv}, "STATE": {"s": self.s}}.get(variant, {})
+               "LAVD_KV": {"ldk": self.ldk, "ldv": self.ldv}, "STATE": {"s": self.s},
+               "STATE_VK": {"ldk": self.ldk}}.get(variant, {})
         return x, dec
 
     def forward(self, variant, x, dec):
         q, k, v = x
-        if variant == "STATE":
+        if variant in FLA:
+            return FLA[variant](q, k, v, scale=1.0, **dec)[0]
+        if variant in STATES:
             return la.lightning_attn_state(k, v, **dec)
         if variant == "SDPA":
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -193,9 +212,9 @@ class Row:
 
     def grad_of(self, variant, out, x, dec):
         inputs = list(x) + [t for t in dec.values() if t.requires_grad]
-        if variant == "STATE":  # no q
+        if variant in STATES:  # no q
             inputs = inputs[1:]
-        g = self.dstate if variant == "STATE" else self.do
+        g = self.dstate if variant in STATES else self.fla_inputs()["do"] if variant in FLA else self.do
         return lambda: torch.autograd.grad(out, inputs, g, retain_graph=True)
 
 
@@ -211,12 +230,32 @@ def sdpa_backends(device):
     return cols
 
 
+def load_fla(device, variants):
+    """fla's ops as baseline columns, when fla is importable on the GPU:
+    chunk_gla next to the vector decays, chunk_simple_gla (a fixed rate per
+    head) next to LASD.  Returns fla's version, or None."""
+    if device.type != "cuda":
+        return None
+    try:
+        import fla
+        from fla.ops.gla import chunk_gla
+        from fla.ops.simple_gla import chunk_simple_gla
+    except Exception as e:  # not installed, or no triton for this GPU
+        log("fla baseline columns skipped: %s" % str(e).splitlines()[0][:120])
+        return None
+    if "LASD" in variants:
+        FLA["FLA_SIMPLE_GLA"] = chunk_simple_gla
+    if "LAVD_K" in variants or "LAVD_KV" in variants:
+        FLA["FLA_GLA"] = chunk_gla
+    return getattr(fla, "__version__", "unknown")
+
+
 def run_row(row, variants, sdpa_cols, timer, args, ceil):
     """{column: {fwd_ms, bwd_ms, mem_fwd_mib, mem_bwd_mib, ...}} for one row."""
     out = {}
     elem = row.q.element_size()
     bw, rate = ceil
-    for name in variants + [c[0] for c in sdpa_cols]:
+    for name in variants + list(FLA) + [c[0] for c in sdpa_cols]:
         log("%s %s" % (args.tag, name))
         res = {}
         try:
@@ -237,11 +276,11 @@ def run_row(row, variants, sdpa_cols, timer, args, ceil):
                 res.update(time_fwd_bwd(row, name, timer))
         except (la.LightningAttnNotSupported, RuntimeError) as e:
             if isinstance(e, la.LightningAttnNotSupported) or "No available kernel" in str(e) or \
-                    "not supported" in str(e).lower():
+                    "not supported" in str(e).lower() or name in FLA:
                 out[name] = {"error": str(e).splitlines()[0][:200]}
                 continue
             raise
-        if not name.startswith("SDPA"):
+        if name in VARIANTS:
             bf, bb, ff, fb = floors(name, row.B, row.H, row.N, row.D, row.E, elem)
             res["floor_fwd_ms"] = max(bf / bw, ff / rate) * 1e3
             res["floor_bwd_ms"] = max(bb / bw, fb / rate) * 1e3 if bb else None
@@ -264,9 +303,10 @@ def account_mib(row, variant):
     B, H, N, D, E = row.B, row.H, row.N, row.D, row.E
     elem = row.q.element_size()
     tok = B * H * N
-    dec = {"LASD3": tok * 4, "LAVD_K": tok * D * 4, "LAVD_KV": tok * (D + E) * 4}.get(variant, 0)  # decay tensors
+    dec = {"LASD3": tok * 4, "LAVD_K": tok * D * 4, "LAVD_KV": tok * (D + E) * 4,
+           "STATE_VK": tok * D * 4}.get(variant, 0)  # decay tensors
     ws = ops.last_workspace_bytes()
-    if variant == "STATE":  # inputs k, v (+ decays); output and incoming gradient: one state each
+    if variant in STATES:  # inputs k, v (+ decays); output and incoming gradient: one state each
         ins, out, wf, wb = tok * (D + E) * elem + dec, B * H * D * E * 4, ws[C.OP_STATE_FORWARD], ws[C.OP_STATE_BACKWARD]
     else:  # inputs q, k, v (+ decays); output o and incoming gradient dO
         ins, out, wf, wb = tok * (2 * D + E) * elem + dec, tok * E * elem, ws[C.OP_FORWARD], ws[C.OP_BACKWARD]
@@ -280,12 +320,16 @@ def time_fwd_bwd(row, variant, timer):
     with torch.no_grad():
         res["fwd_ms"] = timer(lambda: row.forward(variant, x, dec))
     nbytes = sum(t.numel() * t.element_size() for t in list(x) + list(dec.values()))
-    if variant == "STATE":
+    if variant in STATES:
         nbytes -= x[0].numel() * x[0].element_size()  # no q
     res["mem_fwd_mib"] = peak_mib(dev, lambda: row.forward(variant, x, dec), nbytes)
     o = row.forward(variant, x, dec)
     bwd = row.grad_of(variant, o, x, dec)
-    res["bwd_ms"] = timer(bwd)
+    try:
+        res["bwd_ms"] = timer(bwd)
+    except la.LightningAttnNotSupported as e:  # a forward this backend runs without its backward
+        res["bwd_error"] = str(e).splitlines()[0][:200]
+        return res
     del o
     if dev.type == "cuda":
         torch.cuda.empty_cache()
@@ -294,9 +338,9 @@ def time_fwd_bwd(row, variant, timer):
         y = row.forward(variant, x, dec)
         row.grad_of(variant, y, x, dec)()
 
-    g = row.dstate if variant == "STATE" else row.do
+    g = row.dstate if variant in STATES else row.do
     res["mem_bwd_mib"] = peak_mib(dev, fwd_bwd, nbytes + g.numel() * g.element_size())
-    if variant != "SDPA" and dev.type == "cuda":
+    if variant in VARIANTS and dev.type == "cuda":
         res["mem_account_fwd_mib"], res["mem_account_bwd_mib"] = account_mib(row, variant)
     return res
 
@@ -378,6 +422,12 @@ def print_tables(results, file=sys.stdout):
                 continue
             d = "fwd" if "fwd" in key else "bwd"
             print(table("lasd-%s-%s-%s" % (kind, d, tag), ns, use, get(key)), file=file)
+        # The state-only pass on its own (per-head and per-key-channel decay).
+        states = [c for c in cols if c in STATES]
+        for kind, key in (("speed", "fwd_ms"), ("memory", "mem_fwd_mib")):
+            use = [c for c in states if any(byn[n].get(c, {}).get(key) is not None for n in ns)]
+            if use:
+                print(table("state-%s-fwd-%s" % (kind, tag), ns, use, get(key)), file=file)
         steps = [(k, t) for k, t in (("step_us", "eager"), ("step_graph_us", "cuda-graph"))
                  if any(byn[n].get("LASD_R", {}).get(k) is not None for n in ns)]
         if steps:
@@ -388,6 +438,9 @@ def print_tables(results, file=sys.stdout):
         skipped = {c: r["cols"][c]["error"] for r in cfg["rows"] for c in r["cols"] if "error" in r["cols"][c]}
         for c, e in sorted(skipped.items()):
             print("%s: not run (%s)" % (c, e), file=file)
+        no_bwd = {c: r["cols"][c]["bwd_error"] for r in cfg["rows"] for c in r["cols"] if "bwd_error" in r["cols"][c]}
+        for c, e in sorted(no_bwd.items()):
+            print("%s: backward not run (%s)" % (c, e), file=file)
 
 
 def plot(results, outdir):
@@ -458,6 +511,7 @@ def main():
     ap.add_argument("-E", type=int)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--no-sdpa", action="store_true")
+    ap.add_argument("--no-fla", action="store_true", help="leave out fla's baseline columns even where it is importable")
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--decode-max-n", type=int, default=None, help="LASD_R (a decode loop) up to this N")
@@ -484,13 +538,16 @@ def main():
     dtype = DT[args.dtype]
     variants = [v for v in args.variants.split(",") if v]
     sdpa_cols = [] if args.no_sdpa else sdpa_backends(device)
+    fla_version = None if args.no_fla else load_fla(device, variants)
     t_start = time.time()
     log("measuring the copy bandwidth and the matrix rate")
     ceil = measure_ceilings(device, dtype)
     results = {"meta": meta(device, args, ceil), "configs": []}
+    results["meta"]["fla"] = fla_version
     timer = Timer(device, args.reps, args.warmup)
     for (B, H, D, E, ns) in configurations(args, device):
-        cfg = {"B": B, "H": H, "D": D, "E": E, "columns": variants + [c[0] for c in sdpa_cols], "rows": []}
+        cfg = {"B": B, "H": H, "D": D, "E": E, "columns": variants + list(FLA) + [c[0] for c in sdpa_cols],
+               "rows": []}
         results["configs"].append(cfg)
         for n in ns:
             args.tag = "[%5.0f s] B%d H%d D%d E%d N%d" % (time.time() - t_start, B, H, D, E, n)
@@ -505,10 +562,12 @@ def main():
     print("lightning-attn benchmark on %s, %s, commit %s, %s; copy bandwidth %.0f GB/s, matrix rate %.1f TFLOP/s "
           "(measured now); median of %d runs, ms; memory: MiB of the inputs plus the peak PyTorch's allocator holds "
           "above them during the call (memory-account: the library's own count, tensors + la_workspace_size); "
-          "xfloor: time / max(bytes / bandwidth, FLOPs / rate)%s\n"
+          "xfloor: time / max(bytes / bandwidth, FLOPs / rate)%s%s\n"
           % (m.get("gpu") or "CPU", m["dtype"], m["commit"], m["date"], m["copy_bandwidth_GBps"],
              m["matrix_TFLOPs"], args.reps, "" if device.type == "cuda" else
-             " (on a CPU small sizes sit in cache, so xfloor can fall below 1)"))
+             " (on a CPU small sizes sit in cache, so xfloor can fall below 1)",
+             "; fla %s (FLA_* columns: its chunk_gla / chunk_simple_gla, layout [B, N, H, D], scale 1)" % m["fla"]
+             if m.get("fla") else ""))
     print_tables(results)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "results.json")
