@@ -579,6 +579,14 @@ static la_status_t support(const ctx_t *c, char *msg) {
                  (int)pl->p.decay);
         return LA_STATUS_UNSUPPORTED_DECAY;
     }
+    if (!is_scalar_kind(pl->p.decay) && c->pol->vec_fwd != LA_SWITCH_ON) {
+        snprintf(msg, LA_MSG_LEN,
+                 "the CUDA vector-decay forward (kind %d) is opt-in until the GPU case table has passed on it "
+                 "(policy vec_fwd = LA_SWITCH_ON, or LA_CUDA_VEC=1); decode runs vector decays, and the CPU "
+                 "backend every operation",
+                 (int)pl->p.decay);
+        return LA_STATUS_UNSUPPORTED_DECAY;
+    }
     return LA_STATUS_SUCCESS;
 }
 
