@@ -4,6 +4,8 @@
 #include "vec_fwd_kernel.cuh"
 #include "smem_opt_in.h"
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <stdio.h>
 
 template <typename T, bool KV>

@@ -20,15 +20,25 @@
  * state products, so no sub-chunk anchoring is needed.  The products run on
  * CUDA cores in fp32 (inputs of any dtype are widened on load); the state
  * products are 4 D E multiply-adds per token.  Deterministic: fixed loop
- * orders, no atomics. */
+ * orders, no atomics.
+ *
+ * The block's work is la_vec_fwd_block: every step is a loop strided by the
+ * thread count between barriers, so the same code run by one thread with
+ * the barriers left out computes the same result.  tests/test_vec_emulated.cpp
+ * does that with a host compiler and checks it against the fp64 reference;
+ * the GPU tests check the kernel itself. */
 #ifndef LA_CUDA_VEC_FWD_KERNEL_CUH
 #define LA_CUDA_VEC_FWD_KERNEL_CUH
 
 #include "vec_params.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+#include <math.h>
+
+#ifdef __CUDACC__
+#define LA_VEC_SYNC() __syncthreads()
+#else /* a host compiler (the emulated test): one thread, nothing to wait for */
+#define LA_VEC_SYNC() ((void)0)
+#endif
 
 template <typename T>
 __device__ __forceinline__ float vec_load(const void *p, int64_t i) {
@@ -40,11 +50,13 @@ __device__ __forceinline__ void vec_store(const void *p, int64_t i, float x) {
     static_cast<T *>(const_cast<void *>(p))[i] = T(x);
 }
 
+/* Block (s, h, z) of the grid: sequence s, head h, value columns from z EV,
+ * as thread tid of nt, with sm the block's shared memory (la_vec_fwd_smem). */
 template <typename T, bool KV>
-__global__ void __launch_bounds__(LA_VEC_THREADS) la_vec_fwd_kernel(const la_vec_params_t p) {
+__device__ __forceinline__ void la_vec_fwd_block(const la_vec_params_t &p, int s, int h, int z, float *sm, int tid,
+                                                 int nt) {
     constexpr int C = LA_VEC_CHUNK, EVM = LA_VEC_EV;
-    static_assert(C * C == LA_VEC_THREADS, "one thread per (query, key) pair of a chunk");
-    const int s = blockIdx.x, h = blockIdx.y, e0 = blockIdx.z * EVM, tid = threadIdx.x;
+    const int e0 = z * EVM;
     const int D = p.D, DP = p.D + 1; /* odd row pitch: the score loop reads 16 rows at once */
     const int EV = p.E - e0 < EVM ? p.E - e0 : EVM;
     const bool out = p.o.ptr != nullptr;
@@ -58,7 +70,6 @@ __global__ void __launch_bounds__(LA_VEC_THREADS) la_vec_fwd_kernel(const la_vec
         t0 = 0;
         t1 = p.seqlen;
     }
-    extern __shared__ float sm[];
     float *S = sm;               /* [D][EVM] the state slice */
     float *qs = S + D * EVM;     /* [C][DP] q (scaled), then q . exp(G_i) */
     float *ks = qs + C * DP;     /* [C][DP] k, then k . exp(G_L - G_j) */
@@ -71,15 +82,15 @@ __global__ void __launch_bounds__(LA_VEC_THREADS) la_vec_fwd_kernel(const la_vec
     float *egvL = eGv + C * EVM; /* [EVM] the chunk's whole value decay */
     float *A = egvL + EVM;       /* [C][C] scores */
 
-    for (int i = tid; i < D * EVM; i += LA_VEC_THREADS) {
+    for (int i = tid; i < D * EVM; i += nt) {
         const int d = i / EVM, e = i % EVM;
         S[i] = p.s0.ptr && e < EV ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + (e0 + e) * p.s0.se] : 0.0f;
     }
     for (int64_t c0 = t0; c0 < t1; c0 += C) {
         const int n = t1 - c0 < C ? (int)(t1 - c0) : C;
-        __syncthreads(); /* the previous chunk's reads are done */
+        LA_VEC_SYNC(); /* the previous chunk's reads are done */
         /* Rows past the sequence: zero operands and a factor of 1. */
-        for (int i = tid; i < C * D; i += LA_VEC_THREADS) {
+        for (int i = tid; i < C * D; i += nt) {
             const int r = i / D, d = i % D;
             float qv = 0.0f, kv = 0.0f, g = 1.0f;
             if (r < n) {
@@ -92,7 +103,7 @@ __global__ void __launch_bounds__(LA_VEC_THREADS) la_vec_fwd_kernel(const la_vec
             ks[r * DP + d] = kv;
             eg[r * DP + d] = g;
         }
-        for (int i = tid; i < C * EVM; i += LA_VEC_THREADS) {
+        for (int i = tid; i < C * EVM; i += nt) {
             const int r = i / EVM, e = i % EVM;
             float vv = 0.0f, g = 1.0f;
             if (r < n && e < EV) {
@@ -103,21 +114,22 @@ __global__ void __launch_bounds__(LA_VEC_THREADS) la_vec_fwd_kernel(const la_vec
             vs[i] = vv;
             egv[i] = g;
         }
-        __syncthreads();
-        if (out) { /* scores of the chunk, one (i, j) per thread */
-            const int i = tid / C, j = tid % C;
-            float a = 0.0f;
-            if (j <= i)
-                for (int d = 0; d < D; d++) {
-                    float f = 1.0f;
-                    for (int r = j + 1; r <= i; r++) f *= eg[r * DP + d];
-                    a = fmaf(qs[i * DP + d] * ks[j * DP + d], f, a);
-                }
-            A[i * C + j] = a;
-        }
-        __syncthreads();
+        LA_VEC_SYNC();
+        if (out) /* scores of the chunk, one (i, j) per thread on the GPU */
+            for (int x = tid; x < C * C; x += nt) {
+                const int i = x / C, j = x % C;
+                float a = 0.0f;
+                if (j <= i)
+                    for (int d = 0; d < D; d++) {
+                        float f = 1.0f;
+                        for (int r = j + 1; r <= i; r++) f *= eg[r * DP + d];
+                        a = fmaf(qs[i * DP + d] * ks[j * DP + d], f, a);
+                    }
+                A[x] = a;
+            }
+        LA_VEC_SYNC();
         /* Decayed operands, by running products down and up the chunk. */
-        for (int d = tid; d < D; d += LA_VEC_THREADS) {
+        for (int d = tid; d < D; d += nt) {
             float pr = 1.0f;
             for (int r = 0; r < C; r++) {
                 pr *= eg[r * DP + d];
@@ -131,7 +143,7 @@ __global__ void __launch_bounds__(LA_VEC_THREADS) la_vec_fwd_kernel(const la_vec
             }
         }
         if (KV)
-            for (int e = tid; e < EVM; e += LA_VEC_THREADS) {
+            for (int e = tid; e < EVM; e += nt) {
                 float pr = 1.0f;
                 for (int r = 0; r < C; r++) {
                     pr *= egv[r * EVM + e];
@@ -144,9 +156,9 @@ __global__ void __launch_bounds__(LA_VEC_THREADS) la_vec_fwd_kernel(const la_vec
                     su *= egv[r * EVM + e];
                 }
             }
-        __syncthreads();
+        LA_VEC_SYNC();
         if (out)
-            for (int x = tid; x < C * EVM; x += LA_VEC_THREADS) {
+            for (int x = tid; x < C * EVM; x += nt) {
                 const int i = x / EVM, e = x % EVM;
                 if (i >= n || e >= EV) continue;
                 float inter = 0.0f;
@@ -165,9 +177,9 @@ __global__ void __launch_bounds__(LA_VEC_THREADS) la_vec_fwd_kernel(const la_vec
                 const int64_t t = c0 + i;
                 vec_store<T>(p.o.ptr, b * p.o.sb + h * p.o.sh + t * p.o.st + (e0 + e) * p.o.sc, inter + intra);
             }
-        __syncthreads(); /* every read of the old state is done */
+        LA_VEC_SYNC(); /* every read of the old state is done */
         const float *vsrc = KV ? vR : vs;
-        for (int x = tid; x < D * EVM; x += LA_VEC_THREADS) {
+        for (int x = tid; x < D * EVM; x += nt) {
             const int d = x / EVM, e = x % EVM;
             float acc = S[x] * egL[d];
             if (KV) acc *= egvL[e];
@@ -175,12 +187,20 @@ __global__ void __launch_bounds__(LA_VEC_THREADS) la_vec_fwd_kernel(const la_vec
             S[x] = acc;
         }
     }
-    __syncthreads();
+    LA_VEC_SYNC();
     if (p.sN.ptr)
-        for (int i = tid; i < D * EVM; i += LA_VEC_THREADS) {
+        for (int i = tid; i < D * EVM; i += nt) {
             const int d = i / EVM, e = i % EVM;
             if (e < EV) p.sN.ptr[s * p.sN.ss + h * p.sN.sh + d * p.sN.sd + (e0 + e) * p.sN.se] = S[i];
         }
 }
+
+#ifdef __CUDACC__
+template <typename T, bool KV>
+__global__ void __launch_bounds__(LA_VEC_THREADS) la_vec_fwd_kernel(const la_vec_params_t p) {
+    extern __shared__ float sm[];
+    la_vec_fwd_block<T, KV>(p, blockIdx.x, blockIdx.y, blockIdx.z, sm, threadIdx.x, LA_VEC_THREADS);
+}
+#endif
 
 #endif
