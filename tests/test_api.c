@@ -1065,7 +1065,7 @@ static void test_policy_and_modes(la_handle_t *h) {
         if (bad[i].field == 2) b.bwd_wgmma = (la_switch_t)bad[i].value;
         if (bad[i].field == 3) b.dld_planes = bad[i].value;
         if (bad[i].field == 4) b.struct_size = 7;
-        if (bad[i].field == 5) b.vec_fwd = (la_switch_t)bad[i].value;
+        if (bad[i].field == 5) b.vec_kernels = (la_switch_t)bad[i].value;
         st = la_set_policy(h, &b);
         tu_check(st == bad[i].want && la_last_error(h)[0], bad[i].name, SEED, "la_set_policy: %d (%s), want %d",
                  (int)st, sname(st), (int)bad[i].want);

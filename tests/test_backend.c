@@ -713,9 +713,9 @@ static void check_rounding(ctx_t *x, const char *what, tu_tensor_t *t, const dou
 
 /* Which kernel variants the main calls ran (la_describe's names), per policy:
  * the policy matrix below must reach every variant a GPU can pick. */
-static const char *const VARIANTS[] = {"fwd-mma",     "fwd-rows", "fwd-warp-roles", "fwd-wgmma", "state-mma",
-                                       "state-wgmma", "bwd-mma",  "bwd-wgmma",      "decode",    "vec-fwd",
-                                       "cpu"};
+static const char *const VARIANTS[] = {"fwd-mma",   "fwd-rows",    "fwd-warp-roles", "fwd-wgmma",
+                                       "state-mma", "state-wgmma", "bwd-mma",        "bwd-wgmma",
+                                       "decode",    "vec-fwd",     "vec-bwd",        "cpu"};
 #define NVARIANTS (int)(sizeof VARIANTS / sizeof VARIANTS[0])
 static int variant_count[NVARIANTS];
 
@@ -1940,9 +1940,9 @@ static void pol_mma(la_policy_t *q) {
 }
 static void pol_rows(la_policy_t *q) { q->fwd_warp_roles = LA_SWITCH_OFF; }
 static void pol_planes2(la_policy_t *q) { q->dld_planes = 2; }
-static void pol_vector(la_policy_t *q) { q->vec_fwd = LA_SWITCH_ON; }
+static void pol_vector(la_policy_t *q) { q->vec_kernels = LA_SWITCH_ON; }
 static void pol_vector99(la_policy_t *q) {
-    q->vec_fwd = LA_SWITCH_ON;
+    q->vec_kernels = LA_SWITCH_ON;
     q->smem_kb = 99;
 }
 static const policy_row_t POLICIES[] = {
@@ -1953,8 +1953,8 @@ static const policy_row_t POLICIES[] = {
     {"mma-sync-only", "the general forward, mma.sync state pass and backward where Hopper kernels run", pol_mma},
     {"rows-forward", "the rows kernel where the warp-role kernel runs", pol_rows},
     {"dld-two-planes", "the f32 decay gradient on two operand planes", pol_planes2},
-    {"vector-forward", "the opt-in vector-decay forward and state-only pass (vec-fwd)", pol_vector},
-    {"vector-forward-99", "vec-fwd in the 99 KB plan (D = 256: 90 KB)", pol_vector99},
+    {"vector", "the opt-in vector-decay kernels: forward, backward, state-only passes (vec-fwd, vec-bwd)", pol_vector},
+    {"vector-99", "the vector-decay kernels in the 99 KB plan (D or E = 256: 90 KB)", pol_vector99},
 };
 #define NPOLICIES (int)(sizeof POLICIES / sizeof POLICIES[0])
 

@@ -2,7 +2,9 @@
  * test_vec_emulated.cpp - the CUDA vector-decay forward's block code
  * (src/cuda/kernels/vector/vec_fwd_kernel.cuh, la_vec_fwd_block) compiled by
  * the host C++ compiler and run one block at a time by one thread, against
- * the fp64 reference.
+ * the fp64 reference, forward and backward (the backward's runs of the same
+ * block code and its decay-gradient pass, built by vec_bwd.h as the GPU
+ * runner builds them).
  *
  * Every step of the block is a loop strided by the thread count between
  * barriers, so one thread with the barriers left out computes what the GPU
@@ -16,6 +18,7 @@
 #define __forceinline__ inline
 
 #include "vec_fwd_kernel.cuh"
+#include "vec_dld_kernel.cuh"
 
 extern "C" {
 #include "reference.h"
@@ -64,9 +67,9 @@ static la_tok_t tok_view(const vcase &c, const float *p, int64_t X) {
     return v;
 }
 /* State [S, H, D, E], or value-major [S, H, E, D] through strides. */
-static la_st_t state_view(const vcase &c, float *p) {
+static la_st_t state_view(const vcase &c, const float *p) {
     la_st_t v;
-    v.ptr = p;
+    v.ptr = const_cast<float *>(p);
     v.ss = (int64_t)c.H * c.D * c.E;
     v.sh = (int64_t)c.D * c.E;
     v.sd = c.value_major ? 1 : c.E;
@@ -93,29 +96,79 @@ static void check(bool ok, const char *name, const char *what, double err) {
     printf("FAIL %s: %s relative error %.3g\n", name, what, err);
 }
 
-static void run_case(const vcase &c) {
-    rng_state = 0x9E3779B97F4A7C15ull ^ (uint64_t)(c.N * 131 + c.D * 17 + c.E * 7 + c.kv + 2 * c.state_only);
-    const int64_t B = c.B, H = c.H, N = c.N, D = c.D, E = c.E;
-    const int64_t S = c.cu.empty() ? B : (int64_t)c.cu.size() - 1;
-    std::vector<float> q(B * H * N * D), k(q.size()), gk(q.size()), v(B * H * N * E), gv(v.size());
-    for (auto &x : q) x = (float)(normal() / sqrt((double)D));
-    for (auto &x : k) x = (float)(normal() / sqrt((double)D));
-    for (auto &x : v) x = (float)normal();
-    for (size_t i = 0; i < gk.size(); i++) gk[i] = (float)logsigmoid(normal() * c.gate_sigma + 2.0);
-    for (size_t i = 0; i < gv.size(); i++) gv[i] = (float)logsigmoid(normal() * c.gate_sigma + 2.0);
-    if (c.strong) {
-        for (size_t i = 0; i < gk.size(); i += c.strong) gk[i] = -30.0f;
-        gk[gk.size() / 2] = -1.0e6f;
-        if (c.kv) gv[gv.size() / 3] = -1.0e6f;
+/* A case's inputs (f32), drawn from its own seed. */
+struct inputs {
+    int64_t S;
+    std::vector<float> q, k, v, gk, gv, s0, d_o, dsN;
+    inputs(const vcase &c) {
+        rng_state = 0x9E3779B97F4A7C15ull ^ (uint64_t)(c.N * 131 + c.D * 17 + c.E * 7 + c.kv + 2 * c.state_only);
+        const int64_t B = c.B, H = c.H, N = c.N, D = c.D, E = c.E;
+        S = c.cu.empty() ? B : (int64_t)c.cu.size() - 1;
+        q.resize(B * H * N * D);
+        k.resize(q.size());
+        gk.resize(q.size());
+        v.resize(B * H * N * E);
+        gv.resize(v.size());
+        d_o.resize(v.size());
+        s0.resize(S * H * D * E);
+        dsN.resize(s0.size());
+        for (auto &x : q) x = (float)(normal() / sqrt((double)D));
+        for (auto &x : k) x = (float)(normal() / sqrt((double)D));
+        for (auto &x : v) x = (float)normal();
+        for (auto &x : gk) x = (float)logsigmoid(normal() * c.gate_sigma + 2.0);
+        for (auto &x : gv) x = (float)logsigmoid(normal() * c.gate_sigma + 2.0);
+        if (c.strong) {
+            for (size_t i = 0; i < gk.size(); i += c.strong) gk[i] = -30.0f;
+            gk[gk.size() / 2] = -1.0e6f;
+            if (c.kv) gv[gv.size() / 3] = -1.0e6f;
+        }
+        for (auto &x : s0) x = (float)normal();
+        for (auto &x : d_o) x = (float)normal();
+        for (auto &x : dsN) x = (float)normal();
     }
-    std::vector<float> s0(S * H * D * E), o(B * H * N * E, NAN), sN(s0.size(), NAN);
-    for (auto &x : s0) x = (float)normal();
+};
+
+/* One (sequence, head)'s rows of a token tensor, as contiguous doubles. */
+static std::vector<double> gather(const vcase &c, const std::vector<float> &x, int64_t X, int64_t b, int64_t h,
+                                  int64_t t0, int64_t n) {
+    std::vector<double> r(n * X);
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t i = 0; i < X; i++) r[t * X + i] = x[tok_at(c, X, b, h, t0 + t, i)];
+    return r;
+}
+static std::vector<double> gather_state(const vcase &c, const std::vector<float> &x, int64_t s, int64_t h) {
+    const la_st_t sv = state_view(c, NULL);
+    std::vector<double> r((size_t)c.D * c.E);
+    for (int64_t d = 0; d < c.D; d++)
+        for (int64_t e = 0; e < c.E; e++) r[d * c.E + e] = x[s * sv.ss + h * sv.sh + d * sv.sd + e * sv.se];
+    return r;
+}
+
+/* Every block of one run of the recurrence, one thread each. */
+static void run_blocks(const la_vec_params_t &p, int64_t S, int H) {
+    std::vector<float> sm(la_vec_fwd_smem(p.D) / sizeof(float));
+    const int slices = (p.E + LA_VEC_EV - 1) / LA_VEC_EV;
+    for (int64_t s = 0; s < S; s++)
+        for (int h = 0; h < H; h++)
+            for (int z = 0; z < slices; z++) {
+                for (auto &x : sm) x = NAN; /* what the block reads it must have written */
+                if (p.gv) la_vec_fwd_block<float, true>(p, (int)s, h, z, sm.data(), 0, 1);
+                else la_vec_fwd_block<float, false>(p, (int)s, h, z, sm.data(), 0, 1);
+            }
+}
+
+static void run_case(const vcase &c) {
+    const inputs in(c);
+    const int64_t B = c.B, H = c.H, N = c.N, D = c.D, E = c.E, S = in.S;
+    const std::vector<float> &q = in.q, &k = in.k, &v = in.v, &gk = in.gk, &gv = in.gv, &s0 = in.s0;
+    std::vector<float> o(B * H * N * E, NAN), sN(s0.size(), NAN);
     const float scale = 0.75f;
 
     la_vec_params_t p;
     memset(&p, 0, sizeof p);
     p.k = tok_view(c, k.data(), D);
     p.v = tok_view(c, v.data(), E);
+    p.kscale = 1.0f;
     if (!c.state_only) {
         p.q = tok_view(c, q.data(), D);
         p.o = tok_view(c, o.data(), E);
@@ -135,15 +188,7 @@ static void run_case(const vcase &c) {
     p.seqlen = N;
     p.cu = c.cu.empty() ? NULL : c.cu.data();
 
-    std::vector<float> sm(la_vec_fwd_smem((int)D) / sizeof(float));
-    const int slices = (int)((E + LA_VEC_EV - 1) / LA_VEC_EV);
-    for (int64_t s = 0; s < S; s++)
-        for (int h = 0; h < H; h++)
-            for (int z = 0; z < slices; z++) {
-                for (auto &x : sm) x = NAN; /* what the block reads it must have written */
-                if (c.kv) la_vec_fwd_block<float, true>(p, (int)s, h, z, sm.data(), 0, 1);
-                else la_vec_fwd_block<float, false>(p, (int)s, h, z, sm.data(), 0, 1);
-            }
+    run_blocks(p, S, (int)H);
 
     std::vector<double> got_o, ref_o, got_s, ref_s;
     for (int64_t s = 0; s < S; s++)
@@ -188,6 +233,102 @@ static void run_case(const vcase &c) {
     check(es < tol, c.name, "final state", es);
 }
 
+static void strides_of(const la_tok_t &t, int64_t s[4]) {
+    s[0] = t.sb;
+    s[1] = t.sh;
+    s[2] = t.st;
+    s[3] = t.sc;
+}
+
+/* The backward (or the state-only backward, for state-only cases): every run
+ * vec_bwd.h lists, then the decay-gradient pass, against ref_backward. */
+static void run_backward(const vcase &c) {
+    const inputs in(c);
+    const int64_t H = c.H, N = c.N, D = c.D, E = c.E, S = in.S;
+    const float scale = 0.75f;
+    const bool so = c.state_only, states = c.s0; /* s0 and dS_final both, or neither */
+    std::vector<float> dq(in.q.size(), NAN), dk(in.k.size(), NAN), dgk(in.gk.size(), NAN), dv(in.v.size(), NAN),
+        dgv(in.gv.size(), NAN), ds0(in.s0.size(), NAN), sN_ws(in.s0.size(), NAN), o_ws(in.v.size(), NAN);
+    la_vec_bwd_args_t a;
+    memset(&a, 0, sizeof a);
+    a.state_only = so;
+    a.k = tok_view(c, in.k.data(), D);
+    a.v = tok_view(c, in.v.data(), E);
+    a.dk = tok_view(c, dk.data(), D);
+    a.dv = tok_view(c, dv.data(), E);
+    if (!so) {
+        a.q = tok_view(c, in.q.data(), D);
+        a.d_o = tok_view(c, in.d_o.data(), E);
+        a.dq = tok_view(c, dq.data(), D);
+    }
+    a.gk = in.gk.data();
+    strides_of(tok_view(c, in.gk.data(), D), a.gk_s);
+    a.d_gk = dgk.data();
+    strides_of(tok_view(c, dgk.data(), D), a.dgk_s);
+    if (c.kv) {
+        a.gv = in.gv.data();
+        strides_of(tok_view(c, in.gv.data(), E), a.gv_s);
+        a.d_gv = dgv.data();
+        strides_of(tok_view(c, dgv.data(), E), a.dgv_s);
+    }
+    if (states) {
+        a.s0 = state_view(c, in.s0.data());
+        a.dsN = state_view(c, in.dsN.data());
+    }
+    a.ds0 = state_view(c, ds0.data());
+    a.D = (int)D; a.E = (int)E; a.H = (int)H;
+    a.scale = scale;
+    a.seqlen = N;
+    a.cu = c.cu.empty() ? NULL : c.cu.data();
+    if (la_vec_bwd_ws_state(1, states)) a.sN_ws = sN_ws.data();
+    if (la_vec_bwd_ws_o(c.kv, so)) a.o_ws = o_ws.data();
+    la_vec_params_t runs[4];
+    const int nr = la_vec_bwd_runs(&a, runs);
+    for (int i = 0; i < nr; i++) run_blocks(runs[i], S, (int)H);
+    la_vec_dld_params_t dp;
+    if (la_vec_bwd_dld(&a, &dp))
+        for (int64_t s = 0; s < S; s++)
+            for (int h = 0; h < H; h++) la_vec_dld_block<float>(dp, (int)s, h, 0, 1);
+
+    std::vector<double> got[6], ref[6]; /* dq, dk, dv, dgk, dgv, ds0 */
+    for (int64_t s = 0; s < S; s++)
+        for (int64_t h = 0; h < H; h++) {
+            const int64_t b = c.cu.empty() ? s : 0, t0 = c.cu.empty() ? 0 : c.cu[s];
+            const int64_t n = c.cu.empty() ? N : c.cu[s + 1] - c.cu[s];
+            const std::vector<double> rq = gather(c, in.q, D, b, h, t0, n), rk = gather(c, in.k, D, b, h, t0, n),
+                                      rv = gather(c, in.v, E, b, h, t0, n), rgk = gather(c, in.gk, D, b, h, t0, n),
+                                      rgv = gather(c, in.gv, E, b, h, t0, n), rdo = gather(c, in.d_o, E, b, h, t0, n),
+                                      rs0 = gather_state(c, in.s0, s, h), rdsN = gather_state(c, in.dsN, s, h);
+            std::vector<double> r[6] = {std::vector<double>(n * D), std::vector<double>(n * D),
+                                        std::vector<double>(n * E), std::vector<double>(n * D),
+                                        std::vector<double>(n * E), std::vector<double>(D * E)};
+            ref_backward(n, (int)D, (int)E, scale, rq.data(), rk.data(), rv.data(), rgk.data(),
+                         c.kv ? rgv.data() : NULL, states ? rs0.data() : NULL, so ? NULL : rdo.data(),
+                         states ? rdsN.data() : NULL, r[0].data(), r[1].data(), r[2].data(), r[3].data(),
+                         c.kv ? r[4].data() : NULL, r[5].data());
+            const std::vector<float> *outs[5] = {&dq, &dk, &dv, &dgk, &dgv};
+            const int64_t dims[5] = {D, D, E, D, E};
+            for (int i = 0; i < 5; i++) {
+                if ((i == 0 && so) || (i == 4 && !c.kv)) continue;
+                const std::vector<double> g = gather(c, *outs[i], dims[i], b, h, t0, n);
+                got[i].insert(got[i].end(), g.begin(), g.end());
+                ref[i].insert(ref[i].end(), r[i].begin(), r[i].end());
+            }
+            const std::vector<double> g = gather_state(c, ds0, s, h);
+            got[5].insert(got[5].end(), g.begin(), g.end());
+            ref[5].insert(ref[5].end(), r[5].begin(), r[5].end());
+        }
+    const char *names[6] = {"dq", "dk", "dv", "d gk", "d gv", "d initial state"};
+    const double tols[6] = {2e-5, 2e-5, 2e-5, 1e-4, 1e-4, 2e-5};
+    char what[64];
+    for (int i = 0; i < 6; i++) {
+        if ((i == 0 && so) || (i == 4 && !c.kv)) continue;
+        const double err = rel_l2(got[i], ref[i]);
+        snprintf(what, sizeof what, "%sbackward: %s", so ? "state-only " : "", names[i]);
+        check(err < tols[i], c.name, what, err);
+    }
+}
+
 int main(void) {
     const std::vector<int64_t> none;
     const vcase cases[] = {
@@ -208,7 +349,10 @@ int main(void) {
         {"vkv_packed_bnhd", 1, 2, 70, 24, 24, true, true, false, true, false, 1.0, 0, {0, 16, 17, 70}},
         {"vk_packed_state_only", 1, 2, 70, 16, 16, false, true, true, false, true, 1.0, 3, {0, 1, 69, 70}},
     };
-    for (const vcase &c : cases) run_case(c);
+    for (const vcase &c : cases) {
+        run_case(c);
+        run_backward(c);
+    }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

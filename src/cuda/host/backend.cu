@@ -294,14 +294,75 @@ static la_status_t run_decode(const la_plan_t *pl, cudaStream_t stream, char *ms
 
 /* ---- vector decays ----------------------------------------------------------------- */
 
+static void strides_of(const la_tensor_t *t, int64_t s[4]) { memcpy(s, t->stride, 4 * sizeof(int64_t)); }
+
+/* The backward: the runs vec_bwd.h lists, then the decay-gradient pass. */
+static la_status_t run_vector_backward(const la_plan_t *pl, const la_tile_plan_t *tp, char *ws, const int64_t *cu,
+                                       cudaStream_t stream, char *msg) {
+    const la_tensors_t *t = &pl->t;
+    la_vec_bwd_args_t a;
+    memset(&a, 0, sizeof a);
+    a.state_only = pl->op == LA_OP_STATE_BACKWARD;
+    a.k = tok_of(&t->k); a.v = tok_of(&t->v); a.dk = tok_of(&t->dk); a.dv = tok_of(&t->dv);
+    if (!a.state_only) {
+        a.q = tok_of(&t->q); a.d_o = tok_of(&t->d_o); a.dq = tok_of(&t->dq);
+    }
+    a.gk = (const float *)t->ld.data;
+    strides_of(&t->ld, a.gk_s);
+    if (pl->p.decay == LA_DECAY_VECTOR_KV) {
+        a.gv = (const float *)t->ldv.data;
+        strides_of(&t->ldv, a.gv_s);
+    }
+    a.s0 = st_of(&t->initial_state);
+    a.dsN = st_of(&t->d_final_state);
+    if (!pl->has_dfinal) a.dsN.ptr = NULL;
+    a.ds0 = st_of(&t->d_initial_state);
+    if (!pl->want_dinitial) a.ds0.ptr = NULL;
+    if (pl->want_dld) {
+        a.d_gk = (float *)t->d_ld.data;
+        strides_of(&t->d_ld, a.dgk_s);
+    }
+    if (pl->want_dldv) {
+        a.d_gv = (float *)t->d_ldv.data;
+        strides_of(&t->d_ldv, a.dgv_s);
+    }
+    a.D = (int)pl->p.dim_qk; a.E = (int)pl->p.dim_v; a.H = (int)pl->p.heads;
+    a.scale = pl->p.scale;
+    a.seqlen = pl->p.seqlen;
+    a.cu = cu;
+    /* The same rules as the plan's workspace layout. */
+    if (la_vec_bwd_ws_state(pl->want_dld || pl->want_dldv, pl->has_dfinal)) a.sN_ws = (float *)(ws + tp->ws.vec_state);
+    if (la_vec_bwd_ws_o(pl->want_dldv, a.state_only)) a.o_ws = ws + tp->ws.vec_o;
+    la_vec_params_t runs[4];
+    const int n = la_vec_bwd_runs(&a, runs);
+    const la_dtype_t dt = t->k.dtype;
+    for (int i = 0; i < n; i++) {
+        const la_status_t st = la_cuda_vec_fwd(&runs[i], dt, pl->num_seqs, stream, msg);
+        if (st) return st;
+    }
+    la_vec_dld_params_t d;
+    return la_vec_bwd_dld(&a, &d) ? la_cuda_vec_dld(&d, dt, pl->num_seqs, stream, msg) : LA_STATUS_SUCCESS;
+}
+
 static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, char *ws, cudaStream_t stream, char *msg) {
     la_status_t st = la_cuda_check_decays(pl, stream, msg);
     if (st) return st;
+    const int64_t *cu = NULL;
+    if (pl->packed) {
+        la_cuda_packed_tables_t tab;
+        tab.cu = (int64_t *)(ws + tp->ws.cu);
+        tab.seg_off = (int *)(ws + tp->ws.seg_off);
+        tab.chunk_off = (int *)(ws + tp->ws.chunk_off);
+        if ((st = la_cuda_packed_tables(pl, tp->seg.seg_len, &tab, stream, msg))) return st;
+        cu = tab.cu;
+    }
+    if (is_bwd(pl)) return run_vector_backward(pl, tp, ws, cu, stream, msg);
     const la_tensors_t *t = &pl->t;
     la_vec_params_t p;
     memset(&p, 0, sizeof p);
     p.k = tok_of(&t->k);
     p.v = tok_of(&t->v);
+    p.kscale = 1.0f;
     if (pl->op == LA_OP_FORWARD) { /* the state-only pass has neither */
         p.q = tok_of(&t->q);
         p.o = tok_of(&t->o);
@@ -318,14 +379,7 @@ static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, cha
     p.D = (int)pl->p.dim_qk; p.E = (int)pl->p.dim_v; p.H = (int)pl->p.heads;
     p.scale = pl->p.scale;
     p.seqlen = pl->p.seqlen;
-    if (pl->packed) {
-        la_cuda_packed_tables_t tab;
-        tab.cu = (int64_t *)(ws + tp->ws.cu);
-        tab.seg_off = (int *)(ws + tp->ws.seg_off);
-        tab.chunk_off = (int *)(ws + tp->ws.chunk_off);
-        if ((st = la_cuda_packed_tables(pl, tp->seg.seg_len, &tab, stream, msg))) return st;
-        p.cu = tab.cu;
-    }
+    p.cu = cu;
     return la_cuda_vec_fwd(&p, t->k.dtype, pl->num_seqs, stream, msg);
 }
 
@@ -338,7 +392,8 @@ static la_status_t cuda_run(const la_plan_t *pl, const void *bplan, void *ws_ptr
     cudaStream_t stream = (cudaStream_t)stream_ptr;
     char *ws = (char *)ws_ptr;
     if (pl->op == LA_OP_DECODE) return run_decode(pl, stream, msg);
-    if (c->tile[0][0].main == LA_K_VEC_FWD) return run_vector(pl, &c->tile[0][0], ws, stream, msg);
+    if (c->tile[0][0].main == LA_K_VEC_FWD || c->tile[0][0].main == LA_K_VEC_BWD)
+        return run_vector(pl, &c->tile[0][0], ws, stream, msg);
     /* The chunk kernels on each head-dim tile in turn (one tile when the dims
      * fit a block), in a fixed order: deterministic sums. */
     for (int64_t i = 0; i < c->nd; i++)

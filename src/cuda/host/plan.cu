@@ -6,8 +6,9 @@
  *
  * What runs:
  *   forward, state-only forward  chunk kernels (fp32 state), scalar decay kinds;
- *                                vector kinds: the vec-fwd kernel (kernels/vector)
- *   backward, state-only backward  chunk kernels, scalar decay kinds (with d ld)
+ *                                vector kinds (opt-in): the vec-fwd kernel (kernels/vector)
+ *   backward, state-only backward  chunk kernels, scalar decay kinds (with d ld);
+ *                                vector kinds (opt-in): vec-bwd, runs of that kernel (vec_bwd.h)
  *   decode                       one block per (sequence, head), every decay kind
  * Chunk kernels take bf16, f16 and f32 inputs; f32 as split operands (two
  * bf16 planes, three mmas per product: op_of in mma.cuh) on 64 x 64 head-dim
@@ -25,7 +26,7 @@
  * walks from its sequence's start (prefix mode).
  */
 #include "plan.h"
-#include "vec_params.h"
+#include "vec_bwd.h"
 #include "fwd_launch.h"
 #include "bwd_launch.h"
 #include "tma_map.h"
@@ -65,6 +66,7 @@ static const struct {
     {LA_K_BWD_WGMMA, "bwd-wgmma"},
     {LA_K_DECODE, "decode"},
     {LA_K_VEC_FWD, "vec-fwd"},
+    {LA_K_VEC_BWD, "vec-bwd"},
 };
 
 const char *la_cuda_kernel_name(la_cuda_kernel_t k) {
@@ -572,17 +574,10 @@ static la_status_t support(const ctx_t *c, char *msg) {
                 return LA_STATUS_UNSUPPORTED_DTYPE;
             }
     }
-    if (!is_scalar_kind(pl->p.decay) && is_bwd(pl)) {
+    if (!is_scalar_kind(pl->p.decay) && c->pol->vec_kernels != LA_SWITCH_ON) {
         snprintf(msg, LA_MSG_LEN,
-                 "the CUDA backend runs vector decays (kind %d) forward, state-only forward and in decode, not "
-                 "backward yet; the CPU backend runs every operation",
-                 (int)pl->p.decay);
-        return LA_STATUS_UNSUPPORTED_DECAY;
-    }
-    if (!is_scalar_kind(pl->p.decay) && c->pol->vec_fwd != LA_SWITCH_ON) {
-        snprintf(msg, LA_MSG_LEN,
-                 "the CUDA vector-decay forward (kind %d) is opt-in until the GPU case table has passed on it "
-                 "(policy vec_fwd = LA_SWITCH_ON, or LA_CUDA_VEC=1); decode runs vector decays, and the CPU "
+                 "the CUDA vector-decay kernels (kind %d) are opt-in until the GPU case table has passed on them "
+                 "(policy vec_kernels = LA_SWITCH_ON, or LA_CUDA_VEC=1); decode runs vector decays, and the CPU "
                  "backend every operation",
                  (int)pl->p.decay);
         return LA_STATUS_UNSUPPORTED_DECAY;
@@ -591,12 +586,16 @@ static la_status_t support(const ctx_t *c, char *msg) {
 }
 
 /* Vector decays: one kernel walks each (sequence, head, slice of value
- * columns) in chunks of 16 tokens (kernels/vector); the workspace holds the
- * packed tables, if any. */
+ * columns) in chunks of 16 tokens (kernels/vector); the backward runs it on
+ * transposed and reversed operands (vec_bwd.h), then a decay-gradient pass.
+ * The workspace holds the packed tables, and for the backward's decay
+ * gradient the final state and o where they are needed. */
 static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg) {
-    const int smem = la_vec_fwd_smem((int)pl->p.dim_qk);
+    const int bwd = is_bwd(pl);
+    const int64_t widest = bwd && pl->p.dim_v > pl->p.dim_qk ? pl->p.dim_v : pl->p.dim_qk; /* runs Q, K: D' = E */
+    const int smem = la_vec_fwd_smem((int)widest);
     if (smem > p->lim.smem_optin) {
-        snprintf(msg, LA_MSG_LEN, "the CUDA vector-decay forward needs %d bytes of shared memory per block, this GPU has %d",
+        snprintf(msg, LA_MSG_LEN, "the CUDA vector-decay kernel needs %d bytes of shared memory per block, this GPU has %d",
                  smem, p->lim.smem_optin);
         return LA_STATUS_NOT_SUPPORTED;
     }
@@ -607,15 +606,24 @@ static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg
     t->D = p->td;
     t->E = p->te;
     t->eslice = LA_VEC_EV;
-    t->main = LA_K_VEC_FWD;
+    t->main = bwd ? LA_K_VEC_BWD : LA_K_VEC_FWD;
     t->seg.seg_len = pl->p.seqlen; /* one segment per sequence */
     t->seg.total = (int)pl->num_seqs;
+    const size_t S = (size_t)pl->num_seqs;
     if (pl->packed) {
-        const size_t S = (size_t)pl->num_seqs;
         t->ws.cu = 0;
         t->ws.seg_off = al256((S + 1) * sizeof(int64_t));
         t->ws.chunk_off = t->ws.seg_off + al256((S + 1) * sizeof(int));
         t->ws.total = t->ws.chunk_off + al256((S + 1) * sizeof(int));
+    }
+    if (bwd && la_vec_bwd_ws_state(pl->want_dld || pl->want_dldv, pl->has_dfinal)) {
+        t->ws.vec_state = t->ws.total;
+        t->ws.total += al256(S * (size_t)pl->p.heads * (size_t)pl->p.dim_qk * (size_t)pl->p.dim_v * sizeof(float));
+    }
+    if (bwd && la_vec_bwd_ws_o(pl->want_dldv, pl->op == LA_OP_STATE_BACKWARD)) {
+        t->ws.vec_o = t->ws.total;
+        t->ws.total += al256((size_t)(pl->packed ? 1 : pl->p.batch) * (size_t)pl->p.heads * (size_t)pl->p.seqlen *
+                             (size_t)pl->p.dim_v * (size_t)elem_of(pl));
     }
     p->tile[0][1] = p->tile[1][0] = p->tile[1][1] = *t;
     p->workspace = t->ws.total;
@@ -697,11 +705,12 @@ void la_cuda_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t 
         APPEND(": decode kernel, %lld blocks", (long long)(pl->p.batch * pl->p.heads));
         return;
     }
-    if (t->main == LA_K_VEC_FWD) {
-        APPEND(": vec-fwd kernel (chunks of %d tokens, fp32 products), %d sequence%s x %lld heads x %d slice%s of %d value "
-               "columns, workspace %zu bytes",
-               LA_VEC_CHUNK, t->seg.total, t->seg.total == 1 ? "" : "s", (long long)pl->p.heads,
-               (t->E + LA_VEC_EV - 1) / LA_VEC_EV, t->E > LA_VEC_EV ? "s" : "", LA_VEC_EV, p->workspace);
+    if (t->main == LA_K_VEC_FWD || t->main == LA_K_VEC_BWD) {
+        APPEND(": %s (the recurrence kernel in chunks of %d tokens, fp32 products%s), %d sequence%s x %lld heads, "
+               "slices of %d columns, workspace %zu bytes",
+               la_cuda_kernel_name(t->main), LA_VEC_CHUNK,
+               t->main == LA_K_VEC_BWD ? ": runs for dq, dk, dv, then the decay-gradient pass" : "", t->seg.total,
+               t->seg.total == 1 ? "" : "s", (long long)pl->p.heads, LA_VEC_EV, p->workspace);
         return;
     }
     APPEND(": head-dim tile %dx%d (%d x %d tiles%s)", p->td, p->te, p->nd, p->ne, p->nd * p->ne > 1 ? ", summed" : "");

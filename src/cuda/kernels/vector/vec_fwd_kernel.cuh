@@ -86,18 +86,21 @@ __device__ __forceinline__ void la_vec_fwd_block(const la_vec_params_t &p, int s
         const int d = i / EVM, e = i % EVM;
         S[i] = p.s0.ptr && e < EV ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + (e0 + e) * p.s0.se] : 0.0f;
     }
-    for (int64_t c0 = t0; c0 < t1; c0 += C) {
-        const int n = t1 - c0 < C ? (int)(t1 - c0) : C;
+    /* The walk's step u is token t0 + u, or t1 - 1 - u walking backwards, where
+     * step u's decay is that of the token after it (none for the last one). */
+    const int64_t len = t1 - t0;
+    for (int64_t c0 = 0; c0 < len; c0 += C) {
+        const int n = len - c0 < C ? (int)(len - c0) : C;
         LA_VEC_SYNC(); /* the previous chunk's reads are done */
         /* Rows past the sequence: zero operands and a factor of 1. */
         for (int i = tid; i < C * D; i += nt) {
             const int r = i / D, d = i % D;
             float qv = 0.0f, kv = 0.0f, g = 1.0f;
             if (r < n) {
-                const int64_t t = c0 + r;
+                const int64_t t = p.reverse ? t1 - 1 - (c0 + r) : t0 + c0 + r, tg = p.reverse ? t + 1 : t;
                 if (out) qv = vec_load<T>(p.q.ptr, b * p.q.sb + h * p.q.sh + t * p.q.st + d * p.q.sc) * p.scale;
-                kv = vec_load<T>(p.k.ptr, b * p.k.sb + h * p.k.sh + t * p.k.st + d * p.k.sc);
-                g = expf(p.gk[b * p.gk_sb + h * p.gk_sh + t * p.gk_st + d * p.gk_sc]);
+                if (p.k.ptr) kv = vec_load<T>(p.k.ptr, b * p.k.sb + h * p.k.sh + t * p.k.st + d * p.k.sc) * p.kscale;
+                if (p.gk && tg < t1) g = expf(p.gk[b * p.gk_sb + h * p.gk_sh + tg * p.gk_st + d * p.gk_sc]);
             }
             qs[r * DP + d] = qv;
             ks[r * DP + d] = kv;
@@ -107,9 +110,9 @@ __device__ __forceinline__ void la_vec_fwd_block(const la_vec_params_t &p, int s
             const int r = i / EVM, e = i % EVM;
             float vv = 0.0f, g = 1.0f;
             if (r < n && e < EV) {
-                const int64_t t = c0 + r;
-                vv = vec_load<T>(p.v.ptr, b * p.v.sb + h * p.v.sh + t * p.v.st + (e0 + e) * p.v.sc);
-                if (KV) g = expf(p.gv[b * p.gv_sb + h * p.gv_sh + t * p.gv_st + (e0 + e) * p.gv_sc]);
+                const int64_t t = p.reverse ? t1 - 1 - (c0 + r) : t0 + c0 + r, tg = p.reverse ? t + 1 : t;
+                if (p.v.ptr) vv = vec_load<T>(p.v.ptr, b * p.v.sb + h * p.v.sh + t * p.v.st + (e0 + e) * p.v.sc);
+                if (KV && tg < t1) g = expf(p.gv[b * p.gv_sb + h * p.gv_sh + tg * p.gv_st + (e0 + e) * p.gv_sc]);
             }
             vs[i] = vv;
             egv[i] = g;
@@ -174,7 +177,7 @@ __device__ __forceinline__ void la_vec_fwd_block(const la_vec_params_t &p, int s
                 } else {
                     for (int j = 0; j <= i; j++) intra = fmaf(A[i * C + j], vs[j * EVM + e], intra);
                 }
-                const int64_t t = c0 + i;
+                const int64_t t = p.reverse ? t1 - 1 - (c0 + i) : t0 + c0 + i;
                 vec_store<T>(p.o.ptr, b * p.o.sb + h * p.o.sh + t * p.o.st + (e0 + e) * p.o.sc, inter + intra);
             }
         LA_VEC_SYNC(); /* every read of the old state is done */
@@ -191,7 +194,13 @@ __device__ __forceinline__ void la_vec_fwd_block(const la_vec_params_t &p, int s
     if (p.sN.ptr)
         for (int i = tid; i < D * EVM; i += nt) {
             const int d = i / EVM, e = i % EVM;
-            if (e < EV) p.sN.ptr[s * p.sN.ss + h * p.sN.sh + d * p.sN.sd + (e0 + e) * p.sN.se] = S[i];
+            if (e >= EV) continue;
+            float x = S[i];
+            if (p.reverse && len > 0) { /* one more step back: the first token's own decay */
+                if (p.gk) x *= expf(p.gk[b * p.gk_sb + h * p.gk_sh + t0 * p.gk_st + d * p.gk_sc]);
+                if (KV) x *= expf(p.gv[b * p.gv_sb + h * p.gv_sh + t0 * p.gv_st + (e0 + e) * p.gv_sc]);
+            }
+            p.sN.ptr[s * p.sN.ss + h * p.sN.sh + d * p.sN.sd + (e0 + e) * p.sN.se] = x;
         }
 }
 

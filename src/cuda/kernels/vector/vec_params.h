@@ -1,7 +1,12 @@
 /* vec_params.h - what the host passes to the vector-decay chunk kernel
  * (vec_fwd_kernel.cuh): per-token, per-channel log decays on the keys
  * (VECTOR_K, GLA) and optionally on the values (VECTOR_KV).  All strides in
- * elements. */
+ * elements.
+ *
+ * The kernel is one recurrence, S_u = diag(a_u) S_{u-1} diag(b_u) + kscale
+ * k_u^T v_u, o_u = scale q_u S_u, walked forwards or backwards in time;
+ * the backward of the vector kinds is that recurrence on transposed and
+ * time-reversed operands (vec_bwd.h), hence the options below. */
 #ifndef LA_CUDA_VEC_PARAMS_H
 #define LA_CUDA_VEC_PARAMS_H
 
@@ -12,8 +17,12 @@
 #define LA_VEC_THREADS 256
 
 typedef struct la_vec_params {
-    la_tok_t q, k, v, o;  /* q.ptr and o.ptr NULL: the state-only pass */
-    const float *gk;      /* [B, H, N, D] key-side log decays */
+    la_tok_t q, k, v, o;  /* q.ptr and o.ptr NULL: no output; k.ptr or v.ptr NULL: no k^T v term */
+    float kscale;         /* k's factor (1 in the forward) */
+    int reverse;          /* walk from the last token to the first; step t takes token t + 1's decays
+                             (none at the last token), and the final state is decayed once more by the
+                             first token's: the gradient of the state before the sequence */
+    const float *gk;      /* [B, H, N, D] key-side log decays, NULL for none */
     int64_t gk_sb, gk_sh, gk_st, gk_sc;
     const float *gv;      /* [B, H, N, E] value-side log decays, NULL for VECTOR_K */
     int64_t gv_sb, gv_sh, gv_st, gv_sc;
