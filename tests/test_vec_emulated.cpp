@@ -3,8 +3,8 @@
  * (src/cuda/kernels/vector/vec_fwd_kernel.cuh, la_vec_fwd_block) compiled by
  * the host C++ compiler and run one block at a time by one thread, against
  * the fp64 reference, forward and backward (the backward's runs of the same
- * block code and its decay-gradient pass, built by vec_bwd.h as the GPU
- * runner builds them).
+ * block code, decay gradients included, listed by vec_bwd.h as the GPU
+ * runner lists them).
  *
  * Every step of the block is a loop strided by the thread count between
  * barriers, so one thread with the barriers left out computes what the GPU
@@ -18,7 +18,7 @@
 #define __forceinline__ inline
 
 #include "vec_fwd_kernel.cuh"
-#include "vec_dld_kernel.cuh"
+#include "vec_bwd.h"
 
 extern "C" {
 #include "reference.h"
@@ -51,6 +51,7 @@ struct vcase {
     double gate_sigma; /* gates logsigmoid(normal * sigma) */
     int strong;        /* every strong-th decay set to -30, and one to -1e6 */
     std::vector<int64_t> cu; /* packed offsets (B = 1), or empty */
+    double shift = 2.0;      /* gates logsigmoid(normal * sigma + shift) */
 };
 
 /* Element (b, h, t, c) of a token tensor [B, H, N, X] in either layout. */
@@ -88,6 +89,7 @@ static double rel_l2(const std::vector<double> &x, const std::vector<double> &re
 }
 
 static void check(bool ok, const char *name, const char *what, double err) {
+    if (getenv("LA_VERBOSE")) printf("%s %s: %s relative error %.3g\n", ok ? "ok" : "FAIL", name, what, err);
     if (ok) {
         passed++;
         return;
@@ -115,8 +117,8 @@ struct inputs {
         for (auto &x : q) x = (float)(normal() / sqrt((double)D));
         for (auto &x : k) x = (float)(normal() / sqrt((double)D));
         for (auto &x : v) x = (float)normal();
-        for (auto &x : gk) x = (float)logsigmoid(normal() * c.gate_sigma + 2.0);
-        for (auto &x : gv) x = (float)logsigmoid(normal() * c.gate_sigma + 2.0);
+        for (auto &x : gk) x = (float)logsigmoid(normal() * c.gate_sigma + c.shift);
+        for (auto &x : gv) x = (float)logsigmoid(normal() * c.gate_sigma + c.shift);
         if (c.strong) {
             for (size_t i = 0; i < gk.size(); i += c.strong) gk[i] = -30.0f;
             gk[gk.size() / 2] = -1.0e6f;
@@ -241,14 +243,14 @@ static void strides_of(const la_tok_t &t, int64_t s[4]) {
 }
 
 /* The backward (or the state-only backward, for state-only cases): every run
- * vec_bwd.h lists, then the decay-gradient pass, against ref_backward. */
+ * vec_bwd.h lists, against ref_backward. */
 static void run_backward(const vcase &c) {
     const inputs in(c);
     const int64_t H = c.H, N = c.N, D = c.D, E = c.E, S = in.S;
     const float scale = 0.75f;
     const bool so = c.state_only, states = c.s0; /* s0 and dS_final both, or neither */
     std::vector<float> dq(in.q.size(), NAN), dk(in.k.size(), NAN), dgk(in.gk.size(), NAN), dv(in.v.size(), NAN),
-        dgv(in.gv.size(), NAN), ds0(in.s0.size(), NAN), sN_ws(in.s0.size(), NAN), o_ws(in.v.size(), NAN);
+        dgv(in.gv.size(), NAN), ds0(in.s0.size(), NAN), sN_ws(in.s0.size(), NAN);
     la_vec_bwd_args_t a;
     memset(&a, 0, sizeof a);
     a.state_only = so;
@@ -281,14 +283,9 @@ static void run_backward(const vcase &c) {
     a.seqlen = N;
     a.cu = c.cu.empty() ? NULL : c.cu.data();
     if (la_vec_bwd_ws_state(1, states)) a.sN_ws = sN_ws.data();
-    if (la_vec_bwd_ws_o(c.kv, so)) a.o_ws = o_ws.data();
     la_vec_params_t runs[4];
     const int nr = la_vec_bwd_runs(&a, runs);
     for (int i = 0; i < nr; i++) run_blocks(runs[i], S, (int)H);
-    la_vec_dld_params_t dp;
-    if (la_vec_bwd_dld(&a, &dp))
-        for (int64_t s = 0; s < S; s++)
-            for (int h = 0; h < H; h++) la_vec_dld_block<float>(dp, (int)s, h, 0, 1);
 
     std::vector<double> got[6], ref[6]; /* dq, dk, dv, dgk, dgv, ds0 */
     for (int64_t s = 0; s < S; s++)
@@ -348,6 +345,11 @@ int main(void) {
         {"vk_packed", 1, 3, 70, 32, 40, false, true, false, false, false, 1.0, 0, {0, 5, 5, 37, 70}},
         {"vkv_packed_bnhd", 1, 2, 70, 24, 24, true, true, false, true, false, 1.0, 0, {0, 16, 17, 70}},
         {"vk_packed_state_only", 1, 2, 70, 16, 16, false, true, true, false, true, 1.0, 3, {0, 1, 69, 70}},
+        /* Long sequences, gates logsigmoid(randn / {0.1, 1, 10}) and log decays down to -1e6: the
+         * decay gradients' telescoped sums stay accurate. */
+        {"vk_n65536_gates_sd10", 1, 1, 65536, 8, 8, false, true, false, false, false, 10.0, 4099, none, 0.0},
+        {"vkv_n65536_gates_sd1", 1, 1, 65536, 8, 8, true, true, false, false, false, 1.0, 0, none, 0.0},
+        {"vk_n65536_gates_sd0.1", 1, 1, 65536, 8, 8, false, true, false, false, false, 0.1, 0, none, 0.0},
     };
     for (const vcase &c : cases) {
         run_case(c);

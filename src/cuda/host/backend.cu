@@ -12,6 +12,7 @@
 #include "bwd_launch.h"
 #include "decode_kernel.cuh"
 #include "vec_launch.h"
+#include "vec_bwd.h"
 #include "value_checks.h"
 
 #include <cuda_runtime.h>
@@ -296,7 +297,7 @@ static la_status_t run_decode(const la_plan_t *pl, cudaStream_t stream, char *ms
 
 static void strides_of(const la_tensor_t *t, int64_t s[4]) { memcpy(s, t->stride, 4 * sizeof(int64_t)); }
 
-/* The backward: the runs vec_bwd.h lists, then the decay-gradient pass. */
+/* The backward: the runs vec_bwd.h lists. */
 static la_status_t run_vector_backward(const la_plan_t *pl, const la_tile_plan_t *tp, char *ws, const int64_t *cu,
                                        cudaStream_t stream, char *msg) {
     const la_tensors_t *t = &pl->t;
@@ -330,18 +331,15 @@ static la_status_t run_vector_backward(const la_plan_t *pl, const la_tile_plan_t
     a.scale = pl->p.scale;
     a.seqlen = pl->p.seqlen;
     a.cu = cu;
-    /* The same rules as the plan's workspace layout. */
+    /* The same rule as the plan's workspace layout. */
     if (la_vec_bwd_ws_state(pl->want_dld || pl->want_dldv, pl->has_dfinal)) a.sN_ws = (float *)(ws + tp->ws.vec_state);
-    if (la_vec_bwd_ws_o(pl->want_dldv, a.state_only)) a.o_ws = ws + tp->ws.vec_o;
     la_vec_params_t runs[4];
     const int n = la_vec_bwd_runs(&a, runs);
-    const la_dtype_t dt = t->k.dtype;
     for (int i = 0; i < n; i++) {
-        const la_status_t st = la_cuda_vec_fwd(&runs[i], dt, pl->num_seqs, stream, msg);
+        const la_status_t st = la_cuda_vec_fwd(&runs[i], t->k.dtype, pl->num_seqs, stream, msg);
         if (st) return st;
     }
-    la_vec_dld_params_t d;
-    return la_vec_bwd_dld(&a, &d) ? la_cuda_vec_dld(&d, dt, pl->num_seqs, stream, msg) : LA_STATUS_SUCCESS;
+    return LA_STATUS_SUCCESS;
 }
 
 static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, char *ws, cudaStream_t stream, char *msg) {

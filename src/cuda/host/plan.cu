@@ -587,9 +587,9 @@ static la_status_t support(const ctx_t *c, char *msg) {
 
 /* Vector decays: one kernel walks each (sequence, head, slice of value
  * columns) in chunks of 16 tokens (kernels/vector); the backward runs it on
- * transposed and reversed operands (vec_bwd.h), then a decay-gradient pass.
- * The workspace holds the packed tables, and for the backward's decay
- * gradient the final state and o where they are needed. */
+ * transposed and reversed operands (vec_bwd.h).  The workspace holds the
+ * packed tables, and the final state where the backward's decay gradient
+ * meets an incoming final-state gradient. */
 static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg) {
     const int bwd = is_bwd(pl);
     const int64_t widest = bwd && pl->p.dim_v > pl->p.dim_qk ? pl->p.dim_v : pl->p.dim_qk; /* runs Q, K: D' = E */
@@ -620,11 +620,7 @@ static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg
         t->ws.vec_state = t->ws.total;
         t->ws.total += al256(S * (size_t)pl->p.heads * (size_t)pl->p.dim_qk * (size_t)pl->p.dim_v * sizeof(float));
     }
-    if (bwd && la_vec_bwd_ws_o(pl->want_dldv, pl->op == LA_OP_STATE_BACKWARD)) {
-        t->ws.vec_o = t->ws.total;
-        t->ws.total += al256((size_t)(pl->packed ? 1 : pl->p.batch) * (size_t)pl->p.heads * (size_t)pl->p.seqlen *
-                             (size_t)pl->p.dim_v * (size_t)elem_of(pl));
-    }
+
     p->tile[0][1] = p->tile[1][0] = p->tile[1][1] = *t;
     p->workspace = t->ws.total;
     return LA_STATUS_SUCCESS;
@@ -709,7 +705,7 @@ void la_cuda_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t 
         APPEND(": %s (the recurrence kernel in chunks of %d tokens, fp32 products%s), %d sequence%s x %lld heads, "
                "slices of %d columns, workspace %zu bytes",
                la_cuda_kernel_name(t->main), LA_VEC_CHUNK,
-               t->main == LA_K_VEC_BWD ? ": runs for dq, dk, dv, then the decay-gradient pass" : "", t->seg.total,
+               t->main == LA_K_VEC_BWD ? ": runs for dq, dk, dv, the decay gradients summed backwards" : "", t->seg.total,
                t->seg.total == 1 ? "" : "s", (long long)pl->p.heads, LA_VEC_EV, p->workspace);
         return;
     }

@@ -24,7 +24,7 @@ typedef enum la_cuda_kernel {
     LA_K_BWD_WGMMA,      /* Hopper backward, D = E = 64, bf16/f16, no decay gradient */
     LA_K_DECODE,         /* one block per (sequence, head) */
     LA_K_VEC_FWD,        /* vector decays: forward and state-only pass, chunks of 16, fp32 products */
-    LA_K_VEC_BWD,        /* vector decays: backward as runs of the same kernel and a decay-gradient pass */
+    LA_K_VEC_BWD,        /* vector decays: backward as runs of the same kernel (vec_bwd.h) */
     LA_K_COUNT
 } la_cuda_kernel_t;
 
@@ -47,7 +47,7 @@ typedef struct la_seg_plan {
 typedef struct la_ws_layout {
     size_t cu, seg_off, chunk_off, seg_state, seg_logdecay, seg_dstate;
     size_t dld_tok, dld_chunk, dld_z0, dld_part;
-    size_t vec_state, vec_o; /* vector kinds' backward: S_N f32 [S,H,D,E], o [B,H,N,E] (kernels/vector/vec_bwd.h) */
+    size_t vec_state;        /* vector kinds' backward: S_N f32 [S,H,D,E] (kernels/vector/vec_bwd.h) */
     size_t total;
 } la_ws_layout_t;
 

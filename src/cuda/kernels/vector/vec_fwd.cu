@@ -1,9 +1,8 @@
-/* vec_fwd.cu - instances and launchers of the vector-decay kernels: the
- * recurrence (vec_fwd_kernel.cuh; three dtypes, with and without value
- * decay) and the backward's decay-gradient pass (vec_dld_kernel.cuh). */
+/* vec_fwd.cu - instances and launcher of the vector-decay recurrence
+ * (vec_fwd_kernel.cuh): three dtypes, with and without value decay.  The
+ * forward, the state-only pass and every run of the backward (vec_bwd.h). */
 #include "vec_launch.h"
 #include "vec_fwd_kernel.cuh"
-#include "vec_dld_kernel.cuh"
 #include "smem_opt_in.h"
 
 #include <cuda_bf16.h>
@@ -32,24 +31,6 @@ la_status_t la_cuda_vec_fwd(const la_vec_params_t *p, la_dtype_t dtype, int64_t 
                                                     : vec_launch_kind<float>(*p, num_seqs, stream);
     if (err != cudaSuccess) {
         snprintf(msg, LA_MSG_LEN, "launching the vector-decay recurrence failed: %s", cudaGetErrorString(err));
-        return LA_STATUS_EXECUTION_FAILED;
-    }
-    return LA_STATUS_SUCCESS;
-}
-
-template <typename T>
-static cudaError_t dld_launch(const la_vec_dld_params_t &p, int64_t num_seqs, cudaStream_t s) {
-    la_vec_dld_kernel<T><<<dim3((unsigned)num_seqs, p.H), LA_VEC_THREADS, 0, s>>>(p);
-    return cudaGetLastError();
-}
-
-la_status_t la_cuda_vec_dld(const la_vec_dld_params_t *p, la_dtype_t dtype, int64_t num_seqs, cudaStream_t stream,
-                            char *msg) {
-    const cudaError_t err = dtype == LA_DTYPE_BF16  ? dld_launch<__nv_bfloat16>(*p, num_seqs, stream)
-                            : dtype == LA_DTYPE_F16 ? dld_launch<__half>(*p, num_seqs, stream)
-                                                    : dld_launch<float>(*p, num_seqs, stream);
-    if (err != cudaSuccess) {
-        snprintf(msg, LA_MSG_LEN, "launching the vector decay-gradient pass failed: %s", cudaGetErrorString(err));
         return LA_STATUS_EXECUTION_FAILED;
     }
     return LA_STATUS_SUCCESS;

@@ -59,7 +59,7 @@ __device__ __forceinline__ void la_vec_fwd_block(const la_vec_params_t &p, int s
     const int e0 = z * EVM;
     const int D = p.D, DP = p.D + 1; /* odd row pitch: the score loop reads 16 rows at once */
     const int EV = p.E - e0 < EVM ? p.E - e0 : EVM;
-    const bool out = p.o.ptr != nullptr;
+    const bool out = p.o.ptr != nullptr || p.term != nullptr;
     int64_t b, t0, t1;
     if (p.cu) {
         b = 0;
@@ -81,11 +81,22 @@ __device__ __forceinline__ void la_vec_fwd_block(const la_vec_params_t &p, int s
     float *eGv = vR + C * EVM;   /* [C][EVM] exp(Gv_i) */
     float *egvL = eGv + C * EVM; /* [EVM] the chunk's whole value decay */
     float *A = egvL + EVM;       /* [C][C] scores */
+    float *ob = A + C * C;       /* [C][EVM] the chunk's outputs (term_mode 2) */
+    double *sums = (double *)(((uintptr_t)(ob + C * EVM) + 7) & ~(uintptr_t)7); /* [EVM] running sums */
 
     for (int i = tid; i < D * EVM; i += nt) {
         const int d = i / EVM, e = i % EVM;
         S[i] = p.s0.ptr && e < EV ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + (e0 + e) * p.s0.se] : 0.0f;
     }
+    if (p.term_mode == 2) /* the final state's share of each column's sum */
+        for (int c = tid; c < EVM; c += nt) {
+            double f = 0.0;
+            if (p.fin_a.ptr && c < EV)
+                for (int r = 0; r < D; r++)
+                    f += (double)p.fin_a.ptr[s * p.fin_a.ss + h * p.fin_a.sh + r * p.fin_a.sd + (e0 + c) * p.fin_a.se] *
+                         (double)p.fin_b.ptr[s * p.fin_b.ss + h * p.fin_b.sh + r * p.fin_b.sd + (e0 + c) * p.fin_b.se];
+            sums[c] = f;
+        }
     /* The walk's step u is token t0 + u, or t1 - 1 - u walking backwards, where
      * step u's decay is that of the token after it (none for the last one). */
     const int64_t len = t1 - t0;
@@ -178,8 +189,25 @@ __device__ __forceinline__ void la_vec_fwd_block(const la_vec_params_t &p, int s
                     for (int j = 0; j <= i; j++) intra = fmaf(A[i * C + j], vs[j * EVM + e], intra);
                 }
                 const int64_t t = p.reverse ? t1 - 1 - (c0 + i) : t0 + c0 + i;
-                vec_store<T>(p.o.ptr, b * p.o.sb + h * p.o.sh + t * p.o.st + (e0 + e) * p.o.sc, inter + intra);
+                const float y = inter + intra;
+                if (p.o.ptr) vec_store<T>(p.o.ptr, b * p.o.sb + h * p.o.sh + t * p.o.st + (e0 + e) * p.o.sc, y);
+                if (p.term_mode == 1)
+                    p.term[b * p.term_sb + h * p.term_sh + t * p.term_st + (e0 + e) * p.term_sc] =
+                        y * vec_load<T>(p.mul.ptr, b * p.mul.sb + h * p.mul.sh + t * p.mul.st + (e0 + e) * p.mul.sc);
+                else if (p.term_mode == 2)
+                    ob[i * EVM + e] = y;
             }
+        if (p.term_mode == 2) { /* each column's running sum, in the walk's order */
+            LA_VEC_SYNC();
+            for (int c = tid; c < EV; c += nt)
+                for (int i = 0; i < n; i++) {
+                    const int64_t t = p.reverse ? t1 - 1 - (c0 + i) : t0 + c0 + i;
+                    float *x = p.term + b * p.term_sb + h * p.term_sh + t * p.term_st + (e0 + c) * p.term_sc;
+                    const float m = vec_load<T>(p.mul.ptr, b * p.mul.sb + h * p.mul.sh + t * p.mul.st + (e0 + c) * p.mul.sc);
+                    sums[c] += (p.term_in ? (double)*x : 0.0) - (double)m * (double)ob[i * EVM + c];
+                    *x = (float)sums[c];
+                }
+        }
         LA_VEC_SYNC(); /* every read of the old state is done */
         const float *vsrc = KV ? vR : vs;
         for (int x = tid; x < D * EVM; x += nt) {

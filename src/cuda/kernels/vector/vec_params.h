@@ -31,6 +31,16 @@ typedef struct la_vec_params {
     float scale;
     int64_t seqlen;       /* tokens per batch row */
     const int64_t *cu;    /* packed: [num_seqs + 1] checked offsets in device memory, else NULL */
+    /* A decay gradient's share (vec_bwd.h): term, f32 [B, H, N, output columns], NULL for none.
+     *   term_mode 1: term_t = out_t . mul_t (out: what o_t would be, o.ptr NULL or not);
+     *   term_mode 2: walking, term_t = F + sum over the steps so far, this one included, of
+     *                (term_t as it was read, where term_in) - mul_t . out_t, summed in double,
+     *                with F = sum over state rows r of fin_a[r, c] fin_b[r, c] (fin_a.ptr NULL: 0). */
+    float *term;
+    int64_t term_sb, term_sh, term_st, term_sc;
+    int term_mode, term_in;
+    la_tok_t mul;
+    la_st_t fin_a, fin_b;
 } la_vec_params_t;
 
 /* Dynamic shared memory of the kernel for head dim D. */
@@ -41,7 +51,10 @@ static inline int la_vec_fwd_smem(int D) {
                                  + D               /* the chunk's whole key decay */
                                  + 4 * C * EV      /* v, exp(gv), decayed v, exp(Gv) */
                                  + EV              /* the chunk's whole value decay */
-                                 + C * C);         /* intra-chunk scores */
+                                 + C * C           /* intra-chunk scores */
+                                 + C * EV          /* the chunk's outputs (a running sum's terms) */
+                                 + 2)              /* alignment for the sums */
+           + (int)sizeof(double) * EV;             /* each column's running sum */
 }
 
 #endif
