@@ -15,7 +15,9 @@ start event) so that a call's host time never idles the GPU inside the timed
 span: every column times its GPU work, as in a training step where the host
 runs ahead (bench/host_overhead.py measures the host time per call);
 the backward is timed on its own, from a saved forward (autograd.grad with
-retain_graph).  Memory: the call's inputs plus the peak PyTorch's allocator holds above
+retain_graph).  Where fla (flash-linear-attention) is importable on the GPU,
+its chunk_gla and chunk_simple_gla are baseline columns (FLA_GLA next to the
+vector decays, FLA_SIMPLE_GLA next to LASD; --no-fla leaves them out).  Memory: the call's inputs plus the peak PyTorch's allocator holds above
 them during the call (the library takes its workspace from it), next
 to the library's own account (tensors plus la_workspace_size); the
 benchmark's own buffers (the L2 flush) are left out.  Floors: the
@@ -274,10 +276,11 @@ def run_row(row, variants, sdpa_cols, timer, args, ceil):
                     res.update(time_fwd_bwd(row, "SDPA", timer))
             else:
                 res.update(time_fwd_bwd(row, name, timer))
-        except (la.LightningAttnNotSupported, RuntimeError) as e:
-            if isinstance(e, la.LightningAttnNotSupported) or "No available kernel" in str(e) or \
-                    "not supported" in str(e).lower() or name in FLA:
-                out[name] = {"error": str(e).splitlines()[0][:200]}
+        except Exception as e:  # a column the backend or the baseline cannot run is reported, not fatal
+            declined = isinstance(e, la.LightningAttnNotSupported) or (isinstance(e, RuntimeError) and (
+                "No available kernel" in str(e) or "not supported" in str(e).lower()))
+            if declined or name in FLA:
+                out[name] = {"error": (str(e).splitlines() or [type(e).__name__])[0][:200]}
                 continue
             raise
         if name in VARIANTS:

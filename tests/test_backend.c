@@ -1707,6 +1707,19 @@ static void device_memory_selftest(void) {
  * (the default) runs the call without waiting and reports the error on
  * la_check_errors or on the handle's next call (which then writes nothing);
  * the synchronous mode returns it from the call itself, writing nothing. */
+/* One sequence of N tokens, H heads, D = E, a log decay per head. */
+static la_problem_t head_decay_problem(int64_t H, int64_t N, int64_t D) {
+    la_problem_t p;
+    la_problem_init(&p);
+    p.batch = 1;
+    p.heads = H;
+    p.seqlen = N;
+    p.dim_qk = D;
+    p.dim_v = D;
+    p.decay = LA_DECAY_SCALAR_HEAD;
+    return p;
+}
+
 static void device_value_checks(void) {
     const char *cn = "device_value_checks";
     const int64_t H = 2, N = 64, D = 16;
@@ -1723,14 +1736,7 @@ static void device_value_checks(void) {
         tu_fill_normal(all[i], &r, 1.0);
         tu_upload(all[i]);
     }
-    la_problem_t p;
-    la_problem_init(&p);
-    p.batch = 1;
-    p.heads = H;
-    p.seqlen = N;
-    p.dim_qk = D;
-    p.dim_v = D;
-    p.decay = LA_DECAY_SCALAR_HEAD;
+    la_problem_t p = head_decay_problem(H, N, D);
     la_tensors_t t;
     la_tensors_init(&t);
     t.q = tu_view(&q);
@@ -1861,14 +1867,7 @@ static void inline_head_decay_checks(const la_policy_t *pol) {
             tu_upload(&s_in);
             tu_upload(&s_out);
             tu_alloc(&ld, "ld", LA_DTYPE_F32, TU_BHND, 1, H, 1, 1);
-            la_problem_t p;
-            la_problem_init(&p);
-            p.batch = 1;
-            p.heads = H;
-            p.seqlen = N;
-            p.dim_qk = D;
-            p.dim_v = D;
-            p.decay = LA_DECAY_SCALAR_HEAD;
+            la_problem_t p = head_decay_problem(H, N, D);
             la_tensors_t t;
             la_tensors_init(&t);
             t.k = tu_view(&x[1]);
