@@ -620,7 +620,6 @@ static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg
         t->ws.vec_state = t->ws.total;
         t->ws.total += al256(S * (size_t)pl->p.heads * (size_t)pl->p.dim_qk * (size_t)pl->p.dim_v * sizeof(float));
     }
-
     p->tile[0][1] = p->tile[1][0] = p->tile[1][1] = *t;
     p->workspace = t->ws.total;
     return LA_STATUS_SUCCESS;
