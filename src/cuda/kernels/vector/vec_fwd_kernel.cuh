@@ -1,5 +1,7 @@
-/* vec_fwd_kernel.cuh - the forward and state-only pass of the vector decay
- * kinds, one block per (sequence, head, slice of LA_VEC_EV value columns):
+/* vec_fwd_kernel.cuh - the recurrence of the vector decay kinds, one block
+ * per (sequence, head, slice of LA_VEC_EV value columns): the forward, the
+ * state-only pass, and (transposed, walked backwards, vec_bwd.h) every run
+ * of the backward:
  *
  *   VECTOR_K   S_t = diag(a_t) S_{t-1} + k_t^T v_t                 (GLA)
  *   VECTOR_KV  S_t = diag(a_t) S_{t-1} diag(b_t) + k_t^T v_t
@@ -20,7 +22,8 @@
  * state products, so no sub-chunk anchoring is needed.  The products run on
  * CUDA cores in fp32 (inputs of any dtype are widened on load); the state
  * products are 4 D E multiply-adds per token.  Deterministic: fixed loop
- * orders, no atomics.
+ * orders, no atomics.  vec_params.h lists the options the backward's runs
+ * use (keys scaled or absent, the walk reversed, decay-gradient sums).
  *
  * The block's work is la_vec_fwd_block: every step is a loop strided by the
  * thread count between barriers, so the same code run by one thread with
