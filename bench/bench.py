@@ -39,8 +39,9 @@ import torch.nn.functional as F
 import lightning_attn as la
 from lightning_attn import _clib as C
 
-VARIANTS = ["LAND", "LASD", "LASD_PL", "LASD3", "LASD_R", "LAVD_K", "LAVD_KV", "STATE", "STATE_VK"]
-STATES = ("STATE", "STATE_VK")  # the state-only pass: per-head decay, per-key-channel decay (GLA-style)
+VARIANTS = ["LAND", "LASD", "LASD_PL", "LASD3", "LASD_R", "LAVD_K", "LAVD_KV", "STATE", "STATE_VK", "STATE_VKV"]
+# The state-only pass: per-head decay, per-key-channel decay (GLA-style), per key and value channel.
+STATES = ("STATE", "STATE_VK", "STATE_VKV")
 # Baselines from fla (flash-linear-attention) when it is importable on the GPU: name -> its op.
 FLA = {}
 DT = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
@@ -128,7 +129,8 @@ def floors(variant, B, H, N, D, E, elem):
     """Bytes that must move and FLOPs, forward and backward."""
     tok = B * H * N
     qkvo = tok * (2 * D + 2 * E) * elem
-    dec = {"LASD3": tok * 4, "LAVD_K": tok * D * 4, "LAVD_KV": tok * (D + E) * 4, "STATE_VK": tok * D * 4}.get(variant, 0)
+    dec = {"LASD3": tok * 4, "LAVD_K": tok * D * 4, "LAVD_KV": tok * (D + E) * 4, "STATE_VK": tok * D * 4,
+           "STATE_VKV": tok * (D + E) * 4}.get(variant, 0)
     flops = tok * (4 * D * E + CHUNK * (D + E))
     st = B * H * D * E * 4
     if variant in STATES:
@@ -174,7 +176,7 @@ class Row:
         dec = {"LASD": {"s": self.s}, "LASD_PL": {"s": self.s.clone().requires_grad_()},
                "LASD3": {"ld": self.ld_tok}, "LAVD_K": {"ldk": self.ldk},
                "LAVD_KV": {"ldk": self.ldk, "ldv": self.ldv}, "STATE": {"s": self.s},
-               "STATE_VK": {"ldk": self.ldk}}.get(variant, {})
+               "STATE_VK": {"ldk": self.ldk}, "STATE_VKV": {"ldk": self.ldk, "ldv": self.ldv}}.get(variant, {})
         return x, dec
 
     def forward(self, variant, x, dec):
@@ -307,7 +309,7 @@ def account_mib(row, variant):
     elem = row.q.element_size()
     tok = B * H * N
     dec = {"LASD3": tok * 4, "LAVD_K": tok * D * 4, "LAVD_KV": tok * (D + E) * 4,
-           "STATE_VK": tok * D * 4}.get(variant, 0)  # decay tensors
+           "STATE_VK": tok * D * 4, "STATE_VKV": tok * (D + E) * 4}.get(variant, 0)  # decay tensors
     ws = ops.last_workspace_bytes()
     if variant in STATES:  # inputs k, v (+ decays); output and incoming gradient: one state each
         ins, out, wf, wb = tok * (D + E) * elem + dec, B * H * D * E * 4, ws[C.OP_STATE_FORWARD], ws[C.OP_STATE_BACKWARD]
