@@ -17,7 +17,8 @@
 #define LA_VEC_THREADS 256
 
 typedef struct la_vec_params {
-    la_tok_t q, k, v, o;  /* q.ptr and o.ptr NULL: no output; k.ptr or v.ptr NULL: no k^T v term */
+    la_tok_t q, k, v, o;  /* o.ptr NULL: o not stored (a term may still be); q.ptr, o.ptr and term all
+                             NULL: the state alone; k.ptr or v.ptr NULL: no k^T v term */
     float kscale;         /* k's factor (1 in the forward) */
     int reverse;          /* walk from the last token to the first; step t takes token t + 1's decays
                              (none at the last token), and the final state is decayed once more by the
