@@ -6,40 +6,17 @@
  * through our own strided indexing and rounding.  Each output is compared as
  * one vector: relative L2 error and worst element against the largest
  * reference element, with NaN never passing (testutil's metrics).  The
- * tolerances are test_backend's, which were measured with margin on longer
- * sequences than the fuzzer draws.
+ * tolerances are the case table's (tolerances.h), measured with margin on
+ * longer sequences than the fuzzer draws.
  */
 #include "fuzz.h"
 #include "reference.h"
+#include "tolerances.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct tolset {
-    double o_rel, o_elem;   /* o */
-    double g_rel, g_elem;   /* dq, dk, dv */
-    double d_rel, d_elem;   /* d_ld, d_ldv, against their terms' scale */
-    double s_rel, s_elem;   /* final state */
-    double ds_rel, ds_elem; /* d_initial_state */
-} tolset_t;
-
-#define DECAY_F32 5e-5, 2e-4
-#define STATES_F32 1.5e-5, 5e-5, 2e-5, 1e-4
-static const tolset_t TOL_F32 = {1e-5, 5e-5, 2e-5, 1e-4, DECAY_F32, STATES_F32};
-static const tolset_t TOL_F16 = {1e-3, 1e-3, 1e-3, 1e-3, DECAY_F32, STATES_F32};
-static const tolset_t TOL_BF16 = {1e-2, 1e-2, 1e-2, 1e-2, DECAY_F32, STATES_F32};
-/* Tensor-core backends round intra-chunk products to the input dtype: 2u more
- * on token outputs, 4u / 8u on the decay gradient, f16 states 2^-12 (see
- * test_backend.c for the measurements behind these). */
-#define U16 4.8828125e-4
-#define UBF 3.90625e-3
-static const tolset_t TOL_F16_TC = {1e-3 + 2 * U16, 1e-3 + 2 * U16, 1e-3 + 2 * U16, 1e-3 + 2 * U16, 4 * U16,
-                                    8 * U16,        2.44140625e-4,  5e-5,           2.44140625e-4,  1e-4};
-static const tolset_t TOL_BF16_TC = {1e-2 + 2 * UBF, 1e-2 + 2 * UBF, 1e-2 + 2 * UBF, 1e-2 + 2 * UBF,
-                                     4 * UBF,        8 * UBF,        STATES_F32};
-static const tolset_t TOL_F32_TC = {3e-5, 5e-5, 8e-5, 1e-4, DECAY_F32, 3e-5, 1e-4, 5e-5, 1e-4};
 
 /* The least precise token dtype of the call sets the tolerances. */
 static const tolset_t *tolerances(const fz_call_t *c, la_backend_t backend) {
@@ -51,10 +28,7 @@ static const tolset_t *tolerances(const fz_call_t *c, la_backend_t backend) {
         if (t->dtype == LA_DTYPE_BF16) worst = LA_DTYPE_BF16;
         else if (t->dtype == LA_DTYPE_F16 && worst == LA_DTYPE_F32) worst = LA_DTYPE_F16;
     }
-    int tc = backend != LA_BACKEND_CPU;
-    if (worst == LA_DTYPE_BF16) return tc ? &TOL_BF16_TC : &TOL_BF16;
-    if (worst == LA_DTYPE_F16) return tc ? &TOL_F16_TC : &TOL_F16;
-    return tc ? &TOL_F32_TC : &TOL_F32;
+    return tu_tolerances((la_dtype_t)worst, backend);
 }
 
 /* ---- reading the call's tensors ---------------------------------------------------------- */
