@@ -365,12 +365,8 @@ static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, cha
         p.q = tok_of(&t->q);
         p.o = tok_of(&t->o);
     }
-    p.gk = (const float *)t->ld.data;
-    p.gk_sb = t->ld.stride[0]; p.gk_sh = t->ld.stride[1]; p.gk_st = t->ld.stride[2]; p.gk_sc = t->ld.stride[3];
-    if (pl->p.decay == LA_DECAY_VECTOR_KV) {
-        p.gv = (const float *)t->ldv.data;
-        p.gv_sb = t->ldv.stride[0]; p.gv_sh = t->ldv.stride[1]; p.gv_st = t->ldv.stride[2]; p.gv_sc = t->ldv.stride[3];
-    }
+    la_vec_set_gk(&p, (const float *)t->ld.data, t->ld.stride);
+    if (pl->p.decay == LA_DECAY_VECTOR_KV) la_vec_set_gv(&p, (const float *)t->ldv.data, t->ldv.stride);
     p.s0 = st_of(&t->initial_state);
     p.sN = st_of(&t->final_state);
     if (!pl->has_final) p.sN.ptr = NULL;
