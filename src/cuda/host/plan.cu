@@ -27,6 +27,8 @@
  */
 #include "plan.h"
 #include "vec_bwd.h"
+#include "vec_launch.h"
+#include "vec_mma_layout.h"
 #include "fwd_launch.h"
 #include "bwd_launch.h"
 #include "tma_map.h"
@@ -607,6 +609,7 @@ static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg
     t->E = p->te;
     t->eslice = LA_VEC_EV;
     t->main = bwd ? LA_K_VEC_BWD : LA_K_VEC_FWD;
+    t->vec_mma_smem = p->lim.smem_optin;
     t->seg.seg_len = pl->p.seqlen; /* one segment per sequence */
     t->seg.total = (int)pl->num_seqs;
     const size_t S = (size_t)pl->num_seqs;
@@ -701,11 +704,16 @@ void la_cuda_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t 
         return;
     }
     if (t->main == LA_K_VEC_FWD || t->main == LA_K_VEC_BWD) {
-        APPEND(": %s (the recurrence kernel in chunks of %d tokens, fp32 products%s), %d sequence%s x %lld heads, "
-               "slices of %d columns, workspace %zu bytes",
-               la_cuda_kernel_name(t->main), LA_VEC_CHUNK,
-               t->main == LA_K_VEC_BWD ? ": runs for dq, dk, dv, the decay gradients summed backwards" : "", t->seg.total,
-               t->seg.total == 1 ? "" : "s", (long long)pl->p.heads, LA_VEC_EV, p->workspace);
+        const int rows = (int)pl->p.dim_qk, cols = (int)pl->p.dim_v; /* the runs' row dims: D, and E transposed */
+        const int mma_d = la_cuda_vec_uses_mma(rows, pl->t.k.dtype, t->vec_mma_smem);
+        const int mma_e = t->main == LA_K_VEC_BWD && la_cuda_vec_uses_mma(cols, pl->t.k.dtype, t->vec_mma_smem);
+        APPEND(": %s (the recurrence kernel in chunks of %d tokens, %s%s), %d sequence%s x %lld heads, workspace %zu bytes",
+               la_cuda_kernel_name(t->main), mma_d ? LA_VM_L : LA_VEC_CHUNK,
+               mma_d && (mma_e || t->main == LA_K_VEC_FWD) ? "tensor cores"
+               : mma_d || mma_e                            ? "tensor cores where the rows are at most 128, else fp32 products"
+                                                           : "fp32 products",
+               t->main == LA_K_VEC_BWD ? "; runs for dq, dk, dv, the decay gradients summed backwards" : "", t->seg.total,
+               t->seg.total == 1 ? "" : "s", (long long)pl->p.heads, p->workspace);
         return;
     }
     APPEND(": head-dim tile %dx%d (%d x %d tiles%s)", p->td, p->te, p->nd, p->ne, p->nd * p->ne > 1 ? ", summed" : "");

@@ -4,6 +4,7 @@
 #include "vec_launch.h"
 #include "vec_fwd_kernel.cuh"
 #include "smem_opt_in.h"
+#include "vec_mma_layout.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -24,9 +25,14 @@ static cudaError_t vec_launch_kind(const la_vec_params_t &p, int64_t num_seqs, c
     return p.gv ? vec_launch<T, true>(p, num_seqs, s) : vec_launch<T, false>(p, num_seqs, s);
 }
 
-la_status_t la_cuda_vec_fwd(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, cudaStream_t stream,
-                            char *msg) {
-    const cudaError_t err = dtype == LA_DTYPE_BF16  ? vec_launch_kind<__nv_bfloat16>(*p, num_seqs, stream)
+int la_cuda_vec_uses_mma(int D, la_dtype_t dtype, int mma_smem) {
+    return (dtype == LA_DTYPE_BF16 || dtype == LA_DTYPE_F16) && D <= 128 && la_vec_mma_smem(D) <= mma_smem;
+}
+
+la_status_t la_cuda_vec_fwd(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, int mma_smem,
+                            cudaStream_t stream, char *msg) {
+    const cudaError_t err = la_cuda_vec_uses_mma(p->D, dtype, mma_smem) ? la_cuda_vec_mma(p, dtype, num_seqs, stream)
+                            : dtype == LA_DTYPE_BF16                    ? vec_launch_kind<__nv_bfloat16>(*p, num_seqs, stream)
                             : dtype == LA_DTYPE_F16 ? vec_launch_kind<__half>(*p, num_seqs, stream)
                                                     : vec_launch_kind<float>(*p, num_seqs, stream);
     if (err != cudaSuccess) {

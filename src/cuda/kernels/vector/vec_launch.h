@@ -7,8 +7,17 @@
 
 #include <cuda_runtime.h>
 
-/* One block per (sequence, head, value slice); p->gv NULL: VECTOR_K. */
-la_status_t la_cuda_vec_fwd(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, cudaStream_t stream,
-                            char *msg);
+/* One run of the recurrence: one block per (sequence, head, value slice).
+ * The tensor-core kernel (vec_mma_kernel.cuh) where it applies: bf16 or f16
+ * inputs, rows D <= 128, and its shared memory within mma_smem bytes (0:
+ * never); else the fp32 kernel (vec_fwd_kernel.cuh). */
+la_status_t la_cuda_vec_fwd(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, int mma_smem,
+                            cudaStream_t stream, char *msg);
+
+/* Whether a run of row dim D in dtype takes the tensor-core kernel. */
+int la_cuda_vec_uses_mma(int D, la_dtype_t dtype, int mma_smem);
+
+/* The tensor-core kernel alone (bf16 or f16, D <= 128). */
+cudaError_t la_cuda_vec_mma(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, cudaStream_t stream);
 
 #endif

@@ -1,0 +1,37 @@
+/* vec_mma.cu - instances and launcher of the tensor-core vector-decay
+ * recurrence (vec_mma_kernel.cuh): bf16 and f16, row dims up to 64 and 128,
+ * with row decays, column decays or both. */
+#include "vec_launch.h"
+#include "vec_mma_kernel.cuh"
+#include "smem_opt_in.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+template <typename T, int DM, bool RD, bool CD>
+static cudaError_t vm_launch(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
+    const int smem = vm_layout<DM>::BYTES;
+    auto k = la_vec_mma_kernel<T, DM, RD, CD>;
+    cudaError_t err = la_cuda_opt_in_smem((const void *)k, smem);
+    if (err != cudaSuccess) return err;
+    k<<<dim3((unsigned)num_seqs, p.H, (p.E + LA_VM_ET - 1) / LA_VM_ET), LA_VM_THREADS, smem, s>>>(p);
+    return cudaGetLastError();
+}
+
+/* Row decays only (the forward of VECTOR_K, and the runs whose rows are its
+ * keys), column decays only (the runs of VECTOR_K transposed), or both. */
+template <typename T, int DM>
+static cudaError_t vm_launch_kind(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
+    if (!p.gv) return vm_launch<T, DM, true, false>(p, num_seqs, s);
+    return p.gk ? vm_launch<T, DM, true, true>(p, num_seqs, s) : vm_launch<T, DM, false, true>(p, num_seqs, s);
+}
+
+template <typename T>
+static cudaError_t vm_launch_dims(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
+    return p.D <= 64 ? vm_launch_kind<T, 64>(p, num_seqs, s) : vm_launch_kind<T, 128>(p, num_seqs, s);
+}
+
+cudaError_t la_cuda_vec_mma(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, cudaStream_t stream) {
+    return dtype == LA_DTYPE_BF16 ? vm_launch_dims<__nv_bfloat16>(*p, num_seqs, stream)
+                                  : vm_launch_dims<__half>(*p, num_seqs, stream);
+}

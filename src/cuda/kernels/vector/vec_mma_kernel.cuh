@@ -1,0 +1,455 @@
+/* vec_mma_kernel.cuh - the vector-decay recurrence on tensor cores (bf16 and
+ * f16 inputs, row dim up to 128): the same recurrence, options and results
+ * as the fp32 kernel (vec_fwd_kernel.cuh, vec_params.h), which stays for f32
+ * inputs, wider rows and plans without the shared memory for this one.
+ *
+ *   S_u = diag(e^{alpha_u}) S_{u-1} diag(e^{beta_u}) + kscale k_u^T v_u,   y_u = scale q_u S_u
+ *
+ * (alpha: the row log decays, gk; beta: the column log decays, gv; either may
+ * be absent).  A block owns (sequence, head, LA_VM_ET value columns) and walks
+ * its sequence in chunks of L = 16 steps with the fp32 state slice in
+ * registers, as mma accumulators.  Per chunk, with lambda_u / nu_u the
+ * inclusive sums of alpha / beta over the chunk's steps up to u, mu_s / xi_s
+ * the exclusive sums after s (each summed from its own terms, so no
+ * difference of large sums loses digits), and lambda_L, nu_L the chunk's
+ * totals:
+ *
+ *   inter   y_u  = e^{nu_u} . (scale q_u e^{lambda_u}) S                exponents <= 0
+ *   scores  P_us = sum_d q_ud k_sd e^{lambda_ud - lambda_sd}        (s <= u)
+ *   intra   y_ue += sum_s P_us v_se e^{nu_ue - nu_se}
+ *   state   S <- diag(e^{lambda_L}) S diag(e^{nu_L}) + (kscale k e^{mu})^T (v e^{xi})
+ *
+ * The diagonal factors e^{lambda_u - lambda_s} would overflow as a product of
+ * a query factor and a key factor anchored at the chunk start.  Anchored at
+ * the middle of the chunk's decay, M = lambda_L / 2, both factors lie within
+ * e^{+-|lambda_L| / 2}: a row whose chunk decay stays above e^{-SAFE} takes
+ * the factored product on tensor cores (q e^{lambda_u - M}) (k e^{M -
+ * lambda_s}); the rows past it (rare: a near-closed gate) are left out of
+ * that product and added exactly, channel by channel, in fp32, with one
+ * e^{sum of alpha from s + 1 to u} per pair.  Columns alike for the value
+ * decay.  So every exponent is bounded, and no factor is an
+ * exponential of a difference that could overflow.
+ *
+ * Precision: the products that make outputs round their operands to the
+ * input dtype (as the scalar kernels do); the state update splits its
+ * decayed operands into hi + lo parts, so the state keeps fp32 accuracy.
+ * Deterministic: fixed orders, no atomics (the masks are ballots).
+ *
+ * Per chunk, barriers B1..B4 (B5 for a running sum):
+ *   prep   threads by channel: sums, factors, operands, masks   -> B1
+ *   B      every warp: its rows of the state update (registers), its n8
+ *          tile of the inter product; warps 0, 1: the scores' tiles -> B2
+ *   C      thread per (u, s): the mask and unfactored rows      -> B3
+ *   D      every warp: intra product, y to shared memory, the new state
+ *          copy; the next chunk's inputs (fetched into registers at the
+ *          chunk's start) to their stage                        -> B4
+ *   E      thread per (u, e): unfactored columns, outputs (and B5, the
+ *          running sums of term_mode 2). */
+#ifndef LA_CUDA_VEC_MMA_KERNEL_CUH
+#define LA_CUDA_VEC_MMA_KERNEL_CUH
+
+#include "mma.cuh"
+#include "vec_mma_layout.h"
+#include "vec_params.h"
+
+/* The largest chunk decay |lambda_L| a channel may have and still take the
+ * factored diagonal: its factors reach e^{SAFE / 2}.  bf16 has fp32's
+ * exponent range; f16's largest value is 65504 (e^11), and its normal range
+ * ends at 6e-5, so its factors stay within e^{+-6}. */
+template <typename T> struct vm_safe { static constexpr float value = 80.0f; };
+template <> struct vm_safe<__half> { static constexpr float value = 12.0f; };
+
+/* Where a block's sequence lies, and which of its steps is which token. */
+struct vm_seq {
+    int64_t b, t0, t1, len;
+    int reverse;
+    /* The token of step u (from the walk's start), and whose decays it takes. */
+    __device__ __forceinline__ int64_t tok(int64_t u) const { return reverse ? t1 - 1 - u : t0 + u; }
+    __device__ __forceinline__ int64_t dtok(int64_t u) const { return reverse ? t1 - u : t0 + u; }
+};
+
+/* The next chunk's inputs, fetched into registers early (NR row elements
+ * and NC column elements per thread). */
+template <typename T, int DM> struct vm_fetch {
+    static constexpr int NR = LA_VM_L * DM / LA_VM_THREADS, NC = LA_VM_L * LA_VM_ET / LA_VM_THREADS;
+    T q[NR], k[NR], v[NC];
+    float a[NR], b[NC];
+};
+
+template <typename T, int DM, bool RD, bool CD>
+__device__ __forceinline__ void vm_fetch_chunk(vm_fetch<T, DM> &f, const la_vec_params_t &p, const vm_seq &sq, int h,
+                                               int e0, int EV, int64_t c0, bool out) {
+    typedef vm_fetch<T, DM> F;
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int j = 0; j < F::NR; j++) {
+        const int i = tid + LA_VM_THREADS * j, u = i / DM, d = i % DM;
+        const bool ok = c0 + u < sq.len && d < p.D;
+        const int64_t t = sq.tok(c0 + u), tg = sq.dtok(c0 + u);
+        f.q[j] = T(0.0f);
+        f.k[j] = T(0.0f);
+        f.a[j] = 0.0f;
+        if (ok) {
+            if (out) f.q[j] = static_cast<const T *>(p.q.ptr)[sq.b * p.q.sb + h * p.q.sh + t * p.q.st + d * p.q.sc];
+            if (p.k.ptr) f.k[j] = static_cast<const T *>(p.k.ptr)[sq.b * p.k.sb + h * p.k.sh + t * p.k.st + d * p.k.sc];
+            if (RD && p.gk && tg < sq.t1) f.a[j] = p.gk[sq.b * p.gk_sb + h * p.gk_sh + tg * p.gk_st + d * p.gk_sc];
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < F::NC; j++) {
+        const int i = tid + LA_VM_THREADS * j, u = i / LA_VM_ET, e = i % LA_VM_ET;
+        const bool ok = c0 + u < sq.len && e < EV;
+        const int64_t t = sq.tok(c0 + u), tg = sq.dtok(c0 + u);
+        f.v[j] = T(0.0f);
+        f.b[j] = 0.0f;
+        if (ok) {
+            if (p.v.ptr)
+                f.v[j] = static_cast<const T *>(p.v.ptr)[sq.b * p.v.sb + h * p.v.sh + t * p.v.st + (e0 + e) * p.v.sc];
+            if (CD && tg < sq.t1) f.b[j] = p.gv[sq.b * p.gv_sb + h * p.gv_sh + tg * p.gv_st + (e0 + e) * p.gv_sc];
+        }
+    }
+}
+
+template <typename T, int DM>
+__device__ __forceinline__ void vm_stage_chunk(const vm_fetch<T, DM> &f, char *raw) {
+    typedef vm_layout<DM> Y;
+    typedef vm_fetch<T, DM> F;
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int j = 0; j < F::NR; j++) {
+        const int i = tid + LA_VM_THREADS * j;
+        reinterpret_cast<T *>(raw + Y::R_Q)[i] = f.q[j];
+        reinterpret_cast<T *>(raw + Y::R_K)[i] = f.k[j];
+        reinterpret_cast<float *>(raw + Y::R_A)[i] = f.a[j];
+    }
+#pragma unroll
+    for (int j = 0; j < F::NC; j++) {
+        const int i = tid + LA_VM_THREADS * j;
+        reinterpret_cast<T *>(raw + Y::R_V)[i] = f.v[j];
+        reinterpret_cast<float *>(raw + Y::R_B)[i] = f.b[j];
+    }
+}
+
+/* x as an operand hi part and its remainder lo. */
+template <typename T> __device__ __forceinline__ void vm_split(float x, T &hi, T &lo) {
+    hi = T(x);
+    lo = T(x - float(hi));
+}
+
+template <typename T, int DM, bool RD, bool CD>
+__global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_vec_params_t p) {
+    typedef vm_layout<DM> Y;
+    constexpr int L = LA_VM_L, ET = LA_VM_ET, QP = Y::QP, VP = Y::VP, PP = Y::PP;
+    constexpr float SAFE = vm_safe<T>::value;
+    /* The state update's warp tiles: RBS row blocks of 16, each split into CG column groups of NT n8 tiles. */
+    constexpr int RBS = DM / 16, CG = 8 / RBS, NT = ET / 8 / CG;
+    extern __shared__ __align__(16) char sm[];
+    const int tid = threadIdx.x, w = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+    const int s = blockIdx.x, h = blockIdx.y, e0 = blockIdx.z * ET;
+    const int EV = p.E - e0 < ET ? p.E - e0 : ET;
+    const bool out = p.o.ptr != nullptr || p.term != nullptr;
+    vm_seq sq;
+    sq.reverse = p.reverse;
+    if (p.cu) {
+        sq.b = 0;
+        sq.t0 = p.cu[s];
+        sq.t1 = p.cu[s + 1];
+    } else {
+        sq.b = s;
+        sq.t0 = 0;
+        sq.t1 = p.seqlen;
+    }
+    sq.len = sq.t1 - sq.t0;
+
+    T *qh = reinterpret_cast<T *>(sm + Y::QH), *qd = reinterpret_cast<T *>(sm + Y::QD);
+    T *kh = reinterpret_cast<T *>(sm + Y::KH), *kl = reinterpret_cast<T *>(sm + Y::KL);
+    T *kd = reinterpret_cast<T *>(sm + Y::KD), *vh = reinterpret_cast<T *>(sm + Y::VH);
+    T *vl = reinterpret_cast<T *>(sm + Y::VL), *vd = reinterpret_cast<T *>(sm + Y::VD);
+    T *Sc = reinterpret_cast<T *>(sm + Y::SC), *Pb = reinterpret_cast<T *>(sm + Y::PB);
+    float *Pf = reinterpret_cast<float *>(sm + Y::PF), *Ys = reinterpret_cast<float *>(sm + Y::Y);
+    float *eN = reinterpret_cast<float *>(sm + Y::EN), *eNM = reinterpret_cast<float *>(sm + Y::ENM);
+    float *TR = reinterpret_cast<float *>(sm + Y::TR), *UC = reinterpret_cast<float *>(sm + Y::UC);
+    uint32_t *MR = reinterpret_cast<uint32_t *>(sm + Y::MR), *MC = reinterpret_cast<uint32_t *>(sm + Y::MC);
+    double *sums = reinterpret_cast<double *>(sm + Y::SUM);
+
+    /* The state: warp w holds rows 16 rb .. of the slice, n8 tiles nt0 .. nt0 + NT. */
+    const int rb = w % RBS, nt0 = (w / RBS) * NT;
+    float S[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4 + (r & 1);
+            S[j][r] = p.s0.ptr && d < p.D && e < EV
+                          ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + (e0 + e) * p.s0.se]
+                          : 0.0f;
+        }
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int r = 0; r < 4; r += 2) {
+            const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4;
+            Sc[d * VP + e] = T(S[j][r]);
+            Sc[d * VP + e + 1] = T(S[j][r + 1]);
+        }
+    if (p.term_mode == 2) /* the final state's share of each column's sum */
+        for (int c = tid; c < ET; c += LA_VM_THREADS) {
+            double f = 0.0;
+            if (p.fin_a.ptr && c < EV)
+                for (int r = 0; r < p.D; r++)
+                    f += (double)p.fin_a.ptr[s * p.fin_a.ss + h * p.fin_a.sh + r * p.fin_a.sd + (e0 + c) * p.fin_a.se] *
+                         (double)p.fin_b.ptr[s * p.fin_b.ss + h * p.fin_b.sh + r * p.fin_b.sd + (e0 + c) * p.fin_b.se];
+            sums[c] = f;
+        }
+
+    vm_fetch<T, DM> f;
+    vm_fetch_chunk<T, DM, RD, CD>(f, p, sq, h, e0, EV, 0, out);
+    vm_stage_chunk<T, DM>(f, sm);
+    __syncthreads();
+
+    /* Per-lane ldmatrix row offsets (elements): A tiles from [m][k] rows
+     * (non-transposed), B tiles from [k][n] rows (transposed), B tiles from [n][k] rows. */
+    const int mi = lane / 8, r8 = lane % 8;
+    const int a_row = r8 + 8 * (mi & 1), a_col = 8 * (mi >> 1);   /* A [m][k]: matrices m0-7/k0-7, m8-15, k8-15 ... */
+    const int at_row = r8 + 8 * (mi >> 1), at_col = 8 * (mi & 1); /* A^T stored [k][m] */
+    const int bt_row = r8 + 8 * (mi & 1), bt_col = 8 * (mi >> 1); /* B stored [k][n]: two n8 tiles of k16 */
+
+    for (int64_t c0 = 0, ci = 0; c0 < sq.len; c0 += L, ci++) {
+        const char *raw = sm + (ci & 1) * Y::RAW;
+        const T *rq = reinterpret_cast<const T *>(raw + Y::R_Q), *rk = reinterpret_cast<const T *>(raw + Y::R_K);
+        const T *rv = reinterpret_cast<const T *>(raw + Y::R_V);
+        const float *ra = reinterpret_cast<const float *>(raw + Y::R_A), *rbt = reinterpret_cast<const float *>(raw + Y::R_B);
+        const bool more = c0 + L < sq.len;
+        if (more) vm_fetch_chunk<T, DM, RD, CD>(f, p, sq, h, e0, EV, c0 + L, out);
+
+        /* ---- prep: one thread per row channel, then one per column ---- */
+        if (tid < DM) { /* three walks over the chunk: its total, the prefix sums, the suffix sums */
+            const int d = tid;
+            float tot = 0.0f;
+            if (RD)
+#pragma unroll
+                for (int u = 0; u < L; u++) tot += ra[u * DM + d];
+            const bool safe = -tot <= SAFE;
+            const float eM = RD ? expf(-0.5f * tot) : 1.0f; /* e^{-M}, and e^{M - lambda_L} */
+            TR[d] = RD ? expf(tot) : 1.0f;
+            float run = 0.0f;
+#pragma unroll
+            for (int u = 0; u < L; u++) {
+                if (RD) run += ra[u * DM + d];
+                const float qe = float(rq[u * DM + d]) * p.scale * (RD ? expf(run) : 1.0f);
+                qh[u * QP + d] = T(qe);
+                qd[u * QP + d] = safe ? T(qe * eM) : T(0.0f);
+            }
+            run = 0.0f;
+#pragma unroll
+            for (int u = L - 1; u >= 0; u--) {
+                const float ke = float(rk[u * DM + d]) * p.kscale * (RD ? expf(run) : 1.0f);
+                if (RD) run += ra[u * DM + d];
+                T hi, lo;
+                vm_split<T>(ke, hi, lo);
+                kh[u * QP + d] = hi;
+                kl[u * QP + d] = lo;
+                kd[u * QP + d] = safe ? T(ke * eM) : T(0.0f);
+            }
+            const unsigned bad = __ballot_sync(0xffffffffu, !safe);
+            if (lane == 0) MR[d / 32] = bad;
+        } else if (tid < DM + ET) {
+            const int e = tid - DM;
+            float tot = 0.0f;
+            if (CD)
+#pragma unroll
+                for (int u = 0; u < L; u++) tot += rbt[u * ET + e];
+            const bool safe = -tot <= SAFE;
+            const float eM = CD ? expf(-0.5f * tot) : 1.0f; /* e^{-Mc}, and e^{Mc - nu_L} */
+            UC[e] = CD ? expf(tot) : 1.0f;
+            float run = 0.0f;
+#pragma unroll
+            for (int u = 0; u < L; u++) {
+                if (CD) run += rbt[u * ET + e];
+                const float en = CD ? expf(run) : 1.0f;
+                eN[u * ET + e] = en;
+                eNM[u * ET + e] = safe ? en * eM : 0.0f;
+            }
+            run = 0.0f;
+#pragma unroll
+            for (int u = L - 1; u >= 0; u--) {
+                const float ve = float(rv[u * ET + e]) * (CD ? expf(run) : 1.0f);
+                if (CD) {
+                    run += rbt[u * ET + e];
+                    T hi, lo;
+                    vm_split<T>(ve, hi, lo);
+                    vh[u * VP + e] = hi;
+                    vl[u * VP + e] = lo;
+                } else {
+                    vh[u * VP + e] = rv[u * ET + e];
+                }
+                vd[u * VP + e] = safe ? T(ve * eM) : T(0.0f);
+            }
+            const unsigned bad = __ballot_sync(0xffffffffu, !safe);
+            if (lane == 0) MC[2 * (ci & 1) + (tid - DM) / 32] = bad; /* two sets: E reads this one after the next prep */
+        }
+        __syncthreads(); /* B1 */
+
+        /* ---- B: the state update in registers, the inter product, the scores ---- */
+        float yi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (out) {
+            uint32_t a[4], b[4];
+#pragma unroll
+            for (int kk = 0; kk < DM / 32; kk++) {
+                ldmatrix_x4_trans(b, Sc + (32 * kk + r8 + 8 * mi) * VP + 8 * w);
+                ldmatrix_x4(a, qh + a_row * QP + 32 * kk + a_col);
+                mma_16816<T>(yi, a, b);
+                ldmatrix_x4(a, qh + a_row * QP + 32 * kk + 16 + a_col);
+                mma_16816<T>(yi, a, b + 2);
+            }
+            if (w < 2) { /* scores P[u][8w ..] */
+                float pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+                for (int kk = 0; kk < DM / 32; kk++) {
+                    ldmatrix_x4(b, kd + (8 * w + r8) * QP + 32 * kk + 8 * mi);
+                    ldmatrix_x4(a, qd + a_row * QP + 32 * kk + a_col);
+                    mma_16816<T>(pc, a, b);
+                    ldmatrix_x4(a, qd + a_row * QP + 32 * kk + 16 + a_col);
+                    mma_16816<T>(pc, a, b + 2);
+                }
+                Pf[g * L + 8 * w + 2 * t4] = pc[0];
+                Pf[g * L + 8 * w + 2 * t4 + 1] = pc[1];
+                Pf[(g + 8) * L + 8 * w + 2 * t4] = pc[2];
+                Pf[(g + 8) * L + 8 * w + 2 * t4 + 1] = pc[3];
+            }
+        }
+        {
+#pragma unroll
+            for (int j = 0; j < NT; j++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4 + (r & 1);
+                    float x = S[j][r];
+                    if (RD) x *= TR[d];
+                    if (CD) x *= UC[e];
+                    S[j][r] = x;
+                }
+            uint32_t ah[4], al[4];
+            ldmatrix_x4_trans(ah, kh + at_row * QP + 16 * rb + at_col);
+            ldmatrix_x4_trans(al, kl + at_row * QP + 16 * rb + at_col);
+#pragma unroll
+            for (int j = 0; j < NT; j += 2) {
+                uint32_t bh[4];
+                ldmatrix_x4_trans(bh, vh + bt_row * VP + 8 * (nt0 + j) + bt_col);
+                mma_16816<T>(S[j], al, bh);
+                mma_16816<T>(S[j + 1], al, bh + 2);
+                if (CD) {
+                    uint32_t bl[4];
+                    ldmatrix_x4_trans(bl, vl + bt_row * VP + 8 * (nt0 + j) + bt_col);
+                    mma_16816<T>(S[j], ah, bl);
+                    mma_16816<T>(S[j + 1], ah, bl + 2);
+                }
+                mma_16816<T>(S[j], ah, bh);
+                mma_16816<T>(S[j + 1], ah, bh + 2);
+            }
+        }
+        __syncthreads(); /* B2 */
+
+        /* ---- C: the causal mask and the rows left out of the factored scores ---- */
+        if (out) {
+            const int u = tid / L, sc = tid % L;
+            float x = 0.0f;
+            if (sc <= u) {
+                x = Pf[u * L + sc];
+                for (int word = 0; word < DM / 32; word++)
+                    for (uint32_t m = MR[word]; m; m &= m - 1) {
+                        const int d = 32 * word + __ffs(m) - 1;
+                        float sum = 0.0f;
+                        for (int r = sc + 1; r <= u; r++) sum += ra[r * DM + d];
+                        x += float(rq[u * DM + d]) * p.scale * (float(rk[sc * DM + d]) * p.kscale) * expf(sum);
+                    }
+            }
+            Pf[u * L + sc] = x;
+            Pb[u * PP + sc] = T(x);
+        }
+        __syncthreads(); /* B3 */
+
+        /* ---- D: the intra product, y, the new state copy, the next chunk's stage ---- */
+        if (out) {
+            float yd[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            uint32_t a[4], b[4];
+            ldmatrix_x4(a, Pb + a_row * PP + a_col);
+            ldmatrix_x4_trans(b, vd + bt_row * VP + 8 * w);
+            mma_16816<T>(yd, a, b);
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const int u = g + 8 * (r >> 1), e = 8 * w + 2 * t4 + (r & 1);
+                float y = yi[r];
+                if (CD) y *= eN[u * ET + e];
+                y += CD ? yd[r] * eNM[u * ET + e] : yd[r];
+                Ys[u * ET + e] = y;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int r = 0; r < 4; r += 2) {
+                const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4;
+                Sc[d * VP + e] = T(S[j][r]);
+                Sc[d * VP + e + 1] = T(S[j][r + 1]);
+            }
+        if (more) vm_stage_chunk<T, DM>(f, sm + ((ci + 1) & 1) * Y::RAW);
+        __syncthreads(); /* B4 */
+
+        /* ---- E: the columns left out of the factored intra product, the outputs ---- */
+        if (out) {
+            const int n = sq.len - c0 < L ? (int)(sq.len - c0) : L;
+            const uint32_t *mc = MC + 2 * (ci & 1);
+            const bool cbad = CD && (mc[0] | mc[1]);
+            for (int i = tid; i < L * ET; i += LA_VM_THREADS) {
+                const int u = i / ET, e = i % ET;
+                if (u >= n || e >= EV) continue;
+                float y = Ys[u * ET + e];
+                if (cbad && (mc[e / 32] >> (e % 32) & 1)) {
+                    float acc = 0.0f, sum = 0.0f;
+                    for (int sc = u; sc >= 0; sc--) {
+                        acc += Pf[u * L + sc] * float(rv[sc * ET + e]) * expf(sum);
+                        sum += rbt[sc * ET + e];
+                    }
+                    y += acc;
+                    Ys[u * ET + e] = y;
+                }
+                const int64_t t = sq.tok(c0 + u);
+                if (p.o.ptr)
+                    static_cast<T *>(const_cast<void *>(p.o.ptr))[sq.b * p.o.sb + h * p.o.sh + t * p.o.st + (e0 + e) * p.o.sc] = T(y);
+                if (p.term_mode == 1)
+                    p.term[sq.b * p.term_sb + h * p.term_sh + t * p.term_st + (e0 + e) * p.term_sc] =
+                        y * float(static_cast<const T *>(p.mul.ptr)[sq.b * p.mul.sb + h * p.mul.sh + t * p.mul.st +
+                                                                    (e0 + e) * p.mul.sc]);
+            }
+            if (p.term_mode == 2) { /* each column's running sum, in the walk's order */
+                __syncthreads(); /* B5 */
+                for (int c = tid; c < EV; c += LA_VM_THREADS)
+                    for (int u = 0; u < n; u++) {
+                        const int64_t t = sq.tok(c0 + u);
+                        float *x = p.term + sq.b * p.term_sb + h * p.term_sh + t * p.term_st + (e0 + c) * p.term_sc;
+                        const float m = float(static_cast<const T *>(p.mul.ptr)[sq.b * p.mul.sb + h * p.mul.sh +
+                                                                               t * p.mul.st + (e0 + c) * p.mul.sc]);
+                        sums[c] += (p.term_in ? (double)*x : 0.0) - (double)m * (double)Ys[u * ET + c];
+                        *x = (float)sums[c];
+                    }
+            }
+        }
+    }
+    if (p.sN.ptr)
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4 + (r & 1);
+                if (d >= p.D || e >= EV) continue;
+                float x = S[j][r];
+                if (p.reverse && sq.len > 0) { /* one more step back: the first token's own decay */
+                    if (p.gk) x *= expf(p.gk[sq.b * p.gk_sb + h * p.gk_sh + sq.t0 * p.gk_st + d * p.gk_sc]);
+                    if (CD) x *= expf(p.gv[sq.b * p.gv_sb + h * p.gv_sh + sq.t0 * p.gv_st + (e0 + e) * p.gv_sc]);
+                }
+                p.sN.ptr[s * p.sN.ss + h * p.sN.sh + d * p.sN.sd + (e0 + e) * p.sN.se] = x;
+            }
+}
+
+#endif

@@ -1,0 +1,52 @@
+/* vec_mma_layout.h - the shared-memory layout of the tensor-core vector-decay
+ * kernel (vec_mma_kernel.cuh), for the kernel and for the host, which sizes
+ * its launch and chooses between it and the fp32 kernel (vec_fwd_kernel.cuh).
+ *
+ * DM is the padded row dim (64 or 128: D <= DM), LA_VM_ET value columns per
+ * block, LA_VM_L steps per chunk.  Operand rows are padded by 8 elements (16
+ * bytes) so that ldmatrix's eight rows fall in distinct banks; every region
+ * starts on a 16-byte boundary. */
+#ifndef LA_CUDA_VEC_MMA_LAYOUT_H
+#define LA_CUDA_VEC_MMA_LAYOUT_H
+
+#define LA_VM_L 16        /* steps per chunk: one m16 tile of queries, one k16 step of keys */
+#define LA_VM_ET 64       /* value columns per block: one n8 tile per warp in the output products */
+#define LA_VM_THREADS 256 /* 8 warps */
+
+template <int DM> struct vm_layout {
+    static constexpr int L = LA_VM_L, ET = LA_VM_ET;
+    static constexpr int QP = DM + 8, VP = ET + 8, PP = L + 8; /* operand row pitches (elements) */
+    /* One stage of a chunk's inputs as read (two stages: the next chunk lands while this one runs). */
+    static constexpr int R_Q = 0;                 /* [L][DM] q (input dtype) */
+    static constexpr int R_K = R_Q + L * DM * 2;  /* [L][DM] k */
+    static constexpr int R_V = R_K + L * DM * 2;  /* [L][ET] v */
+    static constexpr int R_A = R_V + L * ET * 2;  /* [L][DM] f32 row log decays */
+    static constexpr int R_B = R_A + L * DM * 4;  /* [L][ET] f32 column log decays */
+    static constexpr int RAW = R_B + L * ET * 4;
+    /* The chunk's operands (input dtype). */
+    static constexpr int QH = 2 * RAW;            /* [L][QP] scale q_u e^{lambda_u}: the state product's queries */
+    static constexpr int QD = QH + L * QP * 2;    /* [L][QP] scale q_u e^{lambda_u - M}: the diagonal's queries */
+    static constexpr int KH = QD + L * QP * 2;    /* [L][QP] kbar = kscale k_s e^{mu_s}, hi part */
+    static constexpr int KL = KH + L * QP * 2;    /* [L][QP] its lo part */
+    static constexpr int KD = KL + L * QP * 2;    /* [L][QP] kscale k_s e^{M - lambda_s}: the diagonal's keys */
+    static constexpr int VH = KD + L * QP * 2;    /* [L][VP] vbar = v_s e^{xi_s}, hi part */
+    static constexpr int VL = VH + L * VP * 2;    /* [L][VP] its lo part */
+    static constexpr int VD = VL + L * VP * 2;    /* [L][VP] v_s e^{Mc - nu_s}: the diagonal's values */
+    static constexpr int SC = VD + L * VP * 2;    /* [DM][VP] the state rounded to the input dtype */
+    static constexpr int PB = SC + DM * VP * 2;   /* [L][PP] the chunk's scores (input dtype) */
+    static constexpr int PF = PB + L * PP * 2;    /* [L][L] the same, f32 */
+    static constexpr int Y = PF + L * L * 4;      /* [L][ET] f32 outputs */
+    static constexpr int EN = Y + L * ET * 4;     /* [L][ET] e^{nu_u} */
+    static constexpr int ENM = EN + L * ET * 4;   /* [L][ET] e^{nu_u - Mc} (0: column not factored) */
+    static constexpr int TR = ENM + L * ET * 4;   /* [DM] e^{lambda_last}: the chunk's row decay */
+    static constexpr int UC = TR + DM * 4;        /* [ET] e^{nu_last}: the chunk's column decay */
+    static constexpr int MR = UC + ET * 4;        /* [4] u32: rows not factored (bit d) */
+    static constexpr int MC = MR + 16;            /* [2][2] u32: columns not factored, by chunk parity */
+    static constexpr int SUM = MC + 16;           /* [ET] double: running sums */
+    static constexpr int BYTES = SUM + ET * 8;
+};
+
+/* Bytes of shared memory of the kernel for row dim D (<= 128). */
+static inline int la_vec_mma_smem(int D) { return D <= 64 ? vm_layout<64>::BYTES : vm_layout<128>::BYTES; }
+
+#endif
