@@ -1855,11 +1855,6 @@ static void pol_mma(la_policy_t *q) {
 }
 static void pol_rows(la_policy_t *q) { q->fwd_warp_roles = LA_SWITCH_OFF; }
 static void pol_planes2(la_policy_t *q) { q->dld_planes = 2; }
-static void pol_vector(la_policy_t *q) { q->vec_kernels = LA_SWITCH_ON; }
-static void pol_vector99(la_policy_t *q) {
-    q->vec_kernels = LA_SWITCH_ON;
-    q->smem_kb = 99;
-}
 static const policy_row_t POLICIES[] = {
     {"default", "what users run", pol_default},
     {"wgmma-forward", "the opt-in Hopper forward (sm_90a builds on sm_90)", pol_wgmma},
@@ -1868,8 +1863,6 @@ static const policy_row_t POLICIES[] = {
     {"mma-sync-only", "the general forward, mma.sync state pass and backward where Hopper kernels run", pol_mma},
     {"rows-forward", "the rows kernel where the warp-role kernel runs", pol_rows},
     {"dld-two-planes", "the f32 decay gradient on two operand planes", pol_planes2},
-    {"vector", "the opt-in vector-decay kernels: forward, backward, state-only passes (vec-fwd, vec-bwd)", pol_vector},
-    {"vector-99", "the vector-decay kernels in the 99 KB plan (D or E = 256: 90 KB)", pol_vector99},
 };
 #define NPOLICIES (int)(sizeof POLICIES / sizeof POLICIES[0])
 

@@ -202,7 +202,7 @@ static void policy_from_env(la_policy_t *q) {
     if ((e = getenv("LA_CUDA_STATE_WG")) && e[0] == '0') q->state_wgmma = LA_SWITCH_OFF;
     if ((e = getenv("LA_CUDA_BWD_WG")) && e[0] == '0') q->bwd_wgmma = LA_SWITCH_OFF;
     if ((e = getenv("LA_CUDA_DLD_PLANES")) && atoi(e) == 2) q->dld_planes = 2;
-    if ((e = getenv("LA_CUDA_VEC")) && e[0] == '1') q->vec_kernels = LA_SWITCH_ON;
+    if ((e = getenv("LA_CUDA_VEC")) && e[0] == '0') q->vec_kernels = LA_SWITCH_OFF;
 }
 
 la_status_t la_create(la_handle_t **handle, la_backend_t backend) {

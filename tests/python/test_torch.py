@@ -87,8 +87,6 @@ def _check_all(x, dec, s0, layout, dtype, device, cu=None, scale=0.5):
 @pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
 @pytest.mark.parametrize("kind", ["none", "s", "token", "vector_kv"])
 def test_forward_and_all_gradients(device, layout, kind):
-    if device == "cuda" and kind == "vector_kv" and os.environ.get("LA_CUDA_VEC") != "1":
-        pytest.skip("the CUDA vector-decay kernels are opt-in: LA_CUDA_VEC=1")
     x, dec, s0 = make(2, 3, 77, 32, 16, kind, layout, torch.float32, device, seed=len(layout) + 7 * len(kind))
     _check_all(x, dec, s0, layout, torch.float32, device)
 
@@ -98,11 +96,7 @@ def test_forward_and_all_gradients(device, layout, kind):
 @pytest.mark.parametrize("kv", [False, True])
 def test_vector_forward(device, dtype, kv):
     """Vector decays without autograd: o, the final state and the
-    state-only op against the reference, both layouts, f32 and bf16.  On the
-    GPU the vector-decay kernels are opt-in (LA_CUDA_VEC=1, read when a
-    thread's first handle is made; tests/gpu/run sets it for these tests)."""
-    if device == "cuda" and os.environ.get("LA_CUDA_VEC") != "1":
-        pytest.skip("the CUDA vector-decay kernels are opt-in: LA_CUDA_VEC=1")
+    state-only op against the reference, both layouts, f32 and bf16."""
     for layout in ("bhnd", "bnhd"):
         x, dec, s0 = make(2, 3, 77, 40, 24, "vector_kv", layout, dtype, device, seed=5 + kv + len(layout))
         if not kv:

@@ -576,11 +576,10 @@ static la_status_t support(const ctx_t *c, char *msg) {
                 return LA_STATUS_UNSUPPORTED_DTYPE;
             }
     }
-    if (!is_scalar_kind(pl->p.decay) && c->pol->vec_kernels != LA_SWITCH_ON) {
+    if (!is_scalar_kind(pl->p.decay) && c->pol->vec_kernels == LA_SWITCH_OFF) {
         snprintf(msg, LA_MSG_LEN,
-                 "the CUDA vector-decay kernels (kind %d) are opt-in until the GPU case table has passed on them "
-                 "(policy vec_kernels = LA_SWITCH_ON, or LA_CUDA_VEC=1); decode runs vector decays, and the CPU "
-                 "backend every operation",
+                 "the policy turns the CUDA vector-decay kernels off (vec_kernels = LA_SWITCH_OFF, or LA_CUDA_VEC=0), "
+                 "and this operation has kind %d; decode still runs vector decays, and the CPU backend every operation",
                  (int)pl->p.decay);
         return LA_STATUS_UNSUPPORTED_DECAY;
     }
