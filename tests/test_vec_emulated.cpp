@@ -1,23 +1,29 @@
 /*
- * test_vec_emulated.cpp - the CUDA vector-decay forward's block code
- * (src/cuda/kernels/vector/vec_fwd_kernel.cuh, la_vec_fwd_block) compiled by
- * the host C++ compiler and run one block at a time by one thread, against
- * the fp64 reference, forward and backward (the backward's runs of the same
- * block code, decay gradients included, listed by vec_bwd.h as the GPU
- * runner lists them).
+ * test_vec_emulated.cpp - the CUDA vector-decay kernels compiled by the host
+ * C++ compiler and run against the fp64 reference, forward and backward (the
+ * backward's runs of the same kernels, decay gradients included, listed by
+ * vec_bwd.h as the GPU runner lists them):
  *
- * Every step of the block is a loop strided by the thread count between
- * barriers, so one thread with the barriers left out computes what the GPU
- * block computes.  This checks the arithmetic and the indexing (decay
- * factors, chunk edges, value slices, strides, packed offsets, initial and
- * final states) on any machine; what only a GPU shows (barriers, shared
- * memory limits, launches) the GPU case table checks.  f32 inputs: the
- * kernel widens every dtype to f32 on load.
+ * - the fp32 recurrence (vec_fwd_kernel.cuh, la_vec_fwd_block), one block at
+ *   a time by one thread: every step of its block is a loop strided by the
+ *   thread count between barriers, so one thread with the barriers left out
+ *   computes what the GPU block computes.  f32 inputs (it widens every dtype
+ *   to f32 on load).
+ * - the tensor-core recurrence (vec_mma_kernel.cuh) on bf16 and f16 inputs,
+ *   every thread of a block a coroutine (cuda_emu.h): its fragments,
+ *   ldmatrix addressing, barriers and shared-memory phases, with the
+ *   threads resumed in a random order between barriers and shared memory
+ *   poisoned.
+ *
+ * This checks the arithmetic and the indexing (decay factors, chunk edges,
+ * value slices, strides, packed offsets, initial and final states) on any
+ * machine; what only a GPU shows (shared memory limits, launches, the real
+ * tensor cores) the GPU case table checks.
  */
-#define __device__
-#define __forceinline__ inline
+#include "cuda_emu.h"
 
 #include "vec_fwd_kernel.cuh"
+#include "vec_mma_kernel.cuh"
 #include "vec_bwd.h"
 
 extern "C" {
@@ -33,6 +39,13 @@ extern "C" {
 #include <vector>
 
 static int passed, failed;
+
+/* Which kernel runs a case, on which input dtype. */
+enum kernel_kind { K_FP32, K_MMA_BF16, K_MMA_F16 };
+static const char *const KIND_NAME[] = {"fp32", "mma bf16", "mma f16"};
+
+/* The tensor-core kernel's shared memory (cuda_emu.h: the kernel's extern __shared__ array). */
+alignas(16) char sm[vm_layout<128, true>::BYTES];
 
 static uint64_t rng_state;
 static double uniform() {
@@ -58,7 +71,7 @@ struct vcase {
 static int64_t tok_at(const vcase &c, int64_t X, int64_t b, int64_t h, int64_t t, int64_t x) {
     return c.bnhd ? ((b * c.N + t) * c.H + h) * X + x : ((b * c.H + h) * c.N + t) * X + x;
 }
-static la_tok_t tok_view(const vcase &c, const float *p, int64_t X) {
+static la_tok_t tok_view(const vcase &c, const void *p, int64_t X) {
     la_tok_t v;
     v.ptr = p;
     v.sb = c.N * c.H * X;
@@ -102,7 +115,7 @@ static void check(bool ok, const char *name, const char *what, double err) {
 struct inputs {
     int64_t S;
     std::vector<float> q, k, v, gk, gv, s0, d_o, dsN;
-    inputs(const vcase &c) {
+    inputs(const vcase &c, kernel_kind kind) {
         rng_state = 0x9E3779B97F4A7C15ull ^ (uint64_t)(c.N * 131 + c.D * 17 + c.E * 7 + c.kv + 2 * c.state_only);
         const int64_t B = c.B, H = c.H, N = c.N, D = c.D, E = c.E;
         S = c.cu.empty() ? B : (int64_t)c.cu.size() - 1;
@@ -127,6 +140,48 @@ struct inputs {
         for (auto &x : s0) x = (float)normal();
         for (auto &x : d_o) x = (float)normal();
         for (auto &x : dsN) x = (float)normal();
+        if (kind != K_FP32) /* the 16-bit kernels' inputs: the reference sees the rounded values */
+            for (std::vector<float> *x : {&q, &k, &v, &d_o})
+                for (float &y : *x) y = kind == K_MMA_BF16 ? float(emu_bf16(y)) : float(emu_f16(y));
+    }
+};
+
+/* A token tensor in the kernel's input dtype (NaN-filled where n == 0: an output). */
+struct typed {
+    kernel_kind kind;
+    std::vector<char> bytes;
+    typed(kernel_kind k, const std::vector<float> &x, bool poison = false) : kind(k) {
+        const size_t es = k == K_FP32 ? 4 : 2;
+        bytes.assign(x.size() * es, poison ? (char)0xff : 0);
+        if (!poison)
+            for (size_t i = 0; i < x.size(); i++) {
+                if (k == K_FP32) memcpy(&bytes[4 * i], &x[i], 4);
+                else if (k == K_MMA_BF16) {
+                    const emu_bf16 b(x[i]);
+                    memcpy(&bytes[2 * i], &b, 2);
+                } else {
+                    const emu_f16 h(x[i]);
+                    memcpy(&bytes[2 * i], &h, 2);
+                }
+            }
+    }
+    const void *data() const { return bytes.data(); }
+    std::vector<float> floats() const {
+        const size_t es = kind == K_FP32 ? 4 : 2, n = bytes.size() / es;
+        std::vector<float> r(n);
+        for (size_t i = 0; i < n; i++) {
+            if (kind == K_FP32) memcpy(&r[i], &bytes[4 * i], 4);
+            else if (kind == K_MMA_BF16) {
+                emu_bf16 b;
+                memcpy(&b, &bytes[2 * i], 2);
+                r[i] = float(b);
+            } else {
+                emu_f16 h;
+                memcpy(&h, &bytes[2 * i], 2);
+                r[i] = float(h);
+            }
+        }
+        return r;
     }
 };
 
@@ -146,34 +201,76 @@ static std::vector<double> gather_state(const vcase &c, const std::vector<float>
     return r;
 }
 
-/* Every block of one run of the recurrence, one thread each. */
-static void run_blocks(const la_vec_params_t &p, int64_t S, int H) {
-    std::vector<float> sm(la_vec_fwd_smem(p.D) / sizeof(float));
+/* The tensor-core kernel's instance for the run, as vec_mma.cu picks it, on every thread of its grid. */
+template <typename T, int DM, bool RD, bool CD, bool SP>
+static void run_mma_instance(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
+    const emu_dim3 grid = {(unsigned)S, (unsigned)H, (unsigned)((p.E + LA_VM_ET - 1) / LA_VM_ET)};
+    emu_launch(grid, LA_VM_THREADS, sm, vm_layout<DM, SP>::BYTES, seed,
+               [&p] { la_vec_mma_kernel<T, DM, RD, CD, SP>(p); });
+}
+template <typename T, int DM, bool SP>
+static void run_mma_kind(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
+    if (!p.gv) run_mma_instance<T, DM, true, false, SP>(p, S, H, seed);
+    else if (p.gk) run_mma_instance<T, DM, true, true, SP>(p, S, H, seed);
+    else run_mma_instance<T, DM, false, true, SP>(p, S, H, seed);
+}
+template <typename T, int DM> static void run_mma_dm(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
+    if (p.term_mode) run_mma_kind<T, DM, true>(p, S, H, seed);
+    else run_mma_kind<T, DM, false>(p, S, H, seed);
+}
+template <typename T> static void run_mma(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
+    if (p.D <= 64) run_mma_dm<T, 64>(p, S, H, seed);
+    else run_mma_dm<T, 128>(p, S, H, seed);
+}
+
+/* Every block of one run of the recurrence: the fp32 kernel one thread a
+ * block, the tensor-core kernel every thread. */
+static void run_blocks(const la_vec_params_t &p, int64_t S, int H, kernel_kind kind) {
+    static uint64_t seed = 1;
+    if (kind == K_MMA_BF16) return run_mma<emu_bf16>(p, S, H, seed++);
+    if (kind == K_MMA_F16) return run_mma<emu_f16>(p, S, H, seed++);
+    std::vector<float> smem(la_vec_fwd_smem(p.D) / sizeof(float));
     const int slices = (p.E + LA_VEC_EV - 1) / LA_VEC_EV;
     for (int64_t s = 0; s < S; s++)
         for (int h = 0; h < H; h++)
             for (int z = 0; z < slices; z++) {
-                for (auto &x : sm) x = NAN; /* what the block reads it must have written */
-                if (p.gv) la_vec_fwd_block<float, true>(p, (int)s, h, z, sm.data(), 0, 1);
-                else la_vec_fwd_block<float, false>(p, (int)s, h, z, sm.data(), 0, 1);
+                for (auto &x : smem) x = NAN; /* what the block reads it must have written */
+                if (p.gv) la_vec_fwd_block<float, true>(p, (int)s, h, z, smem.data(), 0, 1);
+                else la_vec_fwd_block<float, false>(p, (int)s, h, z, smem.data(), 0, 1);
             }
 }
 
-static void run_case(const vcase &c) {
-    const inputs in(c);
+/* Bounds on the relative L2 error: token tensors, states, decay gradients.
+ * The 16-bit kernels round their products' operands to the input dtype
+ * (tests/tolerances.c: u of the dtype, a few times over); their states, and
+ * the outputs that feed the decay gradients, keep fp32 accuracy (split
+ * operands: measured up to 6.5e-5 of the decay gradients, bf16 and f16). */
+struct bounds {
+    double tok, state, dld;
+};
+static bounds bounds_of(kernel_kind k) {
+    if (k == K_MMA_BF16) return {1e-2 + 2 * 3.90625e-3, 5e-5, 3e-4};
+    if (k == K_MMA_F16) return {1e-3 + 2 * 4.8828125e-4, 2.5e-4, 3e-4};
+    return {2e-5, 2e-5, 1e-4};
+}
+
+static void run_case(const vcase &c, kernel_kind kind) {
+    const inputs in(c, kind);
     const int64_t B = c.B, H = c.H, N = c.N, D = c.D, E = c.E, S = in.S;
     const std::vector<float> &q = in.q, &k = in.k, &v = in.v, &gk = in.gk, &gv = in.gv, &s0 = in.s0;
-    std::vector<float> o(B * H * N * E, NAN), sN(s0.size(), NAN);
+    std::vector<float> sN(s0.size(), NAN);
+    const typed tq(kind, q), tk(kind, k), tv(kind, v);
+    typed to(kind, std::vector<float>(B * H * N * E), true);
     const float scale = 0.75f;
 
     la_vec_params_t p;
     memset(&p, 0, sizeof p);
-    p.k = tok_view(c, k.data(), D);
-    p.v = tok_view(c, v.data(), E);
+    p.k = tok_view(c, tk.data(), D);
+    p.v = tok_view(c, tv.data(), E);
     p.kscale = 1.0f;
     if (!c.state_only) {
-        p.q = tok_view(c, q.data(), D);
-        p.o = tok_view(c, o.data(), E);
+        p.q = tok_view(c, tq.data(), D);
+        p.o = tok_view(c, to.data(), E);
     }
     const la_tok_t g = tok_view(c, gk.data(), D);
     p.gk = gk.data();
@@ -190,7 +287,8 @@ static void run_case(const vcase &c) {
     p.seqlen = N;
     p.cu = c.cu.empty() ? NULL : c.cu.data();
 
-    run_blocks(p, S, (int)H);
+    run_blocks(p, S, (int)H, kind);
+    const std::vector<float> o = to.floats();
 
     std::vector<double> got_o, ref_o, got_s, ref_s;
     for (int64_t s = 0; s < S; s++)
@@ -226,13 +324,16 @@ static void run_case(const vcase &c) {
                     ref_s.push_back(rs[d * E + e]);
                 }
         }
-    const double tol = 2e-5;
+    const bounds tol = bounds_of(kind);
+    char what[64];
     if (!c.state_only) {
         const double eo = rel_l2(got_o, ref_o);
-        check(eo < tol, c.name, "o", eo);
+        snprintf(what, sizeof what, "%s: o", KIND_NAME[kind]);
+        check(eo < tol.tok, c.name, what, eo);
     }
     const double es = rel_l2(got_s, ref_s);
-    check(es < tol, c.name, "final state", es);
+    snprintf(what, sizeof what, "%s: final state", KIND_NAME[kind]);
+    check(es < tol.state, c.name, what, es);
 }
 
 static void strides_of(const la_tok_t &t, int64_t s[4]) {
@@ -244,24 +345,26 @@ static void strides_of(const la_tok_t &t, int64_t s[4]) {
 
 /* The backward (or the state-only backward, for state-only cases): every run
  * vec_bwd.h lists, against ref_backward. */
-static void run_backward(const vcase &c) {
-    const inputs in(c);
+static void run_backward(const vcase &c, kernel_kind kind) {
+    const inputs in(c, kind);
     const int64_t H = c.H, N = c.N, D = c.D, E = c.E, S = in.S;
     const float scale = 0.75f;
     const bool so = c.state_only, states = c.s0; /* s0 and dS_final both, or neither */
-    std::vector<float> dq(in.q.size(), NAN), dk(in.k.size(), NAN), dgk(in.gk.size(), NAN), dv(in.v.size(), NAN),
-        dgv(in.gv.size(), NAN), ds0(in.s0.size(), NAN), sN_ws(in.s0.size(), NAN);
+    std::vector<float> dgk(in.gk.size(), NAN), dgv(in.gv.size(), NAN), ds0(in.s0.size(), NAN),
+        sN_ws(in.s0.size(), NAN);
+    const typed tq(kind, in.q), tk(kind, in.k), tv(kind, in.v), tdo(kind, in.d_o);
+    typed tdq(kind, in.q, true), tdk(kind, in.k, true), tdv(kind, in.v, true);
     la_vec_bwd_args_t a;
     memset(&a, 0, sizeof a);
     a.state_only = so;
-    a.k = tok_view(c, in.k.data(), D);
-    a.v = tok_view(c, in.v.data(), E);
-    a.dk = tok_view(c, dk.data(), D);
-    a.dv = tok_view(c, dv.data(), E);
+    a.k = tok_view(c, tk.data(), D);
+    a.v = tok_view(c, tv.data(), E);
+    a.dk = tok_view(c, tdk.data(), D);
+    a.dv = tok_view(c, tdv.data(), E);
     if (!so) {
-        a.q = tok_view(c, in.q.data(), D);
-        a.d_o = tok_view(c, in.d_o.data(), E);
-        a.dq = tok_view(c, dq.data(), D);
+        a.q = tok_view(c, tq.data(), D);
+        a.d_o = tok_view(c, tdo.data(), E);
+        a.dq = tok_view(c, tdq.data(), D);
     }
     a.gk = in.gk.data();
     strides_of(tok_view(c, in.gk.data(), D), a.gk_s);
@@ -285,7 +388,8 @@ static void run_backward(const vcase &c) {
     if (la_vec_bwd_ws_state(1, states)) a.sN_ws = sN_ws.data();
     la_vec_params_t runs[4];
     const int nr = la_vec_bwd_runs(&a, runs);
-    for (int i = 0; i < nr; i++) run_blocks(runs[i], S, (int)H);
+    for (int i = 0; i < nr; i++) run_blocks(runs[i], S, (int)H, kind);
+    const std::vector<float> dq = tdq.floats(), dk = tdk.floats(), dv = tdv.floats();
 
     std::vector<double> got[6], ref[6]; /* dq, dk, dv, dgk, dgv, ds0 */
     for (int64_t s = 0; s < S; s++)
@@ -316,12 +420,13 @@ static void run_backward(const vcase &c) {
             ref[5].insert(ref[5].end(), r[5].begin(), r[5].end());
         }
     const char *names[6] = {"dq", "dk", "dv", "d gk", "d gv", "d initial state"};
-    const double tols[6] = {2e-5, 2e-5, 2e-5, 1e-4, 1e-4, 2e-5};
+    const bounds b = bounds_of(kind);
+    const double tols[6] = {b.tok, b.tok, b.tok, b.dld, b.dld, b.state};
     char what[64];
     for (int i = 0; i < 6; i++) {
         if ((i == 0 && so) || (i == 4 && !c.kv)) continue;
         const double err = rel_l2(got[i], ref[i]);
-        snprintf(what, sizeof what, "%sbackward: %s", so ? "state-only " : "", names[i]);
+        snprintf(what, sizeof what, "%s: %sbackward: %s", KIND_NAME[kind], so ? "state-only " : "", names[i]);
         check(err < tols[i], c.name, what, err);
     }
 }
@@ -352,8 +457,25 @@ int main(void) {
         {"vk_n65536_gates_sd0.1", 1, 1, 65536, 8, 8, false, true, false, false, false, 0.1, 0, none, 0.0},
     };
     for (const vcase &c : cases) {
-        run_case(c);
-        run_backward(c);
+        run_case(c, K_FP32);
+        run_backward(c, K_FP32);
+    }
+    /* The tensor-core kernel takes rows up to 128 (runs Q and K have E rows); the long cases
+     * stay with the fp32 kernel (one coroutine switch per thread and collective is slow). */
+    const vcase mma_cases[] = {
+        {"vkv_n100_d128_e128_sharp", 1, 2, 100, 128, 128, true, true, false, false, false, 0.1, 0, none},
+        {"vk_n40_d128_e72_gates", 1, 1, 40, 128, 72, false, true, false, true, false, 1.0, 0, none, 0.0},
+    };
+    for (int kind = K_MMA_BF16; kind <= K_MMA_F16; kind++) {
+        for (const vcase &c : cases)
+            if (c.N <= 200 && c.D <= 128 && c.E <= 128) {
+                run_case(c, (kernel_kind)kind);
+                run_backward(c, (kernel_kind)kind);
+            }
+        for (const vcase &c : mma_cases) {
+            run_case(c, (kernel_kind)kind);
+            run_backward(c, (kernel_kind)kind);
+        }
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -704,8 +704,9 @@ void la_cuda_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t 
     }
     if (t->main == LA_K_VEC_FWD || t->main == LA_K_VEC_BWD) {
         const int rows = (int)pl->p.dim_qk, cols = (int)pl->p.dim_v; /* the runs' row dims: D, and E transposed */
-        const int mma_d = la_cuda_vec_uses_mma(rows, pl->t.k.dtype, t->vec_mma_smem);
-        const int mma_e = t->main == LA_K_VEC_BWD && la_cuda_vec_uses_mma(cols, pl->t.k.dtype, t->vec_mma_smem);
+        const int split = t->main == LA_K_VEC_BWD && (pl->want_dld || pl->want_dldv);
+        const int mma_d = la_cuda_vec_uses_mma(rows, split, pl->t.k.dtype, t->vec_mma_smem);
+        const int mma_e = t->main == LA_K_VEC_BWD && la_cuda_vec_uses_mma(cols, split, pl->t.k.dtype, t->vec_mma_smem);
         APPEND(": %s (the recurrence kernel in chunks of %d tokens, %s%s), %d sequence%s x %lld heads, workspace %zu bytes",
                la_cuda_kernel_name(t->main), mma_d ? LA_VM_L : LA_VEC_CHUNK,
                mma_d && (mma_e || t->main == LA_K_VEC_FWD) ? "tensor cores"

@@ -1,6 +1,6 @@
 /* vec_mma.cu - instances and launcher of the tensor-core vector-decay
  * recurrence (vec_mma_kernel.cuh): bf16 and f16, row dims up to 64 and 128,
- * with row decays, column decays or both. */
+ * with row decays, column decays or both, outputs split or not. */
 #include "vec_launch.h"
 #include "vec_mma_kernel.cuh"
 #include "smem_opt_in.h"
@@ -8,10 +8,10 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-template <typename T, int DM, bool RD, bool CD>
+template <typename T, int DM, bool RD, bool CD, bool SP>
 static cudaError_t vm_launch(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
-    const int smem = vm_layout<DM>::BYTES;
-    auto k = la_vec_mma_kernel<T, DM, RD, CD>;
+    const int smem = vm_layout<DM, SP>::BYTES;
+    auto k = la_vec_mma_kernel<T, DM, RD, CD, SP>;
     cudaError_t err = la_cuda_opt_in_smem((const void *)k, smem);
     if (err != cudaSuccess) return err;
     k<<<dim3((unsigned)num_seqs, p.H, (p.E + LA_VM_ET - 1) / LA_VM_ET), LA_VM_THREADS, smem, s>>>(p);
@@ -20,15 +20,21 @@ static cudaError_t vm_launch(const la_vec_params_t &p, int64_t num_seqs, cudaStr
 
 /* Row decays only (the forward of VECTOR_K, and the runs whose rows are its
  * keys), column decays only (the runs of VECTOR_K transposed), or both. */
-template <typename T, int DM>
+template <typename T, int DM, bool SP>
 static cudaError_t vm_launch_kind(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
-    if (!p.gv) return vm_launch<T, DM, true, false>(p, num_seqs, s);
-    return p.gk ? vm_launch<T, DM, true, true>(p, num_seqs, s) : vm_launch<T, DM, false, true>(p, num_seqs, s);
+    if (!p.gv) return vm_launch<T, DM, true, false, SP>(p, num_seqs, s);
+    return p.gk ? vm_launch<T, DM, true, true, SP>(p, num_seqs, s) : vm_launch<T, DM, false, true, SP>(p, num_seqs, s);
+}
+
+/* Split outputs (SP) where they feed a decay gradient's sum (term_mode). */
+template <typename T, int DM>
+static cudaError_t vm_launch_split(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
+    return p.term_mode ? vm_launch_kind<T, DM, true>(p, num_seqs, s) : vm_launch_kind<T, DM, false>(p, num_seqs, s);
 }
 
 template <typename T>
 static cudaError_t vm_launch_dims(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
-    return p.D <= 64 ? vm_launch_kind<T, 64>(p, num_seqs, s) : vm_launch_kind<T, 128>(p, num_seqs, s);
+    return p.D <= 64 ? vm_launch_split<T, 64>(p, num_seqs, s) : vm_launch_split<T, 128>(p, num_seqs, s);
 }
 
 cudaError_t la_cuda_vec_mma(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, cudaStream_t stream) {

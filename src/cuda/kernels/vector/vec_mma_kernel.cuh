@@ -31,8 +31,11 @@
  * exponential of a difference that could overflow.
  *
  * Precision: the products that make outputs round their operands to the
- * input dtype (as the scalar kernels do); the state update splits its
- * decayed operands into hi + lo parts, so the state keeps fp32 accuracy.
+ * input dtype (as the scalar kernels do), or with SP split them into hi +
+ * lo parts (three mmas a product), for the backward's runs whose outputs
+ * feed a decay gradient: that sum over the sequence partly cancels, so its
+ * terms need fp32 accuracy.  The state update always splits its decayed
+ * operands, so states keep fp32 accuracy.
  * Deterministic: fixed orders, no atomics (the masks are ballots).
  *
  * Per chunk, barriers B1..B4 (B5 for a running sum):
@@ -112,7 +115,7 @@ __device__ __forceinline__ void vm_fetch_chunk(vm_fetch<T, DM> &f, const la_vec_
 
 template <typename T, int DM>
 __device__ __forceinline__ void vm_stage_chunk(const vm_fetch<T, DM> &f, char *raw) {
-    typedef vm_layout<DM> Y;
+    typedef vm_layout<DM, false> Y; /* the input stages lie alike in both layouts */
     typedef vm_fetch<T, DM> F;
     const int tid = threadIdx.x;
 #pragma unroll
@@ -136,9 +139,27 @@ template <typename T> __device__ __forceinline__ void vm_split(float x, T &hi, T
     lo = T(x - float(hi));
 }
 
-template <typename T, int DM, bool RD, bool CD>
+/* An output product's operand element: hi[i], and with SP its lo part. */
+template <typename T, bool SP> __device__ __forceinline__ void vm_put(T *hi, T *lo, int i, float x) {
+    const T h = T(x);
+    hi[i] = h;
+    if (SP) lo[i] = T(x - float(h));
+}
+
+/* d += a b, or with SP (a + al)(b + bl) less al bl: the small terms first. */
+template <typename T, bool SP>
+__device__ __forceinline__ void vm_mma(float d[4], const uint32_t *a, const uint32_t *al, const uint32_t *b,
+                                       const uint32_t *bl) {
+    if (SP) {
+        mma_16816<T>(d, al, b);
+        mma_16816<T>(d, a, bl);
+    }
+    mma_16816<T>(d, a, b);
+}
+
+template <typename T, int DM, bool RD, bool CD, bool SP>
 __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_vec_params_t p) {
-    typedef vm_layout<DM> Y;
+    typedef vm_layout<DM, SP> Y;
     constexpr int L = LA_VM_L, ET = LA_VM_ET, QP = Y::QP, VP = Y::VP, PP = Y::PP;
     constexpr float SAFE = vm_safe<T>::value;
     /* The state update's warp tiles: RBS row blocks of 16, each split into CG column groups of NT n8 tiles. */
@@ -171,6 +192,10 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
     float *TR = reinterpret_cast<float *>(sm + Y::TR), *UC = reinterpret_cast<float *>(sm + Y::UC);
     uint32_t *MR = reinterpret_cast<uint32_t *>(sm + Y::MR), *MC = reinterpret_cast<uint32_t *>(sm + Y::MC);
     double *sums = reinterpret_cast<double *>(sm + Y::SUM);
+    /* The lo planes (SP only; else aliases of the hi planes that nothing writes or reads). */
+    T *qhl = reinterpret_cast<T *>(sm + (SP ? Y::QHL : Y::QH)), *qdl = reinterpret_cast<T *>(sm + (SP ? Y::QDL : Y::QD));
+    T *kdl = reinterpret_cast<T *>(sm + (SP ? Y::KDL : Y::KD)), *vdl = reinterpret_cast<T *>(sm + (SP ? Y::VDL : Y::VD));
+    T *Pbl = reinterpret_cast<T *>(sm + (SP ? Y::PBL : Y::PB)), *Scl = reinterpret_cast<T *>(sm + (SP ? Y::SCL : Y::SC));
 
     /* The state: warp w holds rows 16 rb .. of the slice, n8 tiles nt0 .. nt0 + NT. */
     const int rb = w % RBS, nt0 = (w / RBS) * NT;
@@ -189,8 +214,8 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
 #pragma unroll
         for (int r = 0; r < 4; r += 2) {
             const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4;
-            Sc[d * VP + e] = T(S[j][r]);
-            Sc[d * VP + e + 1] = T(S[j][r + 1]);
+            vm_put<T, SP>(Sc, Scl, d * VP + e, S[j][r]);
+            vm_put<T, SP>(Sc, Scl, d * VP + e + 1, S[j][r + 1]);
         }
     if (p.term_mode == 2) /* the final state's share of each column's sum */
         for (int c = tid; c < ET; c += LA_VM_THREADS) {
@@ -237,8 +262,8 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
             for (int u = 0; u < L; u++) {
                 if (RD) run += ra[u * DM + d];
                 const float qe = float(rq[u * DM + d]) * p.scale * (RD ? expf(run) : 1.0f);
-                qh[u * QP + d] = T(qe);
-                qd[u * QP + d] = safe ? T(qe * eM) : T(0.0f);
+                vm_put<T, SP>(qh, qhl, u * QP + d, qe);
+                vm_put<T, SP>(qd, qdl, u * QP + d, safe ? qe * eM : 0.0f);
             }
             run = 0.0f;
 #pragma unroll
@@ -249,7 +274,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
                 vm_split<T>(ke, hi, lo);
                 kh[u * QP + d] = hi;
                 kl[u * QP + d] = lo;
-                kd[u * QP + d] = safe ? T(ke * eM) : T(0.0f);
+                vm_put<T, SP>(kd, kdl, u * QP + d, safe ? ke * eM : 0.0f);
             }
             const unsigned bad = __ballot_sync(0xffffffffu, !safe);
             if (lane == 0) MR[d / 32] = bad;
@@ -283,7 +308,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
                 } else {
                     vh[u * VP + e] = rv[u * ET + e];
                 }
-                vd[u * VP + e] = safe ? T(ve * eM) : T(0.0f);
+                vm_put<T, SP>(vd, vdl, u * VP + e, safe ? ve * eM : 0.0f);
             }
             const unsigned bad = __ballot_sync(0xffffffffu, !safe);
             if (lane == 0) MC[2 * (ci & 1) + (tid - DM) / 32] = bad; /* two sets: E reads this one after the next prep */
@@ -293,24 +318,30 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
         /* ---- B: the state update in registers, the inter product, the scores ---- */
         float yi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         if (out) {
-            uint32_t a[4], b[4];
+            uint32_t a[4], b[4], al[4], bl[4];
 #pragma unroll
             for (int kk = 0; kk < DM / 32; kk++) {
                 ldmatrix_x4_trans(b, Sc + (32 * kk + r8 + 8 * mi) * VP + 8 * w);
-                ldmatrix_x4(a, qh + a_row * QP + 32 * kk + a_col);
-                mma_16816<T>(yi, a, b);
-                ldmatrix_x4(a, qh + a_row * QP + 32 * kk + 16 + a_col);
-                mma_16816<T>(yi, a, b + 2);
+                if (SP) ldmatrix_x4_trans(bl, Scl + (32 * kk + r8 + 8 * mi) * VP + 8 * w);
+#pragma unroll
+                for (int k2 = 0; k2 < 2; k2++) {
+                    ldmatrix_x4(a, qh + a_row * QP + 32 * kk + 16 * k2 + a_col);
+                    if (SP) ldmatrix_x4(al, qhl + a_row * QP + 32 * kk + 16 * k2 + a_col);
+                    vm_mma<T, SP>(yi, a, al, b + 2 * k2, bl + 2 * k2);
+                }
             }
             if (w < 2) { /* scores P[u][8w ..] */
                 float pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
                 for (int kk = 0; kk < DM / 32; kk++) {
                     ldmatrix_x4(b, kd + (8 * w + r8) * QP + 32 * kk + 8 * mi);
-                    ldmatrix_x4(a, qd + a_row * QP + 32 * kk + a_col);
-                    mma_16816<T>(pc, a, b);
-                    ldmatrix_x4(a, qd + a_row * QP + 32 * kk + 16 + a_col);
-                    mma_16816<T>(pc, a, b + 2);
+                    if (SP) ldmatrix_x4(bl, kdl + (8 * w + r8) * QP + 32 * kk + 8 * mi);
+#pragma unroll
+                    for (int k2 = 0; k2 < 2; k2++) {
+                        ldmatrix_x4(a, qd + a_row * QP + 32 * kk + 16 * k2 + a_col);
+                        if (SP) ldmatrix_x4(al, qdl + a_row * QP + 32 * kk + 16 * k2 + a_col);
+                        vm_mma<T, SP>(pc, a, al, b + 2 * k2, bl + 2 * k2);
+                    }
                 }
                 Pf[g * L + 8 * w + 2 * t4] = pc[0];
                 Pf[g * L + 8 * w + 2 * t4 + 1] = pc[1];
@@ -365,17 +396,21 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
                     }
             }
             Pf[u * L + sc] = x;
-            Pb[u * PP + sc] = T(x);
+            vm_put<T, SP>(Pb, Pbl, u * PP + sc, x);
         }
         __syncthreads(); /* B3 */
 
         /* ---- D: the intra product, y, the new state copy, the next chunk's stage ---- */
         if (out) {
             float yd[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            uint32_t a[4], b[4];
+            uint32_t a[4], b[4], al[4], bl[4];
             ldmatrix_x4(a, Pb + a_row * PP + a_col);
             ldmatrix_x4_trans(b, vd + bt_row * VP + 8 * w);
-            mma_16816<T>(yd, a, b);
+            if (SP) {
+                ldmatrix_x4(al, Pbl + a_row * PP + a_col);
+                ldmatrix_x4_trans(bl, vdl + bt_row * VP + 8 * w);
+            }
+            vm_mma<T, SP>(yd, a, al, b, bl);
 #pragma unroll
             for (int r = 0; r < 4; r++) {
                 const int u = g + 8 * (r >> 1), e = 8 * w + 2 * t4 + (r & 1);
@@ -390,8 +425,8 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
 #pragma unroll
             for (int r = 0; r < 4; r += 2) {
                 const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4;
-                Sc[d * VP + e] = T(S[j][r]);
-                Sc[d * VP + e + 1] = T(S[j][r + 1]);
+                vm_put<T, SP>(Sc, Scl, d * VP + e, S[j][r]);
+                vm_put<T, SP>(Sc, Scl, d * VP + e + 1, S[j][r + 1]);
             }
         if (more) vm_stage_chunk<T, DM>(f, sm + ((ci + 1) & 1) * Y::RAW);
         __syncthreads(); /* B4 */

@@ -13,7 +13,7 @@
 #define LA_VM_ET 64       /* value columns per block: one n8 tile per warp in the output products */
 #define LA_VM_THREADS 256 /* 8 warps */
 
-template <int DM> struct vm_layout {
+template <int DM, bool SP> struct vm_layout {
     static constexpr int L = LA_VM_L, ET = LA_VM_ET;
     static constexpr int QP = DM + 8, VP = ET + 8, PP = L + 8; /* operand row pitches (elements) */
     /* One stage of a chunk's inputs as read (two stages: the next chunk lands while this one runs). */
@@ -43,10 +43,18 @@ template <int DM> struct vm_layout {
     static constexpr int MR = UC + ET * 4;        /* [4] u32: rows not factored (bit d) */
     static constexpr int MC = MR + 16;            /* [2][2] u32: columns not factored, by chunk parity */
     static constexpr int SUM = MC + 16;           /* [ET] double: running sums */
-    static constexpr int BYTES = SUM + ET * 8;
+    static constexpr int BASE = SUM + ET * 8;
+    /* SP (split outputs): the lo parts of the output products' operands, so that y
+     * keeps fp32 accuracy (runs that feed a decay gradient's sum). */
+    static constexpr int QHL = BASE, QDL = QHL + L * QP * 2, KDL = QDL + L * QP * 2, VDL = KDL + L * QP * 2;
+    static constexpr int PBL = VDL + L * VP * 2, SCL = PBL + L * PP * 2;
+    static constexpr int BYTES = SP ? SCL + DM * VP * 2 : BASE;
 };
 
-/* Bytes of shared memory of the kernel for row dim D (<= 128). */
-static inline int la_vec_mma_smem(int D) { return D <= 64 ? vm_layout<64>::BYTES : vm_layout<128>::BYTES; }
+/* Bytes of shared memory of the kernel for row dim D (<= 128), split or not. */
+static inline int la_vec_mma_smem(int D, int split) {
+    if (split) return D <= 64 ? vm_layout<64, true>::BYTES : vm_layout<128, true>::BYTES;
+    return D <= 64 ? vm_layout<64, false>::BYTES : vm_layout<128, false>::BYTES;
+}
 
 #endif
