@@ -139,20 +139,15 @@ static inline unsigned __ballot_sync(unsigned mask, int pred) {
 
 static inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
 
-static inline void ldmatrix_x4(uint32_t r[4], const void *row_ptr) {
+static inline void emu_ldmatrix(uint32_t r[4], const void *row_ptr, int op) {
     emu_thread &t = emu_g.t[emu_g.cur];
-    t.op = EMU_OP_LDM;
+    t.op = op;
     t.addr = row_ptr;
     emu_yield(EMU_WARP);
     memcpy(r, t.r, sizeof t.r);
 }
-static inline void ldmatrix_x4_trans(uint32_t r[4], const void *row_ptr) {
-    emu_thread &t = emu_g.t[emu_g.cur];
-    t.op = EMU_OP_LDMT;
-    t.addr = row_ptr;
-    emu_yield(EMU_WARP);
-    memcpy(r, t.r, sizeof t.r);
-}
+static inline void ldmatrix_x4(uint32_t r[4], const void *row_ptr) { emu_ldmatrix(r, row_ptr, EMU_OP_LDM); }
+static inline void ldmatrix_x4_trans(uint32_t r[4], const void *row_ptr) { emu_ldmatrix(r, row_ptr, EMU_OP_LDMT); }
 
 template <typename T> static inline void mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
     emu_thread &t = emu_g.t[emu_g.cur];

@@ -133,6 +133,27 @@ __device__ __forceinline__ void vm_stage_chunk(const vm_fetch<T, DM> &f, char *r
     }
 }
 
+/* One channel's decay over a chunk: the total log decay of x[u * stride],
+ * u < L (0 where the channel has none), whether the diagonal may take the
+ * factored product, its anchor factor e^{-M} = e^{M - total} (M = total /
+ * 2) and the whole chunk's factor e^{total}. */
+struct vm_chan {
+    float tot, eM, etot;
+    bool safe;
+};
+template <bool HAS>
+__device__ __forceinline__ vm_chan vm_channel(const float *x, int stride, float safe_limit) {
+    vm_chan c;
+    c.tot = 0.0f;
+    if (HAS)
+#pragma unroll
+        for (int u = 0; u < LA_VM_L; u++) c.tot += x[u * stride];
+    c.safe = -c.tot <= safe_limit;
+    c.eM = HAS ? expf(-0.5f * c.tot) : 1.0f;
+    c.etot = HAS ? expf(c.tot) : 1.0f;
+    return c;
+}
+
 /* x as an operand hi part and its remainder lo. */
 template <typename T> __device__ __forceinline__ void vm_split(float x, T &hi, T &lo) {
     hi = T(x);
@@ -144,6 +165,21 @@ template <typename T, bool SP> __device__ __forceinline__ void vm_put(T *hi, T *
     const T h = T(x);
     hi[i] = h;
     if (SP) lo[i] = T(x - float(h));
+}
+
+/* A warp's state accumulators S[NT][4] (rows 16 rb + .., n8 tiles nt0 + ..)
+ * to the state copy the inter product reads (row pitch VP). */
+template <typename T, bool SP, int NT, int VP>
+__device__ __forceinline__ void vm_copy_state(const float (&S)[NT][4], T *Sc, T *Scl, int rb, int nt0, int lane) {
+    const int g = lane / 4, t4 = lane % 4;
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int r = 0; r < 4; r += 2) {
+            const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4;
+            vm_put<T, SP>(Sc, Scl, d * VP + e, S[j][r]);
+            vm_put<T, SP>(Sc, Scl, d * VP + e + 1, S[j][r + 1]);
+        }
 }
 
 /* d += a b, or with SP (a + al)(b + bl) less al bl: the small terms first. */
@@ -209,14 +245,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
                           ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + (e0 + e) * p.s0.se]
                           : 0.0f;
         }
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int r = 0; r < 4; r += 2) {
-            const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4;
-            vm_put<T, SP>(Sc, Scl, d * VP + e, S[j][r]);
-            vm_put<T, SP>(Sc, Scl, d * VP + e + 1, S[j][r + 1]);
-        }
+    vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane);
     if (p.term_mode == 2) /* the final state's share of each column's sum */
         for (int c = tid; c < ET; c += LA_VM_THREADS) {
             double f = 0.0;
@@ -250,20 +279,16 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
         /* ---- prep: one thread per row channel, then one per column ---- */
         if (tid < DM) { /* three walks over the chunk: its total, the prefix sums, the suffix sums */
             const int d = tid;
-            float tot = 0.0f;
-            if (RD)
-#pragma unroll
-                for (int u = 0; u < L; u++) tot += ra[u * DM + d];
-            const bool safe = -tot <= SAFE;
-            const float eM = RD ? expf(-0.5f * tot) : 1.0f; /* e^{-M}, and e^{M - lambda_L} */
-            TR[d] = RD ? expf(tot) : 1.0f;
+            const vm_chan c = vm_channel<RD>(ra + d, DM, SAFE);
+            const float eM = c.safe ? c.eM : 0.0f; /* 0: the diagonal takes this row exactly, in C */
+            TR[d] = c.etot;
             float run = 0.0f;
 #pragma unroll
-            for (int u = 0; u < L; u++) {
+            for (int u = 0; u < L; u++) { /* prefix sums: the queries' factors */
                 if (RD) run += ra[u * DM + d];
                 const float qe = float(rq[u * DM + d]) * p.scale * (RD ? expf(run) : 1.0f);
                 vm_put<T, SP>(qh, qhl, u * QP + d, qe);
-                vm_put<T, SP>(qd, qdl, u * QP + d, safe ? qe * eM : 0.0f);
+                vm_put<T, SP>(qd, qdl, u * QP + d, qe * eM);
             }
             run = 0.0f;
 #pragma unroll
@@ -274,26 +299,22 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
                 vm_split<T>(ke, hi, lo);
                 kh[u * QP + d] = hi;
                 kl[u * QP + d] = lo;
-                vm_put<T, SP>(kd, kdl, u * QP + d, safe ? ke * eM : 0.0f);
+                vm_put<T, SP>(kd, kdl, u * QP + d, ke * eM);
             }
-            const unsigned bad = __ballot_sync(0xffffffffu, !safe);
+            const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
             if (lane == 0) MR[d / 32] = bad;
         } else if (tid < DM + ET) {
             const int e = tid - DM;
-            float tot = 0.0f;
-            if (CD)
-#pragma unroll
-                for (int u = 0; u < L; u++) tot += rbt[u * ET + e];
-            const bool safe = -tot <= SAFE;
-            const float eM = CD ? expf(-0.5f * tot) : 1.0f; /* e^{-Mc}, and e^{Mc - nu_L} */
-            UC[e] = CD ? expf(tot) : 1.0f;
+            const vm_chan c = vm_channel<CD>(rbt + e, ET, SAFE);
+            const float eM = c.safe ? c.eM : 0.0f; /* 0: E adds this column exactly */
+            UC[e] = c.etot;
             float run = 0.0f;
 #pragma unroll
-            for (int u = 0; u < L; u++) {
+            for (int u = 0; u < L; u++) { /* prefix sums: the output's column factors */
                 if (CD) run += rbt[u * ET + e];
                 const float en = CD ? expf(run) : 1.0f;
                 eN[u * ET + e] = en;
-                eNM[u * ET + e] = safe ? en * eM : 0.0f;
+                eNM[u * ET + e] = en * eM;
             }
             run = 0.0f;
 #pragma unroll
@@ -308,9 +329,9 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
                 } else {
                     vh[u * VP + e] = rv[u * ET + e];
                 }
-                vm_put<T, SP>(vd, vdl, u * VP + e, safe ? ve * eM : 0.0f);
+                vm_put<T, SP>(vd, vdl, u * VP + e, ve * eM);
             }
-            const unsigned bad = __ballot_sync(0xffffffffu, !safe);
+            const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
             if (lane == 0) MC[2 * (ci & 1) + (tid - DM) / 32] = bad; /* two sets: E reads this one after the next prep */
         }
         __syncthreads(); /* B1 */
@@ -420,14 +441,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
                 Ys[u * ET + e] = y;
             }
         }
-#pragma unroll
-        for (int j = 0; j < NT; j++)
-#pragma unroll
-            for (int r = 0; r < 4; r += 2) {
-                const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4;
-                vm_put<T, SP>(Sc, Scl, d * VP + e, S[j][r]);
-                vm_put<T, SP>(Sc, Scl, d * VP + e + 1, S[j][r + 1]);
-            }
+        vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane);
         if (more) vm_stage_chunk<T, DM>(f, sm + ((ci + 1) & 1) * Y::RAW);
         __syncthreads(); /* B4 */
 
