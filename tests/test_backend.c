@@ -1625,15 +1625,7 @@ static void device_memory_selftest(void) {
  * the synchronous mode returns it from the call itself, writing nothing. */
 /* One sequence of N tokens, H heads, D = E, a log decay per head. */
 static la_problem_t head_decay_problem(int64_t H, int64_t N, int64_t D) {
-    la_problem_t p;
-    la_problem_init(&p);
-    p.batch = 1;
-    p.heads = H;
-    p.seqlen = N;
-    p.dim_qk = D;
-    p.dim_v = D;
-    p.decay = LA_DECAY_SCALAR_HEAD;
-    return p;
+    return tu_problem(1, H, N, D, D, LA_DECAY_SCALAR_HEAD);
 }
 
 static void device_value_checks(void) {

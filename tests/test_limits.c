@@ -41,19 +41,6 @@ static void check_status(la_handle_t *h, la_status_t got, la_status_t want, cons
     }
 }
 
-/* A problem of these sizes and decay kind (scale 1, not packed). */
-static la_problem_t problem_of(int64_t B, int64_t H, int64_t N, int64_t D, int64_t E, la_decay_t decay) {
-    la_problem_t p;
-    la_problem_init(&p);
-    p.batch = B;
-    p.heads = H;
-    p.seqlen = N;
-    p.dim_qk = D;
-    p.dim_v = E;
-    p.decay = decay;
-    return p;
-}
-
 /* Random floats, never zero, so a skipped write or a wrong view shows. */
 static float *random_floats(tu_rng_t *r, size_t n) {
     float *x = (float *)malloc((n ? n : 1) * sizeof *x);
@@ -75,7 +62,7 @@ static float *poisoned_floats(size_t n) {
  * that the call then overran. */
 static void test_huge_batch_backward(la_handle_t *h) {
     const int64_t B = (int64_t)1 << 60, H = 2;
-    la_problem_t p = problem_of(B, H, 0, 1, 1, LA_DECAY_SCALAR_HEAD);
+    la_problem_t p = tu_problem(B, H, 0, 1, 1, LA_DECAY_SCALAR_HEAD);
     float tok[4] = {1, 2, 3, 4}, ld[2] = {-0.5f, -0.25f}, d_ld[2] = {7, 7};
     la_tensors_t t;
     la_tensors_init(&t);
@@ -96,7 +83,7 @@ static void test_huge_batch_backward(la_handle_t *h) {
  * check used to walk every pair). */
 static void test_empty_decay_values(la_handle_t *h) {
     const int64_t B = (int64_t)1 << 20, H = (int64_t)1 << 20;
-    la_problem_t p = problem_of(B, H, 0, 1, 1, LA_DECAY_SCALAR_TOKEN);
+    la_problem_t p = tu_problem(B, H, 0, 1, 1, LA_DECAY_SCALAR_TOKEN);
     float x[1] = {1}, y[1] = {0};
     la_tensors_t t;
     la_tensors_init(&t);
@@ -113,7 +100,7 @@ static void test_empty_decay_values(la_handle_t *h) {
  * it used to wrap and report small sizes for huge B. */
 static void test_workspace_monotone(la_handle_t *h) {
     for (int op = LA_OP_FORWARD; op <= LA_OP_STATE_BACKWARD; op++) {
-        la_problem_t p = problem_of(1, 3, op == LA_OP_DECODE ? 1 : 100, 16, 8, LA_DECAY_SCALAR_HEAD);
+        la_problem_t p = tu_problem(1, 3, op == LA_OP_DECODE ? 1 : 100, 16, 8, LA_DECAY_SCALAR_HEAD);
         size_t prev = 0;
         int refused = 0;
         for (int k = 0; k < 63; k++) {
@@ -140,7 +127,7 @@ static void test_huge_seqlen(la_handle_t *h) {
     for (int op = LA_OP_FORWARD; op <= LA_OP_STATE_BACKWARD; op++) {
         if (op == LA_OP_DECODE) continue;
         for (int kind = LA_DECAY_NONE; kind <= LA_DECAY_VECTOR_KV; kind++) {
-            la_problem_t p = problem_of(1, 1, INT64_MAX - 3, 1, 1, (la_decay_t)kind);
+            la_problem_t p = tu_problem(1, 1, INT64_MAX - 3, 1, 1, (la_decay_t)kind);
             size_t bytes = 0;
             check_status(h, la_workspace_size(h, (la_op_t)op, &p, &bytes), LA_STATUS_BAD_SHAPE,
                          "workspace size at seqlen INT64_MAX - 3");
@@ -165,7 +152,7 @@ static void test_num_threads(la_handle_t *h) {
     const int B = 2, H = 3, D = 5, E = 4;
     float *q = random_floats(&r, B * H * D), *k = random_floats(&r, B * H * D), *v = random_floats(&r, B * H * E);
     float *s = random_floats(&r, B * H * D * E), *o = poisoned_floats(B * H * E), ld[3] = {-0.1f, -0.5f, -2.0f};
-    la_problem_t p = problem_of(B, H, 1, D, E, LA_DECAY_SCALAR_HEAD);
+    la_problem_t p = tu_problem(B, H, 1, D, E, LA_DECAY_SCALAR_HEAD);
     la_tensors_t t;
     la_tensors_init(&t);
     la_tensor_contiguous(&t.q, q, LA_DTYPE_F32, B, H, 1, D);
@@ -203,7 +190,7 @@ static void test_packed_n1_garbage_stride(la_handle_t *h) {
     for (int c = 0; c < 2; c++) {
         float *o[2], *sN[2];
         for (int pass = 0; pass < 2; pass++) {
-            la_problem_t p = problem_of(1, H, 1, D, E, LA_DECAY_SCALAR_HEAD);
+            la_problem_t p = tu_problem(1, H, 1, D, E, LA_DECAY_SCALAR_HEAD);
             p.cu_seqlens = cus[c];
             p.num_seqs = 2;
             o[pass] = poisoned_floats(H * E);
@@ -251,7 +238,7 @@ static void test_absurd_strides(la_handle_t *h) {
     for (int dim = 0; dim < 4; dim++)
         for (int i = 0; i < 3; i++)
             for (int which = 0; which < 2; which++) {
-                la_problem_t p = problem_of(B, H, N, D, E, LA_DECAY_NONE);
+                la_problem_t p = tu_problem(B, H, N, D, E, LA_DECAY_NONE);
                 la_tensors_t t;
                 la_tensors_init(&t);
                 la_tensor_contiguous(&t.q, q, LA_DTYPE_F32, B, H, N, D);
@@ -284,7 +271,7 @@ static void test_contiguous_huge(la_handle_t *h) {
           "la_tensor_contiguous saturates a stride past INT64_MAX");
     la_tensor_contiguous(&t, x, LA_DTYPE_F32, 2, -3, 4, 5);
     check(t.stride[0] >= 0 && t.stride[1] >= 0, "la_tensor_contiguous with a negative extent gives no negative stride");
-    la_problem_t p = problem_of(d, d, d, 256, 256, LA_DECAY_NONE);
+    la_problem_t p = tu_problem(d, d, d, 256, 256, LA_DECAY_NONE);
     la_tensors_t ts;
     la_tensors_init(&ts);
     la_tensor_contiguous(&ts.q, x, LA_DTYPE_F32, d, d, d, 256);
@@ -304,7 +291,7 @@ static void test_empty_contiguous(la_handle_t *h) {
     tu_rng_seed(&r, 14);
     float tok[1] = {0.5f}, ld[3] = {-0.1f, -0.2f, -0.3f};
     float *s0 = random_floats(&r, B * H * D * E), *sN = poisoned_floats(B * H * D * E);
-    la_problem_t p = problem_of(B, H, 0, D, E, LA_DECAY_SCALAR_HEAD);
+    la_problem_t p = tu_problem(B, H, 0, D, E, LA_DECAY_SCALAR_HEAD);
     la_tensors_t t;
     la_tensors_init(&t);
     la_tensor_contiguous(&t.q, tok, LA_DTYPE_F32, B, H, 0, D);
@@ -331,7 +318,7 @@ static void test_decode_in_place_extent1(la_handle_t *h) {
     float *s = random_floats(&r, H * D * E), *s_copy = (float *)malloc(H * D * E * sizeof(float));
     memcpy(s_copy, s, H * D * E * sizeof(float));
     float *o = poisoned_floats(H * E), *o2 = poisoned_floats(H * E), *sN2 = poisoned_floats(H * D * E);
-    la_problem_t p = problem_of(1, H, 1, D, E, LA_DECAY_NONE);
+    la_problem_t p = tu_problem(1, H, 1, D, E, LA_DECAY_NONE);
     la_tensors_t t;
     la_tensors_init(&t);
     la_tensor_contiguous(&t.q, q, LA_DTYPE_F32, 1, H, 1, D);
@@ -360,7 +347,7 @@ static void test_decode_in_place_extent1(la_handle_t *h) {
 
 /* The size query checks a decode problem as la_decode does. */
 static void test_decode_size_query(la_handle_t *h) {
-    la_problem_t p = problem_of(1, 2, 2, 8, 8, LA_DECAY_NONE);
+    la_problem_t p = tu_problem(1, 2, 2, 8, 8, LA_DECAY_NONE);
     size_t bytes = 0;
     check_status(h, la_workspace_size(h, LA_OP_DECODE, &p, &bytes), LA_STATUS_BAD_SHAPE, "decode size, seqlen 2");
     const int64_t cu[2] = {0, 1};
@@ -376,7 +363,7 @@ static void test_decode_size_query(la_handle_t *h) {
 /* One rule for the message: every call on a handle clears it when it starts,
  * so after a successful call la_last_error is "" whichever call it was. */
 static void test_message_rule(la_handle_t *h) {
-    la_problem_t p = problem_of(1, 1, 4, 2, 2, LA_DECAY_NONE);
+    la_problem_t p = tu_problem(1, 1, 4, 2, 2, LA_DECAY_NONE);
     la_tensors_t t;
     la_tensors_init(&t);
     float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, o[8];

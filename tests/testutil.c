@@ -87,6 +87,20 @@ uint64_t tu_hash_str(const char *s) {
 
 double tu_logsigmoid(double x) { return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x)); }
 
+/* ---- problems ----------------------------------------------------------------- */
+
+la_problem_t tu_problem(int64_t B, int64_t H, int64_t N, int64_t D, int64_t E, la_decay_t decay) {
+    la_problem_t p;
+    la_problem_init(&p);
+    p.batch = B;
+    p.heads = H;
+    p.seqlen = N;
+    p.dim_qk = D;
+    p.dim_v = E;
+    p.decay = decay;
+    return p;
+}
+
 /* ---- rounding ----------------------------------------------------------------- */
 
 static uint32_t f2u(float f) {

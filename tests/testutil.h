@@ -70,6 +70,11 @@ typedef struct tu_status_name {
 #define TU_NUM_STATUSES 20
 extern const tu_status_name_t tu_statuses[TU_NUM_STATUSES];
 
+/* ---- problems ----------------------------------------------------------------- */
+
+/* la_problem_init, then batch B, heads H, seqlen N, dims D and E, decay kind. */
+la_problem_t tu_problem(int64_t B, int64_t H, int64_t N, int64_t D, int64_t E, la_decay_t decay);
+
 /* ---- rounding (our own, round to nearest even) ----------------------------- */
 
 uint16_t tu_f32_to_bf16(float f);

@@ -6,9 +6,9 @@
  *
  * What runs:
  *   forward, state-only forward  chunk kernels (fp32 state), scalar decay kinds;
- *                                vector kinds (opt-in): the vec-fwd kernel (kernels/vector)
+ *                                vector kinds: vec-fwd, the recurrence kernels (kernels/vector)
  *   backward, state-only backward  chunk kernels, scalar decay kinds (with d ld);
- *                                vector kinds (opt-in): vec-bwd, runs of that kernel (vec_bwd.h)
+ *                                vector kinds: vec-bwd, runs of those kernels (vec_bwd.h)
  *   decode                       one block per (sequence, head), every decay kind
  * Chunk kernels take bf16, f16 and f32 inputs; f32 as split operands (two
  * bf16 planes, three mmas per product: op_of in mma.cuh) on 64 x 64 head-dim
@@ -28,7 +28,6 @@
 #include "plan.h"
 #include "vec_bwd.h"
 #include "vec_launch.h"
-#include "vec_mma_layout.h"
 #include "fwd_launch.h"
 #include "bwd_launch.h"
 #include "tma_map.h"
@@ -586,8 +585,10 @@ static la_status_t support(const ctx_t *c, char *msg) {
     return LA_STATUS_SUCCESS;
 }
 
-/* Vector decays: one kernel walks each (sequence, head, slice of value
- * columns) in chunks of 16 tokens (kernels/vector); the backward runs it on
+/* Vector decays: a recurrence kernel walks each (sequence, head, slice of
+ * value columns) in chunks of 16 tokens, on tensor cores where it applies,
+ * else in fp32 (kernels/vector, chosen per run at launch; the fp32 kernel,
+ * whose block is checked here, always fits); the backward runs it on
  * transposed and reversed operands (vec_bwd.h).  The workspace holds the
  * packed tables, and the final state where the backward's decay gradient
  * meets an incoming final-state gradient. */
@@ -707,8 +708,8 @@ void la_cuda_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t 
         const int split = t->main == LA_K_VEC_BWD && (pl->want_dld || pl->want_dldv);
         const int mma_d = la_cuda_vec_uses_mma(rows, split, pl->t.k.dtype, t->vec_mma_smem);
         const int mma_e = t->main == LA_K_VEC_BWD && la_cuda_vec_uses_mma(cols, split, pl->t.k.dtype, t->vec_mma_smem);
-        APPEND(": %s (the recurrence kernel in chunks of %d tokens, %s%s), %d sequence%s x %lld heads, workspace %zu bytes",
-               la_cuda_kernel_name(t->main), mma_d ? LA_VM_L : LA_VEC_CHUNK,
+        APPEND(": %s (the recurrence kernel in chunks of 16 tokens, %s%s), %d sequence%s x %lld heads, workspace %zu bytes",
+               la_cuda_kernel_name(t->main),
                mma_d && (mma_e || t->main == LA_K_VEC_FWD) ? "tensor cores"
                : mma_d || mma_e                            ? "tensor cores where the rows are at most 128, else fp32 products"
                                                            : "fp32 products",
