@@ -3,7 +3,8 @@
  * without a GPU: each thread of a block is a coroutine (ucontext) on one OS
  * thread, __syncthreads and the warp-collective instructions a kernel uses
  * (mma.sync m16n8k16, ldmatrix x4 plain and transposed, __ballot_sync) are
- * points where a coroutine yields, and a scheduler resumes the threads in a
+ * points where a coroutine yields (cp.async copies land at random ones of
+ * them, or at the thread's wait), and a scheduler resumes the threads in a
  * seeded random order, so that a read racing a write of the same phase
  * shows up as a result that changes with the order.  A barrier that not
  * every thread reaches, or a warp collective that not all 32 lanes reach,
@@ -94,6 +95,14 @@ struct emu_dim3 {
 enum { EMU_RUN, EMU_BAR, EMU_WARP, EMU_DONE };
 enum { EMU_OP_LDM, EMU_OP_LDMT, EMU_OP_MMA_BF16, EMU_OP_MMA_F16, EMU_OP_BALLOT };
 
+/* A 16-byte asynchronous copy in flight: its source bytes (zero-filled past
+ * src_bytes) are read when issued, and land at a random later point up to
+ * the thread's wait. */
+struct emu_copy {
+    void *dst;
+    unsigned char bytes[16];
+};
+
 struct emu_thread {
     ucontext_t ctx;
     int state, op;
@@ -101,6 +110,7 @@ struct emu_thread {
     uint32_t a[4], b[2], r[4];
     float c[4];
     int pred;
+    std::vector<emu_copy> pending; /* cp.async copies issued, not yet landed */
 };
 
 #define EMU_THREADS_MAX 1024
@@ -120,13 +130,43 @@ static emu_grid_state emu_g;
 #define threadIdx (emu_g.tid_of_cur)
 #define blockIdx (emu_g.block)
 
+static uint32_t emu_rand();
+
+/* Lands each of this thread's copies in flight with probability 1/16 (all:
+ * every one): a copy often outlives the twenty-odd collectives of a chunk. */
+static inline void emu_land(emu_thread &t, bool all) {
+    size_t keep = 0;
+    for (size_t i = 0; i < t.pending.size(); i++)
+        if (all || emu_rand() % 16 == 0) memcpy(t.pending[i].dst, t.pending[i].bytes, 16);
+        else t.pending[keep++] = t.pending[i];
+    t.pending.resize(keep);
+}
+
 static inline void emu_yield(int state) {
     emu_thread &t = emu_g.t[emu_g.cur];
+    emu_land(t, false);
     t.state = state;
     swapcontext(&t.ctx, &emu_g.sched);
 }
 
 static inline void __syncthreads() { emu_yield(EMU_BAR); }
+
+/* cp.async (mma.cuh's wrappers): a copy lands at once, at one of the
+ * thread's later barriers or collectives, or at its wait, so that reading a
+ * stage before the wait, or writing one that others still read, shows. */
+static inline void cp_async_16(void *smem, const void *gmem, int src_bytes) {
+    emu_copy c;
+    c.dst = smem;
+    memset(c.bytes, 0, 16);
+    if (src_bytes) memcpy(c.bytes, gmem, (size_t)src_bytes);
+    if (emu_rand() % 3 == 0) memcpy(smem, c.bytes, 16);
+    else emu_g.t[emu_g.cur].pending.push_back(c);
+}
+static inline void cp_async_commit() {}
+template <int N> static inline void cp_async_wait() {
+    static_assert(N == 0, "only wait_group 0 is emulated");
+    emu_land(emu_g.t[emu_g.cur], true);
+}
 
 static inline unsigned __ballot_sync(unsigned mask, int pred) {
     (void)mask;
@@ -217,6 +257,7 @@ static void emu_warp_op(int w) {
 
 static void emu_entry() {
     emu_g.body();
+    emu_land(emu_g.t[emu_g.cur], true);
     emu_g.t[emu_g.cur].state = EMU_DONE; /* uc_link returns to the scheduler */
 }
 

@@ -71,66 +71,86 @@ struct vm_seq {
     __device__ __forceinline__ int64_t dtok(int64_t u) const { return reverse ? t1 - u : t0 + u; }
 };
 
-/* The next chunk's inputs, fetched into registers early (NR row elements
- * and NC column elements per thread). */
-template <typename T, int DM> struct vm_fetch {
-    static constexpr int NR = LA_VM_L * DM / LA_VM_THREADS, NC = LA_VM_L * LA_VM_ET / LA_VM_THREADS;
-    T q[NR], k[NR], v[NC];
-    float a[NR], b[NC];
-};
+/* Whether a block may copy its inputs in 16-byte pieces: unit channel
+ * strides, and every base, stride and row dim a multiple of 16 bytes, so
+ * that a piece never straddles a row's end. */
+template <typename T>
+__device__ __forceinline__ bool vm_pieces_ok(const la_tok_t &x, int channels) {
+    constexpr int PE = 16 / sizeof(T); /* elements per piece */
+    return !x.ptr || (x.sc == 1 && channels % PE == 0 && x.sb % PE == 0 && x.sh % PE == 0 && x.st % PE == 0 &&
+                      (reinterpret_cast<uintptr_t>(x.ptr) & 15) == 0);
+}
+__device__ __forceinline__ bool vm_pieces_ok_f32(const float *x, int64_t sb, int64_t sh, int64_t st, int64_t sc,
+                                                 int channels) {
+    return !x || (sc == 1 && channels % 4 == 0 && sb % 4 == 0 && sh % 4 == 0 && st % 4 == 0 &&
+                  (reinterpret_cast<uintptr_t>(x) & 15) == 0);
+}
 
-template <typename T, int DM, bool RD, bool CD>
-__device__ __forceinline__ void vm_fetch_chunk(vm_fetch<T, DM> &f, const la_vec_params_t &p, const vm_seq &sq, int h,
-                                               int e0, int EV, int64_t c0, bool out) {
-    typedef vm_fetch<T, DM> F;
+/* One input of a chunk, [L][W] in its stage (W = DM or LA_VM_ET channels),
+ * of which the first `valid` channels exist: channel c of step u is
+ * x[tok(u) * st + c * sc] (rel: the walk's token, else the decays' token,
+ * absent beyond the sequence).  In 16-byte pieces by cp.async where the
+ * block may (zero-filled where nothing is read), else element by element. */
+template <typename X, int W>
+__device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, int64_t sc, int valid, const vm_seq &sq,
+                                              int64_t c0, bool decays, bool pieces) {
     const int tid = threadIdx.x;
+    if (pieces) {
+        constexpr int PE = 16 / sizeof(X), NP = W / PE;
 #pragma unroll
-    for (int j = 0; j < F::NR; j++) {
-        const int i = tid + LA_VM_THREADS * j, u = i / DM, d = i % DM;
-        const bool ok = c0 + u < sq.len && d < p.D;
-        const int64_t t = sq.tok(c0 + u), tg = sq.dtok(c0 + u);
-        f.q[j] = T(0.0f);
-        f.k[j] = T(0.0f);
-        f.a[j] = 0.0f;
-        if (ok) {
-            if (out) f.q[j] = static_cast<const T *>(p.q.ptr)[sq.b * p.q.sb + h * p.q.sh + t * p.q.st + d * p.q.sc];
-            if (p.k.ptr) f.k[j] = static_cast<const T *>(p.k.ptr)[sq.b * p.k.sb + h * p.k.sh + t * p.k.st + d * p.k.sc];
-            if (RD && p.gk && tg < sq.t1) f.a[j] = p.gk[sq.b * p.gk_sb + h * p.gk_sh + tg * p.gk_st + d * p.gk_sc];
+        for (int i = tid; i < LA_VM_L * NP; i += LA_VM_THREADS) {
+            const int u = i / NP, c = (i % NP) * PE;
+            const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
+            const bool ok = c0 + u < sq.len && c < valid && (!decays || t < sq.t1);
+            if (x) cp_async_16(dst + u * W + c, ok ? x + t * st + c : x, ok ? 16 : 0);
+            else
+#pragma unroll
+                for (int j = 0; j < PE; j++) dst[u * W + c + j] = X(0.0f); /* an absent input: zeros */
         }
-    }
-#pragma unroll
-    for (int j = 0; j < F::NC; j++) {
-        const int i = tid + LA_VM_THREADS * j, u = i / LA_VM_ET, e = i % LA_VM_ET;
-        const bool ok = c0 + u < sq.len && e < EV;
-        const int64_t t = sq.tok(c0 + u), tg = sq.dtok(c0 + u);
-        f.v[j] = T(0.0f);
-        f.b[j] = 0.0f;
-        if (ok) {
-            if (p.v.ptr)
-                f.v[j] = static_cast<const T *>(p.v.ptr)[sq.b * p.v.sb + h * p.v.sh + t * p.v.st + (e0 + e) * p.v.sc];
-            if (CD && tg < sq.t1) f.b[j] = p.gv[sq.b * p.gv_sb + h * p.gv_sh + tg * p.gv_st + (e0 + e) * p.gv_sc];
+    } else {
+#pragma unroll 4
+        for (int i = tid; i < LA_VM_L * W; i += LA_VM_THREADS) {
+            const int u = i / W, c = i % W;
+            const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
+            const bool ok = x && c0 + u < sq.len && c < valid && (!decays || t < sq.t1);
+            dst[i] = ok ? x[t * st + c * sc] : X(0.0f);
         }
     }
 }
 
-template <typename T, int DM>
-__device__ __forceinline__ void vm_stage_chunk(const vm_fetch<T, DM> &f, char *raw) {
+/* A chunk's inputs (q, k, row decays; v, column decays) to a stage, from the
+ * block's (sequence, head, first value column). */
+template <typename T, int DM, bool RD, bool CD>
+__device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &p, const vm_seq &sq, int h, int e0,
+                                              int EV, int64_t c0, bool out, bool pieces) {
     typedef vm_layout<DM, false> Y; /* the input stages lie alike in both layouts */
-    typedef vm_fetch<T, DM> F;
-    const int tid = threadIdx.x;
-#pragma unroll
-    for (int j = 0; j < F::NR; j++) {
-        const int i = tid + LA_VM_THREADS * j;
-        reinterpret_cast<T *>(raw + Y::R_Q)[i] = f.q[j];
-        reinterpret_cast<T *>(raw + Y::R_K)[i] = f.k[j];
-        reinterpret_cast<float *>(raw + Y::R_A)[i] = f.a[j];
-    }
-#pragma unroll
-    for (int j = 0; j < F::NC; j++) {
-        const int i = tid + LA_VM_THREADS * j;
-        reinterpret_cast<T *>(raw + Y::R_V)[i] = f.v[j];
-        reinterpret_cast<float *>(raw + Y::R_B)[i] = f.b[j];
-    }
+    const T *q = out && p.q.ptr ? static_cast<const T *>(p.q.ptr) + sq.b * p.q.sb + h * p.q.sh : nullptr;
+    const T *k = p.k.ptr ? static_cast<const T *>(p.k.ptr) + sq.b * p.k.sb + h * p.k.sh : nullptr;
+    const T *v = p.v.ptr ? static_cast<const T *>(p.v.ptr) + sq.b * p.v.sb + h * p.v.sh + e0 * p.v.sc : nullptr;
+    vm_load_input<T, DM>(reinterpret_cast<T *>(raw + Y::R_Q), q, p.q.st, p.q.sc, p.D, sq, c0, false, pieces);
+    vm_load_input<T, DM>(reinterpret_cast<T *>(raw + Y::R_K), k, p.k.st, p.k.sc, p.D, sq, c0, false, pieces);
+    vm_load_input<T, LA_VM_ET>(reinterpret_cast<T *>(raw + Y::R_V), v, p.v.st, p.v.sc, EV, sq, c0, false, pieces);
+    const float *a = RD && p.gk ? p.gk + sq.b * p.gk_sb + h * p.gk_sh : nullptr;
+    const float *bb = CD ? p.gv + sq.b * p.gv_sb + h * p.gv_sh + e0 * p.gv_sc : nullptr;
+    vm_load_input<float, DM>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true, pieces);
+    vm_load_input<float, LA_VM_ET>(reinterpret_cast<float *>(raw + Y::R_B), bb, p.gv_st, p.gv_sc, EV, sq, c0, true,
+                                   pieces);
+    cp_async_commit();
+}
+
+/* e^x for the operand pass: one ex2.approx.ftz.  Rounding x log2 e gives a
+ * relative error of |x| 2^-24 (plus the instruction's 2 ulp): for x <= 0 an
+ * absolute error of at most 2^-24 / e, for the anchor factors e^{-M} (x up
+ * to SAFE / 2 = 40) a relative 2.4e-6, far inside an operand's rounding.
+ * Results below 2^-126 flush to zero. */
+__device__ __forceinline__ float vm_exp(float x) {
+#ifdef __CUDA_ARCH__
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
+    return y;
+#else
+    return exp2f(x * 1.4426950408889634f);
+#endif
 }
 
 /* One channel's decay over a chunk: the total log decay of x[u * stride],
@@ -149,8 +169,8 @@ __device__ __forceinline__ vm_chan vm_channel(const float *x, int stride, float 
 #pragma unroll
         for (int u = 0; u < LA_VM_L; u++) c.tot += x[u * stride];
     c.safe = -c.tot <= safe_limit;
-    c.eM = HAS ? expf(-0.5f * c.tot) : 1.0f;
-    c.etot = HAS ? expf(c.tot) : 1.0f;
+    c.eM = HAS ? vm_exp(-0.5f * c.tot) : 1.0f;
+    c.etot = HAS ? vm_exp(c.tot) : 1.0f;
     return c;
 }
 
@@ -167,6 +187,21 @@ template <typename T, bool SP> __device__ __forceinline__ void vm_put(T *hi, T *
     if (SP) lo[i] = T(x - float(h));
 }
 
+/* Two adjacent elements (i even): one 4-byte store a plane. */
+template <typename T> struct __align__(4) vm_pair { T x, y; };
+template <typename T, bool SP> __device__ __forceinline__ void vm_put2(T *hi, T *lo, int i, float x, float y) {
+    vm_pair<T> h;
+    h.x = T(x);
+    h.y = T(y);
+    *reinterpret_cast<vm_pair<T> *>(hi + i) = h;
+    if (SP) {
+        vm_pair<T> l;
+        l.x = T(x - float(h.x));
+        l.y = T(y - float(h.y));
+        *reinterpret_cast<vm_pair<T> *>(lo + i) = l;
+    }
+}
+
 /* A warp's state accumulators S[NT][4] (rows 16 rb + .., n8 tiles nt0 + ..)
  * to the state copy the inter product reads (row pitch VP). */
 template <typename T, bool SP, int NT, int VP>
@@ -177,8 +212,7 @@ __device__ __forceinline__ void vm_copy_state(const float (&S)[NT][4], T *Sc, T 
 #pragma unroll
         for (int r = 0; r < 4; r += 2) {
             const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4;
-            vm_put<T, SP>(Sc, Scl, d * VP + e, S[j][r]);
-            vm_put<T, SP>(Sc, Scl, d * VP + e + 1, S[j][r + 1]);
+            vm_put2<T, SP>(Sc, Scl, d * VP + e, S[j][r], S[j][r + 1]);
         }
 }
 
@@ -256,9 +290,16 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
             sums[c] = f;
         }
 
-    vm_fetch<T, DM> f;
-    vm_fetch_chunk<T, DM, RD, CD>(f, p, sq, h, e0, EV, 0, out);
-    vm_stage_chunk<T, DM>(f, sm);
+    /* This thread's output column (fixed: E walks rows of the same column): base pointers at (sequence, head, column). */
+    const int64_t eo = e0 + (tid % ET < EV ? tid % ET : 0);
+    T *ob = p.o.ptr ? static_cast<T *>(const_cast<void *>(p.o.ptr)) + sq.b * p.o.sb + h * p.o.sh + eo * p.o.sc : nullptr;
+    float *tb = p.term ? p.term + sq.b * p.term_sb + h * p.term_sh + eo * p.term_sc : nullptr;
+    const T *mb = p.mul.ptr ? static_cast<const T *>(p.mul.ptr) + sq.b * p.mul.sb + h * p.mul.sh + eo * p.mul.sc : nullptr;
+    const bool pieces = vm_pieces_ok<T>(p.q, p.D) && vm_pieces_ok<T>(p.k, p.D) && vm_pieces_ok<T>(p.v, p.E) &&
+                        vm_pieces_ok_f32(p.gk, p.gk_sb, p.gk_sh, p.gk_st, p.gk_sc, p.D) &&
+                        vm_pieces_ok_f32(p.gv, p.gv_sb, p.gv_sh, p.gv_st, p.gv_sc, p.E);
+    vm_load_chunk<T, DM, RD, CD>(sm, p, sq, h, e0, EV, 0, out, pieces);
+    cp_async_wait<0>();
     __syncthreads();
 
     /* Per-lane ldmatrix row offsets (elements): A tiles from [m][k] rows
@@ -274,7 +315,6 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
         const T *rv = reinterpret_cast<const T *>(raw + Y::R_V);
         const float *ra = reinterpret_cast<const float *>(raw + Y::R_A), *rbt = reinterpret_cast<const float *>(raw + Y::R_B);
         const bool more = c0 + L < sq.len;
-        if (more) vm_fetch_chunk<T, DM, RD, CD>(f, p, sq, h, e0, EV, c0 + L, out);
 
         /* ---- prep: one thread per row channel, then one per column ---- */
         if (tid < DM) { /* three walks over the chunk: its total, the prefix sums, the suffix sums */
@@ -286,14 +326,14 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
 #pragma unroll
             for (int u = 0; u < L; u++) { /* prefix sums: the queries' factors */
                 if (RD) run += ra[u * DM + d];
-                const float qe = float(rq[u * DM + d]) * p.scale * (RD ? expf(run) : 1.0f);
+                const float qe = float(rq[u * DM + d]) * p.scale * (RD ? vm_exp(run) : 1.0f);
                 vm_put<T, SP>(qh, qhl, u * QP + d, qe);
                 vm_put<T, SP>(qd, qdl, u * QP + d, qe * eM);
             }
             run = 0.0f;
 #pragma unroll
             for (int u = L - 1; u >= 0; u--) {
-                const float ke = float(rk[u * DM + d]) * p.kscale * (RD ? expf(run) : 1.0f);
+                const float ke = float(rk[u * DM + d]) * p.kscale * (RD ? vm_exp(run) : 1.0f);
                 if (RD) run += ra[u * DM + d];
                 T hi, lo;
                 vm_split<T>(ke, hi, lo);
@@ -312,14 +352,14 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
 #pragma unroll
             for (int u = 0; u < L; u++) { /* prefix sums: the output's column factors */
                 if (CD) run += rbt[u * ET + e];
-                const float en = CD ? expf(run) : 1.0f;
+                const float en = CD ? vm_exp(run) : 1.0f;
                 eN[u * ET + e] = en;
                 eNM[u * ET + e] = en * eM;
             }
             run = 0.0f;
 #pragma unroll
             for (int u = L - 1; u >= 0; u--) {
-                const float ve = float(rv[u * ET + e]) * (CD ? expf(run) : 1.0f);
+                const float ve = float(rv[u * ET + e]) * (CD ? vm_exp(run) : 1.0f);
                 if (CD) {
                     run += rbt[u * ET + e];
                     T hi, lo;
@@ -335,6 +375,8 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
             if (lane == 0) MC[2 * (ci & 1) + (tid - DM) / 32] = bad; /* two sets: E reads this one after the next prep */
         }
         __syncthreads(); /* B1 */
+        /* The next chunk's inputs to the other stage, which the last chunk's E read before B1. */
+        if (more) vm_load_chunk<T, DM, RD, CD>(sm + ((ci + 1) & 1) * Y::RAW, p, sq, h, e0, EV, c0 + L, out, pieces);
 
         /* ---- B: the state update in registers, the inter product, the scores ---- */
         float yi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -442,7 +484,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
             }
         }
         vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane);
-        if (more) vm_stage_chunk<T, DM>(f, sm + ((ci + 1) & 1) * Y::RAW);
+        cp_async_wait<0>(); /* the next chunk's stage, visible after B4 */
         __syncthreads(); /* B4 */
 
         /* ---- E: the columns left out of the factored intra product, the outputs ---- */
@@ -450,8 +492,10 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
             const int n = sq.len - c0 < L ? (int)(sq.len - c0) : L;
             const uint32_t *mc = MC + 2 * (ci & 1);
             const bool cbad = CD && (mc[0] | mc[1]);
-            for (int i = tid; i < L * ET; i += LA_VM_THREADS) {
-                const int u = i / ET, e = i % ET;
+            const int e = tid % ET; /* this thread's column, the same in every row it writes */
+#pragma unroll
+            for (int j = 0; j < L * ET / LA_VM_THREADS; j++) {
+                const int u = tid / ET + j * (LA_VM_THREADS / ET);
                 if (u >= n || e >= EV) continue;
                 float y = Ys[u * ET + e];
                 if (cbad && (mc[e / 32] >> (e % 32) & 1)) {
@@ -464,23 +508,18 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
                     Ys[u * ET + e] = y;
                 }
                 const int64_t t = sq.tok(c0 + u);
-                if (p.o.ptr)
-                    static_cast<T *>(const_cast<void *>(p.o.ptr))[sq.b * p.o.sb + h * p.o.sh + t * p.o.st + (e0 + e) * p.o.sc] = T(y);
-                if (p.term_mode == 1)
-                    p.term[sq.b * p.term_sb + h * p.term_sh + t * p.term_st + (e0 + e) * p.term_sc] =
-                        y * float(static_cast<const T *>(p.mul.ptr)[sq.b * p.mul.sb + h * p.mul.sh + t * p.mul.st +
-                                                                    (e0 + e) * p.mul.sc]);
+                if (ob) ob[t * p.o.st] = T(y);
+                if (p.term_mode == 1) tb[t * p.term_st] = y * float(mb[t * p.mul.st]);
             }
             if (p.term_mode == 2) { /* each column's running sum, in the walk's order */
                 __syncthreads(); /* B5 */
-                for (int c = tid; c < EV; c += LA_VM_THREADS)
+                if (tid < EV) /* thread tid's column is tid: tb and mb point at it */
                     for (int u = 0; u < n; u++) {
                         const int64_t t = sq.tok(c0 + u);
-                        float *x = p.term + sq.b * p.term_sb + h * p.term_sh + t * p.term_st + (e0 + c) * p.term_sc;
-                        const float m = float(static_cast<const T *>(p.mul.ptr)[sq.b * p.mul.sb + h * p.mul.sh +
-                                                                               t * p.mul.st + (e0 + c) * p.mul.sc]);
-                        sums[c] += (p.term_in ? (double)*x : 0.0) - (double)m * (double)Ys[u * ET + c];
-                        *x = (float)sums[c];
+                        float *x = tb + t * p.term_st;
+                        const float m = float(mb[t * p.mul.st]);
+                        sums[tid] += (p.term_in ? (double)*x : 0.0) - (double)m * (double)Ys[u * ET + tid];
+                        *x = (float)sums[tid];
                     }
             }
         }
