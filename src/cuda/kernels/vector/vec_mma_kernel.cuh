@@ -40,14 +40,15 @@
  *
  * Per chunk, barriers B1..B4 (B5 for a running sum):
  *   prep   threads by channel: sums, factors, operands, masks   -> B1
+ *          then every thread: the next chunk's inputs to the other stage
+ *          (cp.async pieces, or element copies), landing by B4
  *   B      every warp: its rows of the state update (registers), its n8
  *          tile of the inter product; warps 0, 1: the scores' tiles -> B2
  *   C      thread per (u, s): the mask and unfactored rows      -> B3
  *   D      every warp: intra product, y to shared memory, the new state
- *          copy; the next chunk's inputs (fetched into registers at the
- *          chunk's start) to their stage                        -> B4
- *   E      thread per (u, e): unfactored columns, outputs (and B5, the
- *          running sums of term_mode 2). */
+ *          copy                                                 -> B4
+ *   E      thread per (u, e), e fixed per thread: unfactored columns,
+ *          outputs (and B5, the running sums of term_mode 2). */
 #ifndef LA_CUDA_VEC_MMA_KERNEL_CUH
 #define LA_CUDA_VEC_MMA_KERNEL_CUH
 
@@ -88,9 +89,10 @@ __device__ __forceinline__ bool vm_pieces_ok_f32(const float *x, int64_t sb, int
 
 /* One input of a chunk, [L][W] in its stage (W = DM or LA_VM_ET channels),
  * of which the first `valid` channels exist: channel c of step u is
- * x[tok(u) * st + c * sc] (rel: the walk's token, else the decays' token,
- * absent beyond the sequence).  In 16-byte pieces by cp.async where the
- * block may (zero-filled where nothing is read), else element by element. */
+ * x[t * st + c * sc], t the walk's token of step u, or with `decays` the
+ * token whose decays step u takes (none past the sequence's end).  In
+ * 16-byte pieces by cp.async where the block may (zero-filled where nothing
+ * is read), else element by element. */
 template <typename X, int W>
 __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, int64_t sc, int valid, const vm_seq &sq,
                                               int64_t c0, bool decays, bool pieces) {
