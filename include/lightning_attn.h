@@ -310,8 +310,7 @@ typedef struct la_policy {
     la_switch_t state_wgmma;    /* Hopper state pass, D in (64, 128]                  LA_CUDA_STATE_WG=0 */
     la_switch_t bwd_wgmma;      /* Hopper backward, D = E = 64                        LA_CUDA_BWD_WG=0 */
     int dld_planes;             /* f32 decay-gradient planes: 0 (3 where they fit), 2 LA_CUDA_DLD_PLANES */
-    la_switch_t
-        vec_kernels; /* vector-decay forward and backward (AUTO = on; OFF answers UNSUPPORTED_DECAY) LA_CUDA_VEC=0 */
+    la_switch_t vec_kernels;    /* vector decays (AUTO = on; OFF: UNSUPPORTED_DECAY)   LA_CUDA_VEC=0 */
 } la_policy_t;
 void la_policy_init(la_policy_t *policy);
 /* Validated (BAD_PARAM for a value outside the ranges above); applies to
