@@ -6,7 +6,7 @@
  *   S_u = diag(e^{alpha_u}) S_{u-1} diag(e^{beta_u}) + kscale k_u^T v_u,   y_u = scale q_u S_u
  *
  * (alpha: the row log decays, gk; beta: the column log decays, gv; either may
- * be absent).  A block owns (sequence, head, LA_VM_ET value columns) and walks
+ * be absent).  A block owns (sequence, head, ET value columns) and walks
  * its sequence in chunks of L = 16 steps with the fp32 state slice in
  * registers, as mma accumulators.  Per chunk, with lambda_u / nu_u the
  * inclusive sums of alpha / beta over the chunk's steps up to u, mu_s / xi_s
@@ -87,20 +87,20 @@ __device__ __forceinline__ bool vm_pieces_ok_f32(const float *x, int64_t sb, int
                   (reinterpret_cast<uintptr_t>(x) & 15) == 0);
 }
 
-/* One input of a chunk, [L][W] in its stage (W = DM or LA_VM_ET channels),
+/* One input of a chunk, [L][W] in its stage (W = DM or ET channels),
  * of which the first `valid` channels exist: channel c of step u is
  * x[t * st + c * sc], t the walk's token of step u, or with `decays` the
  * token whose decays step u takes (none past the sequence's end).  In
  * 16-byte pieces by cp.async where the block may (zero-filled where nothing
  * is read), else element by element. */
-template <typename X, int W>
+template <typename X, int W, int TH>
 __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, int64_t sc, int valid, const vm_seq &sq,
                                               int64_t c0, bool decays, bool pieces) {
     const int tid = threadIdx.x;
     if (pieces) {
         constexpr int PE = 16 / sizeof(X), NP = W / PE;
 #pragma unroll
-        for (int i = tid; i < LA_VM_L * NP; i += LA_VM_THREADS) {
+        for (int i = tid; i < LA_VM_L * NP; i += TH) {
             const int u = i / NP, c = (i % NP) * PE;
             const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
             const bool ok = c0 + u < sq.len && c < valid && (!decays || t < sq.t1);
@@ -111,7 +111,7 @@ __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, in
         }
     } else {
 #pragma unroll 4
-        for (int i = tid; i < LA_VM_L * W; i += LA_VM_THREADS) {
+        for (int i = tid; i < LA_VM_L * W; i += TH) {
             const int u = i / W, c = i % W;
             const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
             const bool ok = x && c0 + u < sq.len && c < valid && (!decays || t < sq.t1);
@@ -122,20 +122,21 @@ __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, in
 
 /* A chunk's inputs (q, k, row decays; v, column decays) to a stage, from the
  * block's (sequence, head, first value column). */
-template <typename T, int DM, bool RD, bool CD>
+template <typename T, int DM, int ET, bool RD, bool CD>
 __device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &p, const vm_seq &sq, int h, int e0,
                                               int EV, int64_t c0, bool out, bool pieces) {
-    typedef vm_layout<DM, false> Y; /* the input stages lie alike in both layouts */
+    typedef vm_layout<DM, ET, false> Y; /* the input stages lie alike in both layouts */
+    constexpr int TH = LA_VM_THREADS(ET);
     const T *q = out && p.q.ptr ? static_cast<const T *>(p.q.ptr) + sq.b * p.q.sb + h * p.q.sh : nullptr;
     const T *k = p.k.ptr ? static_cast<const T *>(p.k.ptr) + sq.b * p.k.sb + h * p.k.sh : nullptr;
     const T *v = p.v.ptr ? static_cast<const T *>(p.v.ptr) + sq.b * p.v.sb + h * p.v.sh + e0 * p.v.sc : nullptr;
-    vm_load_input<T, DM>(reinterpret_cast<T *>(raw + Y::R_Q), q, p.q.st, p.q.sc, p.D, sq, c0, false, pieces);
-    vm_load_input<T, DM>(reinterpret_cast<T *>(raw + Y::R_K), k, p.k.st, p.k.sc, p.D, sq, c0, false, pieces);
-    vm_load_input<T, LA_VM_ET>(reinterpret_cast<T *>(raw + Y::R_V), v, p.v.st, p.v.sc, EV, sq, c0, false, pieces);
+    vm_load_input<T, DM, TH>(reinterpret_cast<T *>(raw + Y::R_Q), q, p.q.st, p.q.sc, p.D, sq, c0, false, pieces);
+    vm_load_input<T, DM, TH>(reinterpret_cast<T *>(raw + Y::R_K), k, p.k.st, p.k.sc, p.D, sq, c0, false, pieces);
+    vm_load_input<T, ET, TH>(reinterpret_cast<T *>(raw + Y::R_V), v, p.v.st, p.v.sc, EV, sq, c0, false, pieces);
     const float *a = RD && p.gk ? p.gk + sq.b * p.gk_sb + h * p.gk_sh : nullptr;
     const float *bb = CD ? p.gv + sq.b * p.gv_sb + h * p.gv_sh + e0 * p.gv_sc : nullptr;
-    vm_load_input<float, DM>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true, pieces);
-    vm_load_input<float, LA_VM_ET>(reinterpret_cast<float *>(raw + Y::R_B), bb, p.gv_st, p.gv_sc, EV, sq, c0, true,
+    vm_load_input<float, DM, TH>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true, pieces);
+    vm_load_input<float, ET, TH>(reinterpret_cast<float *>(raw + Y::R_B), bb, p.gv_st, p.gv_sc, EV, sq, c0, true,
                                    pieces);
     cp_async_commit();
 }
@@ -229,13 +230,17 @@ __device__ __forceinline__ void vm_mma(float d[4], const uint32_t *a, const uint
     mma_16816<T>(d, a, b);
 }
 
-template <typename T, int DM, bool RD, bool CD, bool SP>
-__global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_vec_params_t p) {
-    typedef vm_layout<DM, SP> Y;
-    constexpr int L = LA_VM_L, ET = LA_VM_ET, QP = Y::QP, VP = Y::VP, PP = Y::PP;
+template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
+__global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la_vec_mma_kernel(const la_vec_params_t p) {
+    typedef vm_layout<DM, ET, SP> Y;
+    constexpr int L = LA_VM_L, TH = LA_VM_THREADS(ET), QP = Y::QP, VP = Y::VP, PP = Y::PP;
     constexpr float SAFE = vm_safe<T>::value;
     /* The state update's warp tiles: RBS row blocks of 16, each split into CG column groups of NT n8 tiles. */
-    constexpr int RBS = DM / 16, CG = 8 / RBS, NT = ET / 8 / CG;
+    constexpr int RBS = DM / 16, CG = TH / 32 / RBS, NT = ET / 8 / CG;
+    /* The operand pass: a thread per channel walks its prefixes and suffixes, or (WALK2, where the
+     * block has a thread for each) two threads walk them apart.  Column threads start at CB. */
+    constexpr bool WALK2 = TH >= 2 * (DM + ET);
+    constexpr int CB = WALK2 ? 2 * DM : DM;
     extern __shared__ __align__(16) char sm[];
     const int tid = threadIdx.x, w = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const int s = blockIdx.x, h = blockIdx.y, e0 = blockIdx.z * ET;
@@ -283,7 +288,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
         }
     vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane);
     if (p.term_mode == 2) /* the final state's share of each column's sum */
-        for (int c = tid; c < ET; c += LA_VM_THREADS) {
+        for (int c = tid; c < ET; c += TH) {
             double f = 0.0;
             if (p.fin_a.ptr && c < EV)
                 for (int r = 0; r < p.D; r++)
@@ -300,7 +305,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
     const bool pieces = vm_pieces_ok<T>(p.q, p.D) && vm_pieces_ok<T>(p.k, p.D) && vm_pieces_ok<T>(p.v, p.E) &&
                         vm_pieces_ok_f32(p.gk, p.gk_sb, p.gk_sh, p.gk_st, p.gk_sc, p.D) &&
                         vm_pieces_ok_f32(p.gv, p.gv_sb, p.gv_sh, p.gv_st, p.gv_sc, p.E);
-    vm_load_chunk<T, DM, RD, CD>(sm, p, sq, h, e0, EV, 0, out, pieces);
+    vm_load_chunk<T, DM, ET, RD, CD>(sm, p, sq, h, e0, EV, 0, out, pieces);
     cp_async_wait<0>();
     __syncthreads();
 
@@ -318,67 +323,79 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
         const float *ra = reinterpret_cast<const float *>(raw + Y::R_A), *rbt = reinterpret_cast<const float *>(raw + Y::R_B);
         const bool more = c0 + L < sq.len;
 
-        /* ---- prep: one thread per row channel, then one per column ---- */
-        if (tid < DM) { /* three walks over the chunk: its total, the prefix sums, the suffix sums */
-            const int d = tid;
+        /* ---- prep: per row channel, then per column, the prefix walk (with the
+         * channel's chunk decay and mask bit) and the suffix walk: on one
+         * thread, or where the block has the threads (WALK2), on two ---- */
+        const bool rowp = tid < DM, rows = WALK2 ? tid >= DM && tid < 2 * DM : rowp;
+        const bool colp = tid >= CB && tid < CB + ET, cols = WALK2 ? tid >= CB + ET && tid < CB + 2 * ET : colp;
+        if (rowp || rows) {
+            const int d = rowp ? tid : tid - DM;
             const vm_chan c = vm_channel<RD>(ra + d, DM, SAFE);
             const float eM = c.safe ? c.eM : 0.0f; /* 0: the diagonal takes this row exactly, in C */
-            TR[d] = c.etot;
-            float run = 0.0f;
+            if (rowp) {
+                TR[d] = c.etot;
+                float run = 0.0f;
 #pragma unroll
-            for (int u = 0; u < L; u++) { /* prefix sums: the queries' factors */
-                if (RD) run += ra[u * DM + d];
-                const float qe = float(rq[u * DM + d]) * p.scale * (RD ? vm_exp(run) : 1.0f);
-                vm_put<T, SP>(qh, qhl, u * QP + d, qe);
-                vm_put<T, SP>(qd, qdl, u * QP + d, qe * eM);
+                for (int u = 0; u < L; u++) { /* prefix sums: the queries' factors */
+                    if (RD) run += ra[u * DM + d];
+                    const float qe = float(rq[u * DM + d]) * p.scale * (RD ? vm_exp(run) : 1.0f);
+                    vm_put<T, SP>(qh, qhl, u * QP + d, qe);
+                    vm_put<T, SP>(qd, qdl, u * QP + d, qe * eM);
+                }
+                const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
+                if (lane == 0) MR[d / 32] = bad;
             }
-            run = 0.0f;
+            if (rows) {
+                float run = 0.0f;
 #pragma unroll
-            for (int u = L - 1; u >= 0; u--) {
-                const float ke = float(rk[u * DM + d]) * p.kscale * (RD ? vm_exp(run) : 1.0f);
-                if (RD) run += ra[u * DM + d];
-                T hi, lo;
-                vm_split<T>(ke, hi, lo);
-                kh[u * QP + d] = hi;
-                kl[u * QP + d] = lo;
-                vm_put<T, SP>(kd, kdl, u * QP + d, ke * eM);
+                for (int u = L - 1; u >= 0; u--) { /* suffix sums: the keys' factors */
+                    const float ke = float(rk[u * DM + d]) * p.kscale * (RD ? vm_exp(run) : 1.0f);
+                    if (RD) run += ra[u * DM + d];
+                    T hi, lo;
+                    vm_split<T>(ke, hi, lo);
+                    kh[u * QP + d] = hi;
+                    kl[u * QP + d] = lo;
+                    vm_put<T, SP>(kd, kdl, u * QP + d, ke * eM);
+                }
             }
-            const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
-            if (lane == 0) MR[d / 32] = bad;
-        } else if (tid < DM + ET) {
-            const int e = tid - DM;
+        } else if (colp || cols) {
+            const int e = colp ? tid - CB : tid - CB - ET;
             const vm_chan c = vm_channel<CD>(rbt + e, ET, SAFE);
             const float eM = c.safe ? c.eM : 0.0f; /* 0: E adds this column exactly */
-            UC[e] = c.etot;
-            float run = 0.0f;
+            if (colp) {
+                UC[e] = c.etot;
+                float run = 0.0f;
 #pragma unroll
-            for (int u = 0; u < L; u++) { /* prefix sums: the output's column factors */
-                if (CD) run += rbt[u * ET + e];
-                const float en = CD ? vm_exp(run) : 1.0f;
-                eN[u * ET + e] = en;
-                eNM[u * ET + e] = en * eM;
-            }
-            run = 0.0f;
-#pragma unroll
-            for (int u = L - 1; u >= 0; u--) {
-                const float ve = float(rv[u * ET + e]) * (CD ? vm_exp(run) : 1.0f);
-                if (CD) {
-                    run += rbt[u * ET + e];
-                    T hi, lo;
-                    vm_split<T>(ve, hi, lo);
-                    vh[u * VP + e] = hi;
-                    vl[u * VP + e] = lo;
-                } else {
-                    vh[u * VP + e] = rv[u * ET + e];
+                for (int u = 0; u < L; u++) { /* prefix sums: the output's column factors */
+                    if (CD) run += rbt[u * ET + e];
+                    const float en = CD ? vm_exp(run) : 1.0f;
+                    eN[u * ET + e] = en;
+                    eNM[u * ET + e] = en * eM;
                 }
-                vm_put<T, SP>(vd, vdl, u * VP + e, ve * eM);
+                const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
+                if (lane == 0) MC[(ET / 32) * (ci & 1) + e / 32] = bad; /* two sets: E reads this one after the next prep */
             }
-            const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
-            if (lane == 0) MC[2 * (ci & 1) + (tid - DM) / 32] = bad; /* two sets: E reads this one after the next prep */
+            if (cols) {
+                float run = 0.0f;
+#pragma unroll
+                for (int u = L - 1; u >= 0; u--) { /* suffix sums: the values' factors */
+                    const float ve = float(rv[u * ET + e]) * (CD ? vm_exp(run) : 1.0f);
+                    if (CD) {
+                        run += rbt[u * ET + e];
+                        T hi, lo;
+                        vm_split<T>(ve, hi, lo);
+                        vh[u * VP + e] = hi;
+                        vl[u * VP + e] = lo;
+                    } else {
+                        vh[u * VP + e] = rv[u * ET + e];
+                    }
+                    vm_put<T, SP>(vd, vdl, u * VP + e, ve * eM);
+                }
+            }
         }
         __syncthreads(); /* B1 */
         /* The next chunk's inputs to the other stage, which the last chunk's E read before B1. */
-        if (more) vm_load_chunk<T, DM, RD, CD>(sm + ((ci + 1) & 1) * Y::RAW, p, sq, h, e0, EV, c0 + L, out, pieces);
+        if (more) vm_load_chunk<T, DM, ET, RD, CD>(sm + ((ci + 1) & 1) * Y::RAW, p, sq, h, e0, EV, c0 + L, out, pieces);
 
         /* ---- B: the state update in registers, the inter product, the scores ---- */
         float yi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -447,7 +464,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
         __syncthreads(); /* B2 */
 
         /* ---- C: the causal mask and the rows left out of the factored scores ---- */
-        if (out) {
+        if (out && tid < L * L) {
             const int u = tid / L, sc = tid % L;
             float x = 0.0f;
             if (sc <= u) {
@@ -465,7 +482,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
         }
         __syncthreads(); /* B3 */
 
-        /* ---- D: the intra product, y, the new state copy, the next chunk's stage ---- */
+        /* ---- D: the intra product, y, the new state copy ---- */
         if (out) {
             float yd[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             uint32_t a[4], b[4], al[4], bl[4];
@@ -492,12 +509,15 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
         /* ---- E: the columns left out of the factored intra product, the outputs ---- */
         if (out) {
             const int n = sq.len - c0 < L ? (int)(sq.len - c0) : L;
-            const uint32_t *mc = MC + 2 * (ci & 1);
-            const bool cbad = CD && (mc[0] | mc[1]);
+            const uint32_t *mc = MC + (ET / 32) * (ci & 1);
+            uint32_t any = 0;
+#pragma unroll
+            for (int i = 0; i < ET / 32; i++) any |= mc[i];
+            const bool cbad = CD && any;
             const int e = tid % ET; /* this thread's column, the same in every row it writes */
 #pragma unroll
-            for (int j = 0; j < L * ET / LA_VM_THREADS; j++) {
-                const int u = tid / ET + j * (LA_VM_THREADS / ET);
+            for (int j = 0; j < L * ET / TH; j++) {
+                const int u = tid / ET + j * (TH / ET);
                 if (u >= n || e >= EV) continue;
                 float y = Ys[u * ET + e];
                 if (cbad && (mc[e / 32] >> (e % 32) & 1)) {

@@ -2,19 +2,21 @@
  * kernel (vec_mma_kernel.cuh), for the kernel and for the host, which sizes
  * its launch and chooses between it and the fp32 kernel (vec_fwd_kernel.cuh).
  *
- * DM is the padded row dim (64 or 128: D <= DM), LA_VM_ET value columns per
- * block, LA_VM_L steps per chunk.  Operand rows are padded by 8 elements (16
+ * DM is the padded row dim (64 or 128: D <= DM), ET value columns per block
+ * (64 or 128, with 4 ET threads: one n8 tile per warp in the output
+ * products), LA_VM_L steps per chunk.  Operand rows are padded by 8 elements (16
  * bytes) so that ldmatrix's eight rows fall in distinct banks; every region
  * starts on a 16-byte boundary. */
 #ifndef LA_CUDA_VEC_MMA_LAYOUT_H
 #define LA_CUDA_VEC_MMA_LAYOUT_H
 
 #define LA_VM_L 16        /* steps per chunk: one m16 tile of queries, one k16 step of keys */
-#define LA_VM_ET 64       /* value columns per block: one n8 tile per warp in the output products */
-#define LA_VM_THREADS 256 /* 8 warps */
 
-template <int DM, bool SP> struct vm_layout {
-    static constexpr int L = LA_VM_L, ET = LA_VM_ET;
+/* Threads of a block with ET value columns: one warp per n8 tile of them. */
+#define LA_VM_THREADS(ET) (4 * (ET))
+
+template <int DM, int ET, bool SP> struct vm_layout {
+    static constexpr int L = LA_VM_L;
     static constexpr int QP = DM + 8, VP = ET + 8, PP = L + 8; /* operand row pitches (elements) */
     /* One stage of a chunk's inputs as read (two stages: the next chunk lands while this one runs). */
     static constexpr int R_Q = 0;                 /* [L][DM] q (input dtype) */
@@ -41,8 +43,8 @@ template <int DM, bool SP> struct vm_layout {
     static constexpr int TR = ENM + L * ET * 4;   /* [DM] e^{lambda_last}: the chunk's row decay */
     static constexpr int UC = TR + DM * 4;        /* [ET] e^{nu_last}: the chunk's column decay */
     static constexpr int MR = UC + ET * 4;        /* [4] u32: rows not factored (bit d) */
-    static constexpr int MC = MR + 16;            /* [2][2] u32: columns not factored, by chunk parity */
-    static constexpr int SUM = MC + 16;           /* [ET] double: running sums */
+    static constexpr int MC = MR + 16;            /* [2][ET / 32] u32: columns not factored, by chunk parity */
+    static constexpr int SUM = MC + 2 * ET / 8;   /* [ET] double: running sums */
     static constexpr int BASE = SUM + ET * 8;
     /* SP (split outputs): the lo parts of the output products' operands, so that y
      * keeps fp32 accuracy (runs that feed a decay gradient's sum). */
@@ -51,10 +53,21 @@ template <int DM, bool SP> struct vm_layout {
     static constexpr int BYTES = SP ? SCL + DM * VP * 2 : BASE;
 };
 
-/* Bytes of shared memory of the kernel for row dim D (<= 128), split or not. */
-static inline int la_vec_mma_smem(int D, int split) {
-    if (split) return D <= 64 ? vm_layout<64, true>::BYTES : vm_layout<128, true>::BYTES;
-    return D <= 64 ? vm_layout<64, false>::BYTES : vm_layout<128, false>::BYTES;
+/* Bytes of shared memory of the kernel for row dim D (<= 128), ET value
+ * columns a block, split or not. */
+static inline int la_vec_mma_smem(int D, int et, int split) {
+    if (et == 128) {
+        if (split) return D <= 64 ? vm_layout<64, 128, true>::BYTES : vm_layout<128, 128, true>::BYTES;
+        return D <= 64 ? vm_layout<64, 128, false>::BYTES : vm_layout<128, 128, false>::BYTES;
+    }
+    if (split) return D <= 64 ? vm_layout<64, 64, true>::BYTES : vm_layout<128, 64, true>::BYTES;
+    return D <= 64 ? vm_layout<64, 64, false>::BYTES : vm_layout<128, 64, false>::BYTES;
+}
+
+/* The value columns a block takes: all 128 where E needs them and the
+ * shared memory allows (row work once per head), else 64. */
+static inline int la_vec_mma_et(int D, int E, int split, int mma_smem) {
+    return E > 64 && la_vec_mma_smem(D, 128, split) <= mma_smem ? 128 : 64;
 }
 
 #endif
