@@ -25,6 +25,7 @@
 #include "vec_fwd_kernel.cuh"
 #include "vec_mma_kernel.cuh"
 #include "vec_bwd.h"
+#include "vec_fold.cuh"
 
 extern "C" {
 #include "reference.h"
@@ -266,7 +267,44 @@ static bounds bounds_of(kernel_kind k) {
     return {2e-5, 2e-5, 1e-4};
 }
 
-static void run_case(const vcase &c, kernel_kind kind) {
+/* A forward split along the sequence, as the runner does it (host/backend.cu): each segment's
+ * walk from a zero state (its local state and summed decays), the fold, each segment's walk
+ * from its starting state. */
+static void run_split(const la_vec_params_t &p, int64_t S, int64_t seg_len, kernel_kind kind) {
+    const int64_t H = p.H, D = p.D, E = p.E, nseg = (p.seqlen + seg_len - 1) / seg_len;
+    std::vector<float> seg_state((size_t)(S * nseg * H * D * E), NAN), tot((size_t)(S * nseg * H * (D + E)), NAN);
+    la_st_t seg;
+    seg.ptr = seg_state.data();
+    seg.ss = H * D * E;
+    seg.sh = D * E;
+    seg.sd = E;
+    seg.se = 1;
+    la_vec_params_t sp = p;
+    sp.seg_len = seg_len;
+    sp.nseg = (int)nseg;
+    sp.q = sp.o = la_vec_none();
+    sp.s0.ptr = NULL;
+    sp.sN = seg;
+    sp.seg_tot_k = tot.data();
+    sp.seg_tot_v = p.gv ? tot.data() + S * nseg * H * D : NULL;
+    run_blocks(sp, S * nseg, (int)H, kind);
+    for (int64_t s = 0; s < S; s++)
+        for (int h = 0; h < H; h++)
+            for (int d = 0; d < D; d++)
+                for (int e = 0; e < E; e++)
+                    la_vec_fold_elem(seg_state.data(), sp.seg_tot_k, sp.seg_tot_v, p.s0, p.sN, (int)nseg, (int)H,
+                                     (int)D, (int)E, s, h, d, e);
+    if (!p.o.ptr) return;
+    sp = p;
+    sp.seg_len = seg_len;
+    sp.nseg = (int)nseg;
+    sp.s0 = seg;
+    sp.sN.ptr = NULL;
+    run_blocks(sp, S * nseg, (int)H, kind);
+}
+
+/* seg_len > 0: the forward split along the sequence in segments of seg_len tokens. */
+static void run_case(const vcase &c, kernel_kind kind, int64_t seg_len = 0) {
     const inputs in(c, kind);
     const int64_t B = c.B, H = c.H, N = c.N, D = c.D, E = c.E, S = in.S;
     const std::vector<float> &q = in.q, &k = in.k, &v = in.v, &gk = in.gk, &gv = in.gv, &s0 = in.s0;
@@ -299,7 +337,8 @@ static void run_case(const vcase &c, kernel_kind kind) {
     p.seqlen = N;
     p.cu = c.cu.empty() ? NULL : c.cu.data();
 
-    run_blocks(p, S, (int)H, kind);
+    if (seg_len) run_split(p, S, seg_len, kind);
+    else run_blocks(p, S, (int)H, kind);
     const std::vector<float> o = to.floats();
 
     std::vector<double> got_o, ref_o, got_s, ref_s;
@@ -340,11 +379,11 @@ static void run_case(const vcase &c, kernel_kind kind) {
     char what[64];
     if (!c.state_only) {
         const double eo = rel_l2(got_o, ref_o);
-        snprintf(what, sizeof what, "%s: o", kind_name(kind));
+        snprintf(what, sizeof what, "%s: o%s", kind_name(kind), seg_len ? " (split)" : "");
         check(eo < tol.tok, c.name, what, eo);
     }
     const double es = rel_l2(got_s, ref_s);
-    snprintf(what, sizeof what, "%s: final state", kind_name(kind));
+    snprintf(what, sizeof what, "%s: final state%s", kind_name(kind), seg_len ? " (split)" : "");
     check(es < tol.state, c.name, what, es);
 }
 
@@ -484,10 +523,12 @@ int main(void) {
         for (const vcase &c : cases)
             if (c.N <= 200 && c.D <= 128 && c.E <= 128) {
                 run_case(c, (kernel_kind)kind);
+                if (c.cu.empty() && c.N > 16) run_case(c, (kernel_kind)kind, c.N > 64 ? 48 : 16);
                 run_backward(c, (kernel_kind)kind);
             }
         for (const vcase &c : mma_cases) {
             run_case(c, (kernel_kind)kind);
+            run_case(c, (kernel_kind)kind, 32);
             run_backward(c, (kernel_kind)kind);
         }
     }

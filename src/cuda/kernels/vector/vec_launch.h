@@ -23,4 +23,8 @@ int la_cuda_vec_uses_mma(int D, int split, la_dtype_t dtype, int mma_smem);
 cudaError_t la_cuda_vec_mma(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, int mma_smem,
                             cudaStream_t stream);
 
+/* The fold of a sequence split (vec_fold.cuh). */
+cudaError_t la_cuda_vec_fold(float *seg_state, const float *seg_tot_k, const float *seg_tot_v, la_st_t s0, la_st_t sN,
+                             int nseg, int H, int D, int E, int64_t num_seqs, cudaStream_t stream);
+
 #endif

@@ -252,6 +252,10 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
         sq.b = 0;
         sq.t0 = p.cu[s];
         sq.t1 = p.cu[s + 1];
+    } else if (p.nseg > 1) {
+        sq.b = s / p.nseg;
+        sq.t0 = (s % p.nseg) * p.seg_len;
+        sq.t1 = sq.t0 + p.seg_len < p.seqlen ? sq.t0 + p.seg_len : p.seqlen;
     } else {
         sq.b = s;
         sq.t0 = 0;
@@ -309,6 +313,8 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
     cp_async_wait<0>();
     __syncthreads();
 
+    float seg_tot = 0.0f; /* the walk's summed log decays of this thread's row (prefix walkers) or column */
+
     /* Per-lane ldmatrix row offsets (elements): A tiles from [m][k] rows
      * (non-transposed), B tiles from [k][n] rows (transposed), B tiles from [n][k] rows. */
     const int mi = lane / 8, r8 = lane % 8;
@@ -333,6 +339,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
             const vm_chan c = vm_channel<RD>(ra + d, DM, SAFE);
             const float eM = c.safe ? c.eM : 0.0f; /* 0: the diagonal takes this row exactly, in C */
             if (rowp) {
+                seg_tot += c.tot;
                 TR[d] = c.etot;
                 float run = 0.0f;
 #pragma unroll
@@ -363,6 +370,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
             const vm_chan c = vm_channel<CD>(rbt + e, ET, SAFE);
             const float eM = c.safe ? c.eM : 0.0f; /* 0: E adds this column exactly */
             if (colp) {
+                seg_tot += c.tot;
                 UC[e] = c.etot;
                 float run = 0.0f;
 #pragma unroll
@@ -546,6 +554,10 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
             }
         }
     }
+    if (p.seg_tot_k && tid < DM && tid < p.D && blockIdx.z == 0)
+        p.seg_tot_k[((int64_t)s * p.H + h) * p.D + tid] = seg_tot;
+    if (p.seg_tot_v && tid >= CB && tid < CB + EV)
+        p.seg_tot_v[((int64_t)s * p.H + h) * p.E + e0 + tid - CB] = seg_tot;
     if (p.sN.ptr)
 #pragma unroll
         for (int j = 0; j < NT; j++)
