@@ -273,6 +273,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
     float *TR = reinterpret_cast<float *>(sm + Y::TR), *UC = reinterpret_cast<float *>(sm + Y::UC);
     uint32_t *MR = reinterpret_cast<uint32_t *>(sm + Y::MR), *MC = reinterpret_cast<uint32_t *>(sm + Y::MC);
     double *sums = reinterpret_cast<double *>(sm + Y::SUM);
+    double *TI = reinterpret_cast<double *>(sm + (SP ? Y::TI : Y::SUM)); /* SP only (term_mode 2 runs split) */
     /* The lo planes (SP only; else aliases of the hi planes that nothing writes or reads). */
     T *qhl = reinterpret_cast<T *>(sm + (SP ? Y::QHL : Y::QH)), *qdl = reinterpret_cast<T *>(sm + (SP ? Y::QDL : Y::QD));
     T *kdl = reinterpret_cast<T *>(sm + (SP ? Y::KDL : Y::KD)), *vdl = reinterpret_cast<T *>(sm + (SP ? Y::VDL : Y::VD));
@@ -523,8 +524,20 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
             for (int i = 0; i < ET / 32; i++) any |= mc[i];
             const bool cbad = CD && any;
             const int e = tid % ET; /* this thread's column, the same in every row it writes */
+            constexpr int RPT = L * ET / TH; /* rows per thread */
+            /* The terms' inputs, all read before the stores below, which could alias them (and
+             * would make each read wait for the last store's round trip). */
+            float mv[RPT], xv[RPT];
 #pragma unroll
-            for (int j = 0; j < L * ET / TH; j++) {
+            for (int j = 0; j < RPT; j++) {
+                const int u = tid / ET + j * (TH / ET);
+                const bool ok = p.term_mode && u < n && e < EV;
+                const int64_t t = sq.tok(c0 + u);
+                mv[j] = ok ? float(mb[t * p.mul.st]) : 0.0f;
+                xv[j] = ok && p.term_mode == 2 && p.term_in ? tb[t * p.term_st] : 0.0f;
+            }
+#pragma unroll
+            for (int j = 0; j < RPT; j++) {
                 const int u = tid / ET + j * (TH / ET);
                 if (u >= n || e >= EV) continue;
                 float y = Ys[u * ET + e];
@@ -539,18 +552,19 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
                 }
                 const int64_t t = sq.tok(c0 + u);
                 if (ob) ob[t * p.o.st] = T(y);
-                if (p.term_mode == 1) tb[t * p.term_st] = y * float(mb[t * p.mul.st]);
+                if (p.term_mode == 1) tb[t * p.term_st] = y * mv[j];
+                if (SP && p.term_mode == 2) TI[u * ET + e] = (double)xv[j] - (double)mv[j] * (double)y;
             }
             if (p.term_mode == 2) { /* each column's running sum, in the walk's order */
                 __syncthreads(); /* B5 */
-                if (tid < EV) /* thread tid's column is tid: tb and mb point at it */
+                if (tid < EV) { /* thread tid's column is tid: tb points at it */
+                    double acc = sums[tid];
                     for (int u = 0; u < n; u++) {
-                        const int64_t t = sq.tok(c0 + u);
-                        float *x = tb + t * p.term_st;
-                        const float m = float(mb[t * p.mul.st]);
-                        sums[tid] += (p.term_in ? (double)*x : 0.0) - (double)m * (double)Ys[u * ET + tid];
-                        *x = (float)sums[tid];
+                        acc += TI[u * ET + tid];
+                        tb[sq.tok(c0 + u) * p.term_st] = (float)acc;
                     }
+                    sums[tid] = acc;
+                }
             }
         }
     }

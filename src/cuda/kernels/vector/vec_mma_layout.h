@@ -50,7 +50,8 @@ template <int DM, int ET, bool SP> struct vm_layout {
      * keeps fp32 accuracy (runs that feed a decay gradient's sum). */
     static constexpr int QHL = BASE, QDL = QHL + L * QP * 2, KDL = QDL + L * QP * 2, VDL = KDL + L * QP * 2;
     static constexpr int PBL = VDL + L * VP * 2, SCL = PBL + L * PP * 2;
-    static constexpr int BYTES = SP ? SCL + DM * VP * 2 : BASE;
+    static constexpr int TI = SCL + DM * VP * 2;  /* [L][ET] double: a running sum's terms (term_mode 2) */
+    static constexpr int BYTES = SP ? TI + L * ET * 8 : BASE;
 };
 
 /* Bytes of shared memory of the kernel for row dim D (<= 128), ET value
