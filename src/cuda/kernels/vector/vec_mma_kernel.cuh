@@ -291,7 +291,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
                           ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + (e0 + e) * p.s0.se]
                           : 0.0f;
         }
-    vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane);
+    if (out) vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane);
     if (p.term_mode == 2) /* the final state's share of each column's sum */
         for (int c = tid; c < ET; c += TH) {
             double f = 0.0;
@@ -343,12 +343,14 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
                 seg_tot += c.tot;
                 TR[d] = c.etot;
                 float run = 0.0f;
+                if (out) { /* the operands of the outputs' products: none in a state-only walk */
 #pragma unroll
-                for (int u = 0; u < L; u++) { /* prefix sums: the queries' factors */
-                    if (RD) run += ra[u * DM + d];
-                    const float qe = float(rq[u * DM + d]) * p.scale * (RD ? vm_exp(run) : 1.0f);
-                    vm_put<T, SP>(qh, qhl, u * QP + d, qe);
-                    vm_put<T, SP>(qd, qdl, u * QP + d, qe * eM);
+                    for (int u = 0; u < L; u++) { /* prefix sums: the queries' factors */
+                        if (RD) run += ra[u * DM + d];
+                        const float qe = float(rq[u * DM + d]) * p.scale * (RD ? vm_exp(run) : 1.0f);
+                        vm_put<T, SP>(qh, qhl, u * QP + d, qe);
+                        vm_put<T, SP>(qd, qdl, u * QP + d, qe * eM);
+                    }
                 }
                 const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
                 if (lane == 0) MR[d / 32] = bad;
@@ -363,7 +365,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
                     vm_split<T>(ke, hi, lo);
                     kh[u * QP + d] = hi;
                     kl[u * QP + d] = lo;
-                    vm_put<T, SP>(kd, kdl, u * QP + d, ke * eM);
+                    if (out) vm_put<T, SP>(kd, kdl, u * QP + d, ke * eM);
                 }
             }
         } else if (colp || cols) {
@@ -374,12 +376,14 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
                 seg_tot += c.tot;
                 UC[e] = c.etot;
                 float run = 0.0f;
+                if (out) {
 #pragma unroll
-                for (int u = 0; u < L; u++) { /* prefix sums: the output's column factors */
-                    if (CD) run += rbt[u * ET + e];
-                    const float en = CD ? vm_exp(run) : 1.0f;
-                    eN[u * ET + e] = en;
-                    eNM[u * ET + e] = en * eM;
+                    for (int u = 0; u < L; u++) { /* prefix sums: the output's column factors */
+                        if (CD) run += rbt[u * ET + e];
+                        const float en = CD ? vm_exp(run) : 1.0f;
+                        eN[u * ET + e] = en;
+                        eNM[u * ET + e] = en * eM;
+                    }
                 }
                 const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
                 if (lane == 0) MC[(ET / 32) * (ci & 1) + e / 32] = bad; /* two sets: E reads this one after the next prep */
@@ -398,7 +402,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
                     } else {
                         vh[u * VP + e] = rv[u * ET + e];
                     }
-                    vm_put<T, SP>(vd, vdl, u * VP + e, ve * eM);
+                    if (out) vm_put<T, SP>(vd, vdl, u * VP + e, ve * eM);
                 }
             }
         }
@@ -511,7 +515,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
                 Ys[u * ET + e] = y;
             }
         }
-        vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane);
+        if (out) vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane); /* for the next inter product */
         cp_async_wait<0>(); /* the next chunk's stage, visible after B4 */
         __syncthreads(); /* B4 */
 
