@@ -42,6 +42,10 @@
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
 #define LA_CUDA_MMA_CUH /* the device-only wrappers: replaced below */
+struct float2 {
+    float x, y;
+};
+static inline float2 make_float2(float x, float y) { return float2{x, y}; }
 
 /* ---- 16-bit operand types ------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 /* vec_mma.cu - instances and launcher of the tensor-core vector-decay
  * recurrence (vec_mma_kernel.cuh): bf16 and f16, row dims up to 64 and 128,
- * blocks of 64 or 128 value columns, with row decays, column decays or both,
- * outputs split or not. */
+ * outputs split or not, with row decays, column decays or both, blocks of
+ * 64 or 128 value columns. */
 #include "vec_launch.h"
 #include "vec_mma_kernel.cuh"
 #include "smem_opt_in.h"
@@ -11,7 +11,7 @@
 
 template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
 static cudaError_t vm_launch(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
-    const int smem = vm_layout<DM, ET, SP>::BYTES;
+    const int smem = vm_layout<DM, ET, CD, SP>::BYTES;
     auto k = la_vec_mma_kernel<T, DM, ET, RD, CD, SP>;
     cudaError_t err = la_cuda_opt_in_smem((const void *)k, smem);
     if (err != cudaSuccess) return err;
@@ -19,26 +19,26 @@ static cudaError_t vm_launch(const la_vec_params_t &p, int64_t num_seqs, cudaStr
     return cudaGetLastError();
 }
 
-/* Row decays only (the forward of VECTOR_K, and the runs whose rows are its
- * keys), column decays only (the runs of VECTOR_K transposed), or both. */
-template <typename T, int DM, int ET, bool SP>
-static cudaError_t vm_launch_kind(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
-    if (!p.gv) return vm_launch<T, DM, ET, true, false, SP>(p, num_seqs, s);
-    return p.gk ? vm_launch<T, DM, ET, true, true, SP>(p, num_seqs, s)
-                : vm_launch<T, DM, ET, false, true, SP>(p, num_seqs, s);
+template <typename T, int DM, bool RD, bool CD, bool SP>
+static cudaError_t vm_launch_cols(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
+    return la_vec_mma_et(p.D, p.E, CD, SP, mma_smem) == 128 ? vm_launch<T, DM, 128, RD, CD, SP>(p, num_seqs, s)
+                                                            : vm_launch<T, DM, 64, RD, CD, SP>(p, num_seqs, s);
 }
 
+/* Row decays only (the forward of VECTOR_K, and the runs whose rows are its
+ * keys), column decays only (the runs of VECTOR_K transposed), or both. */
 template <typename T, int DM, bool SP>
-static cudaError_t vm_launch_cols(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
-    return la_vec_mma_et(p.D, p.E, SP, mma_smem) == 128 ? vm_launch_kind<T, DM, 128, SP>(p, num_seqs, s)
-                                                        : vm_launch_kind<T, DM, 64, SP>(p, num_seqs, s);
+static cudaError_t vm_launch_kind(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
+    if (!p.gv) return vm_launch_cols<T, DM, true, false, SP>(p, num_seqs, mma_smem, s);
+    return p.gk ? vm_launch_cols<T, DM, true, true, SP>(p, num_seqs, mma_smem, s)
+                : vm_launch_cols<T, DM, false, true, SP>(p, num_seqs, mma_smem, s);
 }
 
 /* Split outputs (SP) where they feed a decay gradient's sum (term_mode). */
 template <typename T, int DM>
 static cudaError_t vm_launch_split(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
-    return p.term_mode ? vm_launch_cols<T, DM, true>(p, num_seqs, mma_smem, s)
-                       : vm_launch_cols<T, DM, false>(p, num_seqs, mma_smem, s);
+    return p.term_mode ? vm_launch_kind<T, DM, true>(p, num_seqs, mma_smem, s)
+                       : vm_launch_kind<T, DM, false>(p, num_seqs, mma_smem, s);
 }
 
 template <typename T>

@@ -87,13 +87,13 @@ __device__ __forceinline__ bool vm_pieces_ok_f32(const float *x, int64_t sb, int
                   (reinterpret_cast<uintptr_t>(x) & 15) == 0);
 }
 
-/* One input of a chunk, [L][W] in its stage (W = DM or ET channels),
- * of which the first `valid` channels exist: channel c of step u is
+/* One input of a chunk, [L][W] in its stage (W = DM or ET channels, row
+ * pitch P), of which the first `valid` channels exist: channel c of step u is
  * x[t * st + c * sc], t the walk's token of step u, or with `decays` the
  * token whose decays step u takes (none past the sequence's end).  In
  * 16-byte pieces by cp.async where the block may (zero-filled where nothing
  * is read), else element by element. */
-template <typename X, int W, int TH>
+template <typename X, int W, int P, int TH>
 __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, int64_t sc, int valid, const vm_seq &sq,
                                               int64_t c0, bool decays, bool pieces) {
     const int tid = threadIdx.x;
@@ -104,10 +104,10 @@ __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, in
             const int u = i / NP, c = (i % NP) * PE;
             const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
             const bool ok = c0 + u < sq.len && c < valid && (!decays || t < sq.t1);
-            if (x) cp_async_16(dst + u * W + c, ok ? x + t * st + c : x, ok ? 16 : 0);
+            if (x) cp_async_16(dst + u * P + c, ok ? x + t * st + c : x, ok ? 16 : 0);
             else
 #pragma unroll
-                for (int j = 0; j < PE; j++) dst[u * W + c + j] = X(0.0f); /* an absent input: zeros */
+                for (int j = 0; j < PE; j++) dst[u * P + c + j] = X(0.0f); /* an absent input: zeros */
         }
     } else {
 #pragma unroll 4
@@ -115,7 +115,7 @@ __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, in
             const int u = i / W, c = i % W;
             const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
             const bool ok = x && c0 + u < sq.len && c < valid && (!decays || t < sq.t1);
-            dst[i] = ok ? x[t * st + c * sc] : X(0.0f);
+            dst[u * P + c] = ok ? x[t * st + c * sc] : X(0.0f);
         }
     }
 }
@@ -125,19 +125,21 @@ __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, in
 template <typename T, int DM, int ET, bool RD, bool CD>
 __device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &p, const vm_seq &sq, int h, int e0,
                                               int EV, int64_t c0, bool out, bool pieces) {
-    typedef vm_layout<DM, ET, false> Y; /* the input stages lie alike in both layouts */
+    typedef vm_layout<DM, ET, CD, false> Y; /* the input stages lie alike split or not */
     constexpr int TH = LA_VM_THREADS(ET);
     const T *q = out && p.q.ptr ? static_cast<const T *>(p.q.ptr) + sq.b * p.q.sb + h * p.q.sh : nullptr;
     const T *k = p.k.ptr ? static_cast<const T *>(p.k.ptr) + sq.b * p.k.sb + h * p.k.sh : nullptr;
     const T *v = p.v.ptr ? static_cast<const T *>(p.v.ptr) + sq.b * p.v.sb + h * p.v.sh + e0 * p.v.sc : nullptr;
-    vm_load_input<T, DM, TH>(reinterpret_cast<T *>(raw + Y::R_Q), q, p.q.st, p.q.sc, p.D, sq, c0, false, pieces);
-    vm_load_input<T, DM, TH>(reinterpret_cast<T *>(raw + Y::R_K), k, p.k.st, p.k.sc, p.D, sq, c0, false, pieces);
-    vm_load_input<T, ET, TH>(reinterpret_cast<T *>(raw + Y::R_V), v, p.v.st, p.v.sc, EV, sq, c0, false, pieces);
+    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_Q), q, p.q.st, p.q.sc, p.D, sq, c0, false, pieces);
+    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_K), k, p.k.st, p.k.sc, p.D, sq, c0, false, pieces);
+    vm_load_input<T, ET, Y::VP, TH>(reinterpret_cast<T *>(raw + Y::R_V), v, p.v.st, p.v.sc, EV, sq, c0, false, pieces);
     const float *a = RD && p.gk ? p.gk + sq.b * p.gk_sb + h * p.gk_sh : nullptr;
-    const float *bb = CD ? p.gv + sq.b * p.gv_sb + h * p.gv_sh + e0 * p.gv_sc : nullptr;
-    vm_load_input<float, DM, TH>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true, pieces);
-    vm_load_input<float, ET, TH>(reinterpret_cast<float *>(raw + Y::R_B), bb, p.gv_st, p.gv_sc, EV, sq, c0, true,
-                                   pieces);
+    vm_load_input<float, DM, DM, TH>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true,
+                                     pieces);
+    if (CD)
+        vm_load_input<float, ET, ET, TH>(reinterpret_cast<float *>(raw + Y::R_B),
+                                         p.gv + sq.b * p.gv_sb + h * p.gv_sh + e0 * p.gv_sc, p.gv_st, p.gv_sc, EV, sq,
+                                         c0, true, pieces);
     cp_async_commit();
 }
 
@@ -190,57 +192,58 @@ template <typename T, bool SP> __device__ __forceinline__ void vm_put(T *hi, T *
     if (SP) lo[i] = T(x - float(h));
 }
 
-/* Two adjacent elements (i even): one 4-byte store a plane. */
+/* x0, x1 as one operand word, and with SP the word of their lo parts. */
 template <typename T> struct __align__(4) vm_pair { T x, y; };
-template <typename T, bool SP> __device__ __forceinline__ void vm_put2(T *hi, T *lo, int i, float x, float y) {
-    vm_pair<T> h;
-    h.x = T(x);
-    h.y = T(y);
-    *reinterpret_cast<vm_pair<T> *>(hi + i) = h;
+template <typename T, bool SP> __device__ __forceinline__ void vm_pack2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
+#ifdef __CUDA_ARCH__
+    pack_op2<T, SP>(x0, x1, hi, lo); /* one cvt a word */
+#else
+    vm_pair<T> h, l;
+    h.x = T(x0);
+    h.y = T(x1);
+    memcpy(&hi, &h, 4);
     if (SP) {
-        vm_pair<T> l;
-        l.x = T(x - float(h.x));
-        l.y = T(y - float(h.y));
-        *reinterpret_cast<vm_pair<T> *>(lo + i) = l;
+        l.x = T(x0 - float(h.x));
+        l.y = T(x1 - float(h.y));
+        memcpy(&lo, &l, 4);
     }
+#endif
 }
 
-/* A warp's state accumulators S[NT][4] (rows 16 rb + .., n8 tiles nt0 + ..)
- * to the state copy the inter product reads (row pitch VP). */
-template <typename T, bool SP, int NT, int VP>
-__device__ __forceinline__ void vm_copy_state(const float (&S)[NT][4], T *Sc, T *Scl, int rb, int nt0, int lane) {
-    const int g = lane / 4, t4 = lane % 4;
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int r = 0; r < 4; r += 2) {
-            const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4;
-            vm_put2<T, SP>(Sc, Scl, d * VP + e, S[j][r], S[j][r + 1]);
-        }
-}
-
-/* d += a b, or with SP (a + al)(b + bl) less al bl: the small terms first. */
+/* A warp's state operand for the inter product: its accumulators of n8
+ * tiles 2 kb and 2 kb + 1 are, as pairs, the A fragment of k16 step kb (the
+ * accumulator and A layouts agree row for row), with SP their lo parts. */
 template <typename T, bool SP>
+__device__ __forceinline__ void vm_state_operand(const float (&c0)[4], const float (&c1)[4], uint32_t a[4],
+                                                 uint32_t al[4]) {
+    vm_pack2<T, SP>(c0[0], c0[1], a[0], al[0]);
+    vm_pack2<T, SP>(c0[2], c0[3], a[1], al[1]);
+    vm_pack2<T, SP>(c1[0], c1[1], a[2], al[2]);
+    vm_pack2<T, SP>(c1[2], c1[3], a[3], al[3]);
+}
+
+/* d += a b, with a's lo part (SA) and b's (SB) where they have one: the
+ * small terms first, the product of the two lo parts left out. */
+template <typename T, bool SA, bool SB>
 __device__ __forceinline__ void vm_mma(float d[4], const uint32_t *a, const uint32_t *al, const uint32_t *b,
                                        const uint32_t *bl) {
-    if (SP) {
-        mma_16816<T>(d, al, b);
-        mma_16816<T>(d, a, bl);
-    }
+    if (SA) mma_16816<T>(d, al, b);
+    if (SB) mma_16816<T>(d, a, bl);
     mma_16816<T>(d, a, b);
 }
 
 template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
-__global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la_vec_mma_kernel(const la_vec_params_t p) {
-    typedef vm_layout<DM, ET, SP> Y;
-    constexpr int L = LA_VM_L, TH = LA_VM_THREADS(ET), QP = Y::QP, VP = Y::VP, PP = Y::PP;
+__global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREADS(ET))
+    la_vec_mma_kernel(const la_vec_params_t p) {
+    typedef vm_layout<DM, ET, CD, SP> Y;
+    constexpr int L = LA_VM_L, TH = LA_VM_THREADS(ET), QP = Y::QP, VP = Y::VP, PP = Y::PP, YP = Y::YP;
     constexpr float SAFE = vm_safe<T>::value;
-    /* The state update's warp tiles: RBS row blocks of 16, each split into CG column groups of NT n8 tiles. */
-    constexpr int RBS = DM / 16, CG = TH / 32 / RBS, NT = ET / 8 / CG;
-    /* The operand pass: a thread per channel walks its prefixes and suffixes, or (WALK2, where the
-     * block has a thread for each) two threads walk them apart.  Column threads start at CB. */
-    constexpr bool WALK2 = TH >= 2 * (DM + ET);
-    constexpr int CB = WALK2 ? 2 * DM : DM;
+    /* Warp w holds the state's transpose S^T for value columns 16 w .. 16 w + 15 (its rows) and every
+     * row d (its NT n8 tiles of columns): the inter product takes it from registers as it is. */
+    constexpr int NT = DM / 8;
+    /* The operand pass, one task a walk: row prefixes, row suffixes, then (CD) column prefixes and
+     * suffixes.  Without column decays the values are an operand as they arrive. */
+    constexpr int NTASK = 2 * DM + (CD ? 2 * ET : 0);
     extern __shared__ __align__(16) char sm[];
     const int tid = threadIdx.x, w = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const int s = blockIdx.x, h = blockIdx.y, e0 = blockIdx.z * ET;
@@ -265,33 +268,32 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
 
     T *qh = reinterpret_cast<T *>(sm + Y::QH), *qd = reinterpret_cast<T *>(sm + Y::QD);
     T *kh = reinterpret_cast<T *>(sm + Y::KH), *kl = reinterpret_cast<T *>(sm + Y::KL);
-    T *kd = reinterpret_cast<T *>(sm + Y::KD), *vh = reinterpret_cast<T *>(sm + Y::VH);
-    T *vl = reinterpret_cast<T *>(sm + Y::VL), *vd = reinterpret_cast<T *>(sm + Y::VD);
-    T *Sc = reinterpret_cast<T *>(sm + Y::SC), *Pb = reinterpret_cast<T *>(sm + Y::PB);
+    T *kd = reinterpret_cast<T *>(sm + Y::KD), *Pb = reinterpret_cast<T *>(sm + Y::PB);
     float *Pf = reinterpret_cast<float *>(sm + Y::PF), *Ys = reinterpret_cast<float *>(sm + Y::Y);
-    float *eN = reinterpret_cast<float *>(sm + Y::EN), *eNM = reinterpret_cast<float *>(sm + Y::ENM);
+    float *eN = reinterpret_cast<float *>(sm + Y::EN), *eMc = reinterpret_cast<float *>(sm + Y::EMC);
     float *TR = reinterpret_cast<float *>(sm + Y::TR), *UC = reinterpret_cast<float *>(sm + Y::UC);
     uint32_t *MR = reinterpret_cast<uint32_t *>(sm + Y::MR), *MC = reinterpret_cast<uint32_t *>(sm + Y::MC);
     double *sums = reinterpret_cast<double *>(sm + Y::SUM);
     double *TI = reinterpret_cast<double *>(sm + (SP ? Y::TI : Y::SUM)); /* SP only (term_mode 2 runs split) */
-    /* The lo planes (SP only; else aliases of the hi planes that nothing writes or reads). */
+    /* The column-decay planes (CD), and the lo planes (SP); else aliases that nothing writes or reads. */
+    T *vh = reinterpret_cast<T *>(sm + Y::VH), *vl = reinterpret_cast<T *>(sm + Y::VL);
+    T *vd = reinterpret_cast<T *>(sm + Y::VD);
     T *qhl = reinterpret_cast<T *>(sm + (SP ? Y::QHL : Y::QH)), *qdl = reinterpret_cast<T *>(sm + (SP ? Y::QDL : Y::QD));
     T *kdl = reinterpret_cast<T *>(sm + (SP ? Y::KDL : Y::KD)), *vdl = reinterpret_cast<T *>(sm + (SP ? Y::VDL : Y::VD));
-    T *Pbl = reinterpret_cast<T *>(sm + (SP ? Y::PBL : Y::PB)), *Scl = reinterpret_cast<T *>(sm + (SP ? Y::SCL : Y::SC));
+    T *Pbl = reinterpret_cast<T *>(sm + (SP ? Y::PBL : Y::PB));
 
-    /* The state: warp w holds rows 16 rb .. of the slice, n8 tiles nt0 .. nt0 + NT. */
-    const int rb = w % RBS, nt0 = (w / RBS) * NT;
+    /* S^T: element (j, r) is row d = 8 j + 2 t4 + (r & 1) of the state, column e = 16 w + g + 8 (r >> 1). */
+    const int ew = 16 * w + g;
     float S[NT][4];
 #pragma unroll
     for (int j = 0; j < NT; j++)
 #pragma unroll
         for (int r = 0; r < 4; r++) {
-            const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4 + (r & 1);
+            const int d = 8 * j + 2 * t4 + (r & 1), e = ew + 8 * (r >> 1);
             S[j][r] = p.s0.ptr && d < p.D && e < EV
                           ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + (e0 + e) * p.s0.se]
                           : 0.0f;
         }
-    if (out) vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane);
     if (p.term_mode == 2) /* the final state's share of each column's sum */
         for (int c = tid; c < ET; c += TH) {
             double f = 0.0;
@@ -314,14 +316,15 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
     cp_async_wait<0>();
     __syncthreads();
 
-    float seg_tot = 0.0f; /* the walk's summed log decays of this thread's row (prefix walkers) or column */
+    /* The walk's summed log decays of this thread's row prefix task and column prefix task (at most one each). */
+    float row_tot = 0.0f, col_tot = 0.0f;
 
-    /* Per-lane ldmatrix row offsets (elements): A tiles from [m][k] rows
-     * (non-transposed), B tiles from [k][n] rows (transposed), B tiles from [n][k] rows. */
+    /* Per-lane ldmatrix row offsets (elements): A tiles from [m][k] rows (non-transposed); A^T
+     * stored [k][m] and B^T stored [n][k] (the same lanes' rows); B stored [k][n] (transposed). */
     const int mi = lane / 8, r8 = lane % 8;
-    const int a_row = r8 + 8 * (mi & 1), a_col = 8 * (mi >> 1);   /* A [m][k]: matrices m0-7/k0-7, m8-15, k8-15 ... */
-    const int at_row = r8 + 8 * (mi >> 1), at_col = 8 * (mi & 1); /* A^T stored [k][m] */
-    const int bt_row = r8 + 8 * (mi & 1), bt_col = 8 * (mi >> 1); /* B stored [k][n]: two n8 tiles of k16 */
+    const int a_row = r8 + 8 * (mi & 1), a_col = 8 * (mi >> 1);
+    const int at_row = r8 + 8 * (mi >> 1), at_col = 8 * (mi & 1);
+    const int bt_row = r8 + 8 * (mi & 1), bt_col = 8 * (mi >> 1);
 
     for (int64_t c0 = 0, ci = 0; c0 < sq.len; c0 += L, ci++) {
         const char *raw = sm + (ci & 1) * Y::RAW;
@@ -329,80 +332,78 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
         const T *rv = reinterpret_cast<const T *>(raw + Y::R_V);
         const float *ra = reinterpret_cast<const float *>(raw + Y::R_A), *rbt = reinterpret_cast<const float *>(raw + Y::R_B);
         const bool more = c0 + L < sq.len;
+        /* The values' operands: as read, without column decays. */
+        const T *vhp = CD ? vh : rv, *vdp = CD ? vd : rv;
 
-        /* ---- prep: per row channel, then per column, the prefix walk (with the
-         * channel's chunk decay and mask bit) and the suffix walk: on one
-         * thread, or where the block has the threads (WALK2), on two ---- */
-        const bool rowp = tid < DM, rows = WALK2 ? tid >= DM && tid < 2 * DM : rowp;
-        const bool colp = tid >= CB && tid < CB + ET, cols = WALK2 ? tid >= CB + ET && tid < CB + 2 * ET : colp;
-        if (rowp || rows) {
-            const int d = rowp ? tid : tid - DM;
-            const vm_chan c = vm_channel<RD>(ra + d, DM, SAFE);
-            const float eM = c.safe ? c.eM : 0.0f; /* 0: the diagonal takes this row exactly, in C */
-            if (rowp) {
-                seg_tot += c.tot;
-                TR[d] = c.etot;
-                float run = 0.0f;
-                if (out) { /* the operands of the outputs' products: none in a state-only walk */
+        /* ---- prep: a thread per walk: a row's prefix (the queries' factors, the row's chunk decay
+         * and mask bit) or suffix (the keys'), a column's prefix (the outputs' column factors) or
+         * suffix (the values') ---- */
 #pragma unroll
-                    for (int u = 0; u < L; u++) { /* prefix sums: the queries' factors */
+        for (int task = tid; task < NTASK; task += TH) {
+            if (task < 2 * DM) {
+                const bool pre = task < DM;
+                const int d = pre ? task : task - DM;
+                const vm_chan c = vm_channel<RD>(ra + d, DM, SAFE);
+                const float eM = c.safe ? c.eM : 0.0f; /* 0: the diagonal takes this row exactly, in C */
+                if (pre) {
+                    row_tot += c.tot;
+                    TR[d] = c.etot;
+                    float run = 0.0f;
+                    if (out) { /* the operands of the outputs' products: none in a state-only walk */
+#pragma unroll
+                        for (int u = 0; u < L; u++) { /* prefix sums: the queries' factors */
+                            if (RD) run += ra[u * DM + d];
+                            const float qe = float(rq[u * DM + d]) * p.scale * (RD ? vm_exp(run) : 1.0f);
+                            vm_put<T, SP>(qh, qhl, u * QP + d, qe);
+                            vm_put<T, SP>(qd, qdl, u * QP + d, qe * eM);
+                        }
+                    }
+                    const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
+                    if (lane == 0) MR[d / 32] = bad;
+                } else {
+                    float run = 0.0f;
+#pragma unroll
+                    for (int u = L - 1; u >= 0; u--) { /* suffix sums: the keys' factors */
+                        const float ke = float(rk[u * DM + d]) * p.kscale * (RD ? vm_exp(run) : 1.0f);
                         if (RD) run += ra[u * DM + d];
-                        const float qe = float(rq[u * DM + d]) * p.scale * (RD ? vm_exp(run) : 1.0f);
-                        vm_put<T, SP>(qh, qhl, u * QP + d, qe);
-                        vm_put<T, SP>(qd, qdl, u * QP + d, qe * eM);
+                        T hi, lo;
+                        vm_split<T>(ke, hi, lo);
+                        kh[u * QP + d] = hi;
+                        kl[u * QP + d] = lo;
+                        if (out) vm_put<T, SP>(kd, kdl, u * QP + d, ke * eM);
                     }
                 }
-                const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
-                if (lane == 0) MR[d / 32] = bad;
-            }
-            if (rows) {
-                float run = 0.0f;
+            } else if (CD) {
+                const bool pre = task < 2 * DM + ET;
+                const int e = pre ? task - 2 * DM : task - 2 * DM - ET;
+                const vm_chan c = vm_channel<true>(rbt + e, ET, SAFE);
+                const float eM = c.safe ? c.eM : 0.0f; /* 0: E adds this column exactly */
+                if (pre) {
+                    col_tot += c.tot;
+                    UC[e] = c.etot;
+                    eMc[e] = eM;
+                    float run = 0.0f;
+                    if (out) {
 #pragma unroll
-                for (int u = L - 1; u >= 0; u--) { /* suffix sums: the keys' factors */
-                    const float ke = float(rk[u * DM + d]) * p.kscale * (RD ? vm_exp(run) : 1.0f);
-                    if (RD) run += ra[u * DM + d];
-                    T hi, lo;
-                    vm_split<T>(ke, hi, lo);
-                    kh[u * QP + d] = hi;
-                    kl[u * QP + d] = lo;
-                    if (out) vm_put<T, SP>(kd, kdl, u * QP + d, ke * eM);
-                }
-            }
-        } else if (colp || cols) {
-            const int e = colp ? tid - CB : tid - CB - ET;
-            const vm_chan c = vm_channel<CD>(rbt + e, ET, SAFE);
-            const float eM = c.safe ? c.eM : 0.0f; /* 0: E adds this column exactly */
-            if (colp) {
-                seg_tot += c.tot;
-                UC[e] = c.etot;
-                float run = 0.0f;
-                if (out) {
-#pragma unroll
-                    for (int u = 0; u < L; u++) { /* prefix sums: the output's column factors */
-                        if (CD) run += rbt[u * ET + e];
-                        const float en = CD ? vm_exp(run) : 1.0f;
-                        eN[u * ET + e] = en;
-                        eNM[u * ET + e] = en * eM;
+                        for (int u = 0; u < L; u++) { /* prefix sums: the output's column factors */
+                            run += rbt[u * ET + e];
+                            eN[u * ET + e] = vm_exp(run);
+                        }
                     }
-                }
-                const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
-                if (lane == 0) MC[(ET / 32) * (ci & 1) + e / 32] = bad; /* two sets: E reads this one after the next prep */
-            }
-            if (cols) {
-                float run = 0.0f;
+                    const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
+                    if (lane == 0) MC[(ET / 32) * (ci & 1) + e / 32] = bad; /* two sets: E reads this one after the next prep */
+                } else {
+                    float run = 0.0f;
 #pragma unroll
-                for (int u = L - 1; u >= 0; u--) { /* suffix sums: the values' factors */
-                    const float ve = float(rv[u * ET + e]) * (CD ? vm_exp(run) : 1.0f);
-                    if (CD) {
+                    for (int u = L - 1; u >= 0; u--) { /* suffix sums: the values' factors */
+                        const float ve = float(rv[u * VP + e]) * vm_exp(run);
                         run += rbt[u * ET + e];
                         T hi, lo;
                         vm_split<T>(ve, hi, lo);
                         vh[u * VP + e] = hi;
                         vl[u * VP + e] = lo;
-                    } else {
-                        vh[u * VP + e] = rv[u * ET + e];
+                        if (out) vm_put<T, SP>(vd, vdl, u * VP + e, ve * eM);
                     }
-                    if (out) vm_put<T, SP>(vd, vdl, u * VP + e, ve * eM);
                 }
             }
         }
@@ -410,22 +411,12 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
         /* The next chunk's inputs to the other stage, which the last chunk's E read before B1. */
         if (more) vm_load_chunk<T, DM, ET, RD, CD>(sm + ((ci + 1) & 1) * Y::RAW, p, sq, h, e0, EV, c0 + L, out, pieces);
 
-        /* ---- B: the state update in registers, the inter product, the scores ---- */
-        float yi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        /* ---- the scores (warps 0, 1: an n8 tile each), masked, with the rows left out of
+         * their factored product; the inter product from the state in registers ---- */
+        float yi[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
         if (out) {
             uint32_t a[4], b[4], al[4], bl[4];
-#pragma unroll
-            for (int kk = 0; kk < DM / 32; kk++) {
-                ldmatrix_x4_trans(b, Sc + (32 * kk + r8 + 8 * mi) * VP + 8 * w);
-                if (SP) ldmatrix_x4_trans(bl, Scl + (32 * kk + r8 + 8 * mi) * VP + 8 * w);
-#pragma unroll
-                for (int k2 = 0; k2 < 2; k2++) {
-                    ldmatrix_x4(a, qh + a_row * QP + 32 * kk + 16 * k2 + a_col);
-                    if (SP) ldmatrix_x4(al, qhl + a_row * QP + 32 * kk + 16 * k2 + a_col);
-                    vm_mma<T, SP>(yi, a, al, b + 2 * k2, bl + 2 * k2);
-                }
-            }
-            if (w < 2) { /* scores P[u][8w ..] */
+            if (w < 2) { /* scores P[u][8 w ..] */
                 float pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
                 for (int kk = 0; kk < DM / 32; kk++) {
@@ -435,97 +426,90 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
                     for (int k2 = 0; k2 < 2; k2++) {
                         ldmatrix_x4(a, qd + a_row * QP + 32 * kk + 16 * k2 + a_col);
                         if (SP) ldmatrix_x4(al, qdl + a_row * QP + 32 * kk + 16 * k2 + a_col);
-                        vm_mma<T, SP>(pc, a, al, b + 2 * k2, bl + 2 * k2);
+                        vm_mma<T, SP, SP>(pc, a, al, b + 2 * k2, bl + 2 * k2);
                     }
                 }
-                Pf[g * L + 8 * w + 2 * t4] = pc[0];
-                Pf[g * L + 8 * w + 2 * t4 + 1] = pc[1];
-                Pf[(g + 8) * L + 8 * w + 2 * t4] = pc[2];
-                Pf[(g + 8) * L + 8 * w + 2 * t4 + 1] = pc[3];
-            }
-        }
-        {
-#pragma unroll
-            for (int j = 0; j < NT; j++)
 #pragma unroll
                 for (int r = 0; r < 4; r++) {
-                    const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4 + (r & 1);
-                    float x = S[j][r];
-                    if (RD) x *= TR[d];
-                    if (CD) x *= UC[e];
-                    S[j][r] = x;
+                    const int u = g + 8 * (r >> 1), sc = 8 * w + 2 * t4 + (r & 1);
+                    float x = 0.0f;
+                    if (sc <= u) {
+                        x = pc[r];
+                        for (int word = 0; word < DM / 32; word++)
+                            for (uint32_t m = MR[word]; m; m &= m - 1) {
+                                const int d = 32 * word + __ffs(m) - 1;
+                                float sum = 0.0f;
+                                for (int rr = sc + 1; rr <= u; rr++) sum += ra[rr * DM + d];
+                                x += float(rq[u * DM + d]) * p.scale * (float(rk[sc * DM + d]) * p.kscale) * expf(sum);
+                            }
+                    }
+                    Pf[u * L + sc] = x;
+                    vm_put<T, SP>(Pb, Pbl, u * PP + sc, x);
                 }
+            }
+#pragma unroll
+            for (int kb = 0; kb < DM / 16; kb++) {
+                vm_state_operand<T, SP>(S[2 * kb], S[2 * kb + 1], a, al);
+                ldmatrix_x4(b, qh + at_row * QP + 16 * kb + at_col);
+                if (SP) ldmatrix_x4(bl, qhl + at_row * QP + 16 * kb + at_col);
+                vm_mma<T, SP, SP>(yi[0], a, al, b, bl);
+                vm_mma<T, SP, SP>(yi[1], a, al, b + 2, bl + 2);
+            }
+            __syncthreads(); /* B2: the scores */
+
+            /* ---- the intra product, y (transposed: rows e, columns u) to shared memory ---- */
+            float yd[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+            ldmatrix_x4_trans(a, vdp + at_row * VP + 16 * w + at_col);
+            if (SP && CD) ldmatrix_x4_trans(al, vdl + at_row * VP + 16 * w + at_col);
+            ldmatrix_x4(b, Pb + at_row * PP + at_col);
+            if (SP) ldmatrix_x4(bl, Pbl + at_row * PP + at_col);
+            vm_mma<T, SP && CD, SP>(yd[0], a, al, b, bl);
+            vm_mma<T, SP && CD, SP>(yd[1], a, al, b + 2, bl + 2);
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const int e = ew + 8 * (r >> 1), u = 8 * nt + 2 * t4 + (r & 1);
+                    float y = yi[nt][r] + (CD ? yd[nt][r] * eMc[e] : yd[nt][r]);
+                    if (CD) y *= eN[u * ET + e];
+                    Ys[u * YP + e] = y;
+                }
+        }
+
+        /* ---- the state update in registers: S^T <- diag(UC) S^T diag(TR) + vbar^T kbar ---- */
+        {
+            const float uc0 = CD ? UC[ew] : 1.0f, uc1 = CD ? UC[ew + 8] : 1.0f;
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                const float2 tr = RD ? *reinterpret_cast<const float2 *>(TR + 8 * j + 2 * t4) : make_float2(1.0f, 1.0f);
+                S[j][0] *= tr.x * uc0;
+                S[j][1] *= tr.y * uc0;
+                S[j][2] *= tr.x * uc1;
+                S[j][3] *= tr.y * uc1;
+            }
             uint32_t ah[4], al[4];
-            ldmatrix_x4_trans(ah, kh + at_row * QP + 16 * rb + at_col);
-            ldmatrix_x4_trans(al, kl + at_row * QP + 16 * rb + at_col);
+            ldmatrix_x4_trans(ah, vhp + at_row * VP + 16 * w + at_col);
+            if (CD) ldmatrix_x4_trans(al, vl + at_row * VP + 16 * w + at_col);
 #pragma unroll
             for (int j = 0; j < NT; j += 2) {
-                uint32_t bh[4];
-                ldmatrix_x4_trans(bh, vh + bt_row * VP + 8 * (nt0 + j) + bt_col);
-                mma_16816<T>(S[j], al, bh);
-                mma_16816<T>(S[j + 1], al, bh + 2);
-                if (CD) {
-                    uint32_t bl[4];
-                    ldmatrix_x4_trans(bl, vl + bt_row * VP + 8 * (nt0 + j) + bt_col);
-                    mma_16816<T>(S[j], ah, bl);
-                    mma_16816<T>(S[j + 1], ah, bl + 2);
-                }
-                mma_16816<T>(S[j], ah, bh);
-                mma_16816<T>(S[j + 1], ah, bh + 2);
+                uint32_t bh[4], bl[4];
+                ldmatrix_x4_trans(bh, kh + bt_row * QP + 8 * j + bt_col);
+                ldmatrix_x4_trans(bl, kl + bt_row * QP + 8 * j + bt_col);
+                vm_mma<T, CD, true>(S[j], ah, al, bh, bl);
+                vm_mma<T, CD, true>(S[j + 1], ah, al, bh + 2, bl + 2);
             }
         }
-        __syncthreads(); /* B2 */
-
-        /* ---- C: the causal mask and the rows left out of the factored scores ---- */
-        if (out && tid < L * L) {
-            const int u = tid / L, sc = tid % L;
-            float x = 0.0f;
-            if (sc <= u) {
-                x = Pf[u * L + sc];
-                for (int word = 0; word < DM / 32; word++)
-                    for (uint32_t m = MR[word]; m; m &= m - 1) {
-                        const int d = 32 * word + __ffs(m) - 1;
-                        float sum = 0.0f;
-                        for (int r = sc + 1; r <= u; r++) sum += ra[r * DM + d];
-                        x += float(rq[u * DM + d]) * p.scale * (float(rk[sc * DM + d]) * p.kscale) * expf(sum);
-                    }
-            }
-            Pf[u * L + sc] = x;
-            vm_put<T, SP>(Pb, Pbl, u * PP + sc, x);
-        }
+        cp_async_wait<0>(); /* the next chunk's stage, visible after B3 */
         __syncthreads(); /* B3 */
-
-        /* ---- D: the intra product, y, the new state copy ---- */
-        if (out) {
-            float yd[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            uint32_t a[4], b[4], al[4], bl[4];
-            ldmatrix_x4(a, Pb + a_row * PP + a_col);
-            ldmatrix_x4_trans(b, vd + bt_row * VP + 8 * w);
-            if (SP) {
-                ldmatrix_x4(al, Pbl + a_row * PP + a_col);
-                ldmatrix_x4_trans(bl, vdl + bt_row * VP + 8 * w);
-            }
-            vm_mma<T, SP>(yd, a, al, b, bl);
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                const int u = g + 8 * (r >> 1), e = 8 * w + 2 * t4 + (r & 1);
-                float y = yi[r];
-                if (CD) y *= eN[u * ET + e];
-                y += CD ? yd[r] * eNM[u * ET + e] : yd[r];
-                Ys[u * ET + e] = y;
-            }
-        }
-        if (out) vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane); /* for the next inter product */
-        cp_async_wait<0>(); /* the next chunk's stage, visible after B4 */
-        __syncthreads(); /* B4 */
 
         /* ---- E: the columns left out of the factored intra product, the outputs ---- */
         if (out) {
             const int n = sq.len - c0 < L ? (int)(sq.len - c0) : L;
             const uint32_t *mc = MC + (ET / 32) * (ci & 1);
             uint32_t any = 0;
+            if (CD)
 #pragma unroll
-            for (int i = 0; i < ET / 32; i++) any |= mc[i];
+                for (int i = 0; i < ET / 32; i++) any |= mc[i];
             const bool cbad = CD && any;
             const int e = tid % ET; /* this thread's column, the same in every row it writes */
             constexpr int RPT = L * ET / TH; /* rows per thread */
@@ -544,15 +528,15 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
             for (int j = 0; j < RPT; j++) {
                 const int u = tid / ET + j * (TH / ET);
                 if (u >= n || e >= EV) continue;
-                float y = Ys[u * ET + e];
+                float y = Ys[u * YP + e];
                 if (cbad && (mc[e / 32] >> (e % 32) & 1)) {
                     float acc = 0.0f, sum = 0.0f;
                     for (int sc = u; sc >= 0; sc--) {
-                        acc += Pf[u * L + sc] * float(rv[sc * ET + e]) * expf(sum);
+                        acc += Pf[u * L + sc] * float(rv[sc * VP + e]) * expf(sum);
                         sum += rbt[sc * ET + e];
                     }
                     y += acc;
-                    Ys[u * ET + e] = y;
+                    Ys[u * YP + e] = y;
                 }
                 const int64_t t = sq.tok(c0 + u);
                 if (ob) ob[t * p.o.st] = T(y);
@@ -560,7 +544,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
                 if (SP && p.term_mode == 2) TI[u * ET + e] = (double)xv[j] - (double)mv[j] * (double)y;
             }
             if (p.term_mode == 2) { /* each column's running sum, in the walk's order */
-                __syncthreads(); /* B5 */
+                __syncthreads(); /* B4 */
                 if (tid < EV) { /* thread tid's column is tid: tb points at it */
                     double acc = sums[tid];
                     for (int u = 0; u < n; u++) {
@@ -572,16 +556,21 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), 512 / LA_VM_THREADS(ET)) la
             }
         }
     }
+    /* Each segment's summed decays, from the thread that walked a row's (a column's) prefix. */
     if (p.seg_tot_k && tid < DM && tid < p.D && blockIdx.z == 0)
-        p.seg_tot_k[((int64_t)s * p.H + h) * p.D + tid] = seg_tot;
-    if (p.seg_tot_v && tid >= CB && tid < CB + EV)
-        p.seg_tot_v[((int64_t)s * p.H + h) * p.E + e0 + tid - CB] = seg_tot;
+        p.seg_tot_k[((int64_t)s * p.H + h) * p.D + tid] = row_tot;
+    if (CD && p.seg_tot_v) {
+#pragma unroll
+        for (int task = tid; task < NTASK; task += TH)
+            if (task >= 2 * DM && task < 2 * DM + EV)
+                p.seg_tot_v[((int64_t)s * p.H + h) * p.E + e0 + task - 2 * DM] = col_tot;
+    }
     if (p.sN.ptr)
 #pragma unroll
         for (int j = 0; j < NT; j++)
 #pragma unroll
             for (int r = 0; r < 4; r++) {
-                const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4 + (r & 1);
+                const int d = 8 * j + 2 * t4 + (r & 1), e = ew + 8 * (r >> 1);
                 if (d >= p.D || e >= EV) continue;
                 float x = S[j][r];
                 if (p.reverse && sq.len > 0) { /* one more step back: the first token's own decay */
