@@ -96,7 +96,12 @@ __device__ __forceinline__ bool vm_pieces_ok_f32(const float *x, int64_t sb, int
 template <typename X, int W, int P, int TH>
 __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, int64_t sc, int valid, const vm_seq &sq,
                                               int64_t c0, bool decays, bool pieces) {
-    const int tid = threadIdx.x;
+    /* The thread index made opaque: the copies' addresses are worked out afresh each chunk
+     * rather than held in registers for the whole walk (which spilled). */
+    int tid = threadIdx.x;
+#ifdef __CUDA_ARCH__
+    asm volatile("" : "+r"(tid));
+#endif
     if (pieces) {
         constexpr int PE = 16 / sizeof(X), NP = W / PE;
 #pragma unroll
@@ -249,6 +254,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     const int s = blockIdx.x, h = blockIdx.y, e0 = blockIdx.z * ET;
     const int EV = p.E - e0 < ET ? p.E - e0 : ET;
     const bool out = p.o.ptr != nullptr || p.term != nullptr;
+    const int term_mode = SP ? p.term_mode : 0; /* the launcher splits every run with a term */
     vm_seq sq;
     sq.reverse = p.reverse;
     if (p.cu) {
@@ -294,7 +300,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
                           ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + (e0 + e) * p.s0.se]
                           : 0.0f;
         }
-    if (p.term_mode == 2) /* the final state's share of each column's sum */
+    if (term_mode == 2) /* the final state's share of each column's sum */
         for (int c = tid; c < ET; c += TH) {
             double f = 0.0;
             if (p.fin_a.ptr && c < EV)
@@ -307,8 +313,8 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     /* This thread's output column (fixed: E walks rows of the same column): base pointers at (sequence, head, column). */
     const int64_t eo = e0 + (tid % ET < EV ? tid % ET : 0);
     T *ob = p.o.ptr ? static_cast<T *>(const_cast<void *>(p.o.ptr)) + sq.b * p.o.sb + h * p.o.sh + eo * p.o.sc : nullptr;
-    float *tb = p.term ? p.term + sq.b * p.term_sb + h * p.term_sh + eo * p.term_sc : nullptr;
-    const T *mb = p.mul.ptr ? static_cast<const T *>(p.mul.ptr) + sq.b * p.mul.sb + h * p.mul.sh + eo * p.mul.sc : nullptr;
+    float *tb = SP && p.term ? p.term + sq.b * p.term_sb + h * p.term_sh + eo * p.term_sc : nullptr;
+    const T *mb = SP && p.mul.ptr ? static_cast<const T *>(p.mul.ptr) + sq.b * p.mul.sb + h * p.mul.sh + eo * p.mul.sc : nullptr;
     const bool pieces = vm_pieces_ok<T>(p.q, p.D) && vm_pieces_ok<T>(p.k, p.D) && vm_pieces_ok<T>(p.v, p.E) &&
                         vm_pieces_ok_f32(p.gk, p.gk_sb, p.gk_sh, p.gk_st, p.gk_sc, p.D) &&
                         vm_pieces_ok_f32(p.gv, p.gv_sb, p.gv_sh, p.gv_st, p.gv_sc, p.E);
@@ -519,10 +525,10 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
 #pragma unroll
             for (int j = 0; j < RPT; j++) {
                 const int u = tid / ET + j * (TH / ET);
-                const bool ok = p.term_mode && u < n && e < EV;
+                const bool ok = term_mode && u < n && e < EV;
                 const int64_t t = sq.tok(c0 + u);
                 mv[j] = ok ? float(mb[t * p.mul.st]) : 0.0f;
-                xv[j] = ok && p.term_mode == 2 && p.term_in ? tb[t * p.term_st] : 0.0f;
+                xv[j] = ok && term_mode == 2 && p.term_in ? tb[t * p.term_st] : 0.0f;
             }
 #pragma unroll
             for (int j = 0; j < RPT; j++) {
@@ -540,10 +546,10 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
                 }
                 const int64_t t = sq.tok(c0 + u);
                 if (ob) ob[t * p.o.st] = T(y);
-                if (p.term_mode == 1) tb[t * p.term_st] = y * mv[j];
-                if (SP && p.term_mode == 2) TI[u * ET + e] = (double)xv[j] - (double)mv[j] * (double)y;
+                if (term_mode == 1) tb[t * p.term_st] = y * mv[j];
+                if (SP && term_mode == 2) TI[u * ET + e] = (double)xv[j] - (double)mv[j] * (double)y;
             }
-            if (p.term_mode == 2) { /* each column's running sum, in the walk's order */
+            if (term_mode == 2) { /* each column's running sum, in the walk's order */
                 __syncthreads(); /* B4 */
                 if (tid < EV) { /* thread tid's column is tid: tb points at it */
                     double acc = sums[tid];
