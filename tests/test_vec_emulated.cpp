@@ -53,7 +53,7 @@ static const char *kind_name(int kind) {
 }
 
 /* The tensor-core kernel's shared memory (cuda_emu.h: the kernel's extern __shared__ array). */
-alignas(16) char sm[vm_layout<128, 128, true, true>::BYTES];
+alignas(16) char sm[vm_layout<128, 128, true, true>::bytes(3)];
 
 static uint64_t rng_state;
 static double uniform() {
@@ -214,8 +214,10 @@ static std::vector<double> gather_state(const vcase &c, const std::vector<float>
 template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
 static void run_mma_instance(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
     const emu_dim3 grid = {(unsigned)S, (unsigned)H, (unsigned)((p.E + ET - 1) / ET)};
-    emu_launch(grid, LA_VM_THREADS(ET), sm, vm_layout<DM, ET, CD, SP>::BYTES, seed,
-               [&p] { la_vec_mma_kernel<T, DM, ET, RD, CD, SP>(p); });
+    la_vec_params_t ps = p;
+    ps.nstage = 2 + (int)(seed % 2); /* both depths of the input pipeline, launch by launch */
+    emu_launch(grid, LA_VM_THREADS(ET), sm, vm_layout<DM, ET, CD, SP>::bytes(ps.nstage), seed,
+               [&ps] { la_vec_mma_kernel<T, DM, ET, RD, CD, SP>(ps); });
 }
 template <typename T, int DM, int ET, bool SP>
 static void run_mma_kind(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {

@@ -628,7 +628,8 @@ static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg
     if (!bwd && !pl->packed && mma) {
         const int cd = pl->p.decay == LA_DECAY_VECTOR_KV;
         const int et = la_vec_mma_et((int)pl->p.dim_qk, (int)pl->p.dim_v, cd, 0, t->vec_mma_smem);
-        const int per_sm_smem = p->lim.smem_per_sm / (la_vec_mma_smem((int)pl->p.dim_qk, et, cd, 0) + 1024);
+        const int ns = la_vec_mma_stages((int)pl->p.dim_qk, et, cd, 0, t->vec_mma_smem);
+        const int per_sm_smem = p->lim.smem_per_sm / (la_vec_mma_smem((int)pl->p.dim_qk, et, cd, 0, ns) + 1024);
         const int per_sm = per_sm_smem < 1 ? 1 : per_sm_smem > 512 / LA_VM_THREADS(et) ? 512 / LA_VM_THREADS(et) : per_sm_smem;
         const int64_t blocks = (int64_t)S * pl->p.heads * ((pl->p.dim_v + et - 1) / et);
         const int64_t want = (int64_t)per_sm * p->lim.sms / blocks; /* one wave */

@@ -10,19 +10,21 @@
 #include <cuda_fp16.h>
 
 template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
-static cudaError_t vm_launch(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
-    const int smem = vm_layout<DM, ET, CD, SP>::BYTES;
+static cudaError_t vm_launch(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
+    la_vec_params_t ps = p;
+    ps.nstage = la_vec_mma_stages(DM, ET, CD, SP, mma_smem);
+    const int smem = vm_layout<DM, ET, CD, SP>::bytes(ps.nstage);
     auto k = la_vec_mma_kernel<T, DM, ET, RD, CD, SP>;
     cudaError_t err = la_cuda_opt_in_smem((const void *)k, smem);
     if (err != cudaSuccess) return err;
-    k<<<dim3((unsigned)num_seqs, p.H, (p.E + ET - 1) / ET), LA_VM_THREADS(ET), smem, s>>>(p);
+    k<<<dim3((unsigned)num_seqs, p.H, (p.E + ET - 1) / ET), LA_VM_THREADS(ET), smem, s>>>(ps);
     return cudaGetLastError();
 }
 
 template <typename T, int DM, bool RD, bool CD, bool SP>
 static cudaError_t vm_launch_cols(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
-    return la_vec_mma_et(p.D, p.E, CD, SP, mma_smem) == 128 ? vm_launch<T, DM, 128, RD, CD, SP>(p, num_seqs, s)
-                                                            : vm_launch<T, DM, 64, RD, CD, SP>(p, num_seqs, s);
+    return la_vec_mma_et(p.D, p.E, CD, SP, mma_smem) == 128 ? vm_launch<T, DM, 128, RD, CD, SP>(p, num_seqs, mma_smem, s)
+                                                            : vm_launch<T, DM, 64, RD, CD, SP>(p, num_seqs, mma_smem, s);
 }
 
 /* Row decays only (the forward of VECTOR_K, and the runs whose rows are its

@@ -145,7 +145,13 @@ __device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &
         vm_load_input<float, ET, ET, TH>(reinterpret_cast<float *>(raw + Y::R_B),
                                          p.gv + sq.b * p.gv_sb + h * p.gv_sh + e0 * p.gv_sc, p.gv_st, p.gv_sc, EV, sq,
                                          c0, true, pieces);
-    cp_async_commit();
+}
+
+/* Waits until all but the newest ns - 2 copy groups have landed: the next
+ * chunk's stage. */
+__device__ __forceinline__ void vm_wait_stage(int ns) {
+    if (ns >= 3) cp_async_wait<1>();
+    else cp_async_wait<0>();
 }
 
 /* e^x for the operand pass: one ex2.approx.ftz.  Rounding x log2 e gives a
@@ -272,21 +278,23 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     }
     sq.len = sq.t1 - sq.t0;
 
-    T *qh = reinterpret_cast<T *>(sm + Y::QH), *qd = reinterpret_cast<T *>(sm + Y::QD);
-    T *kh = reinterpret_cast<T *>(sm + Y::KH), *kl = reinterpret_cast<T *>(sm + Y::KL);
-    T *kd = reinterpret_cast<T *>(sm + Y::KD), *Pb = reinterpret_cast<T *>(sm + Y::PB);
-    float *Pf = reinterpret_cast<float *>(sm + Y::PF), *Ys = reinterpret_cast<float *>(sm + Y::Y);
-    float *eN = reinterpret_cast<float *>(sm + Y::EN), *eMc = reinterpret_cast<float *>(sm + Y::EMC);
-    float *TR = reinterpret_cast<float *>(sm + Y::TR), *UC = reinterpret_cast<float *>(sm + Y::UC);
-    uint32_t *MR = reinterpret_cast<uint32_t *>(sm + Y::MR), *MC = reinterpret_cast<uint32_t *>(sm + Y::MC);
-    double *sums = reinterpret_cast<double *>(sm + Y::SUM);
-    double *TI = reinterpret_cast<double *>(sm + (SP ? Y::TI : Y::SUM)); /* SP only (term_mode 2 runs split) */
+    const int ns = p.nstage;
+    char *rest = sm + ns * Y::RAW; /* past the input stages */
+    T *qh = reinterpret_cast<T *>(rest + Y::QH), *qd = reinterpret_cast<T *>(rest + Y::QD);
+    T *kh = reinterpret_cast<T *>(rest + Y::KH), *kl = reinterpret_cast<T *>(rest + Y::KL);
+    T *kd = reinterpret_cast<T *>(rest + Y::KD), *Pb = reinterpret_cast<T *>(rest + Y::PB);
+    float *Pf = reinterpret_cast<float *>(rest + Y::PF), *Ys = reinterpret_cast<float *>(rest + Y::Y);
+    float *eN = reinterpret_cast<float *>(rest + Y::EN), *eMc = reinterpret_cast<float *>(rest + Y::EMC);
+    float *TR = reinterpret_cast<float *>(rest + Y::TR), *UC = reinterpret_cast<float *>(rest + Y::UC);
+    uint32_t *MR = reinterpret_cast<uint32_t *>(rest + Y::MR), *MC = reinterpret_cast<uint32_t *>(rest + Y::MC);
+    double *sums = reinterpret_cast<double *>(rest + Y::SUM);
+    double *TI = reinterpret_cast<double *>(rest + (SP ? Y::TI : Y::SUM)); /* SP only (term_mode 2 runs split) */
     /* The column-decay planes (CD), and the lo planes (SP); else aliases that nothing writes or reads. */
-    T *vh = reinterpret_cast<T *>(sm + Y::VH), *vl = reinterpret_cast<T *>(sm + Y::VL);
-    T *vd = reinterpret_cast<T *>(sm + Y::VD);
-    T *qhl = reinterpret_cast<T *>(sm + (SP ? Y::QHL : Y::QH)), *qdl = reinterpret_cast<T *>(sm + (SP ? Y::QDL : Y::QD));
-    T *kdl = reinterpret_cast<T *>(sm + (SP ? Y::KDL : Y::KD)), *vdl = reinterpret_cast<T *>(sm + (SP ? Y::VDL : Y::VD));
-    T *Pbl = reinterpret_cast<T *>(sm + (SP ? Y::PBL : Y::PB));
+    T *vh = reinterpret_cast<T *>(rest + Y::VH), *vl = reinterpret_cast<T *>(rest + Y::VL);
+    T *vd = reinterpret_cast<T *>(rest + Y::VD);
+    T *qhl = reinterpret_cast<T *>(rest + (SP ? Y::QHL : Y::QH)), *qdl = reinterpret_cast<T *>(rest + (SP ? Y::QDL : Y::QD));
+    T *kdl = reinterpret_cast<T *>(rest + (SP ? Y::KDL : Y::KD)), *vdl = reinterpret_cast<T *>(rest + (SP ? Y::VDL : Y::VD));
+    T *Pbl = reinterpret_cast<T *>(rest + (SP ? Y::PBL : Y::PB));
 
     /* S^T: element (j, r) is row d = 8 j + 2 t4 + (r & 1) of the state, column e = 16 w + g + 8 (r >> 1). */
     const int ew = 16 * w + g;
@@ -318,8 +326,11 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     const bool pieces = vm_pieces_ok<T>(p.q, p.D) && vm_pieces_ok<T>(p.k, p.D) && vm_pieces_ok<T>(p.v, p.E) &&
                         vm_pieces_ok_f32(p.gk, p.gk_sb, p.gk_sh, p.gk_st, p.gk_sc, p.D) &&
                         vm_pieces_ok_f32(p.gv, p.gv_sb, p.gv_sh, p.gv_st, p.gv_sc, p.E);
-    vm_load_chunk<T, DM, ET, RD, CD>(sm, p, sq, h, e0, EV, 0, out, pieces);
-    cp_async_wait<0>();
+    for (int i = 0; i < ns - 1; i++) { /* the first chunks, a copy group each */
+        if (i * L < sq.len) vm_load_chunk<T, DM, ET, RD, CD>(sm + i * Y::RAW, p, sq, h, e0, EV, i * L, out, pieces);
+        cp_async_commit();
+    }
+    vm_wait_stage(ns); /* chunk 0 */
     __syncthreads();
 
     /* The walk's summed log decays of this thread's row prefix task and column prefix task (at most one each). */
@@ -332,12 +343,11 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     const int at_row = r8 + 8 * (mi >> 1), at_col = 8 * (mi & 1);
     const int bt_row = r8 + 8 * (mi & 1), bt_col = 8 * (mi >> 1);
 
-    for (int64_t c0 = 0, ci = 0; c0 < sq.len; c0 += L, ci++) {
-        const char *raw = sm + (ci & 1) * Y::RAW;
+    for (int64_t c0 = 0, ci = 0, stage = 0; c0 < sq.len; c0 += L, ci++, stage = stage + 1 < ns ? stage + 1 : 0) {
+        const char *raw = sm + stage * Y::RAW;
         const T *rq = reinterpret_cast<const T *>(raw + Y::R_Q), *rk = reinterpret_cast<const T *>(raw + Y::R_K);
         const T *rv = reinterpret_cast<const T *>(raw + Y::R_V);
         const float *ra = reinterpret_cast<const float *>(raw + Y::R_A), *rbt = reinterpret_cast<const float *>(raw + Y::R_B);
-        const bool more = c0 + L < sq.len;
         /* The values' operands: as read, without column decays. */
         const T *vhp = CD ? vh : rv, *vdp = CD ? vd : rv;
 
@@ -414,8 +424,13 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
             }
         }
         __syncthreads(); /* B1 */
-        /* The next chunk's inputs to the other stage, which the last chunk's E read before B1. */
-        if (more) vm_load_chunk<T, DM, ET, RD, CD>(sm + ((ci + 1) & 1) * Y::RAW, p, sq, h, e0, EV, c0 + L, out, pieces);
+        /* Chunk ci + ns - 1's inputs to the stage the last chunk read, before B1 (its E phase last). */
+        {
+            const int64_t cn = c0 + (int64_t)(ns - 1) * L;
+            const int sn = stage == 0 ? ns - 1 : (int)stage - 1;
+            if (cn < sq.len) vm_load_chunk<T, DM, ET, RD, CD>(sm + sn * Y::RAW, p, sq, h, e0, EV, cn, out, pieces);
+            cp_async_commit(); /* a group a chunk, empty or not: the waits count them */
+        }
 
         /* ---- the scores (warps 0, 1: an n8 tile each), masked, with the rows left out of
          * their factored product; the inter product from the state in registers ---- */
@@ -505,7 +520,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
                 vm_mma<T, CD, true>(S[j + 1], ah, al, bh + 2, bl + 2);
             }
         }
-        cp_async_wait<0>(); /* the next chunk's stage, visible after B3 */
+        vm_wait_stage(ns); /* the next chunk's stage, visible after B3 */
         __syncthreads(); /* B3 */
 
         /* ---- E: the columns left out of the factored intra product, the outputs ---- */

@@ -29,8 +29,8 @@ template <int DM, int ET, bool CD, bool SP> struct vm_layout {
     static constexpr int R_A = R_V + L * VP * 2;  /* [L][DM] f32 row log decays */
     static constexpr int R_B = R_A + L * DM * 4;  /* [L][ET] f32 column log decays (CD) */
     static constexpr int RAW = R_B + VCD * L * ET * 4;
-    /* The chunk's operands (input dtype). */
-    static constexpr int QH = 2 * RAW;            /* [L][QP] scale q_u e^{lambda_u}: the state product's queries */
+    /* After the stages (offsets from their end): the chunk's operands (input dtype). */
+    static constexpr int QH = 0;                  /* [L][QP] scale q_u e^{lambda_u}: the state product's queries */
     static constexpr int QD = QH + L * QP * 2;    /* [L][QP] scale q_u e^{lambda_u - M}: the diagonal's queries */
     static constexpr int KH = QD + L * QP * 2;    /* [L][QP] kbar = kscale k_s e^{mu_s}, hi part */
     static constexpr int KL = KH + L * QP * 2;    /* [L][QP] its lo part */
@@ -54,24 +54,33 @@ template <int DM, int ET, bool CD, bool SP> struct vm_layout {
     static constexpr int QHL = BASE, QDL = QHL + L * QP * 2, KDL = QDL + L * QP * 2, VDL = KDL + L * QP * 2;
     static constexpr int PBL = VDL + VCD * L * VP * 2;
     static constexpr int TI = PBL + L * PP * 2;   /* [L][ET] double: a running sum's terms (term_mode 2) */
-    static constexpr int BYTES = SP ? TI + L * ET * 8 : BASE;
+    static constexpr int REST = SP ? TI + L * ET * 8 : BASE;
+    /* The whole, with ns stages of inputs in flight. */
+    static constexpr int bytes(int ns) { return ns * RAW + REST; }
 };
 
 /* Bytes of shared memory of the kernel for row dim D (<= 128), ET value
- * columns a block, column decays or not, split or not. */
-template <int DM, int ET> static inline int la_vec_mma_smem_at(int cd, int split) {
-    if (cd) return split ? vm_layout<DM, ET, true, true>::BYTES : vm_layout<DM, ET, true, false>::BYTES;
-    return split ? vm_layout<DM, ET, false, true>::BYTES : vm_layout<DM, ET, false, false>::BYTES;
+ * columns a block, column decays or not, split or not, ns input stages. */
+template <int DM, int ET> static inline int la_vec_mma_smem_at(int cd, int split, int ns) {
+    if (cd) return split ? vm_layout<DM, ET, true, true>::bytes(ns) : vm_layout<DM, ET, true, false>::bytes(ns);
+    return split ? vm_layout<DM, ET, false, true>::bytes(ns) : vm_layout<DM, ET, false, false>::bytes(ns);
 }
-static inline int la_vec_mma_smem(int D, int et, int cd, int split) {
-    if (et == 128) return D <= 64 ? la_vec_mma_smem_at<64, 128>(cd, split) : la_vec_mma_smem_at<128, 128>(cd, split);
-    return D <= 64 ? la_vec_mma_smem_at<64, 64>(cd, split) : la_vec_mma_smem_at<128, 64>(cd, split);
+static inline int la_vec_mma_smem(int D, int et, int cd, int split, int ns) {
+    if (et == 128)
+        return D <= 64 ? la_vec_mma_smem_at<64, 128>(cd, split, ns) : la_vec_mma_smem_at<128, 128>(cd, split, ns);
+    return D <= 64 ? la_vec_mma_smem_at<64, 64>(cd, split, ns) : la_vec_mma_smem_at<128, 64>(cd, split, ns);
 }
 
 /* The value columns a block takes: all 128 where E needs them and the
  * shared memory allows (row work once per head), else 64. */
 static inline int la_vec_mma_et(int D, int E, int cd, int split, int mma_smem) {
-    return E > 64 && la_vec_mma_smem(D, 128, cd, split) <= mma_smem ? 128 : 64;
+    return E > 64 && la_vec_mma_smem(D, 128, cd, split, 2) <= mma_smem ? 128 : 64;
+}
+
+/* Input stages in flight: three where they fit (a chunk's copies have two
+ * chunks' time to land), else two. */
+static inline int la_vec_mma_stages(int D, int et, int cd, int split, int mma_smem) {
+    return la_vec_mma_smem(D, et, cd, split, 3) <= mma_smem ? 3 : 2;
 }
 
 #endif
