@@ -336,6 +336,7 @@ static la_status_t run_vector_backward(const la_plan_t *pl, const la_tile_plan_t
     la_vec_params_t runs[4];
     const int n = la_vec_bwd_runs(&a, runs);
     for (int i = 0; i < n; i++) {
+        runs[i].sms = tp->vec_sms;
         const la_status_t st = la_cuda_vec_fwd(&runs[i], t->k.dtype, pl->num_seqs, tp->vec_mma_smem, stream, msg);
         if (st) return st;
     }
@@ -413,6 +414,7 @@ static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, cha
     p.scale = pl->p.scale;
     p.seqlen = pl->p.seqlen;
     p.cu = cu;
+    p.sms = tp->vec_sms;
     if (!tp->seg.multi) return la_cuda_vec_fwd(&p, t->k.dtype, pl->num_seqs, tp->vec_mma_smem, stream, msg);
     return run_vector_split(pl, tp, &p, ws, stream, msg);
 }

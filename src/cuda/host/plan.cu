@@ -611,6 +611,7 @@ static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg
     t->eslice = LA_VEC_EV;
     t->main = bwd ? LA_K_VEC_BWD : LA_K_VEC_FWD;
     t->vec_mma_smem = p->lim.smem_optin;
+    t->vec_sms = p->lim.sms;
     t->seg.seg_len = pl->p.seqlen; /* one segment per sequence */
     t->seg.total = (int)pl->num_seqs;
     const size_t S = (size_t)pl->num_seqs;

@@ -66,6 +66,7 @@ typedef struct la_tile_plan {
     int bwd_stages, dld_planes;
     int side_state_stages; /* the backward's forward state pass, beside the reverse one */
     int vec_mma_smem;      /* vector kinds: shared memory the tensor-core recurrence may take (0: none) */
+    int vec_sms;           /* vector kinds: the device's SMs, for the recurrence's block width */
 } la_tile_plan_t;
 
 typedef struct la_sum_layout {

@@ -21,10 +21,14 @@ static cudaError_t vm_launch(const la_vec_params_t &p, int64_t num_seqs, int mma
     return cudaGetLastError();
 }
 
+/* 128 value columns a block where they fit and the grid still covers half the SMs; else 64 (twice
+ * the blocks, for grids that fall short of the GPU). */
 template <typename T, int DM, bool RD, bool CD, bool SP>
 static cudaError_t vm_launch_cols(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
-    return la_vec_mma_et(p.D, p.E, CD, SP, mma_smem) == 128 ? vm_launch<T, DM, 128, RD, CD, SP>(p, num_seqs, mma_smem, s)
-                                                            : vm_launch<T, DM, 64, RD, CD, SP>(p, num_seqs, mma_smem, s);
+    const int64_t wide_blocks = num_seqs * p.H * ((p.E + 127) / 128);
+    const bool wide = la_vec_mma_et(p.D, p.E, CD, SP, mma_smem) == 128 && (p.sms == 0 || 2 * wide_blocks >= p.sms);
+    return wide ? vm_launch<T, DM, 128, RD, CD, SP>(p, num_seqs, mma_smem, s)
+                : vm_launch<T, DM, 64, RD, CD, SP>(p, num_seqs, mma_smem, s);
 }
 
 /* Row decays only (the forward of VECTOR_K, and the runs whose rows are its

@@ -40,6 +40,8 @@ typedef struct la_vec_params {
     float *seg_tot_k, *seg_tot_v; /* NULL, or [segments, H, D] / [segments, H, E]: each segment's
                                      summed row / column log decays */
     int nstage;           /* the tensor-core kernel's input stages in flight (2 or 3), set by its launcher */
+    int sms;              /* the device's SMs (0: not known): the tensor-core kernel takes blocks of 64 value
+                             columns where 128-column blocks would leave more than half of them idle */
     /* A decay gradient's share (vec_bwd.h): term, f32 [B, H, N, output columns], NULL for none.
      *   term_mode 1: term_t = out_t . mul_t (out: what o_t would be, o.ptr NULL or not);
      *   term_mode 2: walking, term_t = F + sum over the steps so far, this one included, of
