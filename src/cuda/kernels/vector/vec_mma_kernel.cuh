@@ -7,8 +7,11 @@
  *
  * (alpha: the row log decays, gk; beta: the column log decays, gv; either may
  * be absent).  A block owns (sequence, head, ET value columns) and walks
- * its sequence in chunks of L = 16 steps with the fp32 state slice in
- * registers, as mma accumulators.  Per chunk, with lambda_u / nu_u the
+ * its sequence in chunks of L = 16 steps.  Warp w holds the transpose S^T
+ * of the fp32 state for value columns 16 w .. 16 w + 15, every row, as mma
+ * accumulators: the accumulators of two n8 tiles are the A fragment of a
+ * k16 step, so the inter product reads the state from registers, and no
+ * other warp ever needs it.  Per chunk, with lambda_u / nu_u the
  * inclusive sums of alpha / beta over the chunk's steps up to u, mu_s / xi_s
  * the exclusive sums after s (each summed from its own terms, so no
  * difference of large sums loses digits), and lambda_L, nu_L the chunk's
@@ -38,17 +41,19 @@
  * operands, so states keep fp32 accuracy.
  * Deterministic: fixed orders, no atomics (the masks are ballots).
  *
- * Per chunk, barriers B1..B4 (B5 for a running sum):
- *   prep   threads by channel: sums, factors, operands, masks   -> B1
- *          then every thread: the next chunk's inputs to the other stage
- *          (cp.async pieces, or element copies), landing by B4
- *   B      every warp: its rows of the state update (registers), its n8
- *          tile of the inter product; warps 0, 1: the scores' tiles -> B2
- *   C      thread per (u, s): the mask and unfactored rows      -> B3
- *   D      every warp: intra product, y to shared memory, the new state
- *          copy                                                 -> B4
+ * Per chunk, barriers B1..B3 (B4 for a running sum):
+ *   prep   a thread per walk (row prefix, row suffix; with column decays,
+ *          column prefix and suffix): sums, factors, operands, masks  -> B1
+ *          then every thread: chunk c + ns - 1's inputs to the stage the
+ *          last chunk read (cp.async pieces, or element copies; ns = 2 or 3
+ *          stages), chunk c + 1's landing by B3
+ *   scores warps 0, 1: an n8 tile each, masked, with the rows left out of
+ *          the factored product added in fp32
+ *   inter  every warp: y^T for its columns from the state in registers -> B2
+ *   intra  every warp: its columns' intra product, y to shared memory;
+ *          the state update in registers                           -> B3
  *   E      thread per (u, e), e fixed per thread: unfactored columns,
- *          outputs (and B5, the running sums of term_mode 2). */
+ *          outputs (and B4, the running sums of term_mode 2). */
 #ifndef LA_CUDA_VEC_MMA_KERNEL_CUH
 #define LA_CUDA_VEC_MMA_KERNEL_CUH
 
@@ -360,7 +365,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
                 const bool pre = task < DM;
                 const int d = pre ? task : task - DM;
                 const vm_chan c = vm_channel<RD>(ra + d, DM, SAFE);
-                const float eM = c.safe ? c.eM : 0.0f; /* 0: the diagonal takes this row exactly, in C */
+                const float eM = c.safe ? c.eM : 0.0f; /* 0: the scores take this row exactly */
                 if (pre) {
                     row_tot += c.tot;
                     TR[d] = c.etot;
