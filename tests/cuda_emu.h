@@ -42,6 +42,10 @@
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
 #define LA_CUDA_MMA_CUH /* the device-only wrappers: replaced below */
+struct float2 {
+    float x, y;
+};
+static inline float2 make_float2(float x, float y) { return float2{x, y}; }
 
 /* ---- 16-bit operand types ------------------------------------------------------- */
 
@@ -100,6 +104,7 @@ enum { EMU_OP_LDM, EMU_OP_LDMT, EMU_OP_MMA_BF16, EMU_OP_MMA_F16, EMU_OP_BALLOT }
  * the thread's wait. */
 struct emu_copy {
     void *dst;
+    int group; /* the commit group it belongs to: the thread's commits before it */
     unsigned char bytes[16];
 };
 
@@ -111,6 +116,7 @@ struct emu_thread {
     float c[4];
     int pred;
     std::vector<emu_copy> pending; /* cp.async copies issued, not yet landed */
+    int commits;                   /* cp.async groups committed */
 };
 
 #define EMU_THREADS_MAX 1024
@@ -134,10 +140,11 @@ static uint32_t emu_rand();
 
 /* Lands each of this thread's copies in flight with probability 1/16 (all:
  * every one): a copy often outlives the twenty-odd collectives of a chunk. */
-static inline void emu_land(emu_thread &t, bool all) {
+static inline void emu_land(emu_thread &t, bool all, int below = 1 << 30) {
     size_t keep = 0;
     for (size_t i = 0; i < t.pending.size(); i++)
-        if (all || emu_rand() % 16 == 0) memcpy(t.pending[i].dst, t.pending[i].bytes, 16);
+        if ((all && t.pending[i].group < below) || emu_rand() % 16 == 0)
+            memcpy(t.pending[i].dst, t.pending[i].bytes, 16);
         else t.pending[keep++] = t.pending[i];
     t.pending.resize(keep);
 }
@@ -157,15 +164,17 @@ static inline void __syncthreads() { emu_yield(EMU_BAR); }
 static inline void cp_async_16(void *smem, const void *gmem, int src_bytes) {
     emu_copy c;
     c.dst = smem;
+    c.group = emu_g.t[emu_g.cur].commits;
     memset(c.bytes, 0, 16);
     if (src_bytes) memcpy(c.bytes, gmem, (size_t)src_bytes);
     if (emu_rand() % 3 == 0) memcpy(smem, c.bytes, 16);
     else emu_g.t[emu_g.cur].pending.push_back(c);
 }
-static inline void cp_async_commit() {}
+static inline void cp_async_commit() { emu_g.t[emu_g.cur].commits++; }
+/* wait_group N: every group but the newest N has landed. */
 template <int N> static inline void cp_async_wait() {
-    static_assert(N == 0, "only wait_group 0 is emulated");
-    emu_land(emu_g.t[emu_g.cur], true);
+    emu_thread &t = emu_g.t[emu_g.cur];
+    emu_land(t, true, t.commits - N);
 }
 
 static inline unsigned __ballot_sync(unsigned mask, int pred) {
@@ -276,6 +285,8 @@ __attribute__((noinline)) static void emu_start_thread(int i) {
     t.ctx.uc_link = &emu_g.sched;
     makecontext(&t.ctx, emu_entry, 0);
     t.state = EMU_RUN;
+    t.pending.clear();
+    t.commits = 0;
 }
 
 /* Run body() as every thread of every block of the grid; smem (bytes) is

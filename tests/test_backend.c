@@ -217,6 +217,10 @@ static const bcase_t TABLE[] = {
     {.name = "eq_state_none", .tags = ALLST | T_STATEF | T_STATEB, .decay = NONE_, .dtype = F32_, .layout = TU_BHND, .B = 2, .H = 2, .N = 150, .D = 16, .E = 24},
     {.name = "eq_state_head", .tags = ALLST | T_STATEF | T_STATEB, .decay = HEAD_, .dtype = BF16_, .layout = TU_BHND, .B = 2, .H = 2, .N = 150, .D = 24, .E = 16},
     {.name = "eq_state_tok", .tags = ALLST | T_STATEF | T_STATEB, .decay = TOK_, .dtype = F16_, .layout = TU_BNHD, .B = 2, .H = 2, .N = 150, .D = 16, .E = 16},
+    /* Long enough for the GPU's forward split along the sequence (few blocks, segments of at
+     * least 128 tokens, a ragged last one), and the state-only pass with it. */
+    {.name = "long_split_vk_bf16", .tags = ALLST | T_STATEF, .decay = VK_, .dtype = BF16_, .layout = TU_BHND, .B = 1, .H = 2, .N = 1000, .D = 64, .E = 64},
+    {.name = "long_split_vkv_f16", .tags = ALLST | T_STATEF, .decay = VKV_, .dtype = F16_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 900, .D = 32, .E = 128},
     {.name = "eq_state_vk", .tags = ALLST | T_STATEF | T_STATEB, .decay = VK_, .dtype = F32_, .layout = TU_BHND, .B = 1, .H = 2, .N = 150, .D = 32, .E = 16},
     {.name = "eq_state_vkv", .tags = ALLST | T_STATEF | T_STATEB, .decay = VKV_, .dtype = BF16_, .layout = TU_BHND_PAD, .B = 1, .H = 2, .N = 150, .D = 16, .E = 32},
     {.name = "eq_state_nodfinal_tok", .tags = T_INIT | T_LEARN | T_DINIT | T_STATEB, .decay = TOK_, .dtype = F32_, .layout = TU_BHND, .B = 1, .H = 2, .N = 70, .D = 16, .E = 16},

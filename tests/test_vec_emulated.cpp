@@ -25,6 +25,7 @@
 #include "vec_fwd_kernel.cuh"
 #include "vec_mma_kernel.cuh"
 #include "vec_bwd.h"
+#include "vec_fold.cuh"
 
 extern "C" {
 #include "reference.h"
@@ -43,9 +44,16 @@ static int passed, failed;
 /* Which kernel runs a case, on which input dtype. */
 enum kernel_kind { K_FP32, K_MMA_BF16, K_MMA_F16 };
 static const char *const KIND_NAME[] = {"fp32", "mma bf16", "mma f16"};
+static int mma_et = 64; /* the tensor-core kernel's value columns a block in this pass: every case runs with 64 and 128 */
+static const char *kind_name(int kind) {
+    static char buf[32];
+    if (kind == K_FP32) return KIND_NAME[kind];
+    snprintf(buf, sizeof buf, "%s, %d-column blocks", KIND_NAME[kind], mma_et);
+    return buf;
+}
 
 /* The tensor-core kernel's shared memory (cuda_emu.h: the kernel's extern __shared__ array). */
-alignas(16) char sm[vm_layout<128, true>::BYTES];
+alignas(16) char sm[vm_layout<128, 128, true, true>::bytes(3)];
 
 static uint64_t rng_state;
 static double uniform() {
@@ -201,22 +209,29 @@ static std::vector<double> gather_state(const vcase &c, const std::vector<float>
     return r;
 }
 
-/* The tensor-core kernel's instance for the run, as vec_mma.cu picks it, on every thread of its grid. */
-template <typename T, int DM, bool RD, bool CD, bool SP>
+/* The tensor-core kernel's instance for the run, as vec_mma.cu picks it (the
+ * block's value columns: this pass's), on every thread of its grid. */
+template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
 static void run_mma_instance(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
-    const emu_dim3 grid = {(unsigned)S, (unsigned)H, (unsigned)((p.E + LA_VM_ET - 1) / LA_VM_ET)};
-    emu_launch(grid, LA_VM_THREADS, sm, vm_layout<DM, SP>::BYTES, seed,
-               [&p] { la_vec_mma_kernel<T, DM, RD, CD, SP>(p); });
+    const emu_dim3 grid = {(unsigned)S, (unsigned)H, (unsigned)((p.E + ET - 1) / ET)};
+    la_vec_params_t ps = p;
+    ps.nstage = 2 + (int)(seed % 2); /* both depths of the input pipeline, launch by launch */
+    emu_launch(grid, LA_VM_THREADS(ET), sm, vm_layout<DM, ET, CD, SP>::bytes(ps.nstage), seed,
+               [&ps] { la_vec_mma_kernel<T, DM, ET, RD, CD, SP>(ps); });
 }
-template <typename T, int DM, bool SP>
+template <typename T, int DM, int ET, bool SP>
 static void run_mma_kind(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
-    if (!p.gv) run_mma_instance<T, DM, true, false, SP>(p, S, H, seed);
-    else if (p.gk) run_mma_instance<T, DM, true, true, SP>(p, S, H, seed);
-    else run_mma_instance<T, DM, false, true, SP>(p, S, H, seed);
+    if (!p.gv) run_mma_instance<T, DM, ET, true, false, SP>(p, S, H, seed);
+    else if (p.gk) run_mma_instance<T, DM, ET, true, true, SP>(p, S, H, seed);
+    else run_mma_instance<T, DM, ET, false, true, SP>(p, S, H, seed);
+}
+template <typename T, int DM, bool SP> static void run_mma_cols(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
+    if (mma_et == 128) run_mma_kind<T, DM, 128, SP>(p, S, H, seed);
+    else run_mma_kind<T, DM, 64, SP>(p, S, H, seed);
 }
 template <typename T, int DM> static void run_mma_dm(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
-    if (p.term_mode) run_mma_kind<T, DM, true>(p, S, H, seed);
-    else run_mma_kind<T, DM, false>(p, S, H, seed);
+    if (p.term_mode) run_mma_cols<T, DM, true>(p, S, H, seed);
+    else run_mma_cols<T, DM, false>(p, S, H, seed);
 }
 template <typename T> static void run_mma(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
     if (p.D <= 64) run_mma_dm<T, 64>(p, S, H, seed);
@@ -254,7 +269,44 @@ static bounds bounds_of(kernel_kind k) {
     return {2e-5, 2e-5, 1e-4};
 }
 
-static void run_case(const vcase &c, kernel_kind kind) {
+/* A forward split along the sequence, as the runner does it (host/backend.cu): each segment's
+ * walk from a zero state (its local state and summed decays), the fold, each segment's walk
+ * from its starting state. */
+static void run_split(const la_vec_params_t &p, int64_t S, int64_t seg_len, kernel_kind kind) {
+    const int64_t H = p.H, D = p.D, E = p.E, nseg = (p.seqlen + seg_len - 1) / seg_len;
+    std::vector<float> seg_state((size_t)(S * nseg * H * D * E), NAN), tot((size_t)(S * nseg * H * (D + E)), NAN);
+    la_st_t seg;
+    seg.ptr = seg_state.data();
+    seg.ss = H * D * E;
+    seg.sh = D * E;
+    seg.sd = E;
+    seg.se = 1;
+    la_vec_params_t sp = p;
+    sp.seg_len = seg_len;
+    sp.nseg = (int)nseg;
+    sp.q = sp.o = la_vec_none();
+    sp.s0.ptr = NULL;
+    sp.sN = seg;
+    sp.seg_tot_k = tot.data();
+    sp.seg_tot_v = p.gv ? tot.data() + S * nseg * H * D : NULL;
+    run_blocks(sp, S * nseg, (int)H, kind);
+    for (int64_t s = 0; s < S; s++)
+        for (int h = 0; h < H; h++)
+            for (int d = 0; d < D; d++)
+                for (int e = 0; e < E; e++)
+                    la_vec_fold_elem(seg_state.data(), sp.seg_tot_k, sp.seg_tot_v, p.s0, p.sN, (int)nseg, (int)H,
+                                     (int)D, (int)E, s, h, d, e);
+    if (!p.o.ptr) return;
+    sp = p;
+    sp.seg_len = seg_len;
+    sp.nseg = (int)nseg;
+    sp.s0 = seg;
+    sp.sN.ptr = NULL;
+    run_blocks(sp, S * nseg, (int)H, kind);
+}
+
+/* seg_len > 0: the forward split along the sequence in segments of seg_len tokens. */
+static void run_case(const vcase &c, kernel_kind kind, int64_t seg_len = 0) {
     const inputs in(c, kind);
     const int64_t B = c.B, H = c.H, N = c.N, D = c.D, E = c.E, S = in.S;
     const std::vector<float> &q = in.q, &k = in.k, &v = in.v, &gk = in.gk, &gv = in.gv, &s0 = in.s0;
@@ -287,7 +339,8 @@ static void run_case(const vcase &c, kernel_kind kind) {
     p.seqlen = N;
     p.cu = c.cu.empty() ? NULL : c.cu.data();
 
-    run_blocks(p, S, (int)H, kind);
+    if (seg_len) run_split(p, S, seg_len, kind);
+    else run_blocks(p, S, (int)H, kind);
     const std::vector<float> o = to.floats();
 
     std::vector<double> got_o, ref_o, got_s, ref_s;
@@ -328,11 +381,11 @@ static void run_case(const vcase &c, kernel_kind kind) {
     char what[64];
     if (!c.state_only) {
         const double eo = rel_l2(got_o, ref_o);
-        snprintf(what, sizeof what, "%s: o", KIND_NAME[kind]);
+        snprintf(what, sizeof what, "%s: o%s", kind_name(kind), seg_len ? " (split)" : "");
         check(eo < tol.tok, c.name, what, eo);
     }
     const double es = rel_l2(got_s, ref_s);
-    snprintf(what, sizeof what, "%s: final state", KIND_NAME[kind]);
+    snprintf(what, sizeof what, "%s: final state%s", kind_name(kind), seg_len ? " (split)" : "");
     check(es < tol.state, c.name, what, es);
 }
 
@@ -426,7 +479,7 @@ static void run_backward(const vcase &c, kernel_kind kind) {
     for (int i = 0; i < 6; i++) {
         if ((i == 0 && so) || (i == 4 && !c.kv)) continue;
         const double err = rel_l2(got[i], ref[i]);
-        snprintf(what, sizeof what, "%s: %sbackward: %s", KIND_NAME[kind], so ? "state-only " : "", names[i]);
+        snprintf(what, sizeof what, "%s: %sbackward: %s", kind_name(kind), so ? "state-only " : "", names[i]);
         check(err < tols[i], c.name, what, err);
     }
 }
@@ -466,14 +519,18 @@ int main(void) {
         {"vkv_n100_d128_e128_sharp", 1, 2, 100, 128, 128, true, true, false, false, false, 0.1, 0, none},
         {"vk_n40_d128_e72_gates", 1, 1, 40, 128, 72, false, true, false, true, false, 1.0, 0, none, 0.0},
     };
+    for (int et : {64, 128})
     for (int kind = K_MMA_BF16; kind <= K_MMA_F16; kind++) {
+        mma_et = et;
         for (const vcase &c : cases)
             if (c.N <= 200 && c.D <= 128 && c.E <= 128) {
                 run_case(c, (kernel_kind)kind);
+                if (c.cu.empty() && c.N > 16) run_case(c, (kernel_kind)kind, c.N > 64 ? 48 : 16);
                 run_backward(c, (kernel_kind)kind);
             }
         for (const vcase &c : mma_cases) {
             run_case(c, (kernel_kind)kind);
+            run_case(c, (kernel_kind)kind, 32);
             run_backward(c, (kernel_kind)kind);
         }
     }

@@ -336,10 +336,50 @@ static la_status_t run_vector_backward(const la_plan_t *pl, const la_tile_plan_t
     la_vec_params_t runs[4];
     const int n = la_vec_bwd_runs(&a, runs);
     for (int i = 0; i < n; i++) {
+        runs[i].sms = tp->vec_sms;
         const la_status_t st = la_cuda_vec_fwd(&runs[i], t->k.dtype, pl->num_seqs, tp->vec_mma_smem, stream, msg);
         if (st) return st;
     }
     return LA_STATUS_SUCCESS;
+}
+
+/* A forward split along the sequence (plan_vector): each segment's walk from a zero state to its
+ * local state and summed decays, the fold to each segment's starting state (and the final
+ * state), then, unless the state alone is wanted, each segment's walk from its state. */
+static la_status_t run_vector_split(const la_plan_t *pl, const la_tile_plan_t *tp, const la_vec_params_t *whole,
+                                    char *ws, cudaStream_t stream, char *msg) {
+    const int H = (int)pl->p.heads, D = (int)pl->p.dim_qk, E = (int)pl->p.dim_v;
+    la_st_t seg;
+    seg.ptr = (float *)(ws + tp->ws.vec_seg_state);
+    seg.se = 1;
+    seg.sd = E;
+    seg.sh = (int64_t)D * E;
+    seg.ss = (int64_t)H * D * E;
+    float *tot_k = (float *)(ws + tp->ws.vec_seg_tot);
+    float *tot_v = whole->gv ? tot_k + (size_t)tp->seg.total * H * D : NULL;
+    la_vec_params_t p = *whole;
+    p.seg_len = tp->seg.seg_len;
+    p.nseg = tp->seg.n_seg;
+    p.q = p.o = la_vec_none(); /* the segments' state pass */
+    p.s0.ptr = NULL;
+    p.sN = seg;
+    p.seg_tot_k = tot_k;
+    p.seg_tot_v = tot_v;
+    la_status_t st = la_cuda_vec_fwd(&p, pl->t.k.dtype, tp->seg.total, tp->vec_mma_smem, stream, msg);
+    if (st) return st;
+    const cudaError_t err = la_cuda_vec_fold(seg.ptr, tot_k, tot_v, whole->s0, whole->sN, tp->seg.n_seg, H, D, E,
+                                             pl->num_seqs, stream);
+    if (err != cudaSuccess) {
+        snprintf(msg, LA_MSG_LEN, "launching the vector-decay fold failed: %s", cudaGetErrorString(err));
+        return LA_STATUS_EXECUTION_FAILED;
+    }
+    if (!whole->o.ptr) return LA_STATUS_SUCCESS; /* the state-only forward: the fold wrote S_N */
+    p = *whole;
+    p.seg_len = tp->seg.seg_len;
+    p.nseg = tp->seg.n_seg;
+    p.s0 = seg;
+    p.sN.ptr = NULL;
+    return la_cuda_vec_fwd(&p, pl->t.k.dtype, tp->seg.total, tp->vec_mma_smem, stream, msg);
 }
 
 static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, char *ws, cudaStream_t stream, char *msg) {
@@ -374,7 +414,9 @@ static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, cha
     p.scale = pl->p.scale;
     p.seqlen = pl->p.seqlen;
     p.cu = cu;
-    return la_cuda_vec_fwd(&p, t->k.dtype, pl->num_seqs, tp->vec_mma_smem, stream, msg);
+    p.sms = tp->vec_sms;
+    if (!tp->seg.multi) return la_cuda_vec_fwd(&p, t->k.dtype, pl->num_seqs, tp->vec_mma_smem, stream, msg);
+    return run_vector_split(pl, tp, &p, ws, stream, msg);
 }
 
 /* ---- the backend -------------------------------------------------------------------- */

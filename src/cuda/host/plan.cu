@@ -28,6 +28,7 @@
 #include "plan.h"
 #include "vec_bwd.h"
 #include "vec_launch.h"
+#include "vec_mma_layout.h"
 #include "fwd_launch.h"
 #include "bwd_launch.h"
 #include "tma_map.h"
@@ -610,6 +611,7 @@ static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg
     t->eslice = LA_VEC_EV;
     t->main = bwd ? LA_K_VEC_BWD : LA_K_VEC_FWD;
     t->vec_mma_smem = p->lim.smem_optin;
+    t->vec_sms = p->lim.sms;
     t->seg.seg_len = pl->p.seqlen; /* one segment per sequence */
     t->seg.total = (int)pl->num_seqs;
     const size_t S = (size_t)pl->num_seqs;
@@ -618,6 +620,34 @@ static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg
         t->ws.seg_off = al256((S + 1) * sizeof(int64_t));
         t->ws.chunk_off = t->ws.seg_off + al256((S + 1) * sizeof(int));
         t->ws.total = t->ws.chunk_off + al256((S + 1) * sizeof(int));
+    }
+    /* A sequence split where the tensor-core kernel's blocks would not fill the GPU once (few rows
+     * and heads): forwards of batch rows only, segments of at least 128 tokens, as many blocks as
+     * the SMs hold at once.  Each segment's state pass, a fold, then each segment's walk from its
+     * state. */
+    const int mma = la_cuda_vec_uses_mma((int)pl->p.dim_qk, 0, pl->t.k.dtype, t->vec_mma_smem);
+    if (!bwd && !pl->packed && mma) {
+        const int cd = pl->p.decay == LA_DECAY_VECTOR_KV;
+        const int et = la_vec_mma_et((int)pl->p.dim_qk, (int)pl->p.dim_v, cd, 0, t->vec_mma_smem);
+        const int ns = la_vec_mma_stages((int)pl->p.dim_qk, et, cd, 0, t->vec_mma_smem);
+        const int per_sm_smem = p->lim.smem_per_sm / (la_vec_mma_smem((int)pl->p.dim_qk, et, cd, 0, ns) + 1024);
+        const int per_sm = per_sm_smem < 1 ? 1 : per_sm_smem > 512 / LA_VM_THREADS(et) ? 512 / LA_VM_THREADS(et) : per_sm_smem;
+        const int64_t blocks = (int64_t)S * pl->p.heads * ((pl->p.dim_v + et - 1) / et);
+        const int64_t want = (int64_t)per_sm * p->lim.sms / blocks; /* one wave */
+        const int64_t most = pl->p.seqlen / 128;
+        const int64_t nseg = want < most ? want : most;
+        if (nseg > 1) {
+            const int64_t len = ((pl->p.seqlen + nseg - 1) / nseg + 15) / 16 * 16;
+            t->seg.seg_len = len;
+            t->seg.n_seg = (int)((pl->p.seqlen + len - 1) / len);
+            t->seg.total = (int)(S * t->seg.n_seg);
+            t->seg.multi = 1;
+            const size_t rows = (size_t)t->seg.total * (size_t)pl->p.heads;
+            t->ws.vec_seg_state = t->ws.total;
+            t->ws.total += al256(rows * (size_t)pl->p.dim_qk * (size_t)pl->p.dim_v * sizeof(float));
+            t->ws.vec_seg_tot = t->ws.total;
+            t->ws.total += al256(rows * (size_t)(pl->p.dim_qk + pl->p.dim_v) * sizeof(float));
+        }
     }
     if (bwd && la_vec_bwd_ws_state(pl->want_dld || pl->want_dldv, pl->has_dfinal)) {
         t->ws.vec_state = t->ws.total;
@@ -713,8 +743,11 @@ void la_cuda_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t 
                mma_d && (mma_e || t->main == LA_K_VEC_FWD) ? "tensor cores"
                : mma_d || mma_e                            ? "tensor cores where the rows are at most 128, else fp32 products"
                                                            : "fp32 products",
-               t->main == LA_K_VEC_BWD ? "; runs for dq, dk, dv, the decay gradients summed backwards" : "", t->seg.total,
-               t->seg.total == 1 ? "" : "s", (long long)pl->p.heads, p->workspace);
+               t->main == LA_K_VEC_BWD ? "; runs for dq, dk, dv, the decay gradients summed backwards" : "",
+               (int)pl->num_seqs, pl->num_seqs == 1 ? "" : "s", (long long)pl->p.heads, p->workspace);
+        if (t->seg.multi)
+            APPEND("; each sequence split into %d segments of %lld tokens (their state passes, a fold, their walks)",
+                   t->seg.n_seg, (long long)t->seg.seg_len);
         return;
     }
     APPEND(": head-dim tile %dx%d (%d x %d tiles%s)", p->td, p->te, p->nd, p->ne, p->nd * p->ne > 1 ? ", summed" : "");

@@ -48,6 +48,7 @@ typedef struct la_ws_layout {
     size_t cu, seg_off, chunk_off, seg_state, seg_logdecay, seg_dstate;
     size_t dld_tok, dld_chunk, dld_z0, dld_part;
     size_t vec_state;        /* vector kinds' backward: S_N f32 [S,H,D,E] (kernels/vector/vec_bwd.h) */
+    size_t vec_seg_state, vec_seg_tot; /* vector kinds' sequence split: f32 [S*nseg,H,D,E], [S*nseg,H,D+E] */
     size_t total;
 } la_ws_layout_t;
 
@@ -65,6 +66,7 @@ typedef struct la_tile_plan {
     int bwd_stages, dld_planes;
     int side_state_stages; /* the backward's forward state pass, beside the reverse one */
     int vec_mma_smem;      /* vector kinds: shared memory the tensor-core recurrence may take (0: none) */
+    int vec_sms;           /* vector kinds: the device's SMs, for the recurrence's block width */
 } la_tile_plan_t;
 
 typedef struct la_sum_layout {

@@ -26,12 +26,12 @@ static cudaError_t vec_launch_kind(const la_vec_params_t &p, int64_t num_seqs, c
 }
 
 int la_cuda_vec_uses_mma(int D, int split, la_dtype_t dtype, int mma_smem) {
-    return (dtype == LA_DTYPE_BF16 || dtype == LA_DTYPE_F16) && D <= 128 && la_vec_mma_smem(D, split) <= mma_smem;
+    return (dtype == LA_DTYPE_BF16 || dtype == LA_DTYPE_F16) && D <= 128 && la_vec_mma_smem(D, 64, 1, split, 2) <= mma_smem;
 }
 
 la_status_t la_cuda_vec_fwd(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, int mma_smem,
                             cudaStream_t stream, char *msg) {
-    const cudaError_t err = la_cuda_vec_uses_mma(p->D, p->term_mode != 0, dtype, mma_smem) ? la_cuda_vec_mma(p, dtype, num_seqs, stream)
+    const cudaError_t err = la_cuda_vec_uses_mma(p->D, p->term_mode != 0, dtype, mma_smem) ? la_cuda_vec_mma(p, dtype, num_seqs, mma_smem, stream)
                             : dtype == LA_DTYPE_BF16                    ? vec_launch_kind<__nv_bfloat16>(*p, num_seqs, stream)
                             : dtype == LA_DTYPE_F16 ? vec_launch_kind<__half>(*p, num_seqs, stream)
                                                     : vec_launch_kind<float>(*p, num_seqs, stream);

@@ -18,7 +18,13 @@ la_status_t la_cuda_vec_fwd(const la_vec_params_t *p, la_dtype_t dtype, int64_t 
  * its outputs feed a decay gradient, vec_params.h's term). */
 int la_cuda_vec_uses_mma(int D, int split, la_dtype_t dtype, int mma_smem);
 
-/* The tensor-core kernel alone (bf16 or f16, D <= 128). */
-cudaError_t la_cuda_vec_mma(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, cudaStream_t stream);
+/* The tensor-core kernel alone (bf16 or f16, D <= 128), with blocks of 128
+ * value columns where E needs them and mma_smem allows, else 64. */
+cudaError_t la_cuda_vec_mma(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, int mma_smem,
+                            cudaStream_t stream);
+
+/* The fold of a sequence split (vec_fold.cuh). */
+cudaError_t la_cuda_vec_fold(float *seg_state, const float *seg_tot_k, const float *seg_tot_v, la_st_t s0, la_st_t sN,
+                             int nseg, int H, int D, int E, int64_t num_seqs, cudaStream_t stream);
 
 #endif

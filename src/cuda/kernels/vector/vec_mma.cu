@@ -1,6 +1,7 @@
 /* vec_mma.cu - instances and launcher of the tensor-core vector-decay
  * recurrence (vec_mma_kernel.cuh): bf16 and f16, row dims up to 64 and 128,
- * with row decays, column decays or both, outputs split or not. */
+ * outputs split or not, with row decays, column decays or both, blocks of
+ * 64 or 128 value columns. */
 #include "vec_launch.h"
 #include "vec_mma_kernel.cuh"
 #include "smem_opt_in.h"
@@ -8,36 +9,52 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-template <typename T, int DM, bool RD, bool CD, bool SP>
-static cudaError_t vm_launch(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
-    const int smem = vm_layout<DM, SP>::BYTES;
-    auto k = la_vec_mma_kernel<T, DM, RD, CD, SP>;
+template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
+static cudaError_t vm_launch(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
+    la_vec_params_t ps = p;
+    ps.nstage = la_vec_mma_stages(DM, ET, CD, SP, mma_smem);
+    const int smem = vm_layout<DM, ET, CD, SP>::bytes(ps.nstage);
+    auto k = la_vec_mma_kernel<T, DM, ET, RD, CD, SP>;
     cudaError_t err = la_cuda_opt_in_smem((const void *)k, smem);
     if (err != cudaSuccess) return err;
-    k<<<dim3((unsigned)num_seqs, p.H, (p.E + LA_VM_ET - 1) / LA_VM_ET), LA_VM_THREADS, smem, s>>>(p);
+    k<<<dim3((unsigned)num_seqs, p.H, (p.E + ET - 1) / ET), LA_VM_THREADS(ET), smem, s>>>(ps);
     return cudaGetLastError();
+}
+
+/* 128 value columns a block where they fit and the grid still covers half the SMs; else 64 (twice
+ * the blocks, for grids that fall short of the GPU). */
+template <typename T, int DM, bool RD, bool CD, bool SP>
+static cudaError_t vm_launch_cols(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
+    const int64_t wide_blocks = num_seqs * p.H * ((p.E + 127) / 128);
+    const bool wide = la_vec_mma_et(p.D, p.E, CD, SP, mma_smem) == 128 && (p.sms == 0 || 2 * wide_blocks >= p.sms);
+    return wide ? vm_launch<T, DM, 128, RD, CD, SP>(p, num_seqs, mma_smem, s)
+                : vm_launch<T, DM, 64, RD, CD, SP>(p, num_seqs, mma_smem, s);
 }
 
 /* Row decays only (the forward of VECTOR_K, and the runs whose rows are its
  * keys), column decays only (the runs of VECTOR_K transposed), or both. */
 template <typename T, int DM, bool SP>
-static cudaError_t vm_launch_kind(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
-    if (!p.gv) return vm_launch<T, DM, true, false, SP>(p, num_seqs, s);
-    return p.gk ? vm_launch<T, DM, true, true, SP>(p, num_seqs, s) : vm_launch<T, DM, false, true, SP>(p, num_seqs, s);
+static cudaError_t vm_launch_kind(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
+    if (!p.gv) return vm_launch_cols<T, DM, true, false, SP>(p, num_seqs, mma_smem, s);
+    return p.gk ? vm_launch_cols<T, DM, true, true, SP>(p, num_seqs, mma_smem, s)
+                : vm_launch_cols<T, DM, false, true, SP>(p, num_seqs, mma_smem, s);
 }
 
 /* Split outputs (SP) where they feed a decay gradient's sum (term_mode). */
 template <typename T, int DM>
-static cudaError_t vm_launch_split(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
-    return p.term_mode ? vm_launch_kind<T, DM, true>(p, num_seqs, s) : vm_launch_kind<T, DM, false>(p, num_seqs, s);
+static cudaError_t vm_launch_split(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
+    return p.term_mode ? vm_launch_kind<T, DM, true>(p, num_seqs, mma_smem, s)
+                       : vm_launch_kind<T, DM, false>(p, num_seqs, mma_smem, s);
 }
 
 template <typename T>
-static cudaError_t vm_launch_dims(const la_vec_params_t &p, int64_t num_seqs, cudaStream_t s) {
-    return p.D <= 64 ? vm_launch_split<T, 64>(p, num_seqs, s) : vm_launch_split<T, 128>(p, num_seqs, s);
+static cudaError_t vm_launch_dims(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
+    return p.D <= 64 ? vm_launch_split<T, 64>(p, num_seqs, mma_smem, s)
+                     : vm_launch_split<T, 128>(p, num_seqs, mma_smem, s);
 }
 
-cudaError_t la_cuda_vec_mma(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, cudaStream_t stream) {
-    return dtype == LA_DTYPE_BF16 ? vm_launch_dims<__nv_bfloat16>(*p, num_seqs, stream)
-                                  : vm_launch_dims<__half>(*p, num_seqs, stream);
+cudaError_t la_cuda_vec_mma(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, int mma_smem,
+                            cudaStream_t stream) {
+    return dtype == LA_DTYPE_BF16 ? vm_launch_dims<__nv_bfloat16>(*p, num_seqs, mma_smem, stream)
+                                  : vm_launch_dims<__half>(*p, num_seqs, mma_smem, stream);
 }

@@ -6,9 +6,12 @@
  *   S_u = diag(e^{alpha_u}) S_{u-1} diag(e^{beta_u}) + kscale k_u^T v_u,   y_u = scale q_u S_u
  *
  * (alpha: the row log decays, gk; beta: the column log decays, gv; either may
- * be absent).  A block owns (sequence, head, LA_VM_ET value columns) and walks
- * its sequence in chunks of L = 16 steps with the fp32 state slice in
- * registers, as mma accumulators.  Per chunk, with lambda_u / nu_u the
+ * be absent).  A block owns (sequence, head, ET value columns) and walks
+ * its sequence in chunks of L = 16 steps.  Warp w holds the transpose S^T
+ * of the fp32 state for value columns 16 w .. 16 w + 15, every row, as mma
+ * accumulators: the accumulators of two n8 tiles are the A fragment of a
+ * k16 step, so the inter product reads the state from registers, and no
+ * other warp ever needs it.  Per chunk, with lambda_u / nu_u the
  * inclusive sums of alpha / beta over the chunk's steps up to u, mu_s / xi_s
  * the exclusive sums after s (each summed from its own terms, so no
  * difference of large sums loses digits), and lambda_L, nu_L the chunk's
@@ -38,17 +41,19 @@
  * operands, so states keep fp32 accuracy.
  * Deterministic: fixed orders, no atomics (the masks are ballots).
  *
- * Per chunk, barriers B1..B4 (B5 for a running sum):
- *   prep   threads by channel: sums, factors, operands, masks   -> B1
- *          then every thread: the next chunk's inputs to the other stage
- *          (cp.async pieces, or element copies), landing by B4
- *   B      every warp: its rows of the state update (registers), its n8
- *          tile of the inter product; warps 0, 1: the scores' tiles -> B2
- *   C      thread per (u, s): the mask and unfactored rows      -> B3
- *   D      every warp: intra product, y to shared memory, the new state
- *          copy                                                 -> B4
+ * Per chunk, barriers B1..B3 (B4 for a running sum):
+ *   prep   a thread per walk (row prefix, row suffix; with column decays,
+ *          column prefix and suffix): sums, factors, operands, masks  -> B1
+ *          then every thread: chunk c + ns - 1's inputs to the stage the
+ *          last chunk read (cp.async pieces, or element copies; ns = 2 or 3
+ *          stages), chunk c + 1's landing by B3
+ *   scores warps 0, 1: an n8 tile each, masked, with the rows left out of
+ *          the factored product added in fp32
+ *   inter  every warp: y^T for its columns from the state in registers -> B2
+ *   intra  every warp: its columns' intra product, y to shared memory;
+ *          the state update in registers                           -> B3
  *   E      thread per (u, e), e fixed per thread: unfactored columns,
- *          outputs (and B5, the running sums of term_mode 2). */
+ *          outputs (and B4, the running sums of term_mode 2). */
 #ifndef LA_CUDA_VEC_MMA_KERNEL_CUH
 #define LA_CUDA_VEC_MMA_KERNEL_CUH
 
@@ -87,57 +92,71 @@ __device__ __forceinline__ bool vm_pieces_ok_f32(const float *x, int64_t sb, int
                   (reinterpret_cast<uintptr_t>(x) & 15) == 0);
 }
 
-/* One input of a chunk, [L][W] in its stage (W = DM or LA_VM_ET channels),
- * of which the first `valid` channels exist: channel c of step u is
+/* One input of a chunk, [L][W] in its stage (W = DM or ET channels, row
+ * pitch P), of which the first `valid` channels exist: channel c of step u is
  * x[t * st + c * sc], t the walk's token of step u, or with `decays` the
  * token whose decays step u takes (none past the sequence's end).  In
  * 16-byte pieces by cp.async where the block may (zero-filled where nothing
  * is read), else element by element. */
-template <typename X, int W>
+template <typename X, int W, int P, int TH>
 __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, int64_t sc, int valid, const vm_seq &sq,
                                               int64_t c0, bool decays, bool pieces) {
-    const int tid = threadIdx.x;
+    /* The thread index made opaque: the copies' addresses are worked out afresh each chunk
+     * rather than held in registers for the whole walk (which spilled). */
+    int tid = threadIdx.x;
+#ifdef __CUDA_ARCH__
+    asm volatile("" : "+r"(tid));
+#endif
     if (pieces) {
         constexpr int PE = 16 / sizeof(X), NP = W / PE;
 #pragma unroll
-        for (int i = tid; i < LA_VM_L * NP; i += LA_VM_THREADS) {
+        for (int i = tid; i < LA_VM_L * NP; i += TH) {
             const int u = i / NP, c = (i % NP) * PE;
             const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
             const bool ok = c0 + u < sq.len && c < valid && (!decays || t < sq.t1);
-            if (x) cp_async_16(dst + u * W + c, ok ? x + t * st + c : x, ok ? 16 : 0);
+            if (x) cp_async_16(dst + u * P + c, ok ? x + t * st + c : x, ok ? 16 : 0);
             else
 #pragma unroll
-                for (int j = 0; j < PE; j++) dst[u * W + c + j] = X(0.0f); /* an absent input: zeros */
+                for (int j = 0; j < PE; j++) dst[u * P + c + j] = X(0.0f); /* an absent input: zeros */
         }
     } else {
 #pragma unroll 4
-        for (int i = tid; i < LA_VM_L * W; i += LA_VM_THREADS) {
+        for (int i = tid; i < LA_VM_L * W; i += TH) {
             const int u = i / W, c = i % W;
             const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
             const bool ok = x && c0 + u < sq.len && c < valid && (!decays || t < sq.t1);
-            dst[i] = ok ? x[t * st + c * sc] : X(0.0f);
+            dst[u * P + c] = ok ? x[t * st + c * sc] : X(0.0f);
         }
     }
 }
 
 /* A chunk's inputs (q, k, row decays; v, column decays) to a stage, from the
  * block's (sequence, head, first value column). */
-template <typename T, int DM, bool RD, bool CD>
+template <typename T, int DM, int ET, bool RD, bool CD>
 __device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &p, const vm_seq &sq, int h, int e0,
                                               int EV, int64_t c0, bool out, bool pieces) {
-    typedef vm_layout<DM, false> Y; /* the input stages lie alike in both layouts */
+    typedef vm_layout<DM, ET, CD, false> Y; /* the input stages lie alike split or not */
+    constexpr int TH = LA_VM_THREADS(ET);
     const T *q = out && p.q.ptr ? static_cast<const T *>(p.q.ptr) + sq.b * p.q.sb + h * p.q.sh : nullptr;
     const T *k = p.k.ptr ? static_cast<const T *>(p.k.ptr) + sq.b * p.k.sb + h * p.k.sh : nullptr;
     const T *v = p.v.ptr ? static_cast<const T *>(p.v.ptr) + sq.b * p.v.sb + h * p.v.sh + e0 * p.v.sc : nullptr;
-    vm_load_input<T, DM>(reinterpret_cast<T *>(raw + Y::R_Q), q, p.q.st, p.q.sc, p.D, sq, c0, false, pieces);
-    vm_load_input<T, DM>(reinterpret_cast<T *>(raw + Y::R_K), k, p.k.st, p.k.sc, p.D, sq, c0, false, pieces);
-    vm_load_input<T, LA_VM_ET>(reinterpret_cast<T *>(raw + Y::R_V), v, p.v.st, p.v.sc, EV, sq, c0, false, pieces);
+    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_Q), q, p.q.st, p.q.sc, p.D, sq, c0, false, pieces);
+    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_K), k, p.k.st, p.k.sc, p.D, sq, c0, false, pieces);
+    vm_load_input<T, ET, Y::VP, TH>(reinterpret_cast<T *>(raw + Y::R_V), v, p.v.st, p.v.sc, EV, sq, c0, false, pieces);
     const float *a = RD && p.gk ? p.gk + sq.b * p.gk_sb + h * p.gk_sh : nullptr;
-    const float *bb = CD ? p.gv + sq.b * p.gv_sb + h * p.gv_sh + e0 * p.gv_sc : nullptr;
-    vm_load_input<float, DM>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true, pieces);
-    vm_load_input<float, LA_VM_ET>(reinterpret_cast<float *>(raw + Y::R_B), bb, p.gv_st, p.gv_sc, EV, sq, c0, true,
-                                   pieces);
-    cp_async_commit();
+    vm_load_input<float, DM, DM, TH>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true,
+                                     pieces);
+    if (CD)
+        vm_load_input<float, ET, ET, TH>(reinterpret_cast<float *>(raw + Y::R_B),
+                                         p.gv + sq.b * p.gv_sb + h * p.gv_sh + e0 * p.gv_sc, p.gv_st, p.gv_sc, EV, sq,
+                                         c0, true, pieces);
+}
+
+/* Waits until all but the newest ns - 2 copy groups have landed: the next
+ * chunk's stage. */
+__device__ __forceinline__ void vm_wait_stage(int ns) {
+    if (ns >= 3) cp_async_wait<1>();
+    else cp_async_wait<0>();
 }
 
 /* e^x for the operand pass: one ex2.approx.ftz.  Rounding x log2 e gives a
@@ -189,64 +208,74 @@ template <typename T, bool SP> __device__ __forceinline__ void vm_put(T *hi, T *
     if (SP) lo[i] = T(x - float(h));
 }
 
-/* Two adjacent elements (i even): one 4-byte store a plane. */
+/* x0, x1 as one operand word, and with SP the word of their lo parts. */
 template <typename T> struct __align__(4) vm_pair { T x, y; };
-template <typename T, bool SP> __device__ __forceinline__ void vm_put2(T *hi, T *lo, int i, float x, float y) {
-    vm_pair<T> h;
-    h.x = T(x);
-    h.y = T(y);
-    *reinterpret_cast<vm_pair<T> *>(hi + i) = h;
+template <typename T, bool SP> __device__ __forceinline__ void vm_pack2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
+#ifdef __CUDA_ARCH__
+    pack_op2<T, SP>(x0, x1, hi, lo); /* one cvt a word */
+#else
+    vm_pair<T> h, l;
+    h.x = T(x0);
+    h.y = T(x1);
+    memcpy(&hi, &h, 4);
     if (SP) {
-        vm_pair<T> l;
-        l.x = T(x - float(h.x));
-        l.y = T(y - float(h.y));
-        *reinterpret_cast<vm_pair<T> *>(lo + i) = l;
+        l.x = T(x0 - float(h.x));
+        l.y = T(x1 - float(h.y));
+        memcpy(&lo, &l, 4);
     }
+#endif
 }
 
-/* A warp's state accumulators S[NT][4] (rows 16 rb + .., n8 tiles nt0 + ..)
- * to the state copy the inter product reads (row pitch VP). */
-template <typename T, bool SP, int NT, int VP>
-__device__ __forceinline__ void vm_copy_state(const float (&S)[NT][4], T *Sc, T *Scl, int rb, int nt0, int lane) {
-    const int g = lane / 4, t4 = lane % 4;
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int r = 0; r < 4; r += 2) {
-            const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4;
-            vm_put2<T, SP>(Sc, Scl, d * VP + e, S[j][r], S[j][r + 1]);
-        }
-}
-
-/* d += a b, or with SP (a + al)(b + bl) less al bl: the small terms first. */
+/* A warp's state operand for the inter product: its accumulators of n8
+ * tiles 2 kb and 2 kb + 1 are, as pairs, the A fragment of k16 step kb (the
+ * accumulator and A layouts agree row for row), with SP their lo parts. */
 template <typename T, bool SP>
+__device__ __forceinline__ void vm_state_operand(const float (&c0)[4], const float (&c1)[4], uint32_t a[4],
+                                                 uint32_t al[4]) {
+    vm_pack2<T, SP>(c0[0], c0[1], a[0], al[0]);
+    vm_pack2<T, SP>(c0[2], c0[3], a[1], al[1]);
+    vm_pack2<T, SP>(c1[0], c1[1], a[2], al[2]);
+    vm_pack2<T, SP>(c1[2], c1[3], a[3], al[3]);
+}
+
+/* d += a b, with a's lo part (SA) and b's (SB) where they have one: the
+ * small terms first, the product of the two lo parts left out. */
+template <typename T, bool SA, bool SB>
 __device__ __forceinline__ void vm_mma(float d[4], const uint32_t *a, const uint32_t *al, const uint32_t *b,
                                        const uint32_t *bl) {
-    if (SP) {
-        mma_16816<T>(d, al, b);
-        mma_16816<T>(d, a, bl);
-    }
+    if (SA) mma_16816<T>(d, al, b);
+    if (SB) mma_16816<T>(d, a, bl);
     mma_16816<T>(d, a, b);
 }
 
-template <typename T, int DM, bool RD, bool CD, bool SP>
-__global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_vec_params_t p) {
-    typedef vm_layout<DM, SP> Y;
-    constexpr int L = LA_VM_L, ET = LA_VM_ET, QP = Y::QP, VP = Y::VP, PP = Y::PP;
+template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
+__global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREADS(ET))
+    la_vec_mma_kernel(const la_vec_params_t p) {
+    typedef vm_layout<DM, ET, CD, SP> Y;
+    constexpr int L = LA_VM_L, TH = LA_VM_THREADS(ET), QP = Y::QP, VP = Y::VP, PP = Y::PP, YP = Y::YP;
     constexpr float SAFE = vm_safe<T>::value;
-    /* The state update's warp tiles: RBS row blocks of 16, each split into CG column groups of NT n8 tiles. */
-    constexpr int RBS = DM / 16, CG = 8 / RBS, NT = ET / 8 / CG;
+    /* Warp w holds the state's transpose S^T for value columns 16 w .. 16 w + 15 (its rows) and every
+     * row d (its NT n8 tiles of columns): the inter product takes it from registers as it is. */
+    constexpr int NT = DM / 8;
+    /* The operand pass, one task a walk: row prefixes, row suffixes, then (CD) column prefixes and
+     * suffixes.  Without column decays the values are an operand as they arrive. */
+    constexpr int NTASK = 2 * DM + (CD ? 2 * ET : 0);
     extern __shared__ __align__(16) char sm[];
     const int tid = threadIdx.x, w = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const int s = blockIdx.x, h = blockIdx.y, e0 = blockIdx.z * ET;
     const int EV = p.E - e0 < ET ? p.E - e0 : ET;
     const bool out = p.o.ptr != nullptr || p.term != nullptr;
+    const int term_mode = SP ? p.term_mode : 0; /* the launcher splits every run with a term */
     vm_seq sq;
     sq.reverse = p.reverse;
     if (p.cu) {
         sq.b = 0;
         sq.t0 = p.cu[s];
         sq.t1 = p.cu[s + 1];
+    } else if (p.nseg > 1) {
+        sq.b = s / p.nseg;
+        sq.t0 = (s % p.nseg) * p.seg_len;
+        sq.t1 = sq.t0 + p.seg_len < p.seqlen ? sq.t0 + p.seg_len : p.seqlen;
     } else {
         sq.b = s;
         sq.t0 = 0;
@@ -254,36 +283,38 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
     }
     sq.len = sq.t1 - sq.t0;
 
-    T *qh = reinterpret_cast<T *>(sm + Y::QH), *qd = reinterpret_cast<T *>(sm + Y::QD);
-    T *kh = reinterpret_cast<T *>(sm + Y::KH), *kl = reinterpret_cast<T *>(sm + Y::KL);
-    T *kd = reinterpret_cast<T *>(sm + Y::KD), *vh = reinterpret_cast<T *>(sm + Y::VH);
-    T *vl = reinterpret_cast<T *>(sm + Y::VL), *vd = reinterpret_cast<T *>(sm + Y::VD);
-    T *Sc = reinterpret_cast<T *>(sm + Y::SC), *Pb = reinterpret_cast<T *>(sm + Y::PB);
-    float *Pf = reinterpret_cast<float *>(sm + Y::PF), *Ys = reinterpret_cast<float *>(sm + Y::Y);
-    float *eN = reinterpret_cast<float *>(sm + Y::EN), *eNM = reinterpret_cast<float *>(sm + Y::ENM);
-    float *TR = reinterpret_cast<float *>(sm + Y::TR), *UC = reinterpret_cast<float *>(sm + Y::UC);
-    uint32_t *MR = reinterpret_cast<uint32_t *>(sm + Y::MR), *MC = reinterpret_cast<uint32_t *>(sm + Y::MC);
-    double *sums = reinterpret_cast<double *>(sm + Y::SUM);
-    /* The lo planes (SP only; else aliases of the hi planes that nothing writes or reads). */
-    T *qhl = reinterpret_cast<T *>(sm + (SP ? Y::QHL : Y::QH)), *qdl = reinterpret_cast<T *>(sm + (SP ? Y::QDL : Y::QD));
-    T *kdl = reinterpret_cast<T *>(sm + (SP ? Y::KDL : Y::KD)), *vdl = reinterpret_cast<T *>(sm + (SP ? Y::VDL : Y::VD));
-    T *Pbl = reinterpret_cast<T *>(sm + (SP ? Y::PBL : Y::PB)), *Scl = reinterpret_cast<T *>(sm + (SP ? Y::SCL : Y::SC));
+    const int ns = p.nstage;
+    char *rest = sm + ns * Y::RAW; /* past the input stages */
+    T *qh = reinterpret_cast<T *>(rest + Y::QH), *qd = reinterpret_cast<T *>(rest + Y::QD);
+    T *kh = reinterpret_cast<T *>(rest + Y::KH), *kl = reinterpret_cast<T *>(rest + Y::KL);
+    T *kd = reinterpret_cast<T *>(rest + Y::KD), *Pb = reinterpret_cast<T *>(rest + Y::PB);
+    float *Pf = reinterpret_cast<float *>(rest + Y::PF), *Ys = reinterpret_cast<float *>(rest + Y::Y);
+    float *eN = reinterpret_cast<float *>(rest + Y::EN), *eMc = reinterpret_cast<float *>(rest + Y::EMC);
+    float *TR = reinterpret_cast<float *>(rest + Y::TR), *UC = reinterpret_cast<float *>(rest + Y::UC);
+    uint32_t *MR = reinterpret_cast<uint32_t *>(rest + Y::MR), *MC = reinterpret_cast<uint32_t *>(rest + Y::MC);
+    double *sums = reinterpret_cast<double *>(rest + Y::SUM);
+    double *TI = reinterpret_cast<double *>(rest + (SP ? Y::TI : Y::SUM)); /* SP only (term_mode 2 runs split) */
+    /* The column-decay planes (CD), and the lo planes (SP); else aliases that nothing writes or reads. */
+    T *vh = reinterpret_cast<T *>(rest + Y::VH), *vl = reinterpret_cast<T *>(rest + Y::VL);
+    T *vd = reinterpret_cast<T *>(rest + Y::VD);
+    T *qhl = reinterpret_cast<T *>(rest + (SP ? Y::QHL : Y::QH)), *qdl = reinterpret_cast<T *>(rest + (SP ? Y::QDL : Y::QD));
+    T *kdl = reinterpret_cast<T *>(rest + (SP ? Y::KDL : Y::KD)), *vdl = reinterpret_cast<T *>(rest + (SP ? Y::VDL : Y::VD));
+    T *Pbl = reinterpret_cast<T *>(rest + (SP ? Y::PBL : Y::PB));
 
-    /* The state: warp w holds rows 16 rb .. of the slice, n8 tiles nt0 .. nt0 + NT. */
-    const int rb = w % RBS, nt0 = (w / RBS) * NT;
+    /* S^T: element (j, r) is row d = 8 j + 2 t4 + (r & 1) of the state, column e = 16 w + g + 8 (r >> 1). */
+    const int ew = 16 * w + g;
     float S[NT][4];
 #pragma unroll
     for (int j = 0; j < NT; j++)
 #pragma unroll
         for (int r = 0; r < 4; r++) {
-            const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4 + (r & 1);
+            const int d = 8 * j + 2 * t4 + (r & 1), e = ew + 8 * (r >> 1);
             S[j][r] = p.s0.ptr && d < p.D && e < EV
                           ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + (e0 + e) * p.s0.se]
                           : 0.0f;
         }
-    vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane);
-    if (p.term_mode == 2) /* the final state's share of each column's sum */
-        for (int c = tid; c < ET; c += LA_VM_THREADS) {
+    if (term_mode == 2) /* the final state's share of each column's sum */
+        for (int c = tid; c < ET; c += TH) {
             double f = 0.0;
             if (p.fin_a.ptr && c < EV)
                 for (int r = 0; r < p.D; r++)
@@ -295,107 +326,123 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
     /* This thread's output column (fixed: E walks rows of the same column): base pointers at (sequence, head, column). */
     const int64_t eo = e0 + (tid % ET < EV ? tid % ET : 0);
     T *ob = p.o.ptr ? static_cast<T *>(const_cast<void *>(p.o.ptr)) + sq.b * p.o.sb + h * p.o.sh + eo * p.o.sc : nullptr;
-    float *tb = p.term ? p.term + sq.b * p.term_sb + h * p.term_sh + eo * p.term_sc : nullptr;
-    const T *mb = p.mul.ptr ? static_cast<const T *>(p.mul.ptr) + sq.b * p.mul.sb + h * p.mul.sh + eo * p.mul.sc : nullptr;
+    float *tb = SP && p.term ? p.term + sq.b * p.term_sb + h * p.term_sh + eo * p.term_sc : nullptr;
+    const T *mb = SP && p.mul.ptr ? static_cast<const T *>(p.mul.ptr) + sq.b * p.mul.sb + h * p.mul.sh + eo * p.mul.sc : nullptr;
     const bool pieces = vm_pieces_ok<T>(p.q, p.D) && vm_pieces_ok<T>(p.k, p.D) && vm_pieces_ok<T>(p.v, p.E) &&
                         vm_pieces_ok_f32(p.gk, p.gk_sb, p.gk_sh, p.gk_st, p.gk_sc, p.D) &&
                         vm_pieces_ok_f32(p.gv, p.gv_sb, p.gv_sh, p.gv_st, p.gv_sc, p.E);
-    vm_load_chunk<T, DM, RD, CD>(sm, p, sq, h, e0, EV, 0, out, pieces);
-    cp_async_wait<0>();
+    for (int i = 0; i < ns - 1; i++) { /* the first chunks, a copy group each */
+        if (i * L < sq.len) vm_load_chunk<T, DM, ET, RD, CD>(sm + i * Y::RAW, p, sq, h, e0, EV, i * L, out, pieces);
+        cp_async_commit();
+    }
+    vm_wait_stage(ns); /* chunk 0 */
     __syncthreads();
 
-    /* Per-lane ldmatrix row offsets (elements): A tiles from [m][k] rows
-     * (non-transposed), B tiles from [k][n] rows (transposed), B tiles from [n][k] rows. */
-    const int mi = lane / 8, r8 = lane % 8;
-    const int a_row = r8 + 8 * (mi & 1), a_col = 8 * (mi >> 1);   /* A [m][k]: matrices m0-7/k0-7, m8-15, k8-15 ... */
-    const int at_row = r8 + 8 * (mi >> 1), at_col = 8 * (mi & 1); /* A^T stored [k][m] */
-    const int bt_row = r8 + 8 * (mi & 1), bt_col = 8 * (mi >> 1); /* B stored [k][n]: two n8 tiles of k16 */
+    /* The walk's summed log decays of this thread's row prefix task and column prefix task (at most one each). */
+    float row_tot = 0.0f, col_tot = 0.0f;
 
-    for (int64_t c0 = 0, ci = 0; c0 < sq.len; c0 += L, ci++) {
-        const char *raw = sm + (ci & 1) * Y::RAW;
+    /* Per-lane ldmatrix row offsets (elements): A tiles from [m][k] rows (non-transposed); A^T
+     * stored [k][m] and B^T stored [n][k] (the same lanes' rows); B stored [k][n] (transposed). */
+    const int mi = lane / 8, r8 = lane % 8;
+    const int a_row = r8 + 8 * (mi & 1), a_col = 8 * (mi >> 1);
+    const int at_row = r8 + 8 * (mi >> 1), at_col = 8 * (mi & 1);
+    const int bt_row = r8 + 8 * (mi & 1), bt_col = 8 * (mi >> 1);
+
+    for (int64_t c0 = 0, ci = 0, stage = 0; c0 < sq.len; c0 += L, ci++, stage = stage + 1 < ns ? stage + 1 : 0) {
+        const char *raw = sm + stage * Y::RAW;
         const T *rq = reinterpret_cast<const T *>(raw + Y::R_Q), *rk = reinterpret_cast<const T *>(raw + Y::R_K);
         const T *rv = reinterpret_cast<const T *>(raw + Y::R_V);
         const float *ra = reinterpret_cast<const float *>(raw + Y::R_A), *rbt = reinterpret_cast<const float *>(raw + Y::R_B);
-        const bool more = c0 + L < sq.len;
+        /* The values' operands: as read, without column decays. */
+        const T *vhp = CD ? vh : rv, *vdp = CD ? vd : rv;
 
-        /* ---- prep: one thread per row channel, then one per column ---- */
-        if (tid < DM) { /* three walks over the chunk: its total, the prefix sums, the suffix sums */
-            const int d = tid;
-            const vm_chan c = vm_channel<RD>(ra + d, DM, SAFE);
-            const float eM = c.safe ? c.eM : 0.0f; /* 0: the diagonal takes this row exactly, in C */
-            TR[d] = c.etot;
-            float run = 0.0f;
+        /* ---- prep: a thread per walk: a row's prefix (the queries' factors, the row's chunk decay
+         * and mask bit) or suffix (the keys'), a column's prefix (the outputs' column factors) or
+         * suffix (the values') ---- */
 #pragma unroll
-            for (int u = 0; u < L; u++) { /* prefix sums: the queries' factors */
-                if (RD) run += ra[u * DM + d];
-                const float qe = float(rq[u * DM + d]) * p.scale * (RD ? vm_exp(run) : 1.0f);
-                vm_put<T, SP>(qh, qhl, u * QP + d, qe);
-                vm_put<T, SP>(qd, qdl, u * QP + d, qe * eM);
-            }
-            run = 0.0f;
+        for (int task = tid; task < NTASK; task += TH) {
+            if (task < 2 * DM) {
+                const bool pre = task < DM;
+                const int d = pre ? task : task - DM;
+                const vm_chan c = vm_channel<RD>(ra + d, DM, SAFE);
+                const float eM = c.safe ? c.eM : 0.0f; /* 0: the scores take this row exactly */
+                if (pre) {
+                    row_tot += c.tot;
+                    TR[d] = c.etot;
+                    float run = 0.0f;
+                    if (out) { /* the operands of the outputs' products: none in a state-only walk */
 #pragma unroll
-            for (int u = L - 1; u >= 0; u--) {
-                const float ke = float(rk[u * DM + d]) * p.kscale * (RD ? vm_exp(run) : 1.0f);
-                if (RD) run += ra[u * DM + d];
-                T hi, lo;
-                vm_split<T>(ke, hi, lo);
-                kh[u * QP + d] = hi;
-                kl[u * QP + d] = lo;
-                vm_put<T, SP>(kd, kdl, u * QP + d, ke * eM);
-            }
-            const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
-            if (lane == 0) MR[d / 32] = bad;
-        } else if (tid < DM + ET) {
-            const int e = tid - DM;
-            const vm_chan c = vm_channel<CD>(rbt + e, ET, SAFE);
-            const float eM = c.safe ? c.eM : 0.0f; /* 0: E adds this column exactly */
-            UC[e] = c.etot;
-            float run = 0.0f;
-#pragma unroll
-            for (int u = 0; u < L; u++) { /* prefix sums: the output's column factors */
-                if (CD) run += rbt[u * ET + e];
-                const float en = CD ? vm_exp(run) : 1.0f;
-                eN[u * ET + e] = en;
-                eNM[u * ET + e] = en * eM;
-            }
-            run = 0.0f;
-#pragma unroll
-            for (int u = L - 1; u >= 0; u--) {
-                const float ve = float(rv[u * ET + e]) * (CD ? vm_exp(run) : 1.0f);
-                if (CD) {
-                    run += rbt[u * ET + e];
-                    T hi, lo;
-                    vm_split<T>(ve, hi, lo);
-                    vh[u * VP + e] = hi;
-                    vl[u * VP + e] = lo;
+                        for (int u = 0; u < L; u++) { /* prefix sums: the queries' factors */
+                            if (RD) run += ra[u * DM + d];
+                            const float qe = float(rq[u * DM + d]) * p.scale * (RD ? vm_exp(run) : 1.0f);
+                            vm_put<T, SP>(qh, qhl, u * QP + d, qe);
+                            vm_put<T, SP>(qd, qdl, u * QP + d, qe * eM);
+                        }
+                    }
+                    const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
+                    if (lane == 0) MR[d / 32] = bad;
                 } else {
-                    vh[u * VP + e] = rv[u * ET + e];
+                    float run = 0.0f;
+#pragma unroll
+                    for (int u = L - 1; u >= 0; u--) { /* suffix sums: the keys' factors */
+                        const float ke = float(rk[u * DM + d]) * p.kscale * (RD ? vm_exp(run) : 1.0f);
+                        if (RD) run += ra[u * DM + d];
+                        T hi, lo;
+                        vm_split<T>(ke, hi, lo);
+                        kh[u * QP + d] = hi;
+                        kl[u * QP + d] = lo;
+                        if (out) vm_put<T, SP>(kd, kdl, u * QP + d, ke * eM);
+                    }
                 }
-                vm_put<T, SP>(vd, vdl, u * VP + e, ve * eM);
+            } else if (CD) {
+                const bool pre = task < 2 * DM + ET;
+                const int e = pre ? task - 2 * DM : task - 2 * DM - ET;
+                const vm_chan c = vm_channel<true>(rbt + e, ET, SAFE);
+                const float eM = c.safe ? c.eM : 0.0f; /* 0: E adds this column exactly */
+                if (pre) {
+                    col_tot += c.tot;
+                    UC[e] = c.etot;
+                    eMc[e] = eM;
+                    float run = 0.0f;
+                    if (out) {
+#pragma unroll
+                        for (int u = 0; u < L; u++) { /* prefix sums: the output's column factors */
+                            run += rbt[u * ET + e];
+                            eN[u * ET + e] = vm_exp(run);
+                        }
+                    }
+                    const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
+                    if (lane == 0) MC[(ET / 32) * (ci & 1) + e / 32] = bad; /* two sets: E reads this one after the next prep */
+                } else {
+                    float run = 0.0f;
+#pragma unroll
+                    for (int u = L - 1; u >= 0; u--) { /* suffix sums: the values' factors */
+                        const float ve = float(rv[u * VP + e]) * vm_exp(run);
+                        run += rbt[u * ET + e];
+                        T hi, lo;
+                        vm_split<T>(ve, hi, lo);
+                        vh[u * VP + e] = hi;
+                        vl[u * VP + e] = lo;
+                        if (out) vm_put<T, SP>(vd, vdl, u * VP + e, ve * eM);
+                    }
+                }
             }
-            const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
-            if (lane == 0) MC[2 * (ci & 1) + (tid - DM) / 32] = bad; /* two sets: E reads this one after the next prep */
         }
         __syncthreads(); /* B1 */
-        /* The next chunk's inputs to the other stage, which the last chunk's E read before B1. */
-        if (more) vm_load_chunk<T, DM, RD, CD>(sm + ((ci + 1) & 1) * Y::RAW, p, sq, h, e0, EV, c0 + L, out, pieces);
+        /* Chunk ci + ns - 1's inputs to the stage the last chunk read, before B1 (its E phase last). */
+        {
+            const int64_t cn = c0 + (int64_t)(ns - 1) * L;
+            const int sn = stage == 0 ? ns - 1 : (int)stage - 1;
+            if (cn < sq.len) vm_load_chunk<T, DM, ET, RD, CD>(sm + sn * Y::RAW, p, sq, h, e0, EV, cn, out, pieces);
+            cp_async_commit(); /* a group a chunk, empty or not: the waits count them */
+        }
 
-        /* ---- B: the state update in registers, the inter product, the scores ---- */
-        float yi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        /* ---- the scores (warps 0, 1: an n8 tile each), masked, with the rows left out of
+         * their factored product; the inter product from the state in registers ---- */
+        float yi[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
         if (out) {
             uint32_t a[4], b[4], al[4], bl[4];
-#pragma unroll
-            for (int kk = 0; kk < DM / 32; kk++) {
-                ldmatrix_x4_trans(b, Sc + (32 * kk + r8 + 8 * mi) * VP + 8 * w);
-                if (SP) ldmatrix_x4_trans(bl, Scl + (32 * kk + r8 + 8 * mi) * VP + 8 * w);
-#pragma unroll
-                for (int k2 = 0; k2 < 2; k2++) {
-                    ldmatrix_x4(a, qh + a_row * QP + 32 * kk + 16 * k2 + a_col);
-                    if (SP) ldmatrix_x4(al, qhl + a_row * QP + 32 * kk + 16 * k2 + a_col);
-                    vm_mma<T, SP>(yi, a, al, b + 2 * k2, bl + 2 * k2);
-                }
-            }
-            if (w < 2) { /* scores P[u][8w ..] */
+            if (w < 2) { /* scores P[u][8 w ..] */
                 float pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
                 for (int kk = 0; kk < DM / 32; kk++) {
@@ -405,133 +452,151 @@ __global__ void __launch_bounds__(LA_VM_THREADS, 2) la_vec_mma_kernel(const la_v
                     for (int k2 = 0; k2 < 2; k2++) {
                         ldmatrix_x4(a, qd + a_row * QP + 32 * kk + 16 * k2 + a_col);
                         if (SP) ldmatrix_x4(al, qdl + a_row * QP + 32 * kk + 16 * k2 + a_col);
-                        vm_mma<T, SP>(pc, a, al, b + 2 * k2, bl + 2 * k2);
+                        vm_mma<T, SP, SP>(pc, a, al, b + 2 * k2, bl + 2 * k2);
                     }
                 }
-                Pf[g * L + 8 * w + 2 * t4] = pc[0];
-                Pf[g * L + 8 * w + 2 * t4 + 1] = pc[1];
-                Pf[(g + 8) * L + 8 * w + 2 * t4] = pc[2];
-                Pf[(g + 8) * L + 8 * w + 2 * t4 + 1] = pc[3];
-            }
-        }
-        {
-#pragma unroll
-            for (int j = 0; j < NT; j++)
 #pragma unroll
                 for (int r = 0; r < 4; r++) {
-                    const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4 + (r & 1);
-                    float x = S[j][r];
-                    if (RD) x *= TR[d];
-                    if (CD) x *= UC[e];
-                    S[j][r] = x;
+                    const int u = g + 8 * (r >> 1), sc = 8 * w + 2 * t4 + (r & 1);
+                    float x = 0.0f;
+                    if (sc <= u) {
+                        x = pc[r];
+                        for (int word = 0; word < DM / 32; word++)
+                            for (uint32_t m = MR[word]; m; m &= m - 1) {
+                                const int d = 32 * word + __ffs(m) - 1;
+                                float sum = 0.0f;
+                                for (int rr = sc + 1; rr <= u; rr++) sum += ra[rr * DM + d];
+                                x += float(rq[u * DM + d]) * p.scale * (float(rk[sc * DM + d]) * p.kscale) * expf(sum);
+                            }
+                    }
+                    Pf[u * L + sc] = x;
+                    vm_put<T, SP>(Pb, Pbl, u * PP + sc, x);
                 }
+            }
+#pragma unroll
+            for (int kb = 0; kb < DM / 16; kb++) {
+                vm_state_operand<T, SP>(S[2 * kb], S[2 * kb + 1], a, al);
+                ldmatrix_x4(b, qh + at_row * QP + 16 * kb + at_col);
+                if (SP) ldmatrix_x4(bl, qhl + at_row * QP + 16 * kb + at_col);
+                vm_mma<T, SP, SP>(yi[0], a, al, b, bl);
+                vm_mma<T, SP, SP>(yi[1], a, al, b + 2, bl + 2);
+            }
+            __syncthreads(); /* B2: the scores */
+
+            /* ---- the intra product, y (transposed: rows e, columns u) to shared memory ---- */
+            float yd[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+            ldmatrix_x4_trans(a, vdp + at_row * VP + 16 * w + at_col);
+            if (SP && CD) ldmatrix_x4_trans(al, vdl + at_row * VP + 16 * w + at_col);
+            ldmatrix_x4(b, Pb + at_row * PP + at_col);
+            if (SP) ldmatrix_x4(bl, Pbl + at_row * PP + at_col);
+            vm_mma<T, SP && CD, SP>(yd[0], a, al, b, bl);
+            vm_mma<T, SP && CD, SP>(yd[1], a, al, b + 2, bl + 2);
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const int e = ew + 8 * (r >> 1), u = 8 * nt + 2 * t4 + (r & 1);
+                    float y = yi[nt][r] + (CD ? yd[nt][r] * eMc[e] : yd[nt][r]);
+                    if (CD) y *= eN[u * ET + e];
+                    Ys[u * YP + e] = y;
+                }
+        }
+
+        /* ---- the state update in registers: S^T <- diag(UC) S^T diag(TR) + vbar^T kbar ---- */
+        {
+            const float uc0 = CD ? UC[ew] : 1.0f, uc1 = CD ? UC[ew + 8] : 1.0f;
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                const float2 tr = RD ? *reinterpret_cast<const float2 *>(TR + 8 * j + 2 * t4) : make_float2(1.0f, 1.0f);
+                S[j][0] *= tr.x * uc0;
+                S[j][1] *= tr.y * uc0;
+                S[j][2] *= tr.x * uc1;
+                S[j][3] *= tr.y * uc1;
+            }
             uint32_t ah[4], al[4];
-            ldmatrix_x4_trans(ah, kh + at_row * QP + 16 * rb + at_col);
-            ldmatrix_x4_trans(al, kl + at_row * QP + 16 * rb + at_col);
+            ldmatrix_x4_trans(ah, vhp + at_row * VP + 16 * w + at_col);
+            if (CD) ldmatrix_x4_trans(al, vl + at_row * VP + 16 * w + at_col);
 #pragma unroll
             for (int j = 0; j < NT; j += 2) {
-                uint32_t bh[4];
-                ldmatrix_x4_trans(bh, vh + bt_row * VP + 8 * (nt0 + j) + bt_col);
-                mma_16816<T>(S[j], al, bh);
-                mma_16816<T>(S[j + 1], al, bh + 2);
-                if (CD) {
-                    uint32_t bl[4];
-                    ldmatrix_x4_trans(bl, vl + bt_row * VP + 8 * (nt0 + j) + bt_col);
-                    mma_16816<T>(S[j], ah, bl);
-                    mma_16816<T>(S[j + 1], ah, bl + 2);
-                }
-                mma_16816<T>(S[j], ah, bh);
-                mma_16816<T>(S[j + 1], ah, bh + 2);
+                uint32_t bh[4], bl[4];
+                ldmatrix_x4_trans(bh, kh + bt_row * QP + 8 * j + bt_col);
+                ldmatrix_x4_trans(bl, kl + bt_row * QP + 8 * j + bt_col);
+                vm_mma<T, CD, true>(S[j], ah, al, bh, bl);
+                vm_mma<T, CD, true>(S[j + 1], ah, al, bh + 2, bl + 2);
             }
         }
-        __syncthreads(); /* B2 */
-
-        /* ---- C: the causal mask and the rows left out of the factored scores ---- */
-        if (out) {
-            const int u = tid / L, sc = tid % L;
-            float x = 0.0f;
-            if (sc <= u) {
-                x = Pf[u * L + sc];
-                for (int word = 0; word < DM / 32; word++)
-                    for (uint32_t m = MR[word]; m; m &= m - 1) {
-                        const int d = 32 * word + __ffs(m) - 1;
-                        float sum = 0.0f;
-                        for (int r = sc + 1; r <= u; r++) sum += ra[r * DM + d];
-                        x += float(rq[u * DM + d]) * p.scale * (float(rk[sc * DM + d]) * p.kscale) * expf(sum);
-                    }
-            }
-            Pf[u * L + sc] = x;
-            vm_put<T, SP>(Pb, Pbl, u * PP + sc, x);
-        }
+        vm_wait_stage(ns); /* the next chunk's stage, visible after B3 */
         __syncthreads(); /* B3 */
-
-        /* ---- D: the intra product, y, the new state copy, the next chunk's stage ---- */
-        if (out) {
-            float yd[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            uint32_t a[4], b[4], al[4], bl[4];
-            ldmatrix_x4(a, Pb + a_row * PP + a_col);
-            ldmatrix_x4_trans(b, vd + bt_row * VP + 8 * w);
-            if (SP) {
-                ldmatrix_x4(al, Pbl + a_row * PP + a_col);
-                ldmatrix_x4_trans(bl, vdl + bt_row * VP + 8 * w);
-            }
-            vm_mma<T, SP>(yd, a, al, b, bl);
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                const int u = g + 8 * (r >> 1), e = 8 * w + 2 * t4 + (r & 1);
-                float y = yi[r];
-                if (CD) y *= eN[u * ET + e];
-                y += CD ? yd[r] * eNM[u * ET + e] : yd[r];
-                Ys[u * ET + e] = y;
-            }
-        }
-        vm_copy_state<T, SP, NT, VP>(S, Sc, Scl, rb, nt0, lane);
-        cp_async_wait<0>(); /* the next chunk's stage, visible after B4 */
-        __syncthreads(); /* B4 */
 
         /* ---- E: the columns left out of the factored intra product, the outputs ---- */
         if (out) {
             const int n = sq.len - c0 < L ? (int)(sq.len - c0) : L;
-            const uint32_t *mc = MC + 2 * (ci & 1);
-            const bool cbad = CD && (mc[0] | mc[1]);
-            const int e = tid % ET; /* this thread's column, the same in every row it writes */
+            const uint32_t *mc = MC + (ET / 32) * (ci & 1);
+            uint32_t any = 0;
+            if (CD)
 #pragma unroll
-            for (int j = 0; j < L * ET / LA_VM_THREADS; j++) {
-                const int u = tid / ET + j * (LA_VM_THREADS / ET);
+                for (int i = 0; i < ET / 32; i++) any |= mc[i];
+            const bool cbad = CD && any;
+            const int e = tid % ET; /* this thread's column, the same in every row it writes */
+            constexpr int RPT = L * ET / TH; /* rows per thread */
+            /* The terms' inputs, all read before the stores below, which could alias them (and
+             * would make each read wait for the last store's round trip). */
+            float mv[RPT], xv[RPT];
+#pragma unroll
+            for (int j = 0; j < RPT; j++) {
+                const int u = tid / ET + j * (TH / ET);
+                const bool ok = term_mode && u < n && e < EV;
+                const int64_t t = sq.tok(c0 + u);
+                mv[j] = ok ? float(mb[t * p.mul.st]) : 0.0f;
+                xv[j] = ok && term_mode == 2 && p.term_in ? tb[t * p.term_st] : 0.0f;
+            }
+#pragma unroll
+            for (int j = 0; j < RPT; j++) {
+                const int u = tid / ET + j * (TH / ET);
                 if (u >= n || e >= EV) continue;
-                float y = Ys[u * ET + e];
+                float y = Ys[u * YP + e];
                 if (cbad && (mc[e / 32] >> (e % 32) & 1)) {
                     float acc = 0.0f, sum = 0.0f;
                     for (int sc = u; sc >= 0; sc--) {
-                        acc += Pf[u * L + sc] * float(rv[sc * ET + e]) * expf(sum);
+                        acc += Pf[u * L + sc] * float(rv[sc * VP + e]) * expf(sum);
                         sum += rbt[sc * ET + e];
                     }
                     y += acc;
-                    Ys[u * ET + e] = y;
+                    Ys[u * YP + e] = y;
                 }
                 const int64_t t = sq.tok(c0 + u);
                 if (ob) ob[t * p.o.st] = T(y);
-                if (p.term_mode == 1) tb[t * p.term_st] = y * float(mb[t * p.mul.st]);
+                if (term_mode == 1) tb[t * p.term_st] = y * mv[j];
+                if (SP && term_mode == 2) TI[u * ET + e] = (double)xv[j] - (double)mv[j] * (double)y;
             }
-            if (p.term_mode == 2) { /* each column's running sum, in the walk's order */
-                __syncthreads(); /* B5 */
-                if (tid < EV) /* thread tid's column is tid: tb and mb point at it */
+            if (term_mode == 2) { /* each column's running sum, in the walk's order */
+                __syncthreads(); /* B4 */
+                if (tid < EV) { /* thread tid's column is tid: tb points at it */
+                    double acc = sums[tid];
                     for (int u = 0; u < n; u++) {
-                        const int64_t t = sq.tok(c0 + u);
-                        float *x = tb + t * p.term_st;
-                        const float m = float(mb[t * p.mul.st]);
-                        sums[tid] += (p.term_in ? (double)*x : 0.0) - (double)m * (double)Ys[u * ET + tid];
-                        *x = (float)sums[tid];
+                        acc += TI[u * ET + tid];
+                        tb[sq.tok(c0 + u) * p.term_st] = (float)acc;
                     }
+                    sums[tid] = acc;
+                }
             }
         }
+    }
+    /* Each segment's summed decays, from the thread that walked a row's (a column's) prefix. */
+    if (p.seg_tot_k && tid < DM && tid < p.D && blockIdx.z == 0)
+        p.seg_tot_k[((int64_t)s * p.H + h) * p.D + tid] = row_tot;
+    if (CD && p.seg_tot_v) {
+#pragma unroll
+        for (int task = tid; task < NTASK; task += TH)
+            if (task >= 2 * DM && task < 2 * DM + EV)
+                p.seg_tot_v[((int64_t)s * p.H + h) * p.E + e0 + task - 2 * DM] = col_tot;
     }
     if (p.sN.ptr)
 #pragma unroll
         for (int j = 0; j < NT; j++)
 #pragma unroll
             for (int r = 0; r < 4; r++) {
-                const int d = 16 * rb + g + 8 * (r >> 1), e = 8 * (nt0 + j) + 2 * t4 + (r & 1);
+                const int d = 8 * j + 2 * t4 + (r & 1), e = ew + 8 * (r >> 1);
                 if (d >= p.D || e >= EV) continue;
                 float x = S[j][r];
                 if (p.reverse && sq.len > 0) { /* one more step back: the first token's own decay */

@@ -32,6 +32,16 @@ typedef struct la_vec_params {
     float scale;
     int64_t seqlen;       /* tokens per batch row */
     const int64_t *cu;    /* packed: [num_seqs + 1] checked offsets in device memory, else NULL */
+    /* A sequence split (the tensor-core kernel, forward walks of batch rows, cu NULL): nseg > 1
+     * cuts each row into nseg segments of seg_len tokens (the last one shorter); block x walks
+     * segment x % nseg of row x / nseg, and s0, sN and seg_tot index segments by x. */
+    int64_t seg_len;
+    int nseg;
+    float *seg_tot_k, *seg_tot_v; /* NULL, or [segments, H, D] / [segments, H, E]: each segment's
+                                     summed row / column log decays */
+    int nstage;           /* the tensor-core kernel's input stages in flight (2 or 3), set by its launcher */
+    int sms;              /* the device's SMs (0: not known): the tensor-core kernel takes blocks of 64 value
+                             columns where 128-column blocks would leave more than half of them idle */
     /* A decay gradient's share (vec_bwd.h): term, f32 [B, H, N, output columns], NULL for none.
      *   term_mode 1: term_t = out_t . mul_t (out: what o_t would be, o.ptr NULL or not);
      *   term_mode 2: walking, term_t = F + sum over the steps so far, this one included, of
