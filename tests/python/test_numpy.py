@@ -121,3 +121,25 @@ def test_build_info_and_slopes():
     s12 = la.alibi_slopes(12)  # 8 power-of-two slopes, then every other one of 16
     assert s12[:8] == s8 and s12[8:] == pytest.approx([2.0 ** -(0.5 + i) for i in range(4)], rel=1e-12)
     assert la.layer_factor(0, 4) == pytest.approx(1 + 1e-5) and la.layer_factor(3, 4) == pytest.approx(1e-5)
+
+
+def test_policy_struct_matches_the_library():
+    """The binding's la_policy_t has the library's size and field order: la_policy_init writes its
+    own size into a buffer larger than either, and a policy set through the binding comes back."""
+    import ctypes
+    from lightning_attn import _clib as C
+
+    buf = (ctypes.c_char * 1024)()
+    C.lib.la_policy_init(ctypes.cast(buf, ctypes.c_void_p))
+    assert ctypes.c_size_t.from_buffer(buf).value == ctypes.sizeof(C.Policy)
+    h = C.handle(C.BACKEND_CPU)
+    p = C.policy_defaults()
+    assert p.vec_kernels == 0 and p.vec_split == 0
+    p.vec_split, p.tile_cap = 1, 64
+    C.set_policy(h, p)
+    back = C.get_policy(h)
+    assert (back.vec_split, back.tile_cap, back.vec_kernels) == (1, 64, 0)
+    p.vec_split = 5
+    with pytest.raises(la.LightningAttnError, match="vec_split"):
+        C.set_policy(h, p)
+    C.set_policy(h, C.policy_defaults())

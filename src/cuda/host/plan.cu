@@ -593,7 +593,7 @@ static la_status_t support(const ctx_t *c, char *msg) {
  * transposed and reversed operands (vec_bwd.h).  The workspace holds the
  * packed tables, and the final state where the backward's decay gradient
  * meets an incoming final-state gradient. */
-static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg) {
+static la_status_t plan_vector(const la_plan_t *pl, const la_policy_t *pol, la_cuda_plan_t *p, char *msg) {
     const int bwd = is_bwd(pl);
     const int64_t widest = bwd && pl->p.dim_v > pl->p.dim_qk ? pl->p.dim_v : pl->p.dim_qk; /* runs Q, K: D' = E */
     const int smem = la_vec_fwd_smem((int)widest);
@@ -624,9 +624,9 @@ static la_status_t plan_vector(const la_plan_t *pl, la_cuda_plan_t *p, char *msg
     /* A sequence split where the tensor-core kernel's blocks would not fill the GPU once (few rows
      * and heads): forwards of batch rows only, segments of at least 128 tokens, as many blocks as
      * the SMs hold at once.  Each segment's state pass, a fold, then each segment's walk from its
-     * state. */
+     * state.  Policy vec_split = OFF walks each row whole. */
     const int mma = la_cuda_vec_uses_mma((int)pl->p.dim_qk, 0, pl->t.k.dtype, t->vec_mma_smem);
-    if (!bwd && !pl->packed && mma) {
+    if (!bwd && !pl->packed && mma && pol->vec_split != LA_SWITCH_OFF) {
         const int cd = pl->p.decay == LA_DECAY_VECTOR_KV;
         const int et = la_vec_mma_et((int)pl->p.dim_qk, (int)pl->p.dim_v, cd, 0, t->vec_mma_smem);
         const int ns = la_vec_mma_stages((int)pl->p.dim_qk, et, cd, 0, t->vec_mma_smem);
@@ -673,7 +673,7 @@ la_status_t la_cuda_make_plan(const la_plan_t *pl, int num_threads, void *bplan,
         p->tile[0][0].main = LA_K_DECODE;
         return LA_STATUS_SUCCESS;
     }
-    if (!is_scalar_kind(pl->p.decay)) return plan_vector(pl, p, msg);
+    if (!is_scalar_kind(pl->p.decay)) return plan_vector(pl, c.pol, p, msg);
     const int ok = is_bwd(pl) ? bwd_tiles(&c, &p->td, &p->te) : fwd_tiles(&c, &p->td, &p->te);
     if (!ok) {
         if (is_bwd(pl))
