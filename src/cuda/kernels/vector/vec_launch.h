@@ -19,7 +19,8 @@ la_status_t la_cuda_vec_fwd(const la_vec_params_t *p, la_dtype_t dtype, int64_t 
 int la_cuda_vec_uses_mma(int D, int split, la_dtype_t dtype, int mma_smem);
 
 /* The tensor-core kernel alone (bf16 or f16, D <= 128), with blocks of 128
- * value columns where E needs them and mma_smem allows, else 64. */
+ * value columns where E needs them, mma_smem allows and the grid covers at
+ * least half of p->sms, else 64. */
 cudaError_t la_cuda_vec_mma(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, int mma_smem,
                             cudaStream_t stream);
 
