@@ -221,6 +221,10 @@ static const bcase_t TABLE[] = {
      * least 128 tokens, a ragged last one), and the state-only pass with it. */
     {.name = "long_split_vk_bf16", .tags = ALLST | T_STATEF, .decay = VK_, .dtype = BF16_, .layout = TU_BHND, .B = 1, .H = 2, .N = 1000, .D = 64, .E = 64},
     {.name = "long_split_vkv_f16", .tags = ALLST | T_STATEF, .decay = VKV_, .dtype = F16_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 900, .D = 32, .E = 128},
+    /* The long-sequence numerics target: 65536 tokens of sharp and flat gates, bf16 (the GPU's
+     * tensor-core kernel), with the decay gradients. */
+    {.name = "long_sharp_vk_bf16", .tags = ALLST, .decay = VK_, .dtype = BF16_, .layout = TU_BHND, .B = 1, .H = 1, .N = 65536, .D = 32, .E = 32, .mode = M_SHARP},
+    {.name = "long_flat_vkv_bf16", .tags = ALLST, .decay = VKV_, .dtype = BF16_, .layout = TU_BNHD, .B = 1, .H = 1, .N = 65536, .D = 32, .E = 32, .mode = M_FLAT},
     {.name = "eq_state_vk", .tags = ALLST | T_STATEF | T_STATEB, .decay = VK_, .dtype = F32_, .layout = TU_BHND, .B = 1, .H = 2, .N = 150, .D = 32, .E = 16},
     {.name = "eq_state_vkv", .tags = ALLST | T_STATEF | T_STATEB, .decay = VKV_, .dtype = BF16_, .layout = TU_BHND_PAD, .B = 1, .H = 2, .N = 150, .D = 16, .E = 32},
     {.name = "eq_state_nodfinal_tok", .tags = T_INIT | T_LEARN | T_DINIT | T_STATEB, .decay = TOK_, .dtype = F32_, .layout = TU_BHND, .B = 1, .H = 2, .N = 70, .D = 16, .E = 16},
