@@ -269,12 +269,13 @@ static bounds bounds_of(kernel_kind k) {
     return {2e-5, 2e-5, 1e-4};
 }
 
-/* A forward split along the sequence, as the runner does it (host/backend.cu): each segment's
- * walk from a zero state (its local state and summed decays), the fold, each segment's walk
- * from its starting state. */
+/* One run split along the sequence, as the runner does it (host/backend.cu): each segment's
+ * walk from a zero state (its local state and summed decays), the fold in the run's direction,
+ * each segment's walk from its starting state, and a reverse run's running sums' offsets. */
 static void run_split(const la_vec_params_t &p, int64_t S, int64_t seg_len, kernel_kind kind) {
     const int64_t H = p.H, D = p.D, E = p.E, nseg = (p.seqlen + seg_len - 1) / seg_len;
     std::vector<float> seg_state((size_t)(S * nseg * H * D * E), NAN), tot((size_t)(S * nseg * H * (D + E)), NAN);
+    std::vector<double> sums((size_t)(S * nseg * H * E), NAN);
     la_st_t seg;
     seg.ptr = seg_state.data();
     seg.ss = H * D * E;
@@ -284,7 +285,10 @@ static void run_split(const la_vec_params_t &p, int64_t S, int64_t seg_len, kern
     la_vec_params_t sp = p;
     sp.seg_len = seg_len;
     sp.nseg = (int)nseg;
-    sp.q = sp.o = la_vec_none();
+    sp.q = sp.o = sp.mul = la_vec_none();
+    sp.term = NULL;
+    sp.term_mode = 0;
+    sp.fin_a.ptr = sp.fin_b.ptr = NULL;
     sp.s0.ptr = NULL;
     sp.sN = seg;
     sp.seg_tot_k = tot.data();
@@ -295,14 +299,28 @@ static void run_split(const la_vec_params_t &p, int64_t S, int64_t seg_len, kern
             for (int d = 0; d < D; d++)
                 for (int e = 0; e < E; e++)
                     la_vec_fold_elem(seg_state.data(), sp.seg_tot_k, sp.seg_tot_v, p.s0, p.sN, (int)nseg, (int)H,
-                                     (int)D, (int)E, s, h, d, e);
-    if (!p.o.ptr) return;
+                                     (int)D, (int)E, p.reverse, s, h, d, e);
+    if (!p.o.ptr && !p.term) return;
     sp = p;
     sp.seg_len = seg_len;
     sp.nseg = (int)nseg;
     sp.s0 = seg;
     sp.sN.ptr = NULL;
+    if (p.term_mode == 2) {
+        sp.fin_a.ptr = sp.fin_b.ptr = NULL;
+        sp.seg_sum = sums.data();
+    }
     run_blocks(sp, S * nseg, (int)H, kind);
+    if (p.term_mode != 2) return;
+    const int64_t ts[4] = {p.term_sb, p.term_sh, p.term_st, p.term_sc};
+    for (int64_t s = 0; s < S; s++)
+        for (int h = 0; h < H; h++) {
+            for (int c = 0; c < E; c++)
+                la_vec_sum_offsets_elem(sums.data(), p.fin_a, p.fin_b, (int)nseg, (int)H, (int)D, (int)E, s, h, c);
+            for (int64_t t = 0; t < p.seqlen; t++)
+                for (int c = 0; c < E; c++)
+                    la_vec_sum_apply_elem(p.term, ts, sums.data(), (int)nseg, seg_len, (int)H, (int)E, s, h, t, c);
+        }
 }
 
 /* seg_len > 0: the forward split along the sequence in segments of seg_len tokens. */
@@ -398,7 +416,7 @@ static void strides_of(const la_tok_t &t, int64_t s[4]) {
 
 /* The backward (or the state-only backward, for state-only cases): every run
  * vec_bwd.h lists, against ref_backward. */
-static void run_backward(const vcase &c, kernel_kind kind) {
+static void run_backward(const vcase &c, kernel_kind kind, int64_t seg_len = 0) {
     const inputs in(c, kind);
     const int64_t H = c.H, N = c.N, D = c.D, E = c.E, S = in.S;
     const float scale = 0.75f;
@@ -441,7 +459,9 @@ static void run_backward(const vcase &c, kernel_kind kind) {
     if (la_vec_bwd_ws_state(1, states)) a.sN_ws = sN_ws.data();
     la_vec_params_t runs[4];
     const int nr = la_vec_bwd_runs(&a, runs);
-    for (int i = 0; i < nr; i++) run_blocks(runs[i], S, (int)H, kind);
+    for (int i = 0; i < nr; i++)
+        if (seg_len) run_split(runs[i], S, seg_len, kind);
+        else run_blocks(runs[i], S, (int)H, kind);
     const std::vector<float> dq = tdq.floats(), dk = tdk.floats(), dv = tdv.floats();
 
     std::vector<double> got[6], ref[6]; /* dq, dk, dv, dgk, dgv, ds0 */
@@ -479,7 +499,7 @@ static void run_backward(const vcase &c, kernel_kind kind) {
     for (int i = 0; i < 6; i++) {
         if ((i == 0 && so) || (i == 4 && !c.kv)) continue;
         const double err = rel_l2(got[i], ref[i]);
-        snprintf(what, sizeof what, "%s: %sbackward: %s", kind_name(kind), so ? "state-only " : "", names[i]);
+        snprintf(what, sizeof what, "%s: %sbackward%s: %s", kind_name(kind), so ? "state-only " : "", seg_len ? " (split)" : "", names[i]);
         check(err < tols[i], c.name, what, err);
     }
 }
@@ -525,13 +545,17 @@ int main(void) {
         for (const vcase &c : cases)
             if (c.N <= 200 && c.D <= 128 && c.E <= 128) {
                 run_case(c, (kernel_kind)kind);
-                if (c.cu.empty() && c.N > 16) run_case(c, (kernel_kind)kind, c.N > 64 ? 48 : 16);
+                if (c.cu.empty() && c.N > 16) {
+                    run_case(c, (kernel_kind)kind, c.N > 64 ? 48 : 16);
+                    run_backward(c, (kernel_kind)kind, c.N > 64 ? 48 : 16);
+                }
                 run_backward(c, (kernel_kind)kind);
             }
         for (const vcase &c : mma_cases) {
             run_case(c, (kernel_kind)kind);
             run_case(c, (kernel_kind)kind, 32);
             run_backward(c, (kernel_kind)kind);
+            run_backward(c, (kernel_kind)kind, 32);
         }
     }
     printf("%d passed, %d failed\n", passed, failed);

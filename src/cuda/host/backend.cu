@@ -297,6 +297,64 @@ static la_status_t run_decode(const la_plan_t *pl, cudaStream_t stream, char *ms
 
 static void strides_of(const la_tensor_t *t, int64_t s[4]) { memcpy(s, t->stride, 4 * sizeof(int64_t)); }
 
+/* One run split along the sequence (plan_vector), in the run's own dims and direction: each
+ * segment's walk from a zero state to its local state and summed decays, the fold to each
+ * segment's starting state (and the run's final state), then, where the run has outputs, each
+ * segment's walk from its state; a reverse run's running sums then take their segments'
+ * offsets. */
+static la_status_t run_vector_split(const la_plan_t *pl, const la_tile_plan_t *tp, const la_vec_params_t *run,
+                                    char *ws, cudaStream_t stream, char *msg) {
+    const int H = run->H, D = run->D, E = run->E, nseg = tp->seg.n_seg;
+    la_st_t seg;
+    seg.ptr = (float *)(ws + tp->ws.vec_seg_state);
+    seg.se = 1;
+    seg.sd = E;
+    seg.sh = (int64_t)D * E;
+    seg.ss = (int64_t)H * D * E;
+    float *tot_k = (float *)(ws + tp->ws.vec_seg_tot);
+    float *tot_v = run->gv ? tot_k + (size_t)tp->seg.total * H * D : NULL;
+    la_vec_params_t p = *run;
+    p.seg_len = tp->seg.seg_len;
+    p.nseg = nseg;
+    p.q = p.o = p.mul = la_vec_none(); /* the segments' state pass */
+    p.term = NULL;
+    p.term_mode = 0;
+    p.fin_a.ptr = p.fin_b.ptr = NULL;
+    p.s0.ptr = NULL;
+    p.sN = seg;
+    p.seg_tot_k = tot_k;
+    p.seg_tot_v = tot_v;
+    la_status_t st = la_cuda_vec_fwd(&p, pl->t.k.dtype, tp->seg.total, tp->vec_mma_smem, stream, msg);
+    if (st) return st;
+    cudaError_t err =
+        la_cuda_vec_fold(seg.ptr, tot_k, tot_v, run->s0, run->sN, nseg, H, D, E, run->reverse, pl->num_seqs, stream);
+    if (err != cudaSuccess) {
+        snprintf(msg, LA_MSG_LEN, "launching the vector-decay fold failed: %s", cudaGetErrorString(err));
+        return LA_STATUS_EXECUTION_FAILED;
+    }
+    if (!run->o.ptr && !run->term) return LA_STATUS_SUCCESS; /* the state alone: the fold wrote it */
+    p = *run;
+    p.seg_len = tp->seg.seg_len;
+    p.nseg = nseg;
+    p.s0 = seg;
+    p.sN.ptr = NULL;
+    const int sums = run->term_mode == 2;
+    if (sums) { /* each segment's sums from zero; the final state's share goes in with the offsets */
+        p.fin_a.ptr = p.fin_b.ptr = NULL;
+        p.seg_sum = (double *)(ws + tp->ws.vec_seg_sum);
+    }
+    if ((st = la_cuda_vec_fwd(&p, pl->t.k.dtype, tp->seg.total, tp->vec_mma_smem, stream, msg))) return st;
+    if (!sums) return LA_STATUS_SUCCESS;
+    const int64_t term_s[4] = {run->term_sb, run->term_sh, run->term_st, run->term_sc};
+    err = la_cuda_vec_sums(p.seg_sum, run->fin_a, run->fin_b, run->term, term_s, nseg, tp->seg.seg_len, H, D, E,
+                           pl->p.seqlen, pl->num_seqs, stream);
+    if (err != cudaSuccess) {
+        snprintf(msg, LA_MSG_LEN, "launching the vector-decay sums' offsets failed: %s", cudaGetErrorString(err));
+        return LA_STATUS_EXECUTION_FAILED;
+    }
+    return LA_STATUS_SUCCESS;
+}
+
 /* The backward: the runs vec_bwd.h lists. */
 static la_status_t run_vector_backward(const la_plan_t *pl, const la_tile_plan_t *tp, char *ws, const int64_t *cu,
                                        cudaStream_t stream, char *msg) {
@@ -337,49 +395,12 @@ static la_status_t run_vector_backward(const la_plan_t *pl, const la_tile_plan_t
     const int n = la_vec_bwd_runs(&a, runs);
     for (int i = 0; i < n; i++) {
         runs[i].sms = tp->vec_sms;
-        const la_status_t st = la_cuda_vec_fwd(&runs[i], t->k.dtype, pl->num_seqs, tp->vec_mma_smem, stream, msg);
+        const la_status_t st = tp->seg.multi ? run_vector_split(pl, tp, &runs[i], ws, stream, msg)
+                                             : la_cuda_vec_fwd(&runs[i], t->k.dtype, pl->num_seqs, tp->vec_mma_smem,
+                                                               stream, msg);
         if (st) return st;
     }
     return LA_STATUS_SUCCESS;
-}
-
-/* A forward split along the sequence (plan_vector): each segment's walk from a zero state to its
- * local state and summed decays, the fold to each segment's starting state (and the final
- * state), then, unless the state alone is wanted, each segment's walk from its state. */
-static la_status_t run_vector_split(const la_plan_t *pl, const la_tile_plan_t *tp, const la_vec_params_t *whole,
-                                    char *ws, cudaStream_t stream, char *msg) {
-    const int H = (int)pl->p.heads, D = (int)pl->p.dim_qk, E = (int)pl->p.dim_v;
-    la_st_t seg;
-    seg.ptr = (float *)(ws + tp->ws.vec_seg_state);
-    seg.se = 1;
-    seg.sd = E;
-    seg.sh = (int64_t)D * E;
-    seg.ss = (int64_t)H * D * E;
-    float *tot_k = (float *)(ws + tp->ws.vec_seg_tot);
-    float *tot_v = whole->gv ? tot_k + (size_t)tp->seg.total * H * D : NULL;
-    la_vec_params_t p = *whole;
-    p.seg_len = tp->seg.seg_len;
-    p.nseg = tp->seg.n_seg;
-    p.q = p.o = la_vec_none(); /* the segments' state pass */
-    p.s0.ptr = NULL;
-    p.sN = seg;
-    p.seg_tot_k = tot_k;
-    p.seg_tot_v = tot_v;
-    la_status_t st = la_cuda_vec_fwd(&p, pl->t.k.dtype, tp->seg.total, tp->vec_mma_smem, stream, msg);
-    if (st) return st;
-    const cudaError_t err = la_cuda_vec_fold(seg.ptr, tot_k, tot_v, whole->s0, whole->sN, tp->seg.n_seg, H, D, E,
-                                             pl->num_seqs, stream);
-    if (err != cudaSuccess) {
-        snprintf(msg, LA_MSG_LEN, "launching the vector-decay fold failed: %s", cudaGetErrorString(err));
-        return LA_STATUS_EXECUTION_FAILED;
-    }
-    if (!whole->o.ptr) return LA_STATUS_SUCCESS; /* the state-only forward: the fold wrote S_N */
-    p = *whole;
-    p.seg_len = tp->seg.seg_len;
-    p.nseg = tp->seg.n_seg;
-    p.s0 = seg;
-    p.sN.ptr = NULL;
-    return la_cuda_vec_fwd(&p, pl->t.k.dtype, tp->seg.total, tp->vec_mma_smem, stream, msg);
 }
 
 static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, char *ws, cudaStream_t stream, char *msg) {

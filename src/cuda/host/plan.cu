@@ -622,16 +622,21 @@ static la_status_t plan_vector(const la_plan_t *pl, const la_policy_t *pol, la_c
         t->ws.total = t->ws.chunk_off + al256((S + 1) * sizeof(int));
     }
     /* A sequence split where the tensor-core kernel's blocks would not fill the GPU once (few rows
-     * and heads): forwards of batch rows only, segments of at least 128 tokens, as many blocks as
-     * the SMs hold at once.  Each segment's state pass, a fold, then each segment's walk from its
-     * state.  Policy vec_split = OFF walks each row whole. */
-    const int mma = la_cuda_vec_uses_mma((int)pl->p.dim_qk, 0, pl->t.k.dtype, t->vec_mma_smem);
-    if (!bwd && !pl->packed && mma && pol->vec_split != LA_SWITCH_OFF) {
+     * and heads): batch rows only, segments of at least 128 tokens, as many blocks as the SMs hold
+     * at once.  Each run walks its segments' states, folds them, then walks each segment from its
+     * state (the backward: each of its runs, in its own direction).  Policy vec_split = OFF walks
+     * each row whole. */
+    const int D = (int)pl->p.dim_qk, E = (int)pl->p.dim_v;
+    const int mma = la_cuda_vec_uses_mma(D, bwd, pl->t.k.dtype, t->vec_mma_smem) &&
+                    (!bwd || la_cuda_vec_uses_mma(E, bwd, pl->t.k.dtype, t->vec_mma_smem)); /* runs Q, K: E rows */
+    if (!pl->packed && mma && pol->vec_split != LA_SWITCH_OFF) {
         const int cd = pl->p.decay == LA_DECAY_VECTOR_KV;
-        const int et = la_vec_mma_et((int)pl->p.dim_qk, (int)pl->p.dim_v, cd, 0, t->vec_mma_smem);
-        const int ns = la_vec_mma_stages((int)pl->p.dim_qk, et, cd, 0, t->vec_mma_smem);
-        const int per_sm_smem = p->lim.smem_per_sm / (la_vec_mma_smem((int)pl->p.dim_qk, et, cd, 0, ns) + 1024);
-        const int per_sm = per_sm_smem < 1 ? 1 : per_sm_smem > 512 / LA_VM_THREADS(et) ? 512 / LA_VM_THREADS(et) : per_sm_smem;
+        const int et = la_vec_mma_et(D, E, cd, bwd, t->vec_mma_smem);
+        const int ns = la_vec_mma_stages(D, et, cd, bwd, t->vec_mma_smem);
+        const int per_sm_smem = p->lim.smem_per_sm / (la_vec_mma_smem(D, et, cd, bwd, ns) + 1024);
+        /* Blocks an SM holds by threads (split outputs: by registers, up to 255 a thread). */
+        const int per_sm_thr = (bwd ? 256 : 512) / LA_VM_THREADS(et);
+        const int per_sm = per_sm_smem < 1 ? 1 : per_sm_smem > per_sm_thr ? per_sm_thr : per_sm_smem;
         const int64_t blocks = (int64_t)S * pl->p.heads * ((pl->p.dim_v + et - 1) / et);
         const int64_t want = (int64_t)per_sm * p->lim.sms / blocks; /* one wave */
         const int64_t most = pl->p.seqlen / 128;
@@ -647,6 +652,10 @@ static la_status_t plan_vector(const la_plan_t *pl, const la_policy_t *pol, la_c
             t->ws.total += al256(rows * (size_t)pl->p.dim_qk * (size_t)pl->p.dim_v * sizeof(float));
             t->ws.vec_seg_tot = t->ws.total;
             t->ws.total += al256(rows * (size_t)(pl->p.dim_qk + pl->p.dim_v) * sizeof(float));
+            if (bwd) { /* runs K and V's running sums, by segment and column */
+                t->ws.vec_seg_sum = t->ws.total;
+                t->ws.total += al256(rows * (size_t)(D > E ? D : E) * sizeof(double));
+            }
         }
     }
     if (bwd && la_vec_bwd_ws_state(pl->want_dld || pl->want_dldv, pl->has_dfinal)) {

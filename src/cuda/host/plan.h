@@ -49,6 +49,7 @@ typedef struct la_ws_layout {
     size_t dld_tok, dld_chunk, dld_z0, dld_part;
     size_t vec_state;        /* vector kinds' backward: S_N f32 [S,H,D,E] (kernels/vector/vec_bwd.h) */
     size_t vec_seg_state, vec_seg_tot; /* vector kinds' sequence split: f32 [S*nseg,H,D,E], [S*nseg,H,D+E] */
+    size_t vec_seg_sum;      /* and the backward's running sums: f64 [S*nseg,H,max(D,E)] */
     size_t total;
 } la_ws_layout_t;
 

@@ -24,8 +24,14 @@ int la_cuda_vec_uses_mma(int D, int split, la_dtype_t dtype, int mma_smem);
 cudaError_t la_cuda_vec_mma(const la_vec_params_t *p, la_dtype_t dtype, int64_t num_seqs, int mma_smem,
                             cudaStream_t stream);
 
-/* The fold of a sequence split (vec_fold.cuh). */
+/* The fold of a sequence split (vec_fold.cuh), in the walk's order. */
 cudaError_t la_cuda_vec_fold(float *seg_state, const float *seg_tot_k, const float *seg_tot_v, la_st_t s0, la_st_t sN,
-                             int nseg, int H, int D, int E, int64_t num_seqs, cudaStream_t stream);
+                             int nseg, int H, int D, int E, int reverse, int64_t num_seqs, cudaStream_t stream);
+
+/* A split reverse walk's running sums: each segment's offset from seg_sum (in place) and the
+ * final state's share (fin_a . fin_b over R rows), added to its terms (f32, strides term_s). */
+cudaError_t la_cuda_vec_sums(double *seg_sum, la_st_t fin_a, la_st_t fin_b, float *term, const int64_t *term_s,
+                             int nseg, int64_t seg_len, int H, int R, int C, int64_t seqlen, int64_t num_seqs,
+                             cudaStream_t stream);
 
 #endif

@@ -71,6 +71,8 @@ template <> struct vm_safe<__half> { static constexpr float value = 12.0f; };
 /* Where a block's sequence lies, and which of its steps is which token. */
 struct vm_seq {
     int64_t b, t0, t1, len;
+    int64_t tend; /* the end of the sequence the walk is part of: its last decays */
+    bool first;   /* the walk begins its sequence (a split's first segment) */
     int reverse;
     /* The token of step u (from the walk's start), and whose decays it takes. */
     __device__ __forceinline__ int64_t tok(int64_t u) const { return reverse ? t1 - 1 - u : t0 + u; }
@@ -113,7 +115,7 @@ __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, in
         for (int i = tid; i < LA_VM_L * NP; i += TH) {
             const int u = i / NP, c = (i % NP) * PE;
             const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
-            const bool ok = c0 + u < sq.len && c < valid && (!decays || t < sq.t1);
+            const bool ok = c0 + u < sq.len && c < valid && (!decays || t < sq.tend);
             if (x) cp_async_16(dst + u * P + c, ok ? x + t * st + c : x, ok ? 16 : 0);
             else
 #pragma unroll
@@ -124,7 +126,7 @@ __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, in
         for (int i = tid; i < LA_VM_L * W; i += TH) {
             const int u = i / W, c = i % W;
             const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
-            const bool ok = x && c0 + u < sq.len && c < valid && (!decays || t < sq.t1);
+            const bool ok = x && c0 + u < sq.len && c < valid && (!decays || t < sq.tend);
             dst[u * P + c] = ok ? x[t * st + c * sc] : X(0.0f);
         }
     }
@@ -268,6 +270,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     const int term_mode = SP ? p.term_mode : 0; /* the launcher splits every run with a term */
     vm_seq sq;
     sq.reverse = p.reverse;
+    sq.first = true;
     if (p.cu) {
         sq.b = 0;
         sq.t0 = p.cu[s];
@@ -276,12 +279,16 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
         sq.b = s / p.nseg;
         sq.t0 = (s % p.nseg) * p.seg_len;
         sq.t1 = sq.t0 + p.seg_len < p.seqlen ? sq.t0 + p.seg_len : p.seqlen;
+        sq.first = s % p.nseg == 0;
     } else {
         sq.b = s;
         sq.t0 = 0;
         sq.t1 = p.seqlen;
     }
     sq.len = sq.t1 - sq.t0;
+    sq.tend = p.nseg > 1 ? p.seqlen : sq.t1;
+    /* A reverse walk that begins its sequence steps back once more, by its first token's decays. */
+    const bool back = p.reverse && sq.first && sq.len > 0;
 
     const int ns = p.nstage;
     char *rest = sm + ns * Y::RAW; /* past the input stages */
@@ -582,15 +589,23 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
             }
         }
     }
-    /* Each segment's summed decays, from the thread that walked a row's (a column's) prefix. */
-    if (p.seg_tot_k && tid < DM && tid < p.D && blockIdx.z == 0)
+    /* Each segment's summed decays, from the thread that walked a row's (a column's) prefix, with
+     * the reverse walk's step back where it takes one. */
+    if (p.seg_tot_k && tid < DM && tid < p.D && blockIdx.z == 0) {
+        if (back && p.gk) row_tot += p.gk[sq.b * p.gk_sb + h * p.gk_sh + sq.t0 * p.gk_st + tid * p.gk_sc];
         p.seg_tot_k[((int64_t)s * p.H + h) * p.D + tid] = row_tot;
+    }
     if (CD && p.seg_tot_v) {
 #pragma unroll
         for (int task = tid; task < NTASK; task += TH)
-            if (task >= 2 * DM && task < 2 * DM + EV)
-                p.seg_tot_v[((int64_t)s * p.H + h) * p.E + e0 + task - 2 * DM] = col_tot;
+            if (task >= 2 * DM && task < 2 * DM + EV) {
+                const int e = task - 2 * DM;
+                if (back) col_tot += p.gv[sq.b * p.gv_sb + h * p.gv_sh + sq.t0 * p.gv_st + (e0 + e) * p.gv_sc];
+                p.seg_tot_v[((int64_t)s * p.H + h) * p.E + e0 + e] = col_tot;
+            }
     }
+    /* A split walk's running sums, for the offsets of the segments walked after it. */
+    if (term_mode == 2 && p.seg_sum && tid < EV) p.seg_sum[((int64_t)s * p.H + h) * p.E + e0 + tid] = sums[tid];
     if (p.sN.ptr)
 #pragma unroll
         for (int j = 0; j < NT; j++)
@@ -599,7 +614,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
                 const int d = 8 * j + 2 * t4 + (r & 1), e = ew + 8 * (r >> 1);
                 if (d >= p.D || e >= EV) continue;
                 float x = S[j][r];
-                if (p.reverse && sq.len > 0) { /* one more step back: the first token's own decay */
+                if (back) { /* one more step back: the first token's own decay */
                     if (p.gk) x *= expf(p.gk[sq.b * p.gk_sb + h * p.gk_sh + sq.t0 * p.gk_st + d * p.gk_sc]);
                     if (CD) x *= expf(p.gv[sq.b * p.gv_sb + h * p.gv_sh + sq.t0 * p.gv_st + (e0 + e) * p.gv_sc]);
                 }

@@ -16,6 +16,11 @@
 #define LA_VEC_EV 32      /* value columns per block */
 #define LA_VEC_THREADS 256
 
+/* Four strides, by value in a kernel's arguments. */
+typedef struct la_vec_strides {
+    int64_t s[4];
+} la_vec_strides_t;
+
 typedef struct la_vec_params {
     la_tok_t q, k, v, o;  /* o.ptr NULL: o not stored (a term may still be); q.ptr, o.ptr and term all
                              NULL: the state alone; k.ptr or v.ptr NULL: no k^T v term */
@@ -32,13 +37,17 @@ typedef struct la_vec_params {
     float scale;
     int64_t seqlen;       /* tokens per batch row */
     const int64_t *cu;    /* packed: [num_seqs + 1] checked offsets in device memory, else NULL */
-    /* A sequence split (the tensor-core kernel, forward walks of batch rows, cu NULL): nseg > 1
-     * cuts each row into nseg segments of seg_len tokens (the last one shorter); block x walks
-     * segment x % nseg of row x / nseg, and s0, sN and seg_tot index segments by x. */
+    /* A sequence split (the tensor-core kernel, walks of batch rows, cu NULL): nseg > 1 cuts
+     * each row into nseg segments of seg_len tokens (the last one shorter); block x walks
+     * segment x % nseg of row x / nseg, and s0, sN, seg_tot and seg_sum index segments by x.
+     * A reverse walk's segment takes the decays of the token after it; only the row's first
+     * segment steps back by its first token's decays (and counts them in its totals). */
     int64_t seg_len;
     int nseg;
     float *seg_tot_k, *seg_tot_v; /* NULL, or [segments, H, D] / [segments, H, E]: each segment's
                                      summed row / column log decays */
+    double *seg_sum;      /* a split walk with term_mode 2: NULL, or [segments, H, E]: each segment's running
+                             sums at its walk's end (from zero; the runner adds the offsets) */
     int nstage;           /* the tensor-core kernel's input stages in flight (2 or 3), set by its launcher */
     int sms;              /* the device's SMs (0: not known): the tensor-core kernel takes blocks of 64 value
                              columns where 128-column blocks would leave more than half of them idle */
