@@ -71,8 +71,6 @@ template <> struct vm_safe<__half> { static constexpr float value = 12.0f; };
 /* Where a block's sequence lies, and which of its steps is which token. */
 struct vm_seq {
     int64_t b, t0, t1, len;
-    int64_t tend; /* the end of the sequence the walk is part of: its last decays */
-    bool first;   /* the walk begins its sequence (a split's first segment) */
     int reverse;
     /* The token of step u (from the walk's start), and whose decays it takes. */
     __device__ __forceinline__ int64_t tok(int64_t u) const { return reverse ? t1 - 1 - u : t0 + u; }
@@ -97,12 +95,13 @@ __device__ __forceinline__ bool vm_pieces_ok_f32(const float *x, int64_t sb, int
 /* One input of a chunk, [L][W] in its stage (W = DM or ET channels, row
  * pitch P), of which the first `valid` channels exist: channel c of step u is
  * x[t * st + c * sc], t the walk's token of step u, or with `decays` the
- * token whose decays step u takes (none past the sequence's end).  In
+ * token whose decays step u takes (none at or past dend, the end of the
+ * sequence the walk is part of).  In
  * 16-byte pieces by cp.async where the block may (zero-filled where nothing
  * is read), else element by element. */
 template <typename X, int W, int P, int TH>
 __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, int64_t sc, int valid, const vm_seq &sq,
-                                              int64_t c0, bool decays, bool pieces) {
+                                              int64_t c0, bool decays, int64_t dend, bool pieces) {
     /* The thread index made opaque: the copies' addresses are worked out afresh each chunk
      * rather than held in registers for the whole walk (which spilled). */
     int tid = threadIdx.x;
@@ -115,7 +114,7 @@ __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, in
         for (int i = tid; i < LA_VM_L * NP; i += TH) {
             const int u = i / NP, c = (i % NP) * PE;
             const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
-            const bool ok = c0 + u < sq.len && c < valid && (!decays || t < sq.tend);
+            const bool ok = c0 + u < sq.len && c < valid && (!decays || t < dend);
             if (x) cp_async_16(dst + u * P + c, ok ? x + t * st + c : x, ok ? 16 : 0);
             else
 #pragma unroll
@@ -126,7 +125,7 @@ __device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, in
         for (int i = tid; i < LA_VM_L * W; i += TH) {
             const int u = i / W, c = i % W;
             const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
-            const bool ok = x && c0 + u < sq.len && c < valid && (!decays || t < sq.tend);
+            const bool ok = x && c0 + u < sq.len && c < valid && (!decays || t < dend);
             dst[u * P + c] = ok ? x[t * st + c * sc] : X(0.0f);
         }
     }
@@ -139,19 +138,20 @@ __device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &
                                               int EV, int64_t c0, bool out, bool pieces) {
     typedef vm_layout<DM, ET, CD, false> Y; /* the input stages lie alike split or not */
     constexpr int TH = LA_VM_THREADS(ET);
+    const int64_t dend = p.nseg > 1 ? p.seqlen : sq.t1; /* a split's segments: the row's end */
     const T *q = out && p.q.ptr ? static_cast<const T *>(p.q.ptr) + sq.b * p.q.sb + h * p.q.sh : nullptr;
     const T *k = p.k.ptr ? static_cast<const T *>(p.k.ptr) + sq.b * p.k.sb + h * p.k.sh : nullptr;
     const T *v = p.v.ptr ? static_cast<const T *>(p.v.ptr) + sq.b * p.v.sb + h * p.v.sh + e0 * p.v.sc : nullptr;
-    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_Q), q, p.q.st, p.q.sc, p.D, sq, c0, false, pieces);
-    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_K), k, p.k.st, p.k.sc, p.D, sq, c0, false, pieces);
-    vm_load_input<T, ET, Y::VP, TH>(reinterpret_cast<T *>(raw + Y::R_V), v, p.v.st, p.v.sc, EV, sq, c0, false, pieces);
+    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_Q), q, p.q.st, p.q.sc, p.D, sq, c0, false, 0, pieces);
+    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_K), k, p.k.st, p.k.sc, p.D, sq, c0, false, 0, pieces);
+    vm_load_input<T, ET, Y::VP, TH>(reinterpret_cast<T *>(raw + Y::R_V), v, p.v.st, p.v.sc, EV, sq, c0, false, 0, pieces);
     const float *a = RD && p.gk ? p.gk + sq.b * p.gk_sb + h * p.gk_sh : nullptr;
-    vm_load_input<float, DM, DM, TH>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true,
+    vm_load_input<float, DM, DM, TH>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true, dend,
                                      pieces);
     if (CD)
         vm_load_input<float, ET, ET, TH>(reinterpret_cast<float *>(raw + Y::R_B),
                                          p.gv + sq.b * p.gv_sb + h * p.gv_sh + e0 * p.gv_sc, p.gv_st, p.gv_sc, EV, sq,
-                                         c0, true, pieces);
+                                         c0, true, dend, pieces);
 }
 
 /* Waits until all but the newest ns - 2 copy groups have landed: the next
@@ -270,7 +270,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     const int term_mode = SP ? p.term_mode : 0; /* the launcher splits every run with a term */
     vm_seq sq;
     sq.reverse = p.reverse;
-    sq.first = true;
+    bool first = true; /* the walk begins its sequence (a split's first segment) */
     if (p.cu) {
         sq.b = 0;
         sq.t0 = p.cu[s];
@@ -279,16 +279,15 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
         sq.b = s / p.nseg;
         sq.t0 = (s % p.nseg) * p.seg_len;
         sq.t1 = sq.t0 + p.seg_len < p.seqlen ? sq.t0 + p.seg_len : p.seqlen;
-        sq.first = s % p.nseg == 0;
+        first = s % p.nseg == 0;
     } else {
         sq.b = s;
         sq.t0 = 0;
         sq.t1 = p.seqlen;
     }
     sq.len = sq.t1 - sq.t0;
-    sq.tend = p.nseg > 1 ? p.seqlen : sq.t1;
     /* A reverse walk that begins its sequence steps back once more, by its first token's decays. */
-    const bool back = p.reverse && sq.first && sq.len > 0;
+    const bool back = p.reverse && first && sq.len > 0;
 
     const int ns = p.nstage;
     char *rest = sm + ns * Y::RAW; /* past the input stages */
