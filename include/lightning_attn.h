@@ -311,7 +311,7 @@ typedef struct la_policy {
     la_switch_t bwd_wgmma;      /* Hopper backward, D = E = 64                        LA_CUDA_BWD_WG=0 */
     int dld_planes;             /* f32 decay-gradient planes: 0 (3 where they fit), 2 LA_CUDA_DLD_PLANES */
     la_switch_t vec_kernels;    /* vector decays (AUTO = on; OFF: UNSUPPORTED_DECAY)   LA_CUDA_VEC=0 */
-    la_switch_t vec_split;      /* vector forwards split along the sequence where the
+    la_switch_t vec_split;      /* vector decays: passes split along the sequence where the
                                    grid falls short of the GPU (AUTO = on)          LA_CUDA_VEC_SPLIT=0 */
 } la_policy_t;
 void la_policy_init(la_policy_t *policy);
