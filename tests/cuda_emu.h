@@ -212,6 +212,19 @@ static inline uint16_t emu_lo(uint32_t x) { return (uint16_t)(x & 0xffff); }
 static inline uint16_t emu_hi(uint32_t x) { return (uint16_t)(x >> 16); }
 static inline uint32_t emu_pack(uint16_t lo, uint16_t hi) { return (uint32_t)lo | (uint32_t)hi << 16; }
 
+/* mma.cuh's pack_op2: x0, x1 rounded to OT as one operand word (x0 in the low half), and with
+ * SPLIT the word of their remainders. */
+template <typename OT> static inline uint16_t emu_bits(OT x) {
+    uint16_t b;
+    memcpy(&b, &x, 2);
+    return b;
+}
+template <typename OT, bool SPLIT> static inline void pack_op2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
+    const OT h0(x0), h1(x1);
+    hi = emu_pack(emu_bits(h0), emu_bits(h1));
+    if (SPLIT) lo = emu_pack(emu_bits(OT(x0 - float(h0))), emu_bits(OT(x1 - float(h1))));
+}
+
 /* The collective of the 32 lanes of warp w (all waiting at the same op). */
 static void emu_warp_op(int w) {
     emu_thread *L = emu_g.t + 32 * w;

@@ -37,17 +37,25 @@ __device__ __forceinline__ void la_vec_fold_elem(float *seg_state, const float *
     if (sN.ptr) sN.ptr[seq * sN.ss + h * sN.sh + d * sN.sd + e * sN.se] = S;
 }
 
+/* The final state's share of column c's running sum (vec_params.h's term_mode 2):
+ * sum over rows r < R of fin_a[r, c] fin_b[r, c] for (sequence seq, head h), in double;
+ * 0 where fin_a.ptr is NULL. */
+__device__ __forceinline__ double la_vec_fin_share(la_st_t fin_a, la_st_t fin_b, int R, int64_t seq, int h, int64_t c) {
+    double f = 0.0;
+    if (fin_a.ptr)
+        for (int r = 0; r < R; r++)
+            f += (double)fin_a.ptr[seq * fin_a.ss + h * fin_a.sh + r * fin_a.sd + c * fin_a.se] *
+                 (double)fin_b.ptr[seq * fin_b.ss + h * fin_b.sh + r * fin_b.sd + c * fin_b.se];
+    return f;
+}
+
 /* seg_sum: [num_seqs * nseg, H, C] each segment's sums of column c, made
  * each segment's offset in place, for a walk in reverse (the backward's
  * runs K and V); F = sum over rows r < R of fin_a[r, c] fin_b[r, c]
  * (fin_a.ptr NULL: 0). */
 __device__ __forceinline__ void la_vec_sum_offsets_elem(double *seg_sum, la_st_t fin_a, la_st_t fin_b, int nseg, int H,
                                                         int R, int C, int64_t seq, int h, int c) {
-    double acc = 0.0;
-    if (fin_a.ptr)
-        for (int r = 0; r < R; r++)
-            acc += (double)fin_a.ptr[seq * fin_a.ss + h * fin_a.sh + r * fin_a.sd + c * fin_a.se] *
-                   (double)fin_b.ptr[seq * fin_b.ss + h * fin_b.sh + r * fin_b.sd + c * fin_b.se];
+    double acc = la_vec_fin_share(fin_a, fin_b, R, seq, h, c);
     for (int j = nseg - 1; j >= 0; j--) {
         double *x = seg_sum + ((seq * nseg + j) * H + h) * C + c;
         const double own = *x;

@@ -58,6 +58,7 @@
 #define LA_CUDA_VEC_MMA_KERNEL_CUH
 
 #include "mma.cuh"
+#include "vec_fold.cuh"
 #include "vec_mma_layout.h"
 #include "vec_params.h"
 
@@ -145,8 +146,9 @@ __device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &
     vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_Q), q, p.q.st, p.q.sc, p.D, sq, c0, false, 0, pieces);
     vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_K), k, p.k.st, p.k.sc, p.D, sq, c0, false, 0, pieces);
     vm_load_input<T, ET, Y::VP, TH>(reinterpret_cast<T *>(raw + Y::R_V), v, p.v.st, p.v.sc, EV, sq, c0, false, 0, pieces);
-    const float *a = RD && p.gk ? p.gk + sq.b * p.gk_sb + h * p.gk_sh : nullptr;
-    vm_load_input<float, DM, DM, TH>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true, dend,
+    const float *a = p.gk ? p.gk + sq.b * p.gk_sb + h * p.gk_sh : nullptr;
+    if (RD) /* the row decays only where something reads them */
+        vm_load_input<float, DM, DM, TH>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true, dend,
                                      pieces);
     if (CD)
         vm_load_input<float, ET, ET, TH>(reinterpret_cast<float *>(raw + Y::R_B),
@@ -210,34 +212,16 @@ template <typename T, bool SP> __device__ __forceinline__ void vm_put(T *hi, T *
     if (SP) lo[i] = T(x - float(h));
 }
 
-/* x0, x1 as one operand word, and with SP the word of their lo parts. */
-template <typename T> struct __align__(4) vm_pair { T x, y; };
-template <typename T, bool SP> __device__ __forceinline__ void vm_pack2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
-#ifdef __CUDA_ARCH__
-    pack_op2<T, SP>(x0, x1, hi, lo); /* one cvt a word */
-#else
-    vm_pair<T> h, l;
-    h.x = T(x0);
-    h.y = T(x1);
-    memcpy(&hi, &h, 4);
-    if (SP) {
-        l.x = T(x0 - float(h.x));
-        l.y = T(x1 - float(h.y));
-        memcpy(&lo, &l, 4);
-    }
-#endif
-}
-
 /* A warp's state operand for the inter product: its accumulators of n8
  * tiles 2 kb and 2 kb + 1 are, as pairs, the A fragment of k16 step kb (the
  * accumulator and A layouts agree row for row), with SP their lo parts. */
 template <typename T, bool SP>
 __device__ __forceinline__ void vm_state_operand(const float (&c0)[4], const float (&c1)[4], uint32_t a[4],
                                                  uint32_t al[4]) {
-    vm_pack2<T, SP>(c0[0], c0[1], a[0], al[0]);
-    vm_pack2<T, SP>(c0[2], c0[3], a[1], al[1]);
-    vm_pack2<T, SP>(c1[0], c1[1], a[2], al[2]);
-    vm_pack2<T, SP>(c1[2], c1[3], a[3], al[3]);
+    pack_op2<T, SP>(c0[0], c0[1], a[0], al[0]);
+    pack_op2<T, SP>(c0[2], c0[3], a[1], al[1]);
+    pack_op2<T, SP>(c1[0], c1[1], a[2], al[2]);
+    pack_op2<T, SP>(c1[2], c1[3], a[3], al[3]);
 }
 
 /* d += a b, with a's lo part (SA) and b's (SB) where they have one: the
@@ -320,14 +304,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
                           : 0.0f;
         }
     if (term_mode == 2) /* the final state's share of each column's sum */
-        for (int c = tid; c < ET; c += TH) {
-            double f = 0.0;
-            if (p.fin_a.ptr && c < EV)
-                for (int r = 0; r < p.D; r++)
-                    f += (double)p.fin_a.ptr[s * p.fin_a.ss + h * p.fin_a.sh + r * p.fin_a.sd + (e0 + c) * p.fin_a.se] *
-                         (double)p.fin_b.ptr[s * p.fin_b.ss + h * p.fin_b.sh + r * p.fin_b.sd + (e0 + c) * p.fin_b.se];
-            sums[c] = f;
-        }
+        for (int c = tid; c < ET; c += TH) sums[c] = c < EV ? la_vec_fin_share(p.fin_a, p.fin_b, p.D, s, h, e0 + c) : 0.0;
 
     /* This thread's output column (fixed: E walks rows of the same column): base pointers at (sequence, head, column). */
     const int64_t eo = e0 + (tid % ET < EV ? tid % ET : 0);
