@@ -46,6 +46,12 @@ struct float2 {
     float x, y;
 };
 static inline float2 make_float2(float x, float y) { return float2{x, y}; }
+struct float4 {
+    float x, y, z, w;
+};
+struct uint4 {
+    uint32_t x, y, z, w;
+};
 
 /* ---- 16-bit operand types ------------------------------------------------------- */
 

@@ -93,41 +93,57 @@ __device__ __forceinline__ bool vm_pieces_ok_f32(const float *x, int64_t sb, int
                   (reinterpret_cast<uintptr_t>(x) & 15) == 0);
 }
 
+/* Which steps of a chunk have a row to read: u in [lo, hi).  Steps past the
+ * walk's end have none; in a reverse walk, step u takes the decays of the
+ * token after its own, and the sequence's last token has none (dend: the end
+ * of the sequence the walk is part of, past a split's segment). */
+struct vm_rows {
+    int lo, hi;
+};
+__device__ __forceinline__ vm_rows vm_rows_of(const vm_seq &sq, int64_t c0, bool decays, int64_t dend) {
+    vm_rows r;
+    const int64_t left = sq.len - c0;
+    r.hi = left < LA_VM_L ? (int)left : LA_VM_L;
+    r.lo = 0;
+    if (decays && sq.reverse && sq.dtok(c0) >= dend) r.lo = (int)(sq.dtok(c0) - dend + 1); /* only c0 = 0 */
+    return r;
+}
+
+/* Row t of a tensor x (NULL: none): a row that may lie past the end (a step
+ * with no row) is never read. */
+template <typename X> __device__ __forceinline__ const X *vm_row(const X *x, int64_t t, int64_t st) {
+    return x ? x + t * st : nullptr;
+}
+
 /* One input of a chunk, [L][W] in its stage (W = DM or ET channels, row
  * pitch P), of which the first `valid` channels exist: channel c of step u is
- * x[t * st + c * sc], t the walk's token of step u, or with `decays` the
- * token whose decays step u takes (none at or past dend, the end of the
- * sequence the walk is part of).  In
- * 16-byte pieces by cp.async where the block may (zero-filled where nothing
- * is read), else element by element. */
+ * row0[u * rstep + c * sc] for u in rows (row0: step 0's row, rstep: the
+ * step's stride, negative in a reverse walk), zeros elsewhere or where x,
+ * the tensor at (sequence, head), is NULL.  In 16-byte pieces by cp.async
+ * where the block may (zero-filled where nothing is read), else element by
+ * element.  tid: this thread's index, opaque to the compiler (below). */
 template <typename X, int W, int P, int TH>
-__device__ __forceinline__ void vm_load_input(X *dst, const X *x, int64_t st, int64_t sc, int valid, const vm_seq &sq,
-                                              int64_t c0, bool decays, int64_t dend, bool pieces) {
-    /* The thread index made opaque: the copies' addresses are worked out afresh each chunk
-     * rather than held in registers for the whole walk (which spilled). */
-    int tid = threadIdx.x;
-#ifdef __CUDA_ARCH__
-    asm volatile("" : "+r"(tid));
-#endif
+__device__ __forceinline__ void vm_load_input(X *dst, const X *x, const X *row0, int64_t rstep, int64_t sc, int valid,
+                                              vm_rows rows, bool pieces, unsigned tid) {
     if (pieces) {
-        constexpr int PE = 16 / sizeof(X), NP = W / PE;
+        constexpr int PE = 16 / sizeof(X), NP = W / PE, N = LA_VM_L * NP;
 #pragma unroll
-        for (int i = tid; i < LA_VM_L * NP; i += TH) {
-            const int u = i / NP, c = (i % NP) * PE;
-            const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
-            const bool ok = c0 + u < sq.len && c < valid && (!decays || t < dend);
-            if (x) cp_async_16(dst + u * P + c, ok ? x + t * st + c : x, ok ? 16 : 0);
+        for (int j = 0; j < (N + TH - 1) / TH; j++) {
+            const unsigned i = tid + j * TH;
+            if (N % TH != 0 && i >= N) break;
+            const int u = (int)(i / NP), c = (int)(i % NP) * PE;
+            const bool ok = u >= rows.lo && u < rows.hi && c < valid;
+            if (x) cp_async_16(dst + u * P + c, ok ? row0 + u * rstep + c : x, ok ? 16 : 0);
             else
 #pragma unroll
-                for (int j = 0; j < PE; j++) dst[u * P + c + j] = X(0.0f); /* an absent input: zeros */
+                for (int e = 0; e < PE; e++) dst[u * P + c + e] = X(0.0f); /* an absent input: zeros */
         }
     } else {
 #pragma unroll 4
-        for (int i = tid; i < LA_VM_L * W; i += TH) {
-            const int u = i / W, c = i % W;
-            const int64_t t = decays ? sq.dtok(c0 + u) : sq.tok(c0 + u);
-            const bool ok = x && c0 + u < sq.len && c < valid && (!decays || t < dend);
-            dst[u * P + c] = ok ? x[t * st + c * sc] : X(0.0f);
+        for (unsigned i = tid; i < LA_VM_L * W; i += TH) {
+            const int u = (int)(i / W), c = (int)(i % W);
+            const bool ok = x && u >= rows.lo && u < rows.hi && c < valid;
+            dst[u * P + c] = ok ? row0[u * rstep + c * sc] : X(0.0f);
         }
     }
 }
@@ -139,21 +155,34 @@ __device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &
                                               int EV, int64_t c0, bool out, bool pieces) {
     typedef vm_layout<DM, ET, CD, false> Y; /* the input stages lie alike split or not */
     constexpr int TH = LA_VM_THREADS(ET);
+    /* The thread index made opaque: the copies' addresses are worked out afresh each chunk
+     * rather than held in registers for the whole walk (which spilled). */
+    unsigned tid = threadIdx.x;
+#ifdef __CUDA_ARCH__
+    asm volatile("" : "+r"(tid));
+#endif
     const int64_t dend = p.nseg > 1 ? p.seqlen : sq.t1; /* a split's segments: the row's end */
+    const int64_t t = sq.tok(c0), dt = sq.dtok(c0), dir = sq.reverse ? -1 : 1;
+    const vm_rows rows = vm_rows_of(sq, c0, false, dend), drows = vm_rows_of(sq, c0, true, dend);
     const T *q = out && p.q.ptr ? static_cast<const T *>(p.q.ptr) + sq.b * p.q.sb + h * p.q.sh : nullptr;
     const T *k = p.k.ptr ? static_cast<const T *>(p.k.ptr) + sq.b * p.k.sb + h * p.k.sh : nullptr;
     const T *v = p.v.ptr ? static_cast<const T *>(p.v.ptr) + sq.b * p.v.sb + h * p.v.sh + e0 * p.v.sc : nullptr;
-    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_Q), q, p.q.st, p.q.sc, p.D, sq, c0, false, 0, pieces);
-    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_K), k, p.k.st, p.k.sc, p.D, sq, c0, false, 0, pieces);
-    vm_load_input<T, ET, Y::VP, TH>(reinterpret_cast<T *>(raw + Y::R_V), v, p.v.st, p.v.sc, EV, sq, c0, false, 0, pieces);
-    const float *a = p.gk ? p.gk + sq.b * p.gk_sb + h * p.gk_sh : nullptr;
-    if (RD) /* the row decays only where something reads them */
-        vm_load_input<float, DM, DM, TH>(reinterpret_cast<float *>(raw + Y::R_A), a, p.gk_st, p.gk_sc, p.D, sq, c0, true, dend,
-                                     pieces);
-    if (CD)
-        vm_load_input<float, ET, ET, TH>(reinterpret_cast<float *>(raw + Y::R_B),
-                                         p.gv + sq.b * p.gv_sb + h * p.gv_sh + e0 * p.gv_sc, p.gv_st, p.gv_sc, EV, sq,
-                                         c0, true, dend, pieces);
+    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_Q), q, vm_row(q, t, p.q.st), dir * p.q.st, p.q.sc, p.D,
+                                 rows, pieces, tid);
+    vm_load_input<T, DM, DM, TH>(reinterpret_cast<T *>(raw + Y::R_K), k, vm_row(k, t, p.k.st), dir * p.k.st, p.k.sc, p.D,
+                                 rows, pieces, tid);
+    vm_load_input<T, ET, Y::VP, TH>(reinterpret_cast<T *>(raw + Y::R_V), v, vm_row(v, t, p.v.st), dir * p.v.st, p.v.sc,
+                                    EV, rows, pieces, tid);
+    if (RD) { /* the row decays only where something reads them */
+        const float *a = p.gk ? p.gk + sq.b * p.gk_sb + h * p.gk_sh : nullptr;
+        vm_load_input<float, DM, DM, TH>(reinterpret_cast<float *>(raw + Y::R_A), a, vm_row(a, dt, p.gk_st),
+                                         dir * p.gk_st, p.gk_sc, p.D, drows, pieces, tid);
+    }
+    if (CD) {
+        const float *b = p.gv + sq.b * p.gv_sb + h * p.gv_sh + e0 * p.gv_sc;
+        vm_load_input<float, ET, ET, TH>(reinterpret_cast<float *>(raw + Y::R_B), b, vm_row(b, dt, p.gv_st),
+                                         dir * p.gv_st, p.gv_sc, EV, drows, pieces, tid);
+    }
 }
 
 /* Waits until all but the newest ns - 2 copy groups have landed: the next
@@ -161,6 +190,30 @@ __device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &
 __device__ __forceinline__ void vm_wait_stage(int ns) {
     if (ns >= 3) cp_async_wait<1>();
     else cp_async_wait<0>();
+}
+
+/* A chunk's outputs from Ys ([L][YP] f32) to o, 16 bytes a thread: rows u <
+ * n, columns below EV (a multiple of 8: vm_pieces_ok of o), from obase, o's
+ * address at (sequence, head, the block's first column).  Where nothing else
+ * reads or changes them per column (no terms, every column factored). */
+template <typename T, int ET, int TH, int YP>
+__device__ __forceinline__ void vm_store_rows(const float *Ys, T *obase, int64_t st, const vm_seq &sq, int64_t c0, int n,
+                                              int EV) {
+    constexpr int PR = ET / 8; /* 16-byte pieces a row */
+#pragma unroll
+    for (int i = threadIdx.x; i < LA_VM_L * PR; i += TH) {
+        const int u = i / PR, c = (i % PR) * 8;
+        if (u >= n || c >= EV) continue;
+        const float4 a = *reinterpret_cast<const float4 *>(Ys + u * YP + c);
+        const float4 b = *reinterpret_cast<const float4 *>(Ys + u * YP + c + 4);
+        uint4 w;
+        uint32_t unused;
+        pack_op2<T, false>(a.x, a.y, w.x, unused);
+        pack_op2<T, false>(a.z, a.w, w.y, unused);
+        pack_op2<T, false>(b.x, b.y, w.z, unused);
+        pack_op2<T, false>(b.z, b.w, w.w, unused);
+        *reinterpret_cast<uint4 *>(obase + sq.tok(c0 + u) * st + c) = w;
+    }
 }
 
 /* e^x for the operand pass: one ex2.approx.ftz.  Rounding x log2 e gives a
@@ -311,6 +364,8 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     T *ob = p.o.ptr ? static_cast<T *>(const_cast<void *>(p.o.ptr)) + sq.b * p.o.sb + h * p.o.sh + eo * p.o.sc : nullptr;
     float *tb = SP && p.term ? p.term + sq.b * p.term_sb + h * p.term_sh + eo * p.term_sc : nullptr;
     const T *mb = SP && p.mul.ptr ? static_cast<const T *>(p.mul.ptr) + sq.b * p.mul.sb + h * p.mul.sh + eo * p.mul.sc : nullptr;
+    /* The outputs in 16-byte rows where o allows and no term is kept (E). */
+    const bool orows = !CD && p.o.ptr && term_mode == 0 && vm_pieces_ok<T>(p.o, p.E);
     const bool pieces = vm_pieces_ok<T>(p.q, p.D) && vm_pieces_ok<T>(p.k, p.D) && vm_pieces_ok<T>(p.v, p.E) &&
                         vm_pieces_ok_f32(p.gk, p.gk_sb, p.gk_sh, p.gk_st, p.gk_sc, p.D) &&
                         vm_pieces_ok_f32(p.gv, p.gv_sb, p.gv_sh, p.gv_st, p.gv_sc, p.E);
@@ -520,6 +575,13 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
 #pragma unroll
                 for (int i = 0; i < ET / 32; i++) any |= mc[i];
             const bool cbad = CD && any;
+            /* o's address is worked out here: a pointer held for the walk spilled.  Not with column
+             * decays: beside their per-column path, this one made those instances spill. */
+            if (!CD && orows) {
+                T *const o0 = static_cast<T *>(const_cast<void *>(p.o.ptr)) + sq.b * p.o.sb + h * p.o.sh + e0;
+                vm_store_rows<T, ET, TH, YP>(Ys, o0, p.o.st, sq, c0, n, EV);
+                continue;
+            }
             const int e = tid % ET; /* this thread's column, the same in every row it writes */
             constexpr int RPT = L * ET / TH; /* rows per thread */
             /* The terms' inputs, all read before the stores below, which could alias them (and
