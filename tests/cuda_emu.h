@@ -2,7 +2,8 @@
  * cuda_emu.h - runs a CUDA kernel's blocks on the host, for tests on machines
  * without a GPU: each thread of a block is a coroutine (ucontext) on one OS
  * thread, __syncthreads and the warp-collective instructions a kernel uses
- * (mma.sync m16n8k16, ldmatrix x4 plain and transposed, __ballot_sync) are
+ * (mma.sync m16n8k16, ldmatrix x4 plain and transposed, __ballot_sync,
+ * __shfl_xor_sync) are
  * points where a coroutine yields (cp.async copies land at random ones of
  * them, or at the thread's wait), and a scheduler resumes the threads in a
  * seeded random order, so that a read racing a write of the same phase
@@ -103,7 +104,7 @@ struct emu_dim3 {
 };
 
 enum { EMU_RUN, EMU_BAR, EMU_WARP, EMU_DONE };
-enum { EMU_OP_LDM, EMU_OP_LDMT, EMU_OP_MMA_BF16, EMU_OP_MMA_F16, EMU_OP_BALLOT };
+enum { EMU_OP_LDM, EMU_OP_LDMT, EMU_OP_MMA_BF16, EMU_OP_MMA_F16, EMU_OP_BALLOT, EMU_OP_SHFL_XOR };
 
 /* A 16-byte asynchronous copy in flight: its source bytes (zero-filled past
  * src_bytes) are read when issued, and land at a random later point up to
@@ -192,6 +193,19 @@ static inline unsigned __ballot_sync(unsigned mask, int pred) {
     return t.r[0];
 }
 
+/* Lane l gets x of lane l ^ lane_mask (every lane of the warp takes part). */
+static inline float __shfl_xor_sync(unsigned mask, float x, int lane_mask) {
+    (void)mask;
+    emu_thread &t = emu_g.t[emu_g.cur];
+    t.op = EMU_OP_SHFL_XOR;
+    memcpy(&t.r[0], &x, 4);
+    t.pred = lane_mask;
+    emu_yield(EMU_WARP);
+    float y;
+    memcpy(&y, &t.r[1], 4);
+    return y;
+}
+
 static inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
 
 static inline void emu_ldmatrix(uint32_t r[4], const void *row_ptr, int op) {
@@ -240,7 +254,14 @@ static void emu_warp_op(int w) {
             fprintf(stderr, "cuda_emu: warp %d: lanes at different collectives (%d, %d)\n", w, op, L[l].op);
             abort();
         }
-    if (op == EMU_OP_BALLOT) {
+    if (op == EMU_OP_SHFL_XOR) {
+        for (int l = 0; l < 32; l++)
+            if (L[l].pred != L[0].pred) {
+                fprintf(stderr, "cuda_emu: warp %d: lanes shuffle with different lane masks\n", w);
+                abort();
+            }
+        for (int l = 0; l < 32; l++) L[l].r[1] = L[l ^ (L[0].pred & 31)].r[0];
+    } else if (op == EMU_OP_BALLOT) {
         uint32_t m = 0;
         for (int l = 0; l < 32; l++) m |= (uint32_t)L[l].pred << l;
         for (int l = 0; l < 32; l++) L[l].r[0] = m;

@@ -265,6 +265,19 @@ template <typename T, bool SP> __device__ __forceinline__ void vm_put(T *hi, T *
     if (SP) lo[i] = T(x - float(h));
 }
 
+/* Two adjacent elements of an operand row, as one 32-bit access. */
+template <typename T> struct __align__(4) vm_pair {
+    T x, y;
+};
+
+/* Elements i and i + 1 (i even) of an operand: hi[i..], and with SP the lo parts. */
+template <typename T, bool SP> __device__ __forceinline__ void vm_put2(T *hi, T *lo, int i, float x0, float x1) {
+    uint32_t h, l;
+    pack_op2<T, SP>(x0, x1, h, l);
+    *reinterpret_cast<uint32_t *>(hi + i) = h;
+    if (SP) *reinterpret_cast<uint32_t *>(lo + i) = l;
+}
+
 /* A warp's state operand for the inter product: its accumulators of n8
  * tiles 2 kb and 2 kb + 1 are, as pairs, the A fragment of k16 step kb (the
  * accumulator and A layouts agree row for row), with SP their lo parts. */
@@ -298,7 +311,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     constexpr int NT = DM / 8;
     /* The operand pass, one task a walk: row prefixes, row suffixes, then (CD) column prefixes and
      * suffixes.  Without column decays the values are an operand as they arrive. */
-    constexpr int NTASK = 2 * DM + (CD ? 2 * ET : 0);
+    constexpr int NTASK = 2 * DM + (CD ? 2 * ET : 0), HL = L / 2;
     extern __shared__ __align__(16) char sm[];
     const int tid = threadIdx.x, w = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const int s = blockIdx.x, h = blockIdx.y, e0 = blockIdx.z * ET;
@@ -400,36 +413,67 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
 #pragma unroll
         for (int task = tid; task < NTASK; task += TH) {
             if (task < 2 * DM) {
+                /* Rows in pairs (d, d + 1), each pair's chunk in two halves of HL steps, one a lane:
+                 * the partner lane (lane ^ 1) has the other half.  Operands go out as packed pairs. */
                 const bool pre = task < DM;
-                const int d = pre ? task : task - DM;
-                const vm_chan c = vm_channel<RD>(ra + d, DM, SAFE);
-                const float eM = c.safe ? c.eM : 0.0f; /* 0: the scores take this row exactly */
-                if (pre) {
-                    row_tot += c.tot;
-                    TR[d] = c.etot;
-                    float run = 0.0f;
-                    if (out) { /* the operands of the outputs' products: none in a state-only walk */
+                const int idx = pre ? task : task - DM, d = idx & ~1, hf = idx & 1, u0 = HL * hf;
+                float part0 = 0.0f, part1 = 0.0f; /* this half's log decays, summed in step order */
+                if (RD)
 #pragma unroll
-                        for (int u = 0; u < L; u++) { /* prefix sums: the queries' factors */
-                            if (RD) run += ra[u * DM + d];
-                            const float qe = float(rq[u * DM + d]) * p.scale * (RD ? vm_exp(run) : 1.0f);
-                            vm_put<T, SP>(qh, qhl, u * QP + d, qe);
-                            vm_put<T, SP>(qd, qdl, u * QP + d, qe * eM);
+                    for (int i = 0; i < HL; i++) {
+                        const float2 x = *reinterpret_cast<const float2 *>(ra + (u0 + i) * DM + d);
+                        part0 += x.x;
+                        part1 += x.y;
+                    }
+                /* The other half's sums; each chunk total is the first half's plus the second's, the
+                 * same in the prefix and the suffix walks, so their mask bits agree. */
+                const float oth0 = RD ? __shfl_xor_sync(0xffffffffu, part0, 1) : 0.0f;
+                const float oth1 = RD ? __shfl_xor_sync(0xffffffffu, part1, 1) : 0.0f;
+                const float tot0 = part0 + oth0, tot1 = part1 + oth1;
+                const bool safe0 = -tot0 <= SAFE, safe1 = -tot1 <= SAFE;
+                /* 0: the scores take this row exactly */
+                const float eM0 = safe0 ? (RD ? vm_exp(-0.5f * tot0) : 1.0f) : 0.0f;
+                const float eM1 = safe1 ? (RD ? vm_exp(-0.5f * tot1) : 1.0f) : 0.0f;
+                if (pre) {
+                    row_tot += hf ? tot1 : tot0; /* thread idx's own row, d + hf */
+                    if (hf == 0)
+                        *reinterpret_cast<float2 *>(TR + d) =
+                            make_float2(RD ? vm_exp(tot0) : 1.0f, RD ? vm_exp(tot1) : 1.0f);
+                    if (out) { /* the operands of the outputs' products: none in a state-only walk */
+                        float run0 = hf ? oth0 : 0.0f, run1 = hf ? oth1 : 0.0f; /* prefix sums: the queries' factors */
+#pragma unroll
+                        for (int i = 0; i < HL; i++) {
+                            const int u = u0 + i;
+                            if (RD) {
+                                const float2 x = *reinterpret_cast<const float2 *>(ra + u * DM + d);
+                                run0 += x.x;
+                                run1 += x.y;
+                            }
+                            const vm_pair<T> q2 = *reinterpret_cast<const vm_pair<T> *>(rq + u * DM + d);
+                            const float qe0 = float(q2.x) * p.scale * (RD ? vm_exp(run0) : 1.0f);
+                            const float qe1 = float(q2.y) * p.scale * (RD ? vm_exp(run1) : 1.0f);
+                            vm_put2<T, SP>(qh, qhl, u * QP + d, qe0, qe1);
+                            vm_put2<T, SP>(qd, qdl, u * QP + d, qe0 * eM0, qe1 * eM1);
                         }
                     }
-                    const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
-                    if (lane == 0) MR[d / 32] = bad;
+                    /* The mask word of this warp's 32 rows: bit d from the even lanes' pairs. */
+                    const unsigned bad0 = __ballot_sync(0xffffffffu, !safe0), bad1 = __ballot_sync(0xffffffffu, !safe1);
+                    if (lane == 0) MR[d / 32] = (bad0 & 0x55555555u) | (bad1 & 0x55555555u) << 1;
                 } else {
-                    float run = 0.0f;
+                    float run0 = hf ? 0.0f : oth0, run1 = hf ? 0.0f : oth1; /* suffix sums: the keys' factors */
 #pragma unroll
-                    for (int u = L - 1; u >= 0; u--) { /* suffix sums: the keys' factors */
-                        const float ke = float(rk[u * DM + d]) * p.kscale * (RD ? vm_exp(run) : 1.0f);
-                        if (RD) run += ra[u * DM + d];
-                        T hi, lo;
-                        vm_split<T>(ke, hi, lo);
-                        kh[u * QP + d] = hi;
-                        kl[u * QP + d] = lo;
-                        if (out) vm_put<T, SP>(kd, kdl, u * QP + d, ke * eM);
+                    for (int i = HL - 1; i >= 0; i--) {
+                        const int u = u0 + i;
+                        const vm_pair<T> k2 = *reinterpret_cast<const vm_pair<T> *>(rk + u * DM + d);
+                        const float ke0 = float(k2.x) * p.kscale * (RD ? vm_exp(run0) : 1.0f);
+                        const float ke1 = float(k2.y) * p.kscale * (RD ? vm_exp(run1) : 1.0f);
+                        if (RD) {
+                            const float2 x = *reinterpret_cast<const float2 *>(ra + u * DM + d);
+                            run0 += x.x;
+                            run1 += x.y;
+                        }
+                        vm_put2<T, true>(kh, kl, u * QP + d, ke0, ke1);
+                        if (out) vm_put2<T, SP>(kd, kdl, u * QP + d, ke0 * eM0, ke1 * eM1);
                     }
                 }
             } else if (CD) {
