@@ -231,31 +231,45 @@ __device__ __forceinline__ float vm_exp(float x) {
 #endif
 }
 
-/* One channel's decay over a chunk: the total log decay of x[u * stride],
- * u < L (0 where the channel has none), whether the diagonal may take the
- * factored product, its anchor factor e^{-M} = e^{M - total} (M = total /
- * 2) and the whole chunk's factor e^{total}. */
-struct vm_chan {
-    float tot, eM, etot;
-    bool safe;
+/* A pair of channels' decays over a chunk, x[u * stride] and x[u * stride +
+ * 1] for u < L (none: HAS false), from two lanes (lane ^ 1) that each walk
+ * half of it, from step u0: the other half's sums (what a prefix walk of the
+ * second half, or a suffix walk of the first, starts from), each channel's
+ * total (the first half's sum plus the second's: the same on both lanes, so
+ * a prefix and a suffix walk agree on the mask), whether the diagonal may
+ * take the factored product, and its anchor factor e^{-total / 2} (0 where
+ * it may not). */
+struct vm_pair_chan {
+    float oth0, oth1, tot0, tot1, eM0, eM1;
+    bool safe0, safe1;
 };
 template <bool HAS>
-__device__ __forceinline__ vm_chan vm_channel(const float *x, int stride, float safe_limit) {
-    vm_chan c;
-    c.tot = 0.0f;
+__device__ __forceinline__ vm_pair_chan vm_pair_channel(const float *x, int stride, int u0, float safe_limit) {
+    vm_pair_chan c;
+    float part0 = 0.0f, part1 = 0.0f; /* this half's log decays, in step order */
     if (HAS)
 #pragma unroll
-        for (int u = 0; u < LA_VM_L; u++) c.tot += x[u * stride];
-    c.safe = -c.tot <= safe_limit;
-    c.eM = HAS ? vm_exp(-0.5f * c.tot) : 1.0f;
-    c.etot = HAS ? vm_exp(c.tot) : 1.0f;
+        for (int i = 0; i < LA_VM_L / 2; i++) {
+            const float2 y = *reinterpret_cast<const float2 *>(x + (u0 + i) * stride);
+            part0 += y.x;
+            part1 += y.y;
+        }
+    c.oth0 = HAS ? __shfl_xor_sync(0xffffffffu, part0, 1) : 0.0f;
+    c.oth1 = HAS ? __shfl_xor_sync(0xffffffffu, part1, 1) : 0.0f;
+    c.tot0 = part0 + c.oth0;
+    c.tot1 = part1 + c.oth1;
+    c.safe0 = -c.tot0 <= safe_limit;
+    c.safe1 = -c.tot1 <= safe_limit;
+    c.eM0 = c.safe0 ? (HAS ? vm_exp(-0.5f * c.tot0) : 1.0f) : 0.0f;
+    c.eM1 = c.safe1 ? (HAS ? vm_exp(-0.5f * c.tot1) : 1.0f) : 0.0f;
     return c;
 }
 
-/* x as an operand hi part and its remainder lo. */
-template <typename T> __device__ __forceinline__ void vm_split(float x, T &hi, T &lo) {
-    hi = T(x);
-    lo = T(x - float(hi));
+/* A warp's mask word of 32 channels (bit j: channel j is left out of the
+ * factored product), from the pairs on its even lanes. */
+__device__ __forceinline__ uint32_t vm_pair_mask(bool safe0, bool safe1) {
+    const unsigned bad0 = __ballot_sync(0xffffffffu, !safe0), bad1 = __ballot_sync(0xffffffffu, !safe1);
+    return (bad0 & 0x55555555u) | (bad1 & 0x55555555u) << 1;
 }
 
 /* An output product's operand element: hi[i], and with SP its lo part. */
@@ -417,30 +431,14 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
                  * the partner lane (lane ^ 1) has the other half.  Operands go out as packed pairs. */
                 const bool pre = task < DM;
                 const int idx = pre ? task : task - DM, d = idx & ~1, hf = idx & 1, u0 = HL * hf;
-                float part0 = 0.0f, part1 = 0.0f; /* this half's log decays, summed in step order */
-                if (RD)
-#pragma unroll
-                    for (int i = 0; i < HL; i++) {
-                        const float2 x = *reinterpret_cast<const float2 *>(ra + (u0 + i) * DM + d);
-                        part0 += x.x;
-                        part1 += x.y;
-                    }
-                /* The other half's sums; each chunk total is the first half's plus the second's, the
-                 * same in the prefix and the suffix walks, so their mask bits agree. */
-                const float oth0 = RD ? __shfl_xor_sync(0xffffffffu, part0, 1) : 0.0f;
-                const float oth1 = RD ? __shfl_xor_sync(0xffffffffu, part1, 1) : 0.0f;
-                const float tot0 = part0 + oth0, tot1 = part1 + oth1;
-                const bool safe0 = -tot0 <= SAFE, safe1 = -tot1 <= SAFE;
-                /* 0: the scores take this row exactly */
-                const float eM0 = safe0 ? (RD ? vm_exp(-0.5f * tot0) : 1.0f) : 0.0f;
-                const float eM1 = safe1 ? (RD ? vm_exp(-0.5f * tot1) : 1.0f) : 0.0f;
+                const vm_pair_chan c = vm_pair_channel<RD>(ra + d, DM, u0, SAFE);
                 if (pre) {
-                    row_tot += hf ? tot1 : tot0; /* thread idx's own row, d + hf */
+                    row_tot += hf ? c.tot1 : c.tot0; /* thread idx's own row, d + hf */
                     if (hf == 0)
                         *reinterpret_cast<float2 *>(TR + d) =
-                            make_float2(RD ? vm_exp(tot0) : 1.0f, RD ? vm_exp(tot1) : 1.0f);
+                            make_float2(RD ? vm_exp(c.tot0) : 1.0f, RD ? vm_exp(c.tot1) : 1.0f);
                     if (out) { /* the operands of the outputs' products: none in a state-only walk */
-                        float run0 = hf ? oth0 : 0.0f, run1 = hf ? oth1 : 0.0f; /* prefix sums: the queries' factors */
+                        float run0 = hf ? c.oth0 : 0.0f, run1 = hf ? c.oth1 : 0.0f; /* prefix sums: the queries' factors */
 #pragma unroll
                         for (int i = 0; i < HL; i++) {
                             const int u = u0 + i;
@@ -453,14 +451,13 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
                             const float qe0 = float(q2.x) * p.scale * (RD ? vm_exp(run0) : 1.0f);
                             const float qe1 = float(q2.y) * p.scale * (RD ? vm_exp(run1) : 1.0f);
                             vm_put2<T, SP>(qh, qhl, u * QP + d, qe0, qe1);
-                            vm_put2<T, SP>(qd, qdl, u * QP + d, qe0 * eM0, qe1 * eM1);
+                            vm_put2<T, SP>(qd, qdl, u * QP + d, qe0 * c.eM0, qe1 * c.eM1);
                         }
                     }
-                    /* The mask word of this warp's 32 rows: bit d from the even lanes' pairs. */
-                    const unsigned bad0 = __ballot_sync(0xffffffffu, !safe0), bad1 = __ballot_sync(0xffffffffu, !safe1);
-                    if (lane == 0) MR[d / 32] = (bad0 & 0x55555555u) | (bad1 & 0x55555555u) << 1;
+                    const uint32_t bad = vm_pair_mask(c.safe0, c.safe1);
+                    if (lane == 0) MR[d / 32] = bad;
                 } else {
-                    float run0 = hf ? 0.0f : oth0, run1 = hf ? 0.0f : oth1; /* suffix sums: the keys' factors */
+                    float run0 = hf ? 0.0f : c.oth0, run1 = hf ? 0.0f : c.oth1; /* suffix sums: the keys' factors */
 #pragma unroll
                     for (int i = HL - 1; i >= 0; i--) {
                         const int u = u0 + i;
@@ -473,39 +470,44 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
                             run1 += x.y;
                         }
                         vm_put2<T, true>(kh, kl, u * QP + d, ke0, ke1);
-                        if (out) vm_put2<T, SP>(kd, kdl, u * QP + d, ke0 * eM0, ke1 * eM1);
+                        if (out) vm_put2<T, SP>(kd, kdl, u * QP + d, ke0 * c.eM0, ke1 * c.eM1);
                     }
                 }
-            } else if (CD) {
+            } else if (CD) { /* columns as the rows above: pairs, half chunks */
                 const bool pre = task < 2 * DM + ET;
-                const int e = pre ? task - 2 * DM : task - 2 * DM - ET;
-                const vm_chan c = vm_channel<true>(rbt + e, ET, SAFE);
-                const float eM = c.safe ? c.eM : 0.0f; /* 0: E adds this column exactly */
+                const int idx = pre ? task - 2 * DM : task - 2 * DM - ET, e = idx & ~1, hf = idx & 1, u0 = HL * hf;
+                const vm_pair_chan c = vm_pair_channel<true>(rbt + e, ET, u0, SAFE); /* eM 0: E adds the column exactly */
                 if (pre) {
-                    col_tot += c.tot;
-                    UC[e] = c.etot;
-                    eMc[e] = eM;
-                    float run = 0.0f;
+                    col_tot += hf ? c.tot1 : c.tot0; /* thread idx's own column, e + hf */
+                    if (hf == 0) {
+                        *reinterpret_cast<float2 *>(UC + e) = make_float2(vm_exp(c.tot0), vm_exp(c.tot1));
+                        *reinterpret_cast<float2 *>(eMc + e) = make_float2(c.eM0, c.eM1);
+                    }
                     if (out) {
+                        float run0 = hf ? c.oth0 : 0.0f, run1 = hf ? c.oth1 : 0.0f; /* prefix sums: the output's column factors */
 #pragma unroll
-                        for (int u = 0; u < L; u++) { /* prefix sums: the output's column factors */
-                            run += rbt[u * ET + e];
-                            eN[u * ET + e] = vm_exp(run);
+                        for (int i = 0; i < HL; i++) {
+                            const int u = u0 + i;
+                            const float2 x = *reinterpret_cast<const float2 *>(rbt + u * ET + e);
+                            run0 += x.x;
+                            run1 += x.y;
+                            *reinterpret_cast<float2 *>(eN + u * ET + e) = make_float2(vm_exp(run0), vm_exp(run1));
                         }
                     }
-                    const unsigned bad = __ballot_sync(0xffffffffu, !c.safe);
+                    const uint32_t bad = vm_pair_mask(c.safe0, c.safe1);
                     if (lane == 0) MC[(ET / 32) * (ci & 1) + e / 32] = bad; /* two sets: E reads this one after the next prep */
                 } else {
-                    float run = 0.0f;
+                    float run0 = hf ? 0.0f : c.oth0, run1 = hf ? 0.0f : c.oth1; /* suffix sums: the values' factors */
 #pragma unroll
-                    for (int u = L - 1; u >= 0; u--) { /* suffix sums: the values' factors */
-                        const float ve = float(rv[u * VP + e]) * vm_exp(run);
-                        run += rbt[u * ET + e];
-                        T hi, lo;
-                        vm_split<T>(ve, hi, lo);
-                        vh[u * VP + e] = hi;
-                        vl[u * VP + e] = lo;
-                        if (out) vm_put<T, SP>(vd, vdl, u * VP + e, ve * eM);
+                    for (int i = HL - 1; i >= 0; i--) {
+                        const int u = u0 + i;
+                        const vm_pair<T> v2 = *reinterpret_cast<const vm_pair<T> *>(rv + u * VP + e);
+                        const float ve0 = float(v2.x) * vm_exp(run0), ve1 = float(v2.y) * vm_exp(run1);
+                        const float2 x = *reinterpret_cast<const float2 *>(rbt + u * ET + e);
+                        run0 += x.x;
+                        run1 += x.y;
+                        vm_put2<T, true>(vh, vl, u * VP + e, ve0, ve1);
+                        if (out) vm_put2<T, SP>(vd, vdl, u * VP + e, ve0 * c.eM0, ve1 * c.eM1);
                     }
                 }
             }
