@@ -42,8 +42,10 @@
  * Deterministic: fixed orders, no atomics (the masks are ballots).
  *
  * Per chunk, barriers B1..B3 (B4 for a running sum):
- *   prep   a thread per walk (row prefix, row suffix; with column decays,
- *          column prefix and suffix): sums, factors, operands, masks  -> B1
+ *   prep   walks (row prefix, row suffix; with column decays, column
+ *          prefix and suffix), each over a pair of channels and split in
+ *          two halves of 8 steps, a half a lane (the partner lane, lane ^ 1,
+ *          has the other): sums, factors, packed operands, masks   -> B1
  *          then every thread: chunk c + ns - 1's inputs to the stage the
  *          last chunk read (cp.async pieces, or element copies; ns = 2 or 3
  *          stages), chunk c + 1's landing by B3
@@ -52,8 +54,10 @@
  *   inter  every warp: y^T for its columns from the state in registers -> B2
  *   intra  every warp: its columns' intra product, y to shared memory;
  *          the state update in registers                           -> B3
- *   E      thread per (u, e), e fixed per thread: unfactored columns,
- *          outputs (and B4, the running sums of term_mode 2). */
+ *   E      the outputs in 16-byte rows where nothing is kept per column;
+ *          else a thread per (u, e), e fixed per thread: unfactored
+ *          columns, outputs, terms (and B4, the running sums of
+ *          term_mode 2). */
 #ifndef LA_CUDA_VEC_MMA_KERNEL_CUH
 #define LA_CUDA_VEC_MMA_KERNEL_CUH
 
