@@ -1,10 +1,10 @@
 /*
  * cuda_emu.h - runs a CUDA kernel's blocks on the host, for tests on machines
  * without a GPU: each thread of a block is a coroutine (ucontext) on one OS
- * thread, __syncthreads and the warp-collective instructions a kernel uses
- * (mma.sync m16n8k16, ldmatrix x4 plain and transposed, __ballot_sync,
- * __shfl_xor_sync) are
- * points where a coroutine yields (cp.async copies land at random ones of
+ * thread, __syncthreads, the named barriers (bar.sync / bar.arrive) and the
+ * warp-collective instructions a kernel uses (mma.sync m16n8k16, ldmatrix x4
+ * plain and transposed, __ballot_sync, __shfl_xor_sync) are points where a
+ * coroutine yields (cp.async copies land at random ones of
  * them, or at the thread's wait), and a scheduler resumes the threads in a
  * seeded random order, so that a read racing a write of the same phase
  * shows up as a result that changes with the order.  A barrier that not
@@ -103,7 +103,7 @@ struct emu_dim3 {
     unsigned x, y, z;
 };
 
-enum { EMU_RUN, EMU_BAR, EMU_WARP, EMU_DONE };
+enum { EMU_RUN, EMU_BAR, EMU_WARP, EMU_DONE, EMU_GBAR };
 enum { EMU_OP_LDM, EMU_OP_LDMT, EMU_OP_MMA_BF16, EMU_OP_MMA_F16, EMU_OP_BALLOT, EMU_OP_SHFL_XOR };
 
 /* A 16-byte asynchronous copy in flight: its source bytes (zero-filled past
@@ -122,6 +122,7 @@ struct emu_thread {
     uint32_t a[4], b[2], r[4];
     float c[4];
     int pred;
+    int gbar;                      /* the named barrier it waits at (EMU_GBAR) */
     std::vector<emu_copy> pending; /* cp.async copies issued, not yet landed */
     int commits;                   /* cp.async groups committed */
 };
@@ -137,6 +138,7 @@ struct emu_grid_state {
     emu_dim3 tid_of_cur, block;
     std::function<void()> body;
     uint64_t rng;
+    int garrived[16]; /* arrivals at each named barrier's current phase */
 };
 static emu_grid_state emu_g;
 
@@ -164,6 +166,28 @@ static inline void emu_yield(int state) {
 }
 
 static inline void __syncthreads() { emu_yield(EMU_BAR); }
+
+/* mma.cuh's named barriers (bar.sync / bar.arrive id, threads): the phase
+ * completes when `threads` threads have arrived; then every waiter runs on. */
+static inline bool emu_group_arrive(int id, int threads) {
+    if (id <= 0 || id >= 16 || threads % 32) abort();
+    if (++emu_g.garrived[id] < threads) return false;
+    emu_g.garrived[id] = 0;
+    for (int i = 0; i < emu_g.nthreads; i++)
+        if (emu_g.t[i].state == EMU_GBAR && emu_g.t[i].gbar == id) emu_g.t[i].state = EMU_RUN;
+    return true;
+}
+static inline void group_barrier(int id, int threads) {
+    if (emu_group_arrive(id, threads)) emu_yield(EMU_RUN);
+    else {
+        emu_g.t[emu_g.cur].gbar = id;
+        emu_yield(EMU_GBAR);
+    }
+}
+static inline void group_arrive(int id, int threads) {
+    emu_group_arrive(id, threads);
+    emu_yield(EMU_RUN);
+}
 
 /* cp.async (mma.cuh's wrappers): a copy lands at once, at one of the
  * thread's later barriers or collectives, or at its wait, so that reading a
@@ -343,6 +367,7 @@ static void emu_launch(emu_dim3 grid, int threads, char *smem, size_t smem_bytes
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
                 emu_g.block = {x, y, z};
+                memset(emu_g.garrived, 0, sizeof emu_g.garrived);
                 memset(smem, 0xff, smem_bytes);
                 for (int i = 0; i < threads; i++) {
                     emu_start_thread(i);
@@ -381,10 +406,13 @@ static void emu_launch(emu_dim3 grid, int threads, char *smem, size_t smem_bytes
                         for (int i = 0; i < threads; i++) emu_g.t[i].state = EMU_RUN;
                         ran = true;
                     } else if (!ran) {
+                        int gbar = 0;
+                        for (int i = 0; i < threads; i++) gbar += emu_g.t[i].state == EMU_GBAR;
                         fprintf(stderr,
-                                "cuda_emu: block (%u, %u, %u): %d threads at a barrier, %d done, the rest at "
-                                "warp collectives that not all lanes reached\n",
-                                x, y, z, bar, done);
+                                "cuda_emu: block (%u, %u, %u): %d threads at __syncthreads, %d at named barriers "
+                                "short of their count, %d done, the rest at warp collectives that not all lanes "
+                                "reached\n",
+                                x, y, z, bar, gbar, done);
                         abort();
                     }
                 }

@@ -504,7 +504,37 @@ static void run_backward(const vcase &c, kernel_kind kind, int64_t seg_len = 0) 
     }
 }
 
+/* The emulator's named barriers as a kernel with warp roles uses them: producers fill one of two
+ * slots and arrive at its FULL barrier; consumers wait there, read another producer's value and
+ * arrive at the slot's DONE barrier, which the producers wait at before they fill the slot again. */
+static void check_named_barriers(void) {
+    enum { T = 128, HALF = 64, ROUNDS = 12 };
+    static char slots[2 * HALF * 4];
+    int bad = 0;
+    emu_launch({1, 1, 1}, T, slots, sizeof slots, 7, [&] {
+        const int tid = (int)threadIdx.x;
+        int *slot = reinterpret_cast<int *>(slots);
+        for (int r = 0; r < ROUNDS; r++) {
+            const int s = r & 1;
+            if (tid < HALF) {
+                if (r >= 2) group_barrier(3 + s, T); /* the slot's readers of round r - 2 are done */
+                slot[s * HALF + tid] = 1000 * r + tid;
+                group_arrive(1 + s, T);
+            } else {
+                group_barrier(1 + s, T);
+                const int i = (tid - HALF + 1) % HALF;
+                bad += slot[s * HALF + i] != 1000 * r + i;
+                group_arrive(3 + s, T);
+            }
+        }
+        if (tid < HALF) /* the last two rounds' DONE phases */
+            for (int r = ROUNDS; r < ROUNDS + 2; r++) group_barrier(3 + (r & 1), T);
+    });
+    check(bad == 0, "named_barriers", "two slots through FULL and DONE barriers", bad);
+}
+
 int main(void) {
+    check_named_barriers();
     const std::vector<int64_t> none;
     const vcase cases[] = {
         {"vk_n1_d1", 2, 2, 1, 1, 1, false, true, false, false, false, 1.0, 0, none},
