@@ -318,18 +318,308 @@ __device__ __forceinline__ void vm_mma(float d[4], const uint32_t *a, const uint
     mma_16816<T>(d, a, b);
 }
 
+/* The phases of a chunk below take each lane's ldmatrix row offsets
+ * (elements) from its lane: A tiles from [m][k] rows (a_row, a_col; not
+ * transposed); A^T stored [k][m] and B^T stored [n][k] (at_row, at_col and
+ * bt_row, bt_col: the same lanes' rows); B stored [k][n] (transposed). */
+
+/* One slot of a chunk's operands (the stages' inputs turned into the
+ * products' operands) in shared memory: vm_layout's regions from QH to MR.
+ * The lo planes (SP) and the column-decay planes (CD) alias others where
+ * the kernel has none: nothing writes or reads them then. */
+template <typename T> struct vm_ops {
+    T *qh, *qhl, *qd, *qdl, *kh, *kl, *kd, *kdl, *vh, *vl, *vd, *vdl, *Pb, *Pbl;
+    float *Pf, *Ys, *eN, *eMc, *TR, *UC;
+    uint32_t *MR;
+};
+template <typename T, int DM, int ET, bool CD, bool SP> __device__ __forceinline__ vm_ops<T> vm_ops_at(char *rest) {
+    typedef vm_layout<DM, ET, CD, SP> Y;
+    vm_ops<T> o;
+    o.qh = reinterpret_cast<T *>(rest + Y::QH);
+    o.qd = reinterpret_cast<T *>(rest + Y::QD);
+    o.kh = reinterpret_cast<T *>(rest + Y::KH);
+    o.kl = reinterpret_cast<T *>(rest + Y::KL);
+    o.kd = reinterpret_cast<T *>(rest + Y::KD);
+    o.Pb = reinterpret_cast<T *>(rest + Y::PB);
+    o.vh = reinterpret_cast<T *>(rest + Y::VH);
+    o.vl = reinterpret_cast<T *>(rest + Y::VL);
+    o.vd = reinterpret_cast<T *>(rest + Y::VD);
+    o.qhl = reinterpret_cast<T *>(rest + (SP ? Y::QHL : Y::QH));
+    o.qdl = reinterpret_cast<T *>(rest + (SP ? Y::QDL : Y::QD));
+    o.kdl = reinterpret_cast<T *>(rest + (SP ? Y::KDL : Y::KD));
+    o.vdl = reinterpret_cast<T *>(rest + (SP ? Y::VDL : Y::VD));
+    o.Pbl = reinterpret_cast<T *>(rest + (SP ? Y::PBL : Y::PB));
+    o.Pf = reinterpret_cast<float *>(rest + Y::PF);
+    o.Ys = reinterpret_cast<float *>(rest + Y::Y);
+    o.eN = reinterpret_cast<float *>(rest + Y::EN);
+    o.eMc = reinterpret_cast<float *>(rest + Y::EMC);
+    o.TR = reinterpret_cast<float *>(rest + Y::TR);
+    o.UC = reinterpret_cast<float *>(rest + Y::UC);
+    o.MR = reinterpret_cast<uint32_t *>(rest + Y::MR);
+    return o;
+}
+
+/* A chunk's inputs as read, in one stage: q, k (rows DM), v (pitch VP), the
+ * row decays a and the column decays b (f32). */
+template <typename T> struct vm_raw {
+    const T *q, *k, *v;
+    const float *a, *b;
+};
+template <typename T, int DM, int ET, bool CD> __device__ __forceinline__ vm_raw<T> vm_raw_at(const char *raw) {
+    typedef vm_layout<DM, ET, CD, false> Y;
+    vm_raw<T> r;
+    r.q = reinterpret_cast<const T *>(raw + Y::R_Q);
+    r.k = reinterpret_cast<const T *>(raw + Y::R_K);
+    r.v = reinterpret_cast<const T *>(raw + Y::R_V);
+    r.a = reinterpret_cast<const float *>(raw + Y::R_A);
+    r.b = reinterpret_cast<const float *>(raw + Y::R_B);
+    return r;
+}
+
+/* The operand walks of a chunk (prep), on NTH threads of which this is
+ * thread tid: a row's prefix (the queries' factors, the row's chunk decay
+ * and mask bit) or suffix (the keys'), a column's prefix (the outputs'
+ * column factors) or suffix (the values'), each on lane pairs (below).
+ * row_tot and col_tot gather the walk's chunk totals of thread tid's row
+ * and column prefix tasks. */
+template <typename T, int DM, int ET, bool RD, bool CD, bool SP, int NTH>
+__device__ __forceinline__ void vm_prep(const vm_ops<T> &o, uint32_t *MC, const vm_raw<T> &in, int tid, int lane,
+                                        int64_t ci, bool out, const la_vec_params_t &p, float &row_tot, float &col_tot) {
+    constexpr int L = LA_VM_L, HL = L / 2, QP = DM + 8, VP = ET + 8, NTASK = 2 * DM + (CD ? 2 * ET : 0);
+    constexpr float SAFE = vm_safe<T>::value;
+    T *const qh = o.qh, *const qhl = o.qhl, *const qd = o.qd, *const qdl = o.qdl, *const kh = o.kh, *const kl = o.kl;
+    T *const kd = o.kd, *const kdl = o.kdl, *const vh = o.vh, *const vl = o.vl, *const vd = o.vd, *const vdl = o.vdl;
+    float *const TR = o.TR, *const UC = o.UC, *const eMc = o.eMc, *const eN = o.eN;
+    uint32_t *const MR = o.MR;
+    const T *const rq = in.q, *const rk = in.k, *const rv = in.v;
+    const float *const ra = in.a, *const rbt = in.b;
+#pragma unroll
+    for (int task = tid; task < NTASK; task += NTH) {
+        if (task < 2 * DM) {
+            /* Rows in pairs (d, d + 1), each pair's chunk in two halves of HL steps, one a lane:
+             * the partner lane (lane ^ 1) has the other half.  Operands go out as packed pairs. */
+            const bool pre = task < DM;
+            const int idx = pre ? task : task - DM, d = idx & ~1, hf = idx & 1, u0 = HL * hf;
+            const vm_pair_chan c = vm_pair_channel<RD>(ra + d, DM, u0, SAFE);
+            if (pre) {
+                row_tot += hf ? c.tot1 : c.tot0; /* thread idx's own row, d + hf */
+                if (hf == 0)
+                    *reinterpret_cast<float2 *>(TR + d) =
+                        make_float2(RD ? vm_exp(c.tot0) : 1.0f, RD ? vm_exp(c.tot1) : 1.0f);
+                if (out) { /* the operands of the outputs' products: none in a state-only walk */
+                    float run0 = hf ? c.oth0 : 0.0f, run1 = hf ? c.oth1 : 0.0f; /* prefix sums: the queries' factors */
+#pragma unroll
+                    for (int i = 0; i < HL; i++) {
+                        const int u = u0 + i;
+                        if (RD) {
+                            const float2 x = *reinterpret_cast<const float2 *>(ra + u * DM + d);
+                            run0 += x.x;
+                            run1 += x.y;
+                        }
+                        const vm_pair<T> q2 = *reinterpret_cast<const vm_pair<T> *>(rq + u * DM + d);
+                        const float qe0 = float(q2.x) * p.scale * (RD ? vm_exp(run0) : 1.0f);
+                        const float qe1 = float(q2.y) * p.scale * (RD ? vm_exp(run1) : 1.0f);
+                        vm_put2<T, SP>(qh, qhl, u * QP + d, qe0, qe1);
+                        vm_put2<T, SP>(qd, qdl, u * QP + d, qe0 * c.eM0, qe1 * c.eM1);
+                    }
+                }
+                const uint32_t bad = vm_pair_mask(c.safe0, c.safe1);
+                if (lane == 0) MR[d / 32] = bad;
+            } else {
+                float run0 = hf ? 0.0f : c.oth0, run1 = hf ? 0.0f : c.oth1; /* suffix sums: the keys' factors */
+#pragma unroll
+                for (int i = HL - 1; i >= 0; i--) {
+                    const int u = u0 + i;
+                    const vm_pair<T> k2 = *reinterpret_cast<const vm_pair<T> *>(rk + u * DM + d);
+                    const float ke0 = float(k2.x) * p.kscale * (RD ? vm_exp(run0) : 1.0f);
+                    const float ke1 = float(k2.y) * p.kscale * (RD ? vm_exp(run1) : 1.0f);
+                    if (RD) {
+                        const float2 x = *reinterpret_cast<const float2 *>(ra + u * DM + d);
+                        run0 += x.x;
+                        run1 += x.y;
+                    }
+                    vm_put2<T, true>(kh, kl, u * QP + d, ke0, ke1);
+                    if (out) vm_put2<T, SP>(kd, kdl, u * QP + d, ke0 * c.eM0, ke1 * c.eM1);
+                }
+            }
+        } else if (CD) { /* columns as the rows above: pairs, half chunks */
+            const bool pre = task < 2 * DM + ET;
+            const int idx = pre ? task - 2 * DM : task - 2 * DM - ET, e = idx & ~1, hf = idx & 1, u0 = HL * hf;
+            const vm_pair_chan c = vm_pair_channel<true>(rbt + e, ET, u0, SAFE); /* eM 0: E adds the column exactly */
+            if (pre) {
+                col_tot += hf ? c.tot1 : c.tot0; /* thread idx's own column, e + hf */
+                if (hf == 0) {
+                    *reinterpret_cast<float2 *>(UC + e) = make_float2(vm_exp(c.tot0), vm_exp(c.tot1));
+                    *reinterpret_cast<float2 *>(eMc + e) = make_float2(c.eM0, c.eM1);
+                }
+                if (out) {
+                    float run0 = hf ? c.oth0 : 0.0f, run1 = hf ? c.oth1 : 0.0f; /* prefix sums: the output's column factors */
+#pragma unroll
+                    for (int i = 0; i < HL; i++) {
+                        const int u = u0 + i;
+                        const float2 x = *reinterpret_cast<const float2 *>(rbt + u * ET + e);
+                        run0 += x.x;
+                        run1 += x.y;
+                        *reinterpret_cast<float2 *>(eN + u * ET + e) = make_float2(vm_exp(run0), vm_exp(run1));
+                    }
+                }
+                const uint32_t bad = vm_pair_mask(c.safe0, c.safe1);
+                if (lane == 0) MC[(ET / 32) * (ci & 1) + e / 32] = bad; /* two sets: E reads this one after the next prep */
+            } else {
+                float run0 = hf ? 0.0f : c.oth0, run1 = hf ? 0.0f : c.oth1; /* suffix sums: the values' factors */
+#pragma unroll
+                for (int i = HL - 1; i >= 0; i--) {
+                    const int u = u0 + i;
+                    const vm_pair<T> v2 = *reinterpret_cast<const vm_pair<T> *>(rv + u * VP + e);
+                    const float ve0 = float(v2.x) * vm_exp(run0), ve1 = float(v2.y) * vm_exp(run1);
+                    const float2 x = *reinterpret_cast<const float2 *>(rbt + u * ET + e);
+                    run0 += x.x;
+                    run1 += x.y;
+                    vm_put2<T, true>(vh, vl, u * VP + e, ve0, ve1);
+                    if (out) vm_put2<T, SP>(vd, vdl, u * VP + e, ve0 * c.eM0, ve1 * c.eM1);
+                }
+            }
+        }
+    }
+}
+
+/* The chunk's scores, n8 tile w (0 or 1) of P[u][s] = (q_u e^{lambda_u - M}) .
+ * (k_s e^{M - lambda_s}), masked (s <= u), with the rows left out of the
+ * factored product added in fp32: to Pf, and as an operand to Pb (SP: Pbl). */
+template <typename T, int DM, bool SP>
+__device__ __forceinline__ void vm_scores(const vm_ops<T> &o, const vm_raw<T> &in, int w, int lane,
+                                          const la_vec_params_t &p) {
+    constexpr int L = LA_VM_L, QP = DM + 8, PP = L + 8;
+    const int g = lane / 4, t4 = lane % 4, mi = lane / 8, r8 = lane % 8;
+    const int a_row = r8 + 8 * (mi & 1), a_col = 8 * (mi >> 1);
+    const T *const qd = o.qd, *const qdl = o.qdl, *const kd = o.kd, *const kdl = o.kdl;
+    const uint32_t *const MR = o.MR;
+    T *const Pb = o.Pb, *const Pbl = o.Pbl;
+    float *const Pf = o.Pf;
+    const T *const rq = in.q, *const rk = in.k;
+    const float *const ra = in.a;
+    uint32_t a[4], b[4], al[4], bl[4];
+float pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+for (int kk = 0; kk < DM / 32; kk++) {
+    ldmatrix_x4(b, kd + (8 * w + r8) * QP + 32 * kk + 8 * mi);
+    if (SP) ldmatrix_x4(bl, kdl + (8 * w + r8) * QP + 32 * kk + 8 * mi);
+#pragma unroll
+    for (int k2 = 0; k2 < 2; k2++) {
+        ldmatrix_x4(a, qd + a_row * QP + 32 * kk + 16 * k2 + a_col);
+        if (SP) ldmatrix_x4(al, qdl + a_row * QP + 32 * kk + 16 * k2 + a_col);
+        vm_mma<T, SP, SP>(pc, a, al, b + 2 * k2, bl + 2 * k2);
+    }
+}
+#pragma unroll
+for (int r = 0; r < 4; r++) {
+    const int u = g + 8 * (r >> 1), sc = 8 * w + 2 * t4 + (r & 1);
+    float x = 0.0f;
+    if (sc <= u) {
+        x = pc[r];
+        for (int word = 0; word < DM / 32; word++)
+            for (uint32_t m = MR[word]; m; m &= m - 1) {
+                const int d = 32 * word + __ffs(m) - 1;
+                float sum = 0.0f;
+                for (int rr = sc + 1; rr <= u; rr++) sum += ra[rr * DM + d];
+                x += float(rq[u * DM + d]) * p.scale * (float(rk[sc * DM + d]) * p.kscale) * expf(sum);
+            }
+    }
+    Pf[u * L + sc] = x;
+    vm_put<T, SP>(Pb, Pbl, u * PP + sc, x);
+}
+}
+
+/* The inter product y^T (this warp's 16 value columns x 16 steps) from the
+ * state S^T in registers and the queries' operand qh (SP: and qhl). */
+template <typename T, int DM, bool SP>
+__device__ __forceinline__ void vm_inter(const float (&S)[DM / 8][4], const vm_ops<T> &o, int lane, float (&yi)[2][4]) {
+    constexpr int QP = DM + 8;
+    const int mi = lane / 8, r8 = lane % 8, at_row = r8 + 8 * (mi >> 1), at_col = 8 * (mi & 1);
+    const T *const qh = o.qh, *const qhl = o.qhl;
+    uint32_t a[4], b[4], al[4], bl[4];
+#pragma unroll
+    for (int kb = 0; kb < DM / 16; kb++) {
+        vm_state_operand<T, SP>(S[2 * kb], S[2 * kb + 1], a, al);
+        ldmatrix_x4(b, qh + at_row * QP + 16 * kb + at_col);
+        if (SP) ldmatrix_x4(bl, qhl + at_row * QP + 16 * kb + at_col);
+        vm_mma<T, SP, SP>(yi[0], a, al, b, bl);
+        vm_mma<T, SP, SP>(yi[1], a, al, b + 2, bl + 2);
+    }
+}
+
+/* The intra product of warp w's 16 value columns (the scores Pb times the
+ * values' diagonal operand vdp), added to yi, to Ys (rows u, columns e). */
+template <typename T, int ET, bool CD, bool SP>
+__device__ __forceinline__ void vm_intra(const vm_ops<T> &o, const T *vdp, int w, int lane, const float (&yi)[2][4]) {
+    constexpr int L = LA_VM_L, VP = ET + 8, PP = L + 8, YP = ET + 4;
+    const int g = lane / 4, t4 = lane % 4, ew = 16 * w + g;
+    const int mi = lane / 8, r8 = lane % 8, at_row = r8 + 8 * (mi >> 1), at_col = 8 * (mi & 1);
+    const T *const vdl = o.vdl, *const Pb = o.Pb, *const Pbl = o.Pbl;
+    const float *const eMc = o.eMc, *const eN = o.eN;
+    float *const Ys = o.Ys;
+    uint32_t a[4], b[4], al[4], bl[4];
+    float yd[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    ldmatrix_x4_trans(a, vdp + at_row * VP + 16 * w + at_col);
+    if (SP && CD) ldmatrix_x4_trans(al, vdl + at_row * VP + 16 * w + at_col);
+    ldmatrix_x4(b, Pb + at_row * PP + at_col);
+    if (SP) ldmatrix_x4(bl, Pbl + at_row * PP + at_col);
+    vm_mma<T, SP && CD, SP>(yd[0], a, al, b, bl);
+    vm_mma<T, SP && CD, SP>(yd[1], a, al, b + 2, bl + 2);
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int e = ew + 8 * (r >> 1), u = 8 * nt + 2 * t4 + (r & 1);
+            float y = yi[nt][r] + (CD ? yd[nt][r] * eMc[e] : yd[nt][r]);
+            if (CD) y *= eN[u * ET + e];
+            Ys[u * YP + e] = y;
+            }
+}
+
+/* The state update in registers: S^T <- diag(UC) S^T diag(TR) + vbar^T kbar,
+ * for warp w's 16 value columns (vhp: the values' operand, hi part). */
+template <typename T, int DM, int ET, bool RD, bool CD>
+__device__ __forceinline__ void vm_update(float (&S)[DM / 8][4], const vm_ops<T> &o, const T *vhp, int w, int lane) {
+    constexpr int NT = DM / 8, QP = DM + 8, VP = ET + 8;
+    const int g = lane / 4, t4 = lane % 4, ew = 16 * w + g;
+    const int mi = lane / 8, r8 = lane % 8, at_row = r8 + 8 * (mi >> 1), at_col = 8 * (mi & 1);
+    const int bt_row = r8 + 8 * (mi & 1), bt_col = 8 * (mi >> 1);
+    const T *const vl = o.vl, *const kh = o.kh, *const kl = o.kl;
+    const float *const UC = o.UC, *const TR = o.TR;
+const float uc0 = CD ? UC[ew] : 1.0f, uc1 = CD ? UC[ew + 8] : 1.0f;
+#pragma unroll
+for (int j = 0; j < NT; j++) {
+    const float2 tr = RD ? *reinterpret_cast<const float2 *>(TR + 8 * j + 2 * t4) : make_float2(1.0f, 1.0f);
+    S[j][0] *= tr.x * uc0;
+    S[j][1] *= tr.y * uc0;
+    S[j][2] *= tr.x * uc1;
+    S[j][3] *= tr.y * uc1;
+}
+uint32_t ah[4], al[4];
+ldmatrix_x4_trans(ah, vhp + at_row * VP + 16 * w + at_col);
+if (CD) ldmatrix_x4_trans(al, vl + at_row * VP + 16 * w + at_col);
+#pragma unroll
+for (int j = 0; j < NT; j += 2) {
+    uint32_t bh[4], bl[4];
+    ldmatrix_x4_trans(bh, kh + bt_row * QP + 8 * j + bt_col);
+    ldmatrix_x4_trans(bl, kl + bt_row * QP + 8 * j + bt_col);
+    vm_mma<T, CD, true>(S[j], ah, al, bh, bl);
+    vm_mma<T, CD, true>(S[j + 1], ah, al, bh + 2, bl + 2);
+}
+}
+
 template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
 __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREADS(ET))
     la_vec_mma_kernel(const la_vec_params_t p) {
     typedef vm_layout<DM, ET, CD, SP> Y;
-    constexpr int L = LA_VM_L, TH = LA_VM_THREADS(ET), QP = Y::QP, VP = Y::VP, PP = Y::PP, YP = Y::YP;
-    constexpr float SAFE = vm_safe<T>::value;
+    constexpr int L = LA_VM_L, TH = LA_VM_THREADS(ET), VP = Y::VP, YP = Y::YP;
     /* Warp w holds the state's transpose S^T for value columns 16 w .. 16 w + 15 (its rows) and every
      * row d (its NT n8 tiles of columns): the inter product takes it from registers as it is. */
     constexpr int NT = DM / 8;
-    /* The operand pass, one task a walk: row prefixes, row suffixes, then (CD) column prefixes and
-     * suffixes.  Without column decays the values are an operand as they arrive. */
-    constexpr int NTASK = 2 * DM + (CD ? 2 * ET : 0), HL = L / 2;
+    /* The operand walks, one task a walk (vm_prep): row prefixes, row suffixes, then (CD) column
+     * prefixes and suffixes.  Without column decays the values are an operand as they arrive. */
+    constexpr int NTASK = 2 * DM + (CD ? 2 * ET : 0);
     extern __shared__ __align__(16) char sm[];
     const int tid = threadIdx.x, w = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const int s = blockIdx.x, h = blockIdx.y, e0 = blockIdx.z * ET;
@@ -359,21 +649,11 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
 
     const int ns = p.nstage;
     char *rest = sm + ns * Y::RAW; /* past the input stages */
-    T *qh = reinterpret_cast<T *>(rest + Y::QH), *qd = reinterpret_cast<T *>(rest + Y::QD);
-    T *kh = reinterpret_cast<T *>(rest + Y::KH), *kl = reinterpret_cast<T *>(rest + Y::KL);
-    T *kd = reinterpret_cast<T *>(rest + Y::KD), *Pb = reinterpret_cast<T *>(rest + Y::PB);
-    float *Pf = reinterpret_cast<float *>(rest + Y::PF), *Ys = reinterpret_cast<float *>(rest + Y::Y);
-    float *eN = reinterpret_cast<float *>(rest + Y::EN), *eMc = reinterpret_cast<float *>(rest + Y::EMC);
-    float *TR = reinterpret_cast<float *>(rest + Y::TR), *UC = reinterpret_cast<float *>(rest + Y::UC);
-    uint32_t *MR = reinterpret_cast<uint32_t *>(rest + Y::MR), *MC = reinterpret_cast<uint32_t *>(rest + Y::MC);
+    const vm_ops<T> o = vm_ops_at<T, DM, ET, CD, SP>(rest);
+    float *const Pf = o.Pf, *const Ys = o.Ys;
+    uint32_t *const MC = reinterpret_cast<uint32_t *>(rest + Y::MC);
     double *sums = reinterpret_cast<double *>(rest + Y::SUM);
     double *TI = reinterpret_cast<double *>(rest + (SP ? Y::TI : Y::SUM)); /* SP only (term_mode 2 runs split) */
-    /* The column-decay planes (CD), and the lo planes (SP); else aliases that nothing writes or reads. */
-    T *vh = reinterpret_cast<T *>(rest + Y::VH), *vl = reinterpret_cast<T *>(rest + Y::VL);
-    T *vd = reinterpret_cast<T *>(rest + Y::VD);
-    T *qhl = reinterpret_cast<T *>(rest + (SP ? Y::QHL : Y::QH)), *qdl = reinterpret_cast<T *>(rest + (SP ? Y::QDL : Y::QD));
-    T *kdl = reinterpret_cast<T *>(rest + (SP ? Y::KDL : Y::KD)), *vdl = reinterpret_cast<T *>(rest + (SP ? Y::VDL : Y::VD));
-    T *Pbl = reinterpret_cast<T *>(rest + (SP ? Y::PBL : Y::PB));
 
     /* S^T: element (j, r) is row d = 8 j + 2 t4 + (r & 1) of the state, column e = 16 w + g + 8 (r >> 1). */
     const int ew = 16 * w + g;
@@ -410,112 +690,16 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     /* The walk's summed log decays of this thread's row prefix task and column prefix task (at most one each). */
     float row_tot = 0.0f, col_tot = 0.0f;
 
-    /* Per-lane ldmatrix row offsets (elements): A tiles from [m][k] rows (non-transposed); A^T
-     * stored [k][m] and B^T stored [n][k] (the same lanes' rows); B stored [k][n] (transposed). */
-    const int mi = lane / 8, r8 = lane % 8;
-    const int a_row = r8 + 8 * (mi & 1), a_col = 8 * (mi >> 1);
-    const int at_row = r8 + 8 * (mi >> 1), at_col = 8 * (mi & 1);
-    const int bt_row = r8 + 8 * (mi & 1), bt_col = 8 * (mi >> 1);
-
     for (int64_t c0 = 0, ci = 0, stage = 0; c0 < sq.len; c0 += L, ci++, stage = stage + 1 < ns ? stage + 1 : 0) {
         const char *raw = sm + stage * Y::RAW;
-        const T *rq = reinterpret_cast<const T *>(raw + Y::R_Q), *rk = reinterpret_cast<const T *>(raw + Y::R_K);
-        const T *rv = reinterpret_cast<const T *>(raw + Y::R_V);
-        const float *ra = reinterpret_cast<const float *>(raw + Y::R_A), *rbt = reinterpret_cast<const float *>(raw + Y::R_B);
+        const vm_raw<T> r = vm_raw_at<T, DM, ET, CD>(raw);
+        const T *const rv = r.v;
+        const float *const rbt = r.b;
         /* The values' operands: as read, without column decays. */
-        const T *vhp = CD ? vh : rv, *vdp = CD ? vd : rv;
+        const T *vhp = CD ? o.vh : rv, *vdp = CD ? o.vd : rv;
 
-        /* ---- prep: a thread per walk: a row's prefix (the queries' factors, the row's chunk decay
-         * and mask bit) or suffix (the keys'), a column's prefix (the outputs' column factors) or
-         * suffix (the values') ---- */
-#pragma unroll
-        for (int task = tid; task < NTASK; task += TH) {
-            if (task < 2 * DM) {
-                /* Rows in pairs (d, d + 1), each pair's chunk in two halves of HL steps, one a lane:
-                 * the partner lane (lane ^ 1) has the other half.  Operands go out as packed pairs. */
-                const bool pre = task < DM;
-                const int idx = pre ? task : task - DM, d = idx & ~1, hf = idx & 1, u0 = HL * hf;
-                const vm_pair_chan c = vm_pair_channel<RD>(ra + d, DM, u0, SAFE);
-                if (pre) {
-                    row_tot += hf ? c.tot1 : c.tot0; /* thread idx's own row, d + hf */
-                    if (hf == 0)
-                        *reinterpret_cast<float2 *>(TR + d) =
-                            make_float2(RD ? vm_exp(c.tot0) : 1.0f, RD ? vm_exp(c.tot1) : 1.0f);
-                    if (out) { /* the operands of the outputs' products: none in a state-only walk */
-                        float run0 = hf ? c.oth0 : 0.0f, run1 = hf ? c.oth1 : 0.0f; /* prefix sums: the queries' factors */
-#pragma unroll
-                        for (int i = 0; i < HL; i++) {
-                            const int u = u0 + i;
-                            if (RD) {
-                                const float2 x = *reinterpret_cast<const float2 *>(ra + u * DM + d);
-                                run0 += x.x;
-                                run1 += x.y;
-                            }
-                            const vm_pair<T> q2 = *reinterpret_cast<const vm_pair<T> *>(rq + u * DM + d);
-                            const float qe0 = float(q2.x) * p.scale * (RD ? vm_exp(run0) : 1.0f);
-                            const float qe1 = float(q2.y) * p.scale * (RD ? vm_exp(run1) : 1.0f);
-                            vm_put2<T, SP>(qh, qhl, u * QP + d, qe0, qe1);
-                            vm_put2<T, SP>(qd, qdl, u * QP + d, qe0 * c.eM0, qe1 * c.eM1);
-                        }
-                    }
-                    const uint32_t bad = vm_pair_mask(c.safe0, c.safe1);
-                    if (lane == 0) MR[d / 32] = bad;
-                } else {
-                    float run0 = hf ? 0.0f : c.oth0, run1 = hf ? 0.0f : c.oth1; /* suffix sums: the keys' factors */
-#pragma unroll
-                    for (int i = HL - 1; i >= 0; i--) {
-                        const int u = u0 + i;
-                        const vm_pair<T> k2 = *reinterpret_cast<const vm_pair<T> *>(rk + u * DM + d);
-                        const float ke0 = float(k2.x) * p.kscale * (RD ? vm_exp(run0) : 1.0f);
-                        const float ke1 = float(k2.y) * p.kscale * (RD ? vm_exp(run1) : 1.0f);
-                        if (RD) {
-                            const float2 x = *reinterpret_cast<const float2 *>(ra + u * DM + d);
-                            run0 += x.x;
-                            run1 += x.y;
-                        }
-                        vm_put2<T, true>(kh, kl, u * QP + d, ke0, ke1);
-                        if (out) vm_put2<T, SP>(kd, kdl, u * QP + d, ke0 * c.eM0, ke1 * c.eM1);
-                    }
-                }
-            } else if (CD) { /* columns as the rows above: pairs, half chunks */
-                const bool pre = task < 2 * DM + ET;
-                const int idx = pre ? task - 2 * DM : task - 2 * DM - ET, e = idx & ~1, hf = idx & 1, u0 = HL * hf;
-                const vm_pair_chan c = vm_pair_channel<true>(rbt + e, ET, u0, SAFE); /* eM 0: E adds the column exactly */
-                if (pre) {
-                    col_tot += hf ? c.tot1 : c.tot0; /* thread idx's own column, e + hf */
-                    if (hf == 0) {
-                        *reinterpret_cast<float2 *>(UC + e) = make_float2(vm_exp(c.tot0), vm_exp(c.tot1));
-                        *reinterpret_cast<float2 *>(eMc + e) = make_float2(c.eM0, c.eM1);
-                    }
-                    if (out) {
-                        float run0 = hf ? c.oth0 : 0.0f, run1 = hf ? c.oth1 : 0.0f; /* prefix sums: the output's column factors */
-#pragma unroll
-                        for (int i = 0; i < HL; i++) {
-                            const int u = u0 + i;
-                            const float2 x = *reinterpret_cast<const float2 *>(rbt + u * ET + e);
-                            run0 += x.x;
-                            run1 += x.y;
-                            *reinterpret_cast<float2 *>(eN + u * ET + e) = make_float2(vm_exp(run0), vm_exp(run1));
-                        }
-                    }
-                    const uint32_t bad = vm_pair_mask(c.safe0, c.safe1);
-                    if (lane == 0) MC[(ET / 32) * (ci & 1) + e / 32] = bad; /* two sets: E reads this one after the next prep */
-                } else {
-                    float run0 = hf ? 0.0f : c.oth0, run1 = hf ? 0.0f : c.oth1; /* suffix sums: the values' factors */
-#pragma unroll
-                    for (int i = HL - 1; i >= 0; i--) {
-                        const int u = u0 + i;
-                        const vm_pair<T> v2 = *reinterpret_cast<const vm_pair<T> *>(rv + u * VP + e);
-                        const float ve0 = float(v2.x) * vm_exp(run0), ve1 = float(v2.y) * vm_exp(run1);
-                        const float2 x = *reinterpret_cast<const float2 *>(rbt + u * ET + e);
-                        run0 += x.x;
-                        run1 += x.y;
-                        vm_put2<T, true>(vh, vl, u * VP + e, ve0, ve1);
-                        if (out) vm_put2<T, SP>(vd, vdl, u * VP + e, ve0 * c.eM0, ve1 * c.eM1);
-                    }
-                }
-            }
-        }
+        /* ---- prep: the operand walks ---- */
+        vm_prep<T, DM, ET, RD, CD, SP, TH>(o, MC, r, tid, lane, ci, out, p, row_tot, col_tot);
         __syncthreads(); /* B1 */
         /* Chunk ci + ns - 1's inputs to the stage the last chunk read, before B1 (its E phase last). */
         {
@@ -529,90 +713,16 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
          * their factored product; the inter product from the state in registers ---- */
         float yi[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
         if (out) {
-            uint32_t a[4], b[4], al[4], bl[4];
-            if (w < 2) { /* scores P[u][8 w ..] */
-                float pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-                for (int kk = 0; kk < DM / 32; kk++) {
-                    ldmatrix_x4(b, kd + (8 * w + r8) * QP + 32 * kk + 8 * mi);
-                    if (SP) ldmatrix_x4(bl, kdl + (8 * w + r8) * QP + 32 * kk + 8 * mi);
-#pragma unroll
-                    for (int k2 = 0; k2 < 2; k2++) {
-                        ldmatrix_x4(a, qd + a_row * QP + 32 * kk + 16 * k2 + a_col);
-                        if (SP) ldmatrix_x4(al, qdl + a_row * QP + 32 * kk + 16 * k2 + a_col);
-                        vm_mma<T, SP, SP>(pc, a, al, b + 2 * k2, bl + 2 * k2);
-                    }
-                }
-#pragma unroll
-                for (int r = 0; r < 4; r++) {
-                    const int u = g + 8 * (r >> 1), sc = 8 * w + 2 * t4 + (r & 1);
-                    float x = 0.0f;
-                    if (sc <= u) {
-                        x = pc[r];
-                        for (int word = 0; word < DM / 32; word++)
-                            for (uint32_t m = MR[word]; m; m &= m - 1) {
-                                const int d = 32 * word + __ffs(m) - 1;
-                                float sum = 0.0f;
-                                for (int rr = sc + 1; rr <= u; rr++) sum += ra[rr * DM + d];
-                                x += float(rq[u * DM + d]) * p.scale * (float(rk[sc * DM + d]) * p.kscale) * expf(sum);
-                            }
-                    }
-                    Pf[u * L + sc] = x;
-                    vm_put<T, SP>(Pb, Pbl, u * PP + sc, x);
-                }
-            }
-#pragma unroll
-            for (int kb = 0; kb < DM / 16; kb++) {
-                vm_state_operand<T, SP>(S[2 * kb], S[2 * kb + 1], a, al);
-                ldmatrix_x4(b, qh + at_row * QP + 16 * kb + at_col);
-                if (SP) ldmatrix_x4(bl, qhl + at_row * QP + 16 * kb + at_col);
-                vm_mma<T, SP, SP>(yi[0], a, al, b, bl);
-                vm_mma<T, SP, SP>(yi[1], a, al, b + 2, bl + 2);
-            }
+            if (w < 2) vm_scores<T, DM, SP>(o, r, w, lane, p); /* P[u][8 w ..] */
+            vm_inter<T, DM, SP>(S, o, lane, yi);
             __syncthreads(); /* B2: the scores */
 
             /* ---- the intra product, y (transposed: rows e, columns u) to shared memory ---- */
-            float yd[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-            ldmatrix_x4_trans(a, vdp + at_row * VP + 16 * w + at_col);
-            if (SP && CD) ldmatrix_x4_trans(al, vdl + at_row * VP + 16 * w + at_col);
-            ldmatrix_x4(b, Pb + at_row * PP + at_col);
-            if (SP) ldmatrix_x4(bl, Pbl + at_row * PP + at_col);
-            vm_mma<T, SP && CD, SP>(yd[0], a, al, b, bl);
-            vm_mma<T, SP && CD, SP>(yd[1], a, al, b + 2, bl + 2);
-#pragma unroll
-            for (int nt = 0; nt < 2; nt++)
-#pragma unroll
-                for (int r = 0; r < 4; r++) {
-                    const int e = ew + 8 * (r >> 1), u = 8 * nt + 2 * t4 + (r & 1);
-                    float y = yi[nt][r] + (CD ? yd[nt][r] * eMc[e] : yd[nt][r]);
-                    if (CD) y *= eN[u * ET + e];
-                    Ys[u * YP + e] = y;
-                }
+            vm_intra<T, ET, CD, SP>(o, vdp, w, lane, yi);
         }
 
-        /* ---- the state update in registers: S^T <- diag(UC) S^T diag(TR) + vbar^T kbar ---- */
-        {
-            const float uc0 = CD ? UC[ew] : 1.0f, uc1 = CD ? UC[ew + 8] : 1.0f;
-#pragma unroll
-            for (int j = 0; j < NT; j++) {
-                const float2 tr = RD ? *reinterpret_cast<const float2 *>(TR + 8 * j + 2 * t4) : make_float2(1.0f, 1.0f);
-                S[j][0] *= tr.x * uc0;
-                S[j][1] *= tr.y * uc0;
-                S[j][2] *= tr.x * uc1;
-                S[j][3] *= tr.y * uc1;
-            }
-            uint32_t ah[4], al[4];
-            ldmatrix_x4_trans(ah, vhp + at_row * VP + 16 * w + at_col);
-            if (CD) ldmatrix_x4_trans(al, vl + at_row * VP + 16 * w + at_col);
-#pragma unroll
-            for (int j = 0; j < NT; j += 2) {
-                uint32_t bh[4], bl[4];
-                ldmatrix_x4_trans(bh, kh + bt_row * QP + 8 * j + bt_col);
-                ldmatrix_x4_trans(bl, kl + bt_row * QP + 8 * j + bt_col);
-                vm_mma<T, CD, true>(S[j], ah, al, bh, bl);
-                vm_mma<T, CD, true>(S[j + 1], ah, al, bh + 2, bl + 2);
-            }
-        }
+        /* ---- the state update in registers ---- */
+        vm_update<T, DM, ET, RD, CD>(S, o, vhp, w, lane);
         vm_wait_stage(ns); /* the next chunk's stage, visible after B3 */
         __syncthreads(); /* B3 */
 
