@@ -153,15 +153,16 @@ __device__ __forceinline__ void vm_load_input(X *dst, const X *x, const X *row0,
 }
 
 /* A chunk's inputs (q, k, row decays; v, column decays) to a stage, from the
- * block's (sequence, head, first value column). */
+ * block's (sequence, head, first value column), by the LA_VM_THREADS(ET)
+ * threads from first_thread on. */
 template <typename T, int DM, int ET, bool RD, bool CD>
 __device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &p, const vm_seq &sq, int h, int e0,
-                                              int EV, int64_t c0, bool out, bool pieces) {
+                                              int EV, int64_t c0, bool out, bool pieces, unsigned first_thread) {
     typedef vm_layout<DM, ET, CD, false> Y; /* the input stages lie alike split or not */
     constexpr int TH = LA_VM_THREADS(ET);
     /* The thread index made opaque: the copies' addresses are worked out afresh each chunk
      * rather than held in registers for the whole walk (which spilled). */
-    unsigned tid = threadIdx.x;
+    unsigned tid = threadIdx.x - first_thread;
 #ifdef __CUDA_ARCH__
     asm volatile("" : "+r"(tid));
 #endif
@@ -199,13 +200,14 @@ __device__ __forceinline__ void vm_wait_stage(int ns) {
 /* A chunk's outputs from Ys ([L][YP] f32) to o, 16 bytes a thread: rows u <
  * n, columns below EV (a multiple of 8: vm_pieces_ok of o), from obase, o's
  * address at (sequence, head, the block's first column).  Where nothing else
- * reads or changes them per column (no terms, every column factored). */
+ * reads or changes them per column (no terms, every column factored); by TH
+ * threads, this one tid of them. */
 template <typename T, int ET, int TH, int YP>
 __device__ __forceinline__ void vm_store_rows(const float *Ys, T *obase, int64_t st, const vm_seq &sq, int64_t c0, int n,
-                                              int EV) {
+                                              int EV, int tid) {
     constexpr int PR = ET / 8; /* 16-byte pieces a row */
 #pragma unroll
-    for (int i = threadIdx.x; i < LA_VM_L * PR; i += TH) {
+    for (int i = tid; i < LA_VM_L * PR; i += TH) {
         const int u = i / PR, c = (i % PR) * 8;
         if (u >= n || c >= EV) continue;
         const float4 a = *reinterpret_cast<const float4 *>(Ys + u * YP + c);
@@ -609,23 +611,10 @@ for (int j = 0; j < NT; j += 2) {
 }
 }
 
-template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
-__global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREADS(ET))
-    la_vec_mma_kernel(const la_vec_params_t p) {
-    typedef vm_layout<DM, ET, CD, SP> Y;
-    constexpr int L = LA_VM_L, TH = LA_VM_THREADS(ET), VP = Y::VP, YP = Y::YP;
-    /* Warp w holds the state's transpose S^T for value columns 16 w .. 16 w + 15 (its rows) and every
-     * row d (its NT n8 tiles of columns): the inter product takes it from registers as it is. */
-    constexpr int NT = DM / 8;
-    /* The operand walks, one task a walk (vm_prep): row prefixes, row suffixes, then (CD) column
-     * prefixes and suffixes.  Without column decays the values are an operand as they arrive. */
-    constexpr int NTASK = 2 * DM + (CD ? 2 * ET : 0);
-    extern __shared__ __align__(16) char sm[];
-    const int tid = threadIdx.x, w = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
-    const int s = blockIdx.x, h = blockIdx.y, e0 = blockIdx.z * ET;
-    const int EV = p.E - e0 < ET ? p.E - e0 : ET;
-    const bool out = p.o.ptr != nullptr || p.term != nullptr;
-    const int term_mode = SP ? p.term_mode : 0; /* the launcher splits every run with a term */
+/* Block s's walk (sequence or split segment), and whether it takes the
+ * reverse walk's final step back by its first token's decays (back: a
+ * reverse walk that begins its sequence). */
+__device__ __forceinline__ vm_seq vm_seq_of(const la_vec_params_t &p, int s, bool &back) {
     vm_seq sq;
     sq.reverse = p.reverse;
     bool first = true; /* the walk begins its sequence (a split's first segment) */
@@ -644,8 +633,87 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
         sq.t1 = p.seqlen;
     }
     sq.len = sq.t1 - sq.t0;
-    /* A reverse walk that begins its sequence steps back once more, by its first token's decays. */
-    const bool back = p.reverse && first && sq.len > 0;
+    back = p.reverse && first && sq.len > 0;
+    return sq;
+}
+
+/* Warp w's S^T (value columns 16 w .. 16 w + 15, every row) from s0 (zeros
+ * without): element (j, r) of a lane is row d = 8 j + 2 t4 + (r & 1) of the
+ * state, column e = 16 w + g + 8 (r >> 1). */
+template <int DM>
+__device__ __forceinline__ void vm_state_load(float (&S)[DM / 8][4], const la_vec_params_t &p, int s, int h, int e0,
+                                              int EV, int w, int lane) {
+    const int g = lane / 4, t4 = lane % 4, ew = 16 * w + g;
+#pragma unroll
+    for (int j = 0; j < DM / 8; j++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int d = 8 * j + 2 * t4 + (r & 1), e = ew + 8 * (r >> 1);
+            S[j][r] = p.s0.ptr && d < p.D && e < EV
+                          ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + (e0 + e) * p.s0.se]
+                          : 0.0f;
+        }
+}
+
+/* The walk's final state to sN (where wanted), with back's step. */
+template <int DM, bool CD>
+__device__ __forceinline__ void vm_state_store(const float (&S)[DM / 8][4], const la_vec_params_t &p, const vm_seq &sq,
+                                               int s, int h, int e0, int EV, bool back, int w, int lane) {
+    const int g = lane / 4, t4 = lane % 4, ew = 16 * w + g;
+    if (p.sN.ptr)
+#pragma unroll
+        for (int j = 0; j < DM / 8; j++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const int d = 8 * j + 2 * t4 + (r & 1), e = ew + 8 * (r >> 1);
+                if (d >= p.D || e >= EV) continue;
+                float x = S[j][r];
+                if (back) { /* one more step back: the first token's own decay */
+                    if (p.gk) x *= expf(p.gk[sq.b * p.gk_sb + h * p.gk_sh + sq.t0 * p.gk_st + d * p.gk_sc]);
+                    if (CD) x *= expf(p.gv[sq.b * p.gv_sb + h * p.gv_sh + sq.t0 * p.gv_st + (e0 + e) * p.gv_sc]);
+                }
+                p.sN.ptr[s * p.sN.ss + h * p.sN.sh + d * p.sN.sd + (e0 + e) * p.sN.se] = x;
+            }
+}
+
+/* Each segment's summed decays (seg_tot_k, seg_tot_v), from the threads
+ * that walked a row's (a column's) prefix (vm_prep's tasks on NTH threads,
+ * this one tid), with the reverse walk's step back where it takes one. */
+template <int DM, int ET, bool CD, int NTH>
+__device__ __forceinline__ void vm_seg_totals(const la_vec_params_t &p, const vm_seq &sq, int s, int h, int e0, int EV,
+                                              bool back, int tid, float row_tot, float col_tot) {
+    constexpr int NTASK = 2 * DM + (CD ? 2 * ET : 0);
+    if (p.seg_tot_k && tid < DM && tid < p.D && blockIdx.z == 0) {
+        if (back && p.gk) row_tot += p.gk[sq.b * p.gk_sb + h * p.gk_sh + sq.t0 * p.gk_st + tid * p.gk_sc];
+        p.seg_tot_k[((int64_t)s * p.H + h) * p.D + tid] = row_tot;
+    }
+    if (CD && p.seg_tot_v) {
+#pragma unroll
+        for (int task = tid; task < NTASK; task += NTH)
+            if (task >= 2 * DM && task < 2 * DM + EV) {
+                const int e = task - 2 * DM;
+                if (back) col_tot += p.gv[sq.b * p.gv_sb + h * p.gv_sh + sq.t0 * p.gv_st + (e0 + e) * p.gv_sc];
+                p.seg_tot_v[((int64_t)s * p.H + h) * p.E + e0 + e] = col_tot;
+            }
+    }
+}
+
+template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
+__global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREADS(ET))
+    la_vec_mma_kernel(const la_vec_params_t p) {
+    typedef vm_layout<DM, ET, CD, SP> Y;
+    constexpr int L = LA_VM_L, TH = LA_VM_THREADS(ET), VP = Y::VP, YP = Y::YP;
+    /* Warp w holds the state's transpose S^T for value columns 16 w .. 16 w + 15 (its rows) and every
+     * row d (its NT n8 tiles of columns): the inter product takes it from registers as it is. */
+    constexpr int NT = DM / 8;
+    extern __shared__ __align__(16) char sm[];
+    const int tid = threadIdx.x, w = tid / 32, lane = tid % 32;
+    const int s = blockIdx.x, h = blockIdx.y, e0 = blockIdx.z * ET;
+    const int EV = p.E - e0 < ET ? p.E - e0 : ET;
+    const bool out = p.o.ptr != nullptr || p.term != nullptr;
+    const int term_mode = SP ? p.term_mode : 0; /* the launcher splits every run with a term */
+    bool back;
+    const vm_seq sq = vm_seq_of(p, s, back);
 
     const int ns = p.nstage;
     char *rest = sm + ns * Y::RAW; /* past the input stages */
@@ -655,18 +723,8 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     double *sums = reinterpret_cast<double *>(rest + Y::SUM);
     double *TI = reinterpret_cast<double *>(rest + (SP ? Y::TI : Y::SUM)); /* SP only (term_mode 2 runs split) */
 
-    /* S^T: element (j, r) is row d = 8 j + 2 t4 + (r & 1) of the state, column e = 16 w + g + 8 (r >> 1). */
-    const int ew = 16 * w + g;
     float S[NT][4];
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int d = 8 * j + 2 * t4 + (r & 1), e = ew + 8 * (r >> 1);
-            S[j][r] = p.s0.ptr && d < p.D && e < EV
-                          ? p.s0.ptr[s * p.s0.ss + h * p.s0.sh + d * p.s0.sd + (e0 + e) * p.s0.se]
-                          : 0.0f;
-        }
+    vm_state_load<DM>(S, p, s, h, e0, EV, w, lane);
     if (term_mode == 2) /* the final state's share of each column's sum */
         for (int c = tid; c < ET; c += TH) sums[c] = c < EV ? la_vec_fin_share(p.fin_a, p.fin_b, p.D, s, h, e0 + c) : 0.0;
 
@@ -681,7 +739,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
                         vm_pieces_ok_f32(p.gk, p.gk_sb, p.gk_sh, p.gk_st, p.gk_sc, p.D) &&
                         vm_pieces_ok_f32(p.gv, p.gv_sb, p.gv_sh, p.gv_st, p.gv_sc, p.E);
     for (int i = 0; i < ns - 1; i++) { /* the first chunks, a copy group each */
-        if (i * L < sq.len) vm_load_chunk<T, DM, ET, RD, CD>(sm + i * Y::RAW, p, sq, h, e0, EV, i * L, out, pieces);
+        if (i * L < sq.len) vm_load_chunk<T, DM, ET, RD, CD>(sm + i * Y::RAW, p, sq, h, e0, EV, i * L, out, pieces, 0);
         cp_async_commit();
     }
     vm_wait_stage(ns); /* chunk 0 */
@@ -705,7 +763,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
         {
             const int64_t cn = c0 + (int64_t)(ns - 1) * L;
             const int sn = stage == 0 ? ns - 1 : (int)stage - 1;
-            if (cn < sq.len) vm_load_chunk<T, DM, ET, RD, CD>(sm + sn * Y::RAW, p, sq, h, e0, EV, cn, out, pieces);
+            if (cn < sq.len) vm_load_chunk<T, DM, ET, RD, CD>(sm + sn * Y::RAW, p, sq, h, e0, EV, cn, out, pieces, 0);
             cp_async_commit(); /* a group a chunk, empty or not: the waits count them */
         }
 
@@ -739,7 +797,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
              * decays: beside their per-column path, this one made those instances spill. */
             if (!CD && orows) {
                 T *const o0 = static_cast<T *>(const_cast<void *>(p.o.ptr)) + sq.b * p.o.sb + h * p.o.sh + e0;
-                vm_store_rows<T, ET, TH, YP>(Ys, o0, p.o.st, sq, c0, n, EV);
+                vm_store_rows<T, ET, TH, YP>(Ys, o0, p.o.st, sq, c0, n, EV, tid);
                 continue;
             }
             const int e = tid % ET; /* this thread's column, the same in every row it writes */
@@ -787,37 +845,10 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
             }
         }
     }
-    /* Each segment's summed decays, from the thread that walked a row's (a column's) prefix, with
-     * the reverse walk's step back where it takes one. */
-    if (p.seg_tot_k && tid < DM && tid < p.D && blockIdx.z == 0) {
-        if (back && p.gk) row_tot += p.gk[sq.b * p.gk_sb + h * p.gk_sh + sq.t0 * p.gk_st + tid * p.gk_sc];
-        p.seg_tot_k[((int64_t)s * p.H + h) * p.D + tid] = row_tot;
-    }
-    if (CD && p.seg_tot_v) {
-#pragma unroll
-        for (int task = tid; task < NTASK; task += TH)
-            if (task >= 2 * DM && task < 2 * DM + EV) {
-                const int e = task - 2 * DM;
-                if (back) col_tot += p.gv[sq.b * p.gv_sb + h * p.gv_sh + sq.t0 * p.gv_st + (e0 + e) * p.gv_sc];
-                p.seg_tot_v[((int64_t)s * p.H + h) * p.E + e0 + e] = col_tot;
-            }
-    }
+    vm_seg_totals<DM, ET, CD, TH>(p, sq, s, h, e0, EV, back, tid, row_tot, col_tot);
     /* A split walk's running sums, for the offsets of the segments walked after it. */
     if (term_mode == 2 && p.seg_sum && tid < EV) p.seg_sum[((int64_t)s * p.H + h) * p.E + e0 + tid] = sums[tid];
-    if (p.sN.ptr)
-#pragma unroll
-        for (int j = 0; j < NT; j++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                const int d = 8 * j + 2 * t4 + (r & 1), e = ew + 8 * (r >> 1);
-                if (d >= p.D || e >= EV) continue;
-                float x = S[j][r];
-                if (back) { /* one more step back: the first token's own decay */
-                    if (p.gk) x *= expf(p.gk[sq.b * p.gk_sb + h * p.gk_sh + sq.t0 * p.gk_st + d * p.gk_sc]);
-                    if (CD) x *= expf(p.gv[sq.b * p.gv_sb + h * p.gv_sh + sq.t0 * p.gv_st + (e0 + e) * p.gv_sc]);
-                }
-                p.sN.ptr[s * p.sN.ss + h * p.sN.sh + d * p.sN.sd + (e0 + e) * p.sN.se] = x;
-            }
+    vm_state_store<DM, CD>(S, p, sq, s, h, e0, EV, back, w, lane);
 }
 
 #endif
