@@ -313,6 +313,8 @@ typedef struct la_policy {
     la_switch_t vec_kernels;    /* vector decays (AUTO = on; OFF: UNSUPPORTED_DECAY)   LA_CUDA_VEC=0 */
     la_switch_t vec_split;      /* vector decays: passes split along the sequence where the
                                    grid falls short of the GPU (AUTO = on)          LA_CUDA_VEC_SPLIT=0 */
+    la_switch_t vec_warp_roles; /* vector decays: the warp-role recurrence where it applies
+                                   (AUTO = off: not yet measured)                   LA_CUDA_VEC_WS=1 */
 } la_policy_t;
 void la_policy_init(la_policy_t *policy);
 /* Validated (BAD_PARAM for a value outside the ranges above); applies to

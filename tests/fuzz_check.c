@@ -118,12 +118,13 @@ void fz_random_settings(fz_ctx_t *x, la_handle_t *h, tu_rng_t *r, int device) {
         expect_success(x, h, st, "la_get_policy");
         if (st == LA_STATUS_SUCCESS && !fz_policy_equal(&q, &back))
             fz_fail(x, "policy-round-trip",
-                    "la_get_policy returned tile_cap %d smem_kb %d switches %d %d %d %d %d %d %d dld_planes %d, "
-                    "la_set_policy was given tile_cap %d smem_kb %d switches %d %d %d %d %d %d %d dld_planes %d",
+                    "la_get_policy returned tile_cap %d smem_kb %d switches %d %d %d %d %d %d %d %d dld_planes %d, "
+                    "la_set_policy was given tile_cap %d smem_kb %d switches %d %d %d %d %d %d %d %d dld_planes %d",
                     back.tile_cap, back.smem_kb, (int)back.fwd_wgmma, (int)back.fwd_rows, (int)back.fwd_warp_roles,
                     (int)back.state_wgmma, (int)back.bwd_wgmma, (int)back.vec_kernels, (int)back.vec_split,
-                    back.dld_planes, q.tile_cap, q.smem_kb, (int)q.fwd_wgmma, (int)q.fwd_rows, (int)q.fwd_warp_roles,
-                    (int)q.state_wgmma, (int)q.bwd_wgmma, (int)q.vec_kernels, (int)q.vec_split, q.dld_planes);
+                    (int)back.vec_warp_roles, back.dld_planes, q.tile_cap, q.smem_kb, (int)q.fwd_wgmma, (int)q.fwd_rows,
+                    (int)q.fwd_warp_roles, (int)q.state_wgmma, (int)q.bwd_wgmma, (int)q.vec_kernels, (int)q.vec_split,
+                    (int)q.vec_warp_roles, q.dld_planes);
     }
 }
 
@@ -139,9 +140,9 @@ void fz_random_policy(la_policy_t *q, tu_rng_t *r, int device) {
     if (u == 1) q->smem_kb = 99;
     else if (u >= 2 && !device) q->smem_kb = (int)kb;
     else q->smem_kb = 0;
-    la_switch_t *sw[7] = {&q->fwd_wgmma, &q->fwd_rows,    &q->fwd_warp_roles, &q->state_wgmma,
-                          &q->bwd_wgmma, &q->vec_kernels, &q->vec_split};
-    for (int i = 0; i < 7; i++) *sw[i] = (la_switch_t)tu_below(r, 3);
+    la_switch_t *sw[8] = {&q->fwd_wgmma, &q->fwd_rows,    &q->fwd_warp_roles, &q->state_wgmma,
+                          &q->bwd_wgmma, &q->vec_kernels, &q->vec_split,      &q->vec_warp_roles};
+    for (int i = 0; i < 8; i++) *sw[i] = (la_switch_t)tu_below(r, 3);
     q->dld_planes = tu_below(r, 2) ? 0 : 2;
 }
 
@@ -149,7 +150,7 @@ int fz_policy_equal(const la_policy_t *a, const la_policy_t *b) {
     return a->struct_size == b->struct_size && a->tile_cap == b->tile_cap && a->smem_kb == b->smem_kb &&
            a->fwd_wgmma == b->fwd_wgmma && a->fwd_rows == b->fwd_rows && a->fwd_warp_roles == b->fwd_warp_roles &&
            a->state_wgmma == b->state_wgmma && a->bwd_wgmma == b->bwd_wgmma && a->dld_planes == b->dld_planes &&
-           a->vec_kernels == b->vec_kernels && a->vec_split == b->vec_split;
+           a->vec_kernels == b->vec_kernels && a->vec_split == b->vec_split && a->vec_warp_roles == b->vec_warp_roles;
 }
 
 /* ---- la_describe ----------------------------------------------------------------------------- */

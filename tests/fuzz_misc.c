@@ -106,7 +106,7 @@ static void check_initialisers(fz_ctx_t *x) {
     if (q.struct_size != sizeof q || q.tile_cap || q.smem_kb || q.fwd_wgmma != LA_SWITCH_AUTO ||
         q.fwd_rows != LA_SWITCH_AUTO || q.fwd_warp_roles != LA_SWITCH_AUTO || q.state_wgmma != LA_SWITCH_AUTO ||
         q.bwd_wgmma != LA_SWITCH_AUTO || q.dld_planes || q.vec_kernels != LA_SWITCH_AUTO ||
-        q.vec_split != LA_SWITCH_AUTO)
+        q.vec_split != LA_SWITCH_AUTO || q.vec_warp_roles != LA_SWITCH_AUTO)
         fz_fail(x, "initialiser", "la_policy_init left a field other than struct_size = sizeof, rest 0 (automatic)");
     int clean = t.struct_size == sizeof t;
     for (int id = 0; id < FZ_NT; id++) {

@@ -973,11 +973,11 @@ static void bad_policy(fz_ctx_t *x, la_handle_t *h, fz_call_t *c, tu_rng_t *r) {
         break;
     case 2: {
         const int v[] = {-1, 3, 4, 100, INT_MAX, INT_MIN};
-        la_switch_t *sw[7] = {&bad.fwd_wgmma, &bad.fwd_rows,    &bad.fwd_warp_roles, &bad.state_wgmma,
-                              &bad.bwd_wgmma, &bad.vec_kernels, &bad.vec_split};
-        const char *names[7] = {"fwd_wgmma", "fwd_rows",    "fwd_warp_roles", "state_wgmma",
-                                "bwd_wgmma", "vec_kernels", "vec_split"};
-        int k = (int)tu_below(r, 7);
+        la_switch_t *sw[8] = {&bad.fwd_wgmma, &bad.fwd_rows,    &bad.fwd_warp_roles, &bad.state_wgmma,
+                              &bad.bwd_wgmma, &bad.vec_kernels, &bad.vec_split,      &bad.vec_warp_roles};
+        const char *names[8] = {"fwd_wgmma", "fwd_rows",    "fwd_warp_roles", "state_wgmma",
+                                "bwd_wgmma", "vec_kernels", "vec_split",      "vec_warp_roles"};
+        int k = (int)tu_below(r, 8);
         *sw[k] = (la_switch_t)v[tu_below(r, 6)];
         snprintf(name, sizeof name, "%s %d", names[k], (int)*sw[k]);
         break;

@@ -1057,7 +1057,7 @@ static void test_policy_and_modes(la_handle_t *h) {
     } bad[] = {{"tile_cap_96", 0, 96, LA_STATUS_BAD_PARAM},  {"smem_neg", 1, -1, LA_STATUS_BAD_PARAM},
                {"switch_3", 2, 3, LA_STATUS_BAD_PARAM},      {"planes_3", 3, 3, LA_STATUS_BAD_PARAM},
                {"struct_size", 4, 0, LA_STATUS_BAD_VERSION}, {"vec_switch_5", 5, 5, LA_STATUS_BAD_PARAM},
-               {"vec_split_4", 6, 4, LA_STATUS_BAD_PARAM}};
+               {"vec_split_4", 6, 4, LA_STATUS_BAD_PARAM},   {"vec_warp_roles_3", 7, 3, LA_STATUS_BAD_PARAM}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         la_policy_t b;
         la_policy_init(&b);
@@ -1068,6 +1068,7 @@ static void test_policy_and_modes(la_handle_t *h) {
         if (bad[i].field == 4) b.struct_size = 7;
         if (bad[i].field == 5) b.vec_kernels = (la_switch_t)bad[i].value;
         if (bad[i].field == 6) b.vec_split = (la_switch_t)bad[i].value;
+        if (bad[i].field == 7) b.vec_warp_roles = (la_switch_t)bad[i].value;
         st = la_set_policy(h, &b);
         tu_check(st == bad[i].want && la_last_error(h)[0], bad[i].name, SEED, "la_set_policy: %d (%s), want %d",
                  (int)st, sname(st), (int)bad[i].want);

@@ -24,6 +24,7 @@
 
 #include "vec_fwd_kernel.cuh"
 #include "vec_mma_kernel.cuh"
+#include "vec_ws_kernel.cuh"
 #include "vec_bwd.h"
 #include "vec_fold.cuh"
 
@@ -45,15 +46,18 @@ static int passed, failed;
 enum kernel_kind { K_FP32, K_MMA_BF16, K_MMA_F16 };
 static const char *const KIND_NAME[] = {"fp32", "mma bf16", "mma f16"};
 static int mma_et = 64; /* the tensor-core kernel's value columns a block in this pass: every case runs with 64 and 128 */
+static bool mma_ws = false; /* this pass runs the warp-role kernel where it applies (128 columns, no split outputs) */
 static const char *kind_name(int kind) {
     static char buf[32];
     if (kind == K_FP32) return KIND_NAME[kind];
-    snprintf(buf, sizeof buf, "%s, %d-column blocks", KIND_NAME[kind], mma_et);
+    snprintf(buf, sizeof buf, "%s, %d-column blocks%s", KIND_NAME[kind], mma_et, mma_ws ? ", warp roles" : "");
     return buf;
 }
 
-/* The tensor-core kernel's shared memory (cuda_emu.h: the kernel's extern __shared__ array). */
-alignas(16) char sm[vm_layout<128, 128, true, true>::bytes(3)];
+/* The tensor-core kernels' shared memory (cuda_emu.h: the kernel's extern __shared__ array): the
+ * larger of the lockstep kernel's and the warp-role kernel's largest blocks. */
+constexpr int emu_smem_bytes(int a, int b) { return a > b ? a : b; }
+alignas(16) char sm[emu_smem_bytes(vm_layout<128, 128, true, true>::bytes(3), vw_layout<128, true>::bytes(4))];
 
 static uint64_t rng_state;
 static double uniform() {
@@ -215,6 +219,12 @@ template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
 static void run_mma_instance(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
     const emu_dim3 grid = {(unsigned)S, (unsigned)H, (unsigned)((p.E + ET - 1) / ET)};
     la_vec_params_t ps = p;
+    if (!SP && ET == LA_VW_ET && mma_ws) { /* the warp-role kernel: three or four input stages */
+        ps.nstage = 3 + (int)(seed % 2);
+        emu_launch(grid, LA_VW_THREADS, sm, vw_layout<DM, CD>::bytes(ps.nstage), seed,
+                   [&ps] { la_vec_ws_kernel<T, DM, RD, CD>(ps); });
+        return;
+    }
     ps.nstage = 2 + (int)(seed % 2); /* both depths of the input pipeline, launch by launch */
     emu_launch(grid, LA_VM_THREADS(ET), sm, vm_layout<DM, ET, CD, SP>::bytes(ps.nstage), seed,
                [&ps] { la_vec_mma_kernel<T, DM, ET, RD, CD, SP>(ps); });
@@ -569,9 +579,10 @@ int main(void) {
         {"vkv_n100_d128_e128_sharp", 1, 2, 100, 128, 128, true, true, false, false, false, 0.1, 0, none},
         {"vk_n40_d128_e72_gates", 1, 1, 40, 128, 72, false, true, false, true, false, 1.0, 0, none, 0.0},
     };
-    for (int et : {64, 128})
+    for (int pass = 0; pass < 3; pass++) /* 64 columns, 128, 128 with warp roles */
     for (int kind = K_MMA_BF16; kind <= K_MMA_F16; kind++) {
-        mma_et = et;
+        mma_et = pass == 0 ? 64 : 128;
+        mma_ws = pass == 2;
         for (const vcase &c : cases)
             if (c.N <= 200 && c.D <= 128 && c.E <= 128) {
                 run_case(c, (kernel_kind)kind);

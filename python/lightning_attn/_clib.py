@@ -308,7 +308,8 @@ class Policy(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_size_t), ("tile_cap", ctypes.c_int), ("smem_kb", ctypes.c_int),
                 ("fwd_wgmma", ctypes.c_int), ("fwd_rows", ctypes.c_int), ("fwd_warp_roles", ctypes.c_int),
                 ("state_wgmma", ctypes.c_int), ("bwd_wgmma", ctypes.c_int), ("dld_planes", ctypes.c_int),
-                ("vec_kernels", ctypes.c_int), ("vec_split", ctypes.c_int)]
+                ("vec_kernels", ctypes.c_int), ("vec_split", ctypes.c_int),
+                ("vec_warp_roles", ctypes.c_int)]
 
 
 def policy_defaults():

@@ -166,11 +166,11 @@ static la_status_t check_policy(const la_policy_t *q, char *msg) {
                  q->struct_size, sizeof(la_policy_t));
         return LA_STATUS_BAD_VERSION;
     }
-    const la_switch_t sw[7] = {q->fwd_wgmma, q->fwd_rows,    q->fwd_warp_roles, q->state_wgmma,
-                               q->bwd_wgmma, q->vec_kernels, q->vec_split};
-    const char *names[7] = {"fwd_wgmma", "fwd_rows",    "fwd_warp_roles", "state_wgmma",
-                            "bwd_wgmma", "vec_kernels", "vec_split"};
-    for (int i = 0; i < 7; i++)
+    const la_switch_t sw[8] = {q->fwd_wgmma, q->fwd_rows,    q->fwd_warp_roles, q->state_wgmma,
+                               q->bwd_wgmma, q->vec_kernels, q->vec_split,      q->vec_warp_roles};
+    const char *names[8] = {"fwd_wgmma", "fwd_rows",    "fwd_warp_roles", "state_wgmma",
+                            "bwd_wgmma", "vec_kernels", "vec_split",      "vec_warp_roles"};
+    for (int i = 0; i < 8; i++)
         if ((unsigned)sw[i] > LA_SWITCH_ON) {
             snprintf(msg, LA_MSG_LEN, "policy.%s = %d: must be LA_SWITCH_AUTO, _OFF or _ON", names[i], (int)sw[i]);
             return LA_STATUS_BAD_PARAM;
@@ -205,6 +205,7 @@ static void policy_from_env(la_policy_t *q) {
     if ((e = getenv("LA_CUDA_DLD_PLANES")) && atoi(e) == 2) q->dld_planes = 2;
     if ((e = getenv("LA_CUDA_VEC")) && e[0] == '0') q->vec_kernels = LA_SWITCH_OFF;
     if ((e = getenv("LA_CUDA_VEC_SPLIT")) && e[0] == '0') q->vec_split = LA_SWITCH_OFF;
+    if ((e = getenv("LA_CUDA_VEC_WS")) && e[0] == '1') q->vec_warp_roles = LA_SWITCH_ON;
 }
 
 la_status_t la_create(la_handle_t **handle, la_backend_t backend) {

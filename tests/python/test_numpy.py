@@ -134,7 +134,7 @@ def test_policy_struct_matches_the_library():
     assert ctypes.c_size_t.from_buffer(buf).value == ctypes.sizeof(C.Policy)
     h = C.handle(C.BACKEND_CPU)
     p = C.policy_defaults()
-    assert p.vec_kernels == 0 and p.vec_split == 0
+    assert p.vec_kernels == 0 and p.vec_split == 0 and p.vec_warp_roles == 0
     p.vec_split, p.tile_cap = 1, 64
     C.set_policy(h, p)
     back = C.get_policy(h)

@@ -395,6 +395,7 @@ static la_status_t run_vector_backward(const la_plan_t *pl, const la_tile_plan_t
     const int n = la_vec_bwd_runs(&a, runs);
     for (int i = 0; i < n; i++) {
         runs[i].sms = tp->vec_sms;
+        runs[i].warp_roles = tp->vec_warp_roles;
         const la_status_t st = tp->seg.multi ? run_vector_split(pl, tp, &runs[i], ws, stream, msg)
                                              : la_cuda_vec_fwd(&runs[i], t->k.dtype, pl->num_seqs, tp->vec_mma_smem,
                                                                stream, msg);
@@ -436,6 +437,7 @@ static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, cha
     p.seqlen = pl->p.seqlen;
     p.cu = cu;
     p.sms = tp->vec_sms;
+    p.warp_roles = tp->vec_warp_roles;
     if (!tp->seg.multi) return la_cuda_vec_fwd(&p, t->k.dtype, pl->num_seqs, tp->vec_mma_smem, stream, msg);
     return run_vector_split(pl, tp, &p, ws, stream, msg);
 }

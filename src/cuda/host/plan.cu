@@ -612,6 +612,7 @@ static la_status_t plan_vector(const la_plan_t *pl, const la_policy_t *pol, la_c
     t->main = bwd ? LA_K_VEC_BWD : LA_K_VEC_FWD;
     t->vec_mma_smem = p->lim.smem_optin;
     t->vec_sms = p->lim.sms;
+    t->vec_warp_roles = pol->vec_warp_roles == LA_SWITCH_ON;
     t->seg.seg_len = pl->p.seqlen; /* one segment per sequence */
     t->seg.total = (int)pl->num_seqs;
     const size_t S = (size_t)pl->num_seqs;
@@ -634,8 +635,9 @@ static la_status_t plan_vector(const la_plan_t *pl, const la_policy_t *pol, la_c
         const int et = la_vec_mma_et(D, E, cd, bwd, t->vec_mma_smem);
         const int ns = la_vec_mma_stages(D, et, cd, bwd, t->vec_mma_smem);
         const int per_sm_smem = p->lim.smem_per_sm / (la_vec_mma_smem(D, et, cd, bwd, ns) + 1024);
-        /* Blocks an SM holds by threads (split outputs: by registers, up to 255 a thread). */
-        const int per_sm_thr = (bwd ? 256 : 512) / LA_VM_THREADS(et);
+        /* Blocks an SM holds by threads (split outputs: by registers, up to 255 a thread; the
+         * warp-role forward: one 512-thread block). */
+        const int per_sm_thr = !bwd && t->vec_warp_roles && et == 128 ? 1 : (bwd ? 256 : 512) / LA_VM_THREADS(et);
         const int per_sm = per_sm_smem < 1 ? 1 : per_sm_smem > per_sm_thr ? per_sm_thr : per_sm_smem;
         const int64_t blocks = (int64_t)S * pl->p.heads * ((pl->p.dim_v + et - 1) / et);
         const int64_t want = (int64_t)per_sm * p->lim.sms / blocks; /* one wave */
@@ -754,6 +756,8 @@ void la_cuda_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t 
                                                            : "fp32 products",
                t->main == LA_K_VEC_BWD ? "; runs for dq, dk, dv, the decay gradients summed backwards" : "",
                (int)pl->num_seqs, pl->num_seqs == 1 ? "" : "s", (long long)pl->p.heads, p->workspace);
+        if (t->vec_warp_roles && mma_d && !split)
+            APPEND("; warp roles (walks and products on their own warps) for 128-column runs where the block fits");
         if (t->seg.multi)
             APPEND("; each sequence split into %d segments of %lld tokens (their state passes, a fold, their walks)",
                    t->seg.n_seg, (long long)t->seg.seg_len);

@@ -68,6 +68,7 @@ typedef struct la_tile_plan {
     int side_state_stages; /* the backward's forward state pass, beside the reverse one */
     int vec_mma_smem;      /* vector kinds: shared memory the tensor-core recurrence may take (0: none) */
     int vec_sms;           /* vector kinds: the device's SMs, for the recurrence's block width */
+    int vec_warp_roles;    /* vector kinds: the warp-role recurrence where it applies (policy) */
 } la_tile_plan_t;
 
 typedef struct la_sum_layout {

@@ -197,6 +197,20 @@ __device__ __forceinline__ void vm_wait_stage(int ns) {
     else cp_async_wait<0>();
 }
 
+/* The intra product's share of output (u, e) for a column left out of the
+ * factored product (its chunk decay passes e^-SAFE): the sum over s <= u of
+ * P[u][s] v[s][e] e^{the column's log decays from s + 1 to u}, in fp32, from
+ * the scores Pf ([L][L]), the values rv and the column decays rbt as read. */
+template <int L, int VP, int ET, typename T>
+__device__ __forceinline__ float vm_col_exact(const float *Pf, const T *rv, const float *rbt, int u, int e) {
+    float acc = 0.0f, sum = 0.0f;
+    for (int sc = u; sc >= 0; sc--) {
+        acc += Pf[u * L + sc] * float(rv[sc * VP + e]) * expf(sum);
+        sum += rbt[sc * ET + e];
+    }
+    return acc;
+}
+
 /* A chunk's outputs from Ys ([L][YP] f32) to o, 16 bytes a thread: rows u <
  * n, columns below EV (a multiple of 8: vm_pieces_ok of o), from obase, o's
  * address at (sequence, head, the block's first column).  Where nothing else
@@ -819,12 +833,7 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
                 if (u >= n || e >= EV) continue;
                 float y = Ys[u * YP + e];
                 if (cbad && (mc[e / 32] >> (e % 32) & 1)) {
-                    float acc = 0.0f, sum = 0.0f;
-                    for (int sc = u; sc >= 0; sc--) {
-                        acc += Pf[u * L + sc] * float(rv[sc * VP + e]) * expf(sum);
-                        sum += rbt[sc * ET + e];
-                    }
-                    y += acc;
+                    y += vm_col_exact<L, VP, ET>(Pf, rv, rbt, u, e);
                     Ys[u * YP + e] = y;
                 }
                 const int64_t t = sq.tok(c0 + u);
