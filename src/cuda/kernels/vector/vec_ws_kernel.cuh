@@ -7,7 +7,7 @@
  *   warps 0-7   the state: warp w holds S^T for value columns 16 w ..
  *               16 w + 15 and walks every chunk: the inter and intra
  *               products to Ys, then the state update.
- *   warps 8-15  the walks: per chunk the input copies (LA_VW_LEAD chunks
+ *   warps 8-15  the walks: per chunk the input copies (ns - 2 chunks
  *               ahead), the operand walks and the scores, then the outputs
  *               of the chunk before.
  *
