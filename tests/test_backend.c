@@ -1855,6 +1855,7 @@ static void pol_mma(la_policy_t *q) {
 }
 static void pol_rows(la_policy_t *q) { q->fwd_warp_roles = LA_SWITCH_OFF; }
 static void pol_planes2(la_policy_t *q) { q->dld_planes = 2; }
+static void pol_vec_ws(la_policy_t *q) { q->vec_warp_roles = LA_SWITCH_ON; }
 static const policy_row_t POLICIES[] = {
     {"default", "what users run", pol_default},
     {"wgmma-forward", "the opt-in Hopper forward (sm_90a builds on sm_90)", pol_wgmma},
@@ -1863,13 +1864,14 @@ static const policy_row_t POLICIES[] = {
     {"mma-sync-only", "the general forward, mma.sync state pass and backward where Hopper kernels run", pol_mma},
     {"rows-forward", "the rows kernel where the warp-role kernel runs", pol_rows},
     {"dld-two-planes", "the f32 decay gradient on two operand planes", pol_planes2},
+    {"vector-warp-roles", "the opt-in warp-role vector-decay recurrence", pol_vec_ws},
 };
 #define NPOLICIES (int)(sizeof POLICIES / sizeof POLICIES[0])
 
 static void usage(void) {
     fprintf(stderr, "usage: test_backend [--backend cpu|cuda] [--filter SUBSTRING] [--list] [--sanitize]\n"
                     "                    [--policy default|wgmma-forward|tiles-64|smem-99|mma-sync-only|rows-forward|"
-                    "dld-two-planes|all]\n"
+                    "dld-two-planes|vector-warp-roles|all]\n"
                     "env: LA_TEST_LEVEL=quick|full  LA_TEST_SEED=<n>  LA_TEST_VERBOSE=1  LA_TEST_FILTER=<s>\n"
                     "(CUDA runs --policy all by default; the CPU backend has no policy)\n");
 }
