@@ -97,6 +97,13 @@ __device__ __forceinline__ bool vm_pieces_ok_f32(const float *x, int64_t sb, int
                   (reinterpret_cast<uintptr_t>(x) & 15) == 0);
 }
 
+/* Whether every input of a run may be copied in 16-byte pieces. */
+template <typename T> __device__ __forceinline__ bool vm_inputs_in_pieces(const la_vec_params_t &p) {
+    return vm_pieces_ok<T>(p.q, p.D) && vm_pieces_ok<T>(p.k, p.D) && vm_pieces_ok<T>(p.v, p.E) &&
+           vm_pieces_ok_f32(p.gk, p.gk_sb, p.gk_sh, p.gk_st, p.gk_sc, p.D) &&
+           vm_pieces_ok_f32(p.gv, p.gv_sb, p.gv_sh, p.gv_st, p.gv_sc, p.E);
+}
+
 /* Which steps of a chunk have a row to read: u in [lo, hi).  Steps past the
  * walk's end have none; in a reverse walk, step u takes the decays of the
  * token after its own, and the sequence's last token has none (dend: the end
@@ -195,6 +202,22 @@ __device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &
 __device__ __forceinline__ void vm_wait_stage(int ns) {
     if (ns >= 3) cp_async_wait<1>();
     else cp_async_wait<0>();
+}
+
+/* o at (the walk's batch row, head h, column col): its stores add t * o.st. */
+template <typename T>
+__device__ __forceinline__ T *vm_out_at(const la_vec_params_t &p, const vm_seq &sq, int h, int64_t col) {
+    return static_cast<T *>(const_cast<void *>(p.o.ptr)) + sq.b * p.o.sb + h * p.o.sh + col * p.o.sc;
+}
+
+/* Whether a chunk has a column left out of the factored product (mc: its
+ * mask words; never without column decays). */
+template <int ET, bool CD> __device__ __forceinline__ bool vm_any_unfactored(const uint32_t *mc) {
+    uint32_t any = 0;
+    if (CD)
+#pragma unroll
+        for (int i = 0; i < ET / 32; i++) any |= mc[i];
+    return any != 0;
 }
 
 /* The intra product's share of output (u, e) for a column left out of the
@@ -744,14 +767,12 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
 
     /* This thread's output column (fixed: E walks rows of the same column): base pointers at (sequence, head, column). */
     const int64_t eo = e0 + (tid % ET < EV ? tid % ET : 0);
-    T *ob = p.o.ptr ? static_cast<T *>(const_cast<void *>(p.o.ptr)) + sq.b * p.o.sb + h * p.o.sh + eo * p.o.sc : nullptr;
+    T *ob = p.o.ptr ? vm_out_at<T>(p, sq, h, eo) : nullptr;
     float *tb = SP && p.term ? p.term + sq.b * p.term_sb + h * p.term_sh + eo * p.term_sc : nullptr;
     const T *mb = SP && p.mul.ptr ? static_cast<const T *>(p.mul.ptr) + sq.b * p.mul.sb + h * p.mul.sh + eo * p.mul.sc : nullptr;
     /* The outputs in 16-byte rows where o allows and no term is kept (E). */
     const bool orows = !CD && p.o.ptr && term_mode == 0 && vm_pieces_ok<T>(p.o, p.E);
-    const bool pieces = vm_pieces_ok<T>(p.q, p.D) && vm_pieces_ok<T>(p.k, p.D) && vm_pieces_ok<T>(p.v, p.E) &&
-                        vm_pieces_ok_f32(p.gk, p.gk_sb, p.gk_sh, p.gk_st, p.gk_sc, p.D) &&
-                        vm_pieces_ok_f32(p.gv, p.gv_sb, p.gv_sh, p.gv_st, p.gv_sc, p.E);
+    const bool pieces = vm_inputs_in_pieces<T>(p);
     for (int i = 0; i < ns - 1; i++) { /* the first chunks, a copy group each */
         if (i * L < sq.len) vm_load_chunk<T, DM, ET, RD, CD>(sm + i * Y::RAW, p, sq, h, e0, EV, i * L, out, pieces, 0);
         cp_async_commit();
@@ -802,15 +823,11 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
         if (out) {
             const int n = sq.len - c0 < L ? (int)(sq.len - c0) : L;
             const uint32_t *mc = MC + (ET / 32) * (ci & 1);
-            uint32_t any = 0;
-            if (CD)
-#pragma unroll
-                for (int i = 0; i < ET / 32; i++) any |= mc[i];
-            const bool cbad = CD && any;
+            const bool cbad = vm_any_unfactored<ET, CD>(mc);
             /* o's address is worked out here: a pointer held for the walk spilled.  Not with column
              * decays: beside their per-column path, this one made those instances spill. */
             if (!CD && orows) {
-                T *const o0 = static_cast<T *>(const_cast<void *>(p.o.ptr)) + sq.b * p.o.sb + h * p.o.sh + e0;
+                T *const o0 = vm_out_at<T>(p, sq, h, e0); /* o.sc = 1 */
                 vm_store_rows<T, ET, TH, YP>(Ys, o0, p.o.st, sq, c0, n, EV, tid);
                 continue;
             }

@@ -81,9 +81,7 @@ __global__ void __launch_bounds__(LA_VW_THREADS, 1) la_vec_ws_kernel(const la_ve
 
     /* ---- the walk warps ---- */
     const int wt = tid - GROUP, ww = wt / 32; /* this thread and warp within the group */
-    const bool pieces = vm_pieces_ok<T>(p.q, p.D) && vm_pieces_ok<T>(p.k, p.D) && vm_pieces_ok<T>(p.v, p.E) &&
-                        vm_pieces_ok_f32(p.gk, p.gk_sb, p.gk_sh, p.gk_st, p.gk_sc, p.D) &&
-                        vm_pieces_ok_f32(p.gv, p.gv_sb, p.gv_sh, p.gv_st, p.gv_sc, p.E);
+    const bool pieces = vm_inputs_in_pieces<T>(p);
     const bool orows = !CD && out && vm_pieces_ok<T>(p.o, p.E);
     for (int i = 0; i < ns - 2; i++) { /* the first chunks, a copy group each */
         if (i < nch) vm_load_chunk<T, DM, ET, RD, CD>(sm + i * Y::RAW, p, sq, h, e0, EV, i * L, out, pieces, GROUP);
@@ -105,6 +103,8 @@ __global__ void __launch_bounds__(LA_VW_THREADS, 1) la_vec_ws_kernel(const la_ve
             }
             const vm_ops<T> o = vm_ops_at<T, DM, ET, CD, false>(rest + b * Y::BASE);
             const vm_raw<T> r = vm_raw_at<T, DM, ET, CD>(sm + (int)(ci % ns) * Y::RAW);
+            /* The column masks in the chunk's own slot (vm_prep picks the parity's words in it): addressed
+             * from the slot's base, one register fewer than a region of their own (which spilled). */
             uint32_t *const MC = reinterpret_cast<uint32_t *>(rest + b * Y::BASE + Y::MC);
             vm_prep<T, DM, ET, RD, CD, false, GROUP>(o, MC, r, wt, lane, ci, out, p, row_tot, col_tot);
             group_barrier(1, GROUP);
@@ -121,16 +121,12 @@ __global__ void __launch_bounds__(LA_VW_THREADS, 1) la_vec_ws_kernel(const la_ve
             const int64_t c0 = cp * L;
             const int n = sq.len - c0 < L ? (int)(sq.len - c0) : L;
             if (orows) {
-                T *const o0 = static_cast<T *>(const_cast<void *>(p.o.ptr)) + sq.b * p.o.sb + h * p.o.sh + e0;
+                T *const o0 = vm_out_at<T>(p, sq, h, e0); /* o.sc = 1 */
                 vm_store_rows<T, ET, GROUP, YP>(o.Ys, o0, p.o.st, sq, c0, n, EV, wt);
             } else {
-                uint32_t any = 0;
-                if (CD)
-#pragma unroll
-                    for (int i = 0; i < ET / 32; i++) any |= mc[i];
+                const bool any = vm_any_unfactored<ET, CD>(mc);
                 const int e = wt % ET;
-                T *const ocol = static_cast<T *>(const_cast<void *>(p.o.ptr)) + sq.b * p.o.sb + h * p.o.sh +
-                                (int64_t)(e0 + e) * p.o.sc;
+                T *const ocol = vm_out_at<T>(p, sq, h, e0 + e);
 #pragma unroll
                 for (int j = 0; j < L * ET / GROUP; j++) {
                     const int u = wt / ET + j * (GROUP / ET);
