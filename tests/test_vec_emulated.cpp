@@ -46,7 +46,7 @@ static int passed, failed;
 enum kernel_kind { K_FP32, K_MMA_BF16, K_MMA_F16 };
 static const char *const KIND_NAME[] = {"fp32", "mma bf16", "mma f16"};
 static int mma_et = 64; /* the tensor-core kernel's value columns a block in this pass: every case runs with 64 and 128 */
-static bool mma_ws = false; /* this pass runs the warp-role kernel where it applies (128 columns, no split outputs) */
+static bool mma_ws = false; /* this pass runs the warp-role kernel where it applies (128-column blocks) */
 static const char *kind_name(int kind) {
     static char buf[32];
     if (kind == K_FP32) return KIND_NAME[kind];
@@ -57,7 +57,7 @@ static const char *kind_name(int kind) {
 /* The tensor-core kernels' shared memory (cuda_emu.h: the kernel's extern __shared__ array): the
  * larger of the lockstep kernel's and the warp-role kernel's largest blocks. */
 constexpr int emu_smem_bytes(int a, int b) { return a > b ? a : b; }
-alignas(16) char sm[emu_smem_bytes(vm_layout<128, 128, true, true>::bytes(3), vw_layout<128, true>::bytes(4))];
+alignas(16) char sm[emu_smem_bytes(vm_layout<128, 128, true, true>::bytes(3), vw_layout<128, true, true, true>::bytes(4))];
 
 static uint64_t rng_state;
 static double uniform() {
@@ -219,10 +219,10 @@ template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
 static void run_mma_instance(const la_vec_params_t &p, int64_t S, int H, uint64_t seed) {
     const emu_dim3 grid = {(unsigned)S, (unsigned)H, (unsigned)((p.E + ET - 1) / ET)};
     la_vec_params_t ps = p;
-    if (!SP && ET == LA_VW_ET && mma_ws) { /* the warp-role kernel: three or four input stages */
+    if (ET == LA_VW_ET && mma_ws) { /* the warp-role kernel: three or four input stages */
         ps.nstage = 3 + (int)(seed % 2);
-        emu_launch(grid, LA_VW_THREADS, sm, vw_layout<DM, CD>::bytes(ps.nstage), seed,
-                   [&ps] { la_vec_ws_kernel<T, DM, RD, CD>(ps); });
+        emu_launch(grid, LA_VW_THREADS, sm, vw_layout<DM, RD, CD, SP>::bytes(ps.nstage), seed,
+                   [&ps] { la_vec_ws_kernel<T, DM, RD, CD, SP>(ps); });
         return;
     }
     ps.nstage = 2 + (int)(seed % 2); /* both depths of the input pipeline, launch by launch */

@@ -23,12 +23,13 @@ static cudaError_t vm_launch(const la_vec_params_t &p, int64_t num_seqs, int mma
 }
 
 /* The warp-role kernel (vec_ws_kernel.cuh): four input stages where they fit, else three. */
-template <typename T, int DM, bool RD, bool CD>
+template <typename T, int DM, bool RD, bool CD, bool SP>
 static cudaError_t vw_launch(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
+    typedef vw_layout<DM, RD, CD, SP> W;
     la_vec_params_t ps = p;
-    ps.nstage = vw_layout<DM, CD>::bytes(4) <= mma_smem ? 4 : 3;
-    const int smem = vw_layout<DM, CD>::bytes(ps.nstage);
-    auto k = la_vec_ws_kernel<T, DM, RD, CD>;
+    ps.nstage = W::bytes(4) <= mma_smem ? 4 : 3;
+    const int smem = W::bytes(ps.nstage);
+    auto k = la_vec_ws_kernel<T, DM, RD, CD, SP>;
     cudaError_t err = la_cuda_opt_in_smem((const void *)k, smem);
     if (err != cudaSuccess) return err;
     k<<<dim3((unsigned)num_seqs, p.H, (p.E + LA_VW_ET - 1) / LA_VW_ET), LA_VW_THREADS, smem, s>>>(ps);
@@ -37,13 +38,13 @@ static cudaError_t vw_launch(const la_vec_params_t &p, int64_t num_seqs, int mma
 
 /* 128 value columns a block where they fit and the grid still covers half the SMs; else 64 (twice
  * the blocks, for grids that fall short of the GPU).  With warp roles asked for, the warp-role
- * kernel takes the 128-column runs without decay-gradient terms where its block fits. */
+ * kernel takes the 128-column runs where its block fits. */
 template <typename T, int DM, bool RD, bool CD, bool SP>
 static cudaError_t vm_launch_cols(const la_vec_params_t &p, int64_t num_seqs, int mma_smem, cudaStream_t s) {
     const int64_t wide_blocks = num_seqs * p.H * ((p.E + 127) / 128);
     const bool wide = la_vec_mma_et(p.D, p.E, CD, SP, mma_smem) == 128 && (p.sms == 0 || 2 * wide_blocks >= p.sms);
-    if (!SP && p.warp_roles && wide && vw_layout<DM, CD>::bytes(3) <= mma_smem)
-        return vw_launch<T, DM, RD, CD>(p, num_seqs, mma_smem, s);
+    if (p.warp_roles && wide && vw_layout<DM, RD, CD, SP>::bytes(3) <= mma_smem)
+        return vw_launch<T, DM, RD, CD, SP>(p, num_seqs, mma_smem, s);
     return wide ? vm_launch<T, DM, 128, RD, CD, SP>(p, num_seqs, mma_smem, s)
                 : vm_launch<T, DM, 64, RD, CD, SP>(p, num_seqs, mma_smem, s);
 }

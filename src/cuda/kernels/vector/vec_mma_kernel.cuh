@@ -161,11 +161,13 @@ __device__ __forceinline__ void vm_load_input(X *dst, const X *x, const X *row0,
 
 /* A chunk's inputs (q, k, row decays; v, column decays) to a stage, from the
  * block's (sequence, head, first value column), by the LA_VM_THREADS(ET)
- * threads from first_thread on. */
-template <typename T, int DM, int ET, bool RD, bool CD>
+ * threads from first_thread on.  RA: the stage has room for row decays
+ * (vm_layout). */
+template <typename T, int DM, int ET, bool RD, bool CD, bool RA = true>
 __device__ __forceinline__ void vm_load_chunk(char *raw, const la_vec_params_t &p, const vm_seq &sq, int h, int e0,
                                               int EV, int64_t c0, bool out, bool pieces, unsigned first_thread) {
-    typedef vm_layout<DM, ET, CD, false> Y; /* the input stages lie alike split or not */
+    static_assert(RA || !RD, "row decays need their stage region");
+    typedef vm_layout<DM, ET, CD, false, RA> Y; /* the input stages lie alike split or not */
     constexpr int TH = LA_VM_THREADS(ET);
     /* The thread index made opaque: the copies' addresses are worked out afresh each chunk
      * rather than held in registers for the whole walk (which spilled). */
@@ -404,8 +406,9 @@ template <typename T> struct vm_raw {
     const T *q, *k, *v;
     const float *a, *b;
 };
-template <typename T, int DM, int ET, bool CD> __device__ __forceinline__ vm_raw<T> vm_raw_at(const char *raw) {
-    typedef vm_layout<DM, ET, CD, false> Y;
+template <typename T, int DM, int ET, bool CD, bool RA = true>
+__device__ __forceinline__ vm_raw<T> vm_raw_at(const char *raw) {
+    typedef vm_layout<DM, ET, CD, false, RA> Y;
     vm_raw<T> r;
     r.q = reinterpret_cast<const T *>(raw + Y::R_Q);
     r.k = reinterpret_cast<const T *>(raw + Y::R_K);
@@ -735,11 +738,79 @@ __device__ __forceinline__ void vm_seg_totals(const la_vec_params_t &p, const vm
     }
 }
 
+/* A barrier among the TH threads that run a phase: the whole block (BAR 0)
+ * or named barrier BAR. */
+template <int BAR, int TH> __device__ __forceinline__ void vm_sync() {
+    if (BAR == 0) __syncthreads();
+    else group_barrier(BAR, TH);
+}
+
+/* A chunk's outputs (E): Ys (its intra product's) to o, with the columns left
+ * out of the factored product added, and the decay-gradient terms: term_mode
+ * 1 writes y times mul, term_mode 2 each column's running sum in the walk's
+ * order (sums; TI holds the chunk's terms, read back by the column's thread
+ * after barrier BAR).  By TH threads, this one tid; thread tid writes column
+ * tid % ET in every row it takes.  orows: o may take 16-byte rows (no terms). */
+template <typename T, int ET, bool CD, bool SP, int TH, int BAR>
+__device__ __forceinline__ void vm_outputs(const vm_ops<T> &o, const vm_raw<T> &r, const uint32_t *mc,
+                                           const la_vec_params_t &p, const vm_seq &sq, int h, int e0, int EV,
+                                           int64_t c0, int tid, bool orows, int term_mode, double *sums, double *TI) {
+    constexpr int L = LA_VM_L, VP = ET + 8, YP = ET + 4;
+    const int n = sq.len - c0 < L ? (int)(sq.len - c0) : L;
+    /* o's address is worked out here: a pointer held for the walk spilled.  Not with column decays:
+     * beside their per-column path, the row path made those instances spill. */
+    if (!CD && orows) {
+        vm_store_rows<T, ET, TH, YP>(o.Ys, vm_out_at<T>(p, sq, h, e0), p.o.st, sq, c0, n, EV, tid); /* o.sc = 1 */
+        return;
+    }
+    const bool cbad = vm_any_unfactored<ET, CD>(mc);
+    const int e = tid % ET; /* this thread's column, the same in every row it writes */
+    const int64_t eo = e0 + (e < EV ? e : 0);
+    T *const ob = p.o.ptr ? vm_out_at<T>(p, sq, h, eo) : nullptr;
+    float *const tb = SP && p.term ? p.term + sq.b * p.term_sb + h * p.term_sh + eo * p.term_sc : nullptr;
+    const T *const mb =
+        SP && p.mul.ptr ? static_cast<const T *>(p.mul.ptr) + sq.b * p.mul.sb + h * p.mul.sh + eo * p.mul.sc : nullptr;
+    constexpr int RPT = L * ET / TH; /* rows per thread */
+    /* The terms' inputs, all read before the stores below, which could alias them (and would make
+     * each read wait for the last store's round trip). */
+    float mv[RPT], xv[RPT];
+#pragma unroll
+    for (int j = 0; j < RPT; j++) {
+        const int u = tid / ET + j * (TH / ET);
+        const bool ok = term_mode && u < n && e < EV;
+        const int64_t t = sq.tok(c0 + u);
+        mv[j] = ok ? float(mb[t * p.mul.st]) : 0.0f;
+        xv[j] = ok && term_mode == 2 && p.term_in ? tb[t * p.term_st] : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < RPT; j++) {
+        const int u = tid / ET + j * (TH / ET);
+        if (u >= n || e >= EV) continue;
+        float y = o.Ys[u * YP + e];
+        if (cbad && (mc[e / 32] >> (e % 32) & 1)) y += vm_col_exact<L, VP, ET>(o.Pf, r.v, r.b, u, e);
+        const int64_t t = sq.tok(c0 + u);
+        if (ob) ob[t * p.o.st] = T(y);
+        if (term_mode == 1) tb[t * p.term_st] = y * mv[j];
+        if (SP && term_mode == 2) TI[u * ET + e] = (double)xv[j] - (double)mv[j] * (double)y;
+    }
+    if (SP && term_mode == 2) { /* each column's running sum, in the walk's order */
+        vm_sync<BAR, TH>();
+        if (tid < EV) { /* thread tid's column is tid: tb points at it */
+            double acc = sums[tid];
+            for (int u = 0; u < n; u++) {
+                acc += TI[u * ET + tid];
+                tb[sq.tok(c0 + u) * p.term_st] = (float)acc;
+            }
+            sums[tid] = acc;
+        }
+    }
+}
+
 template <typename T, int DM, int ET, bool RD, bool CD, bool SP>
 __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREADS(ET))
     la_vec_mma_kernel(const la_vec_params_t p) {
     typedef vm_layout<DM, ET, CD, SP> Y;
-    constexpr int L = LA_VM_L, TH = LA_VM_THREADS(ET), VP = Y::VP, YP = Y::YP;
+    constexpr int L = LA_VM_L, TH = LA_VM_THREADS(ET);
     /* Warp w holds the state's transpose S^T for value columns 16 w .. 16 w + 15 (its rows) and every
      * row d (its NT n8 tiles of columns): the inter product takes it from registers as it is. */
     constexpr int NT = DM / 8;
@@ -755,7 +826,6 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     const int ns = p.nstage;
     char *rest = sm + ns * Y::RAW; /* past the input stages */
     const vm_ops<T> o = vm_ops_at<T, DM, ET, CD, SP>(rest);
-    float *const Pf = o.Pf, *const Ys = o.Ys;
     uint32_t *const MC = reinterpret_cast<uint32_t *>(rest + Y::MC);
     double *sums = reinterpret_cast<double *>(rest + Y::SUM);
     double *TI = reinterpret_cast<double *>(rest + (SP ? Y::TI : Y::SUM)); /* SP only (term_mode 2 runs split) */
@@ -765,11 +835,6 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     if (term_mode == 2) /* the final state's share of each column's sum */
         for (int c = tid; c < ET; c += TH) sums[c] = c < EV ? la_vec_fin_share(p.fin_a, p.fin_b, p.D, s, h, e0 + c) : 0.0;
 
-    /* This thread's output column (fixed: E walks rows of the same column): base pointers at (sequence, head, column). */
-    const int64_t eo = e0 + (tid % ET < EV ? tid % ET : 0);
-    T *ob = p.o.ptr ? vm_out_at<T>(p, sq, h, eo) : nullptr;
-    float *tb = SP && p.term ? p.term + sq.b * p.term_sb + h * p.term_sh + eo * p.term_sc : nullptr;
-    const T *mb = SP && p.mul.ptr ? static_cast<const T *>(p.mul.ptr) + sq.b * p.mul.sb + h * p.mul.sh + eo * p.mul.sc : nullptr;
     /* The outputs in 16-byte rows where o allows and no term is kept (E). */
     const bool orows = !CD && p.o.ptr && term_mode == 0 && vm_pieces_ok<T>(p.o, p.E);
     const bool pieces = vm_inputs_in_pieces<T>(p);
@@ -786,10 +851,8 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
     for (int64_t c0 = 0, ci = 0, stage = 0; c0 < sq.len; c0 += L, ci++, stage = stage + 1 < ns ? stage + 1 : 0) {
         const char *raw = sm + stage * Y::RAW;
         const vm_raw<T> r = vm_raw_at<T, DM, ET, CD>(raw);
-        const T *const rv = r.v;
-        const float *const rbt = r.b;
         /* The values' operands: as read, without column decays. */
-        const T *vhp = CD ? o.vh : rv, *vdp = CD ? o.vd : rv;
+        const T *vhp = CD ? o.vh : r.v, *vdp = CD ? o.vd : r.v;
 
         /* ---- prep: the operand walks ---- */
         vm_prep<T, DM, ET, RD, CD, SP, TH>(o, MC, r, tid, lane, ci, out, p, row_tot, col_tot);
@@ -820,56 +883,9 @@ __global__ void __launch_bounds__(LA_VM_THREADS(ET), SP ? 1 : 512 / LA_VM_THREAD
         __syncthreads(); /* B3 */
 
         /* ---- E: the columns left out of the factored intra product, the outputs ---- */
-        if (out) {
-            const int n = sq.len - c0 < L ? (int)(sq.len - c0) : L;
-            const uint32_t *mc = MC + (ET / 32) * (ci & 1);
-            const bool cbad = vm_any_unfactored<ET, CD>(mc);
-            /* o's address is worked out here: a pointer held for the walk spilled.  Not with column
-             * decays: beside their per-column path, this one made those instances spill. */
-            if (!CD && orows) {
-                T *const o0 = vm_out_at<T>(p, sq, h, e0); /* o.sc = 1 */
-                vm_store_rows<T, ET, TH, YP>(Ys, o0, p.o.st, sq, c0, n, EV, tid);
-                continue;
-            }
-            const int e = tid % ET; /* this thread's column, the same in every row it writes */
-            constexpr int RPT = L * ET / TH; /* rows per thread */
-            /* The terms' inputs, all read before the stores below, which could alias them (and
-             * would make each read wait for the last store's round trip). */
-            float mv[RPT], xv[RPT];
-#pragma unroll
-            for (int j = 0; j < RPT; j++) {
-                const int u = tid / ET + j * (TH / ET);
-                const bool ok = term_mode && u < n && e < EV;
-                const int64_t t = sq.tok(c0 + u);
-                mv[j] = ok ? float(mb[t * p.mul.st]) : 0.0f;
-                xv[j] = ok && term_mode == 2 && p.term_in ? tb[t * p.term_st] : 0.0f;
-            }
-#pragma unroll
-            for (int j = 0; j < RPT; j++) {
-                const int u = tid / ET + j * (TH / ET);
-                if (u >= n || e >= EV) continue;
-                float y = Ys[u * YP + e];
-                if (cbad && (mc[e / 32] >> (e % 32) & 1)) {
-                    y += vm_col_exact<L, VP, ET>(Pf, rv, rbt, u, e);
-                    Ys[u * YP + e] = y;
-                }
-                const int64_t t = sq.tok(c0 + u);
-                if (ob) ob[t * p.o.st] = T(y);
-                if (term_mode == 1) tb[t * p.term_st] = y * mv[j];
-                if (SP && term_mode == 2) TI[u * ET + e] = (double)xv[j] - (double)mv[j] * (double)y;
-            }
-            if (term_mode == 2) { /* each column's running sum, in the walk's order */
-                __syncthreads(); /* B4 */
-                if (tid < EV) { /* thread tid's column is tid: tb points at it */
-                    double acc = sums[tid];
-                    for (int u = 0; u < n; u++) {
-                        acc += TI[u * ET + tid];
-                        tb[sq.tok(c0 + u) * p.term_st] = (float)acc;
-                    }
-                    sums[tid] = acc;
-                }
-            }
-        }
+        if (out)
+            vm_outputs<T, ET, CD, SP, TH, 0>(o, r, MC + (ET / 32) * (ci & 1), p, sq, h, e0, EV, c0, tid, orows,
+                                              term_mode, sums, TI);
     }
     vm_seg_totals<DM, ET, CD, TH>(p, sq, s, h, e0, EV, back, tid, row_tot, col_tot);
     /* A split walk's running sums, for the offsets of the segments walked after it. */

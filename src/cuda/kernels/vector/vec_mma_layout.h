@@ -4,7 +4,9 @@
  *
  * DM is the padded row dim (64 or 128: D <= DM), ET value columns per block
  * (64 or 128, with 2 ET threads: one warp per 16 of them), LA_VM_L steps per
- * chunk; CD: the columns decay too, SP: the outputs' products are split.
+ * chunk; CD: the columns decay too, SP: the outputs' products are split; RA:
+ * the stages hold row decays (the warp-role kernel leaves them out of runs
+ * without, which lets its split-output blocks with column decays fit).
  * Operand rows are padded by 8 elements (16 bytes) so that ldmatrix's eight
  * rows fall in distinct banks; every region starts on a 16-byte boundary. */
 #ifndef LA_CUDA_VEC_MMA_LAYOUT_H
@@ -16,7 +18,7 @@
  * holding its columns' whole slice of the state. */
 #define LA_VM_THREADS(ET) (2 * (ET))
 
-template <int DM, int ET, bool CD, bool SP> struct vm_layout {
+template <int DM, int ET, bool CD, bool SP, bool RA = true> struct vm_layout {
     static constexpr int L = LA_VM_L;
     static constexpr int QP = DM + 8, VP = ET + 8, PP = L + 8; /* operand row pitches (elements) */
     static constexpr int YP = ET + 4;                          /* the outputs' f32 pitch: the stores of a
@@ -26,8 +28,8 @@ template <int DM, int ET, bool CD, bool SP> struct vm_layout {
     static constexpr int R_Q = 0;                 /* [L][DM] q (input dtype) */
     static constexpr int R_K = R_Q + L * DM * 2;  /* [L][DM] k */
     static constexpr int R_V = R_K + L * DM * 2;  /* [L][VP] v: without column decays, an operand as it is */
-    static constexpr int R_A = R_V + L * VP * 2;  /* [L][DM] f32 row log decays */
-    static constexpr int R_B = R_A + L * DM * 4;  /* [L][ET] f32 column log decays (CD) */
+    static constexpr int R_A = R_V + L * VP * 2;  /* [L][DM] f32 row log decays (RA) */
+    static constexpr int R_B = R_A + (RA ? L * DM * 4 : 0); /* [L][ET] f32 column log decays (CD) */
     static constexpr int RAW = R_B + VCD * L * ET * 4;
     /* After the stages (offsets from their end): the chunk's operands (input dtype). */
     static constexpr int QH = 0;                  /* [L][QP] scale q_u e^{lambda_u}: the state product's queries */
