@@ -756,7 +756,7 @@ void la_cuda_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t 
                                                            : "fp32 products",
                t->main == LA_K_VEC_BWD ? "; runs for dq, dk, dv, the decay gradients summed backwards" : "",
                (int)pl->num_seqs, pl->num_seqs == 1 ? "" : "s", (long long)pl->p.heads, p->workspace);
-        if (t->vec_warp_roles && mma_d && !split)
+        if (t->vec_warp_roles && mma_d)
             APPEND("; warp roles (walks and products on their own warps) for 128-column runs where the block fits");
         if (t->seg.multi)
             APPEND("; each sequence split into %d segments of %lld tokens (their state passes, a fold, their walks)",
