@@ -541,35 +541,35 @@ __device__ __forceinline__ void vm_scores(const vm_ops<T> &o, const vm_raw<T> &i
     const T *const rq = in.q, *const rk = in.k;
     const float *const ra = in.a;
     uint32_t a[4], b[4], al[4], bl[4];
-float pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-for (int kk = 0; kk < DM / 32; kk++) {
-    ldmatrix_x4(b, kd + (8 * w + r8) * QP + 32 * kk + 8 * mi);
-    if (SP) ldmatrix_x4(bl, kdl + (8 * w + r8) * QP + 32 * kk + 8 * mi);
+    for (int kk = 0; kk < DM / 32; kk++) {
+        ldmatrix_x4(b, kd + (8 * w + r8) * QP + 32 * kk + 8 * mi);
+        if (SP) ldmatrix_x4(bl, kdl + (8 * w + r8) * QP + 32 * kk + 8 * mi);
 #pragma unroll
-    for (int k2 = 0; k2 < 2; k2++) {
-        ldmatrix_x4(a, qd + a_row * QP + 32 * kk + 16 * k2 + a_col);
-        if (SP) ldmatrix_x4(al, qdl + a_row * QP + 32 * kk + 16 * k2 + a_col);
-        vm_mma<T, SP, SP>(pc, a, al, b + 2 * k2, bl + 2 * k2);
+        for (int k2 = 0; k2 < 2; k2++) {
+            ldmatrix_x4(a, qd + a_row * QP + 32 * kk + 16 * k2 + a_col);
+            if (SP) ldmatrix_x4(al, qdl + a_row * QP + 32 * kk + 16 * k2 + a_col);
+            vm_mma<T, SP, SP>(pc, a, al, b + 2 * k2, bl + 2 * k2);
+        }
     }
-}
 #pragma unroll
-for (int r = 0; r < 4; r++) {
-    const int u = g + 8 * (r >> 1), sc = 8 * w + 2 * t4 + (r & 1);
-    float x = 0.0f;
-    if (sc <= u) {
-        x = pc[r];
-        for (int word = 0; word < DM / 32; word++)
-            for (uint32_t m = MR[word]; m; m &= m - 1) {
-                const int d = 32 * word + __ffs(m) - 1;
-                float sum = 0.0f;
-                for (int rr = sc + 1; rr <= u; rr++) sum += ra[rr * DM + d];
-                x += float(rq[u * DM + d]) * p.scale * (float(rk[sc * DM + d]) * p.kscale) * expf(sum);
-            }
+    for (int r = 0; r < 4; r++) {
+        const int u = g + 8 * (r >> 1), sc = 8 * w + 2 * t4 + (r & 1);
+        float x = 0.0f;
+        if (sc <= u) {
+            x = pc[r];
+            for (int word = 0; word < DM / 32; word++)
+                for (uint32_t m = MR[word]; m; m &= m - 1) {
+                    const int d = 32 * word + __ffs(m) - 1;
+                    float sum = 0.0f;
+                    for (int rr = sc + 1; rr <= u; rr++) sum += ra[rr * DM + d];
+                    x += float(rq[u * DM + d]) * p.scale * (float(rk[sc * DM + d]) * p.kscale) * expf(sum);
+                }
+        }
+        Pf[u * L + sc] = x;
+        vm_put<T, SP>(Pb, Pbl, u * PP + sc, x);
     }
-    Pf[u * L + sc] = x;
-    vm_put<T, SP>(Pb, Pbl, u * PP + sc, x);
-}
 }
 
 /* The inter product y^T (this warp's 16 value columns x 16 steps) from the
@@ -616,7 +616,7 @@ __device__ __forceinline__ void vm_intra(const vm_ops<T> &o, const T *vdp, int w
             float y = yi[nt][r] + (CD ? yd[nt][r] * eMc[e] : yd[nt][r]);
             if (CD) y *= eN[u * ET + e];
             Ys[u * YP + e] = y;
-            }
+        }
 }
 
 /* The state update in registers: S^T <- diag(UC) S^T diag(TR) + vbar^T kbar,
@@ -629,26 +629,26 @@ __device__ __forceinline__ void vm_update(float (&S)[DM / 8][4], const vm_ops<T>
     const int bt_row = r8 + 8 * (mi & 1), bt_col = 8 * (mi >> 1);
     const T *const vl = o.vl, *const kh = o.kh, *const kl = o.kl;
     const float *const UC = o.UC, *const TR = o.TR;
-const float uc0 = CD ? UC[ew] : 1.0f, uc1 = CD ? UC[ew + 8] : 1.0f;
+    const float uc0 = CD ? UC[ew] : 1.0f, uc1 = CD ? UC[ew + 8] : 1.0f;
 #pragma unroll
-for (int j = 0; j < NT; j++) {
-    const float2 tr = RD ? *reinterpret_cast<const float2 *>(TR + 8 * j + 2 * t4) : make_float2(1.0f, 1.0f);
-    S[j][0] *= tr.x * uc0;
-    S[j][1] *= tr.y * uc0;
-    S[j][2] *= tr.x * uc1;
-    S[j][3] *= tr.y * uc1;
-}
-uint32_t ah[4], al[4];
-ldmatrix_x4_trans(ah, vhp + at_row * VP + 16 * w + at_col);
-if (CD) ldmatrix_x4_trans(al, vl + at_row * VP + 16 * w + at_col);
+    for (int j = 0; j < NT; j++) {
+        const float2 tr = RD ? *reinterpret_cast<const float2 *>(TR + 8 * j + 2 * t4) : make_float2(1.0f, 1.0f);
+        S[j][0] *= tr.x * uc0;
+        S[j][1] *= tr.y * uc0;
+        S[j][2] *= tr.x * uc1;
+        S[j][3] *= tr.y * uc1;
+    }
+    uint32_t ah[4], al[4];
+    ldmatrix_x4_trans(ah, vhp + at_row * VP + 16 * w + at_col);
+    if (CD) ldmatrix_x4_trans(al, vl + at_row * VP + 16 * w + at_col);
 #pragma unroll
-for (int j = 0; j < NT; j += 2) {
-    uint32_t bh[4], bl[4];
-    ldmatrix_x4_trans(bh, kh + bt_row * QP + 8 * j + bt_col);
-    ldmatrix_x4_trans(bl, kl + bt_row * QP + 8 * j + bt_col);
-    vm_mma<T, CD, true>(S[j], ah, al, bh, bl);
-    vm_mma<T, CD, true>(S[j + 1], ah, al, bh + 2, bl + 2);
-}
+    for (int j = 0; j < NT; j += 2) {
+        uint32_t bh[4], bl[4];
+        ldmatrix_x4_trans(bh, kh + bt_row * QP + 8 * j + bt_col);
+        ldmatrix_x4_trans(bl, kl + bt_row * QP + 8 * j + bt_col);
+        vm_mma<T, CD, true>(S[j], ah, al, bh, bl);
+        vm_mma<T, CD, true>(S[j + 1], ah, al, bh + 2, bl + 2);
+    }
 }
 
 /* Block s's walk (sequence or split segment), and whether it takes the
