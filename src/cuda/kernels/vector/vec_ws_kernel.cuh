@@ -120,13 +120,13 @@ __global__ void __launch_bounds__(LA_VW_THREADS, 1) la_vec_ws_kernel(const la_ve
             group_barrier(1, GROUP);
             if (out && ww < 2) vm_scores<T, DM, SP>(o, r, ww, lane, p);
             group_arrive(2 + b, LA_VW_THREADS); /* FULL[b] */
-        } else if (term_mode == 2) {
-            group_barrier(1, GROUP); /* the last chunk's terms: every column's sum of the chunk before is done */
         }
         if (ci >= 1) { /* chunk ci - 1's outputs, once the state warps are done with it */
             const int64_t cp = ci - 1;
             const int b = (int)(cp & 1);
-            group_barrier(4 + b, LA_VW_THREADS); /* DONE[b] (a state-only walk has no outputs) */
+            /* DONE[b] (a state-only walk has no outputs).  Every walk thread waits here, so the column sums
+             * of chunk ci - 2 have read the terms (TI) before any thread writes chunk ci - 1's. */
+            group_barrier(4 + b, LA_VW_THREADS);
             if (out) {
                 const vm_ops<T> o = vm_ops_at<T, DM, ET, CD, SP>(rest + b * W::SLOT);
                 const vm_raw<T> r = vm_raw_at<T, DM, ET, CD, RD>(sm + (int)(cp % ns) * Y::RAW);
