@@ -636,8 +636,8 @@ static la_status_t plan_vector(const la_plan_t *pl, const la_policy_t *pol, la_c
         const int ns = la_vec_mma_stages(D, et, cd, bwd, t->vec_mma_smem);
         const int per_sm_smem = p->lim.smem_per_sm / (la_vec_mma_smem(D, et, cd, bwd, ns) + 1024);
         /* Blocks an SM holds by threads (split outputs: by registers, up to 255 a thread; the
-         * warp-role forward: one 512-thread block). */
-        const int per_sm_thr = !bwd && t->vec_warp_roles && et == 128 ? 1 : (bwd ? 256 : 512) / LA_VM_THREADS(et);
+         * warp-role kernel: one 512-thread block). */
+        const int per_sm_thr = t->vec_warp_roles && et == 128 ? 1 : (bwd ? 256 : 512) / LA_VM_THREADS(et);
         const int per_sm = per_sm_smem < 1 ? 1 : per_sm_smem > per_sm_thr ? per_sm_thr : per_sm_smem;
         const int64_t blocks = (int64_t)S * pl->p.heads * ((pl->p.dim_v + et - 1) / et);
         const int64_t want = (int64_t)per_sm * p->lim.sms / blocks; /* one wave */

@@ -52,7 +52,7 @@ typedef struct la_vec_params {
     int sms;              /* the device's SMs (0: not known): the tensor-core kernel takes blocks of 64 value
                              columns where 128-column blocks would leave more than half of them idle */
     int warp_roles;       /* the warp-role recurrence (vec_ws_kernel.cuh) where it applies: 128-column
-                             blocks, no decay-gradient terms, and its shared memory fits */
+                             blocks whose shared memory fits */
     /* A decay gradient's share (vec_bwd.h): term, f32 [B, H, N, output columns], NULL for none.
      *   term_mode 1: term_t = out_t . mul_t (out: what o_t would be, o.ptr NULL or not);
      *   term_mode 2: walking, term_t = F + sum over the steps so far, this one included, of
