@@ -101,6 +101,40 @@
  * whose strides reach past 2^62 bytes with LA_STATUS_BAD_STRIDE, so no size
  * computation can wrap.
  *
+ * Serving.  A serving engine keeps one state per request in a preallocated
+ * pool and runs prefill and decode over whichever requests are live.  Give
+ * tensors.pool (la_forward, packed or not; la_state_forward; la_decode) in
+ * place of initial_state and final_state, which must then be absent:
+ *   - sequence i reads its initial state from states[read_slot[i]] unless
+ *     has_initial_state[i] == 0 (then zeros, the slot unread), and writes its
+ *     final state to states[write_slot[i]] (write_slot NULL: the read slot;
+ *     prefill into a fresh slot, or a prefix-cache hit, reads one slot and
+ *     writes another);
+ *   - read_slot[i] < 0 marks padding: sequence i reads and writes nothing
+ *     and its o is zeros; write_slot[i] < 0 keeps o but writes no state;
+ *   - a bf16 pool is stored in bf16 and computed in fp32 (docs/SERVING.md
+ *     gives the error it adds per step and over 1e5 steps);
+ *   - speculative decoding: la_decode with T draft tokens and token_slot
+ *     [S, T] writes the state after token t of sequence i to
+ *     states[token_slot[i*T + t]] (write_slot must then be NULL); the next
+ *     step passes num_accepted[i] = the accepted length and starts sequence i
+ *     from the state after its last accepted token, so nothing is recomputed.
+ * Slots are distinct: no slot is written twice in one call, and no sequence
+ * reads a slot that another sequence of the call writes.  Slot values are
+ * data: the CPU backend checks them before anything is written
+ * (LA_STATUS_BAD_SLOT, naming the sequence and the slot); on the GPU they
+ * are checked like device log decays (see la_set_check_values), and a kernel
+ * never touches a slot outside [0, num_slots).  The pool is an output, so it
+ * may not overlap another tensor.
+ *
+ * Checkpoints (prefix caching): with problem.checkpoint_interval = c (a
+ * multiple of 64), la_forward and la_state_forward also write the state of
+ * each sequence after every c of its tokens (after c, 2c, ... <= its length
+ * tokens) to tensors.checkpoints, f32 or bf16 [C, H, D, E]: sequence i's
+ * first checkpoint is row sum over j < i of floor(len_j / c).  C is
+ * B * floor(N / c) for a batch and floor(N / c) for a packed batch (enough
+ * rows for any offsets); rows past the last checkpoint are left untouched.
+ *
  * Minimal use (forward, bf16, [B,H,N,D] contiguous):
  *
  *     la_handle_t *h;  la_create(&h, LA_BACKEND_CPU);
@@ -128,7 +162,7 @@ extern "C" {
 #endif
 
 #define LA_VERSION_MAJOR 0
-#define LA_VERSION_MINOR 1
+#define LA_VERSION_MINOR 2
 #define LA_VERSION_PATCH 0
 
 /* Largest supported D and E. */
@@ -151,6 +185,7 @@ typedef enum la_status {
     LA_STATUS_BAD_VERSION = 107,  /* struct_size of a struct is not one this library knows */
     LA_STATUS_BAD_SCALE = 108,    /* scale is NaN or infinite */
     LA_STATUS_HANDLE_BUSY = 109,  /* another call is running on this handle (see Threads) */
+    LA_STATUS_BAD_SLOT = 110,     /* a state-pool slot out of range, or two sequences on one slot (see Serving) */
 
     /* 2xx: valid, but this build or backend does not do it. */
     LA_STATUS_NOT_SUPPORTED = 200,
@@ -205,12 +240,34 @@ typedef struct la_problem {
     int64_t dim_qk; /* D, 1..256 */
     int64_t dim_v;  /* E, 1..256 */
     la_decay_t decay;
-    float scale;               /* o = scale . q S; default 1.0 */
-    const int64_t *cu_seqlens; /* num_seqs + 1 offsets (host array unless cu_seqlens_on_device), or NULL */
-    int64_t num_seqs;          /* number of packed sequences (with cu_seqlens) */
-    int cu_seqlens_on_device;  /* 1: cu_seqlens is in DEVICE memory (CUDA backend; see Packed batches) */
-    int64_t max_seqlen;        /* optional, device cu_seqlens: the longest sequence (0 = unknown) */
+    float scale;                 /* o = scale . q S; default 1.0 */
+    const int64_t *cu_seqlens;   /* num_seqs + 1 offsets (host array unless cu_seqlens_on_device), or NULL */
+    int64_t num_seqs;            /* number of packed sequences (with cu_seqlens) */
+    int cu_seqlens_on_device;    /* 1: cu_seqlens is in DEVICE memory (CUDA backend; see Packed batches) */
+    int64_t max_seqlen;          /* optional, device cu_seqlens: the longest sequence (0 = unknown) */
+    int64_t checkpoint_interval; /* forward / state forward: emit the state every this many tokens of each
+                                    sequence into tensors.checkpoints (0 = none; else a multiple of 64) */
 } la_problem_t;
+
+/* Slot indices of a state pool: int32 or int64 (a serving engine's own). */
+typedef enum la_index_dtype { LA_INDEX_I32 = 0, LA_INDEX_I64 = 1 } la_index_dtype_t;
+
+/* A pool of recurrent states that a serving engine keeps, one slot per
+ * request, and that calls read and write by slot index (see Serving).  The
+ * index arrays live where the tensors do (device memory for CUDA). */
+typedef struct la_state_pool {
+    la_tensor_t states; /* [num_slots, H, D, E], f32 or bf16, any strides ([slots, H, E, D]
+                           storage: stride[2] = 1, stride[3] = D); absent (data NULL) = no pool */
+    int64_t num_slots;
+    la_index_dtype_t index_dtype;
+    const void *read_slot;            /* [S]: sequence i starts from states[read_slot[i]]; < 0 = padding */
+    const void *write_slot;           /* [S] or NULL (= read_slot): where its final state goes; < 0 = nowhere */
+    const uint8_t *has_initial_state; /* [S] or NULL (all 1): 0 = start from zeros (the slot is not read) */
+    const void *token_slot;           /* decode only, [S, T] row-major or NULL: the state after token t of
+                                         sequence i goes to states[token_slot[i*T + t]] (< 0: not kept) */
+    const void *num_accepted;         /* decode only, with token_slot, [S] or NULL: n > 0 = sequence i starts
+                                         from states[token_slot[i*T + n - 1]] instead of read_slot's */
+} la_state_pool_t;
 
 /* All tensors any operation reads or writes.  Each operation documents which
  * fields it uses; the others are ignored.  Initialise with la_tensors_init. */
@@ -232,6 +289,9 @@ typedef struct la_tensors {
     la_tensor_t d_ld;            /* optional: present = learnable decay */
     la_tensor_t d_ldv;           /* optional (VECTOR_KV) */
     la_tensor_t d_initial_state; /* optional */
+    /* serving: forward, state forward and decode (see Serving) */
+    la_state_pool_t pool;    /* states by slot, in place of initial_state / final_state */
+    la_tensor_t checkpoints; /* with problem.checkpoint_interval: f32 or bf16 [C, H, D, E] */
 } la_tensors_t;
 
 /* ---- status and messages ------------------------------------------------ */
@@ -367,10 +427,13 @@ la_status_t la_forward(la_handle_t *handle, const la_problem_t *problem, const l
  * fixed order, so it is deterministic); d_initial_state when given. */
 la_status_t la_backward(la_handle_t *handle, const la_problem_t *problem, const la_tensors_t *tensors);
 
-/* One decode step: N = 1 token for each of B sequences (no cu_seqlens).
- * Reads q, k, v [B,H,1,*], ld/ldv, initial_state (required);
- * writes o and final_state (required).  initial_state and final_state may be
- * the same buffer with the same strides: the state is then updated in place. */
+/* Decode: N = T >= 1 new tokens for each of B sequences (no cu_seqlens),
+ * stepped by the recurrence, token by token.  Reads q, k, v [B,H,T,*],
+ * ld/ldv, initial_state; writes o [B,H,T,E] and final_state (the state after
+ * the T tokens).  Without a pool both states are required, and they may be
+ * the same buffer with the same strides: the state is then updated in place.
+ * With a pool, token_slot keeps the state after every token (speculative
+ * decoding; see Serving). */
 la_status_t la_decode(la_handle_t *handle, const la_problem_t *problem, const la_tensors_t *tensors);
 
 /* Any operation in one call, with caller workspace for this call only:

@@ -27,6 +27,8 @@ typedef struct la_plan {
     /* presence of optional tensors */
     int has_initial, has_final, has_dfinal, want_dld, want_dldv, want_dinitial;
     int has_o;                 /* forward/decode write o; backward reads d_o and writes dq */
+    int has_pool;              /* states by slot (t.pool) in place of initial_state / final_state */
+    int has_checkpoints;       /* p.checkpoint_interval > 0: t.checkpoints is written */
     int check_values;          /* la_check_mode_t for device-resident values (log decays, device cu_seqlens) */
     const la_policy_t *policy; /* the handle's (never NULL once the API built the plan) */
     void *backend_state;       /* the handle's backend state (backend_ops.state_create), or NULL */
@@ -63,6 +65,54 @@ static inline int64_t la_plan_seq_batch(const la_plan_t *pl, int64_t s) { return
 /* Longest sequence of the plan (with device offsets: problem.max_seqlen when
  * given, else N, a bound). */
 int64_t la_plan_max_len(const la_plan_t *pl);
+
+/* problem.checkpoint_interval is a multiple of this: every backend's chunk
+ * length divides it, so checkpoints fall on chunk boundaries. */
+#define LA_CHECKPOINT_ALIGN 64
+
+/* Rows of tensors.checkpoints: floor(N / interval) per batch row (a packed
+ * batch has one row of N tokens, enough for any offsets). */
+static inline int64_t la_plan_checkpoint_rows(const la_plan_t *pl) {
+    if (pl->p.checkpoint_interval <= 0) return 0;
+    return pl->p.batch * (pl->p.seqlen / pl->p.checkpoint_interval);
+}
+
+/* ---- state pools (host index arrays) --------------------------------------- */
+
+static inline int64_t la_index_at(const void *a, la_index_dtype_t dt, int64_t i) {
+    return dt == LA_INDEX_I32 ? (int64_t)((const int32_t *)a)[i] : ((const int64_t *)a)[i];
+}
+/* Sequence s of a pool call is padding: it reads and writes no state, o = 0. */
+static inline int la_pool_padding(const la_plan_t *pl, int64_t s) {
+    return la_index_at(pl->t.pool.read_slot, pl->t.pool.index_dtype, s) < 0;
+}
+/* The slot sequence s starts from, or -1 for zeros (not for padding). */
+static inline int64_t la_pool_read_slot(const la_plan_t *pl, int64_t s) {
+    const la_state_pool_t *q = &pl->t.pool;
+    if (q->has_initial_state && !q->has_initial_state[s]) return -1;
+    if (q->num_accepted) {
+        int64_t n = la_index_at(q->num_accepted, q->index_dtype, s);
+        if (n > 0) return la_index_at(q->token_slot, q->index_dtype, s * pl->p.seqlen + n - 1);
+    }
+    return la_index_at(q->read_slot, q->index_dtype, s);
+}
+/* The slot sequence s's final state goes to, or < 0 for none. */
+static inline int64_t la_pool_write_slot(const la_plan_t *pl, int64_t s) {
+    const la_state_pool_t *q = &pl->t.pool;
+    if (q->token_slot) return -1;
+    return la_index_at(q->write_slot ? q->write_slot : q->read_slot, q->index_dtype, s);
+}
+/* The slot the state after token t of sequence s goes to (decode with
+ * token_slot), or < 0. */
+static inline int64_t la_pool_token_slot(const la_plan_t *pl, int64_t s, int64_t t) {
+    const la_state_pool_t *q = &pl->t.pool;
+    return q->token_slot ? la_index_at(q->token_slot, q->index_dtype, s * pl->p.seqlen + t) : -1;
+}
+
+/* Host slot arrays (slots.c): the scratch bytes the check needs, and the
+ * check itself (LA_STATUS_BAD_SLOT with a message, or success). */
+size_t la_slot_check_bytes(const la_plan_t *pl);
+la_status_t la_check_slots(const la_plan_t *pl, void *scratch, char *msg);
 
 /* Largest backend plan (la_backend_ops_t.plan_bytes), so the API can keep
  * one per cached problem without allocating. */

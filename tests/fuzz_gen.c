@@ -292,7 +292,7 @@ static void gen_problem(fz_call_t *c, tu_rng_t *r) {
     p->batch = 1 + (int64_t)tu_below(r, 3);
     p->heads = 1 + (int64_t)tu_below(r, 3);
     int64_t max_len = big ? 24 : 200;
-    if (c->op == LA_OP_DECODE) p->seqlen = 1;
+    if (c->op == LA_OP_DECODE) p->seqlen = tu_below(r, 3) ? 1 : 2 + (int64_t)tu_below(r, 4); /* T new tokens */
     else if (tu_below(r, 4) == 0) gen_packed(c, r, max_len);
     else {
         int64_t n = pick_len(r);

@@ -347,9 +347,11 @@ static void test_decode_in_place_extent1(la_handle_t *h) {
 
 /* The size query checks a decode problem as la_decode does. */
 static void test_decode_size_query(la_handle_t *h) {
-    la_problem_t p = tu_problem(1, 2, 2, 8, 8, LA_DECAY_NONE);
+    la_problem_t p = tu_problem(1, 2, 0, 8, 8, LA_DECAY_NONE);
     size_t bytes = 0;
-    check_status(h, la_workspace_size(h, LA_OP_DECODE, &p, &bytes), LA_STATUS_BAD_SHAPE, "decode size, seqlen 2");
+    check_status(h, la_workspace_size(h, LA_OP_DECODE, &p, &bytes), LA_STATUS_BAD_SHAPE, "decode size, seqlen 0");
+    p.seqlen = 3;
+    check_status(h, la_workspace_size(h, LA_OP_DECODE, &p, &bytes), LA_STATUS_SUCCESS, "decode size, 3 tokens");
     const int64_t cu[2] = {0, 1};
     p.seqlen = 1;
     p.cu_seqlens = cu;

@@ -67,7 +67,7 @@ typedef struct tu_status_name {
     la_status_t status;
     const char *name;
 } tu_status_name_t;
-#define TU_NUM_STATUSES 20
+#define TU_NUM_STATUSES 21
 extern const tu_status_name_t tu_statuses[TU_NUM_STATUSES];
 
 /* ---- problems ----------------------------------------------------------------- */

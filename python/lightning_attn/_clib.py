@@ -20,6 +20,8 @@ DECAY_NONE, DECAY_SCALAR_HEAD, DECAY_SCALAR_TOKEN, DECAY_VECTOR_K, DECAY_VECTOR_
 BACKEND_CPU, BACKEND_CUDA = 0, 1
 STATUS_BAD_PARAM, STATUS_BAD_SHAPE = 100, 102
 STATUS_WORKSPACE_TOO_SMALL = 301
+STATUS_BAD_SLOT = 110
+INDEX_I32, INDEX_I64 = 0, 1
 CHECK_OFF, CHECK_DEFERRED, CHECK_SYNC = 0, 1, 2
 OP_FORWARD, OP_BACKWARD, OP_DECODE, OP_STATE_FORWARD, OP_STATE_BACKWARD = 0, 1, 2, 3, 4
 
@@ -37,11 +39,21 @@ class _Problem(ctypes.Structure):
                 ("seqlen", ctypes.c_int64), ("dim_qk", ctypes.c_int64), ("dim_v", ctypes.c_int64),
                 ("decay", ctypes.c_int), ("scale", ctypes.c_float),
                 ("cu_seqlens", ctypes.POINTER(ctypes.c_int64)), ("num_seqs", ctypes.c_int64),
-                ("cu_seqlens_on_device", ctypes.c_int), ("max_seqlen", ctypes.c_int64)]
+                ("cu_seqlens_on_device", ctypes.c_int), ("max_seqlen", ctypes.c_int64),
+                ("checkpoint_interval", ctypes.c_int64)]
+
+
+class _Pool(ctypes.Structure):
+    """la_state_pool_t: states by slot (index arrays are data pointers)."""
+    _fields_ = [("states", _Tensor), ("num_slots", ctypes.c_int64), ("index_dtype", ctypes.c_int),
+                ("read_slot", ctypes.c_void_p), ("write_slot", ctypes.c_void_p),
+                ("has_initial_state", ctypes.c_void_p), ("token_slot", ctypes.c_void_p),
+                ("num_accepted", ctypes.c_void_p)]
 
 
 class _Tensors(ctypes.Structure):
-    _fields_ = [("struct_size", ctypes.c_size_t)] + [(n, _Tensor) for n in TENSOR_FIELDS]
+    _fields_ = [("struct_size", ctypes.c_size_t)] + [(n, _Tensor) for n in TENSOR_FIELDS] + \
+        [("pool", _Pool), ("checkpoints", _Tensor)]
 
 
 # ---- errors -------------------------------------------------------------------

@@ -20,7 +20,8 @@
 typedef struct plan_key {
     la_op_t op;
     int decay, packed, cu_device, num_threads, check_values;
-    int64_t batch, heads, seqlen, dim_qk, dim_v, num_seqs, max_seqlen;
+    int pool_flags; /* index dtype, token slots, accepted counts */
+    int64_t batch, heads, seqlen, dim_qk, dim_v, num_seqs, max_seqlen, checkpoint_interval;
     int dtype[LA_NUM_TENSORS];
     int64_t stride[LA_NUM_TENSORS][4];
     unsigned present, aligned16; /* bit i: tensor i given; its address is a multiple of 16 bytes */
@@ -83,6 +84,7 @@ static const struct {
     {LA_STATUS_BAD_VERSION, "LA_STATUS_BAD_VERSION: struct_size does not match this library"},
     {LA_STATUS_BAD_SCALE, "LA_STATUS_BAD_SCALE: scale is not finite"},
     {LA_STATUS_HANDLE_BUSY, "LA_STATUS_HANDLE_BUSY: another call is running on this handle"},
+    {LA_STATUS_BAD_SLOT, "LA_STATUS_BAD_SLOT: a state-pool slot is out of range or used by two sequences"},
     {LA_STATUS_NOT_SUPPORTED, "LA_STATUS_NOT_SUPPORTED: not supported by this backend"},
     {LA_STATUS_UNSUPPORTED_DTYPE, "LA_STATUS_UNSUPPORTED_DTYPE: dtype not supported"},
     {LA_STATUS_UNSUPPORTED_HEAD_DIM, "LA_STATUS_UNSUPPORTED_HEAD_DIM: head dim not supported"},
@@ -341,6 +343,9 @@ static void size_plan(const la_handle_t *h, la_op_t op, const la_problem_t *p, l
     pl->check_values = h->check_values;
     la_tensor_t *tok[8] = {&pl->t.q, &pl->t.k, &pl->t.v, &pl->t.o, &pl->t.d_o, &pl->t.dq, &pl->t.dk, &pl->t.dv};
     for (int i = 0; i < 8; i++) tok[i]->dtype = dt;
+    /* A pool where the operation takes one: it costs scratch on some backends. */
+    pl->has_pool = op == LA_OP_FORWARD || op == LA_OP_STATE_FORWARD || op == LA_OP_DECODE;
+    pl->has_checkpoints = p->checkpoint_interval > 0;
     if (op == LA_OP_BACKWARD || op == LA_OP_STATE_BACKWARD) {
         pl->want_dld = want_dld && p->decay != LA_DECAY_NONE;
         pl->want_dldv = want_dld && p->decay == LA_DECAY_VECTOR_KV;
@@ -397,6 +402,10 @@ static void make_key(const la_handle_t *h, const la_plan_t *pl, plan_key_t *k) {
     k->dim_v = pl->p.dim_v;
     k->num_seqs = pl->num_seqs;
     k->max_seqlen = pl->p.max_seqlen;
+    k->checkpoint_interval = pl->p.checkpoint_interval;
+    if (pl->has_pool)
+        k->pool_flags = 1 + (int)pl->t.pool.index_dtype + 2 * (pl->t.pool.token_slot != NULL) +
+                        4 * (pl->t.pool.num_accepted != NULL);
     for (int i = 0; i < LA_NUM_TENSORS; i++) {
         const la_tensor_t *t = la_tensor_by_id((la_tensors_t *)&pl->t, (la_tensor_id_t)i);
         if (!t->data) continue;

@@ -16,36 +16,39 @@
 
 enum role { UNUSED = 0, IN_REQ, IN_OPT, OUT_REQ, OUT_OPT };
 
-/* Columns follow enum la_tensor_id. */
+/* Columns follow enum la_tensor_id.  The serving columns: a pool stands in
+ * for initial_state and final_state (role_of), checkpoints come with
+ * problem.checkpoint_interval. */
 static const unsigned char tensor_roles[5][LA_NUM_TENSORS] = {
-    /*                 q       k       v       ld      ldv     s0      o        sN       d_o     dsN     dq       dk       dv       d_ld     d_ldv    ds0 */
+    /*                 q       k       v       ld      ldv     s0      o        sN       d_o     dsN     dq       dk       dv       d_ld     d_ldv    ds0      pool     ckpt */
     [LA_OP_FORWARD] = {IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, OUT_REQ, OUT_OPT, UNUSED, UNUSED, UNUSED, UNUSED,
-                       UNUSED, UNUSED, UNUSED, UNUSED},
+                       UNUSED, UNUSED, UNUSED, UNUSED, OUT_OPT, OUT_OPT},
     [LA_OP_BACKWARD] = {IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, UNUSED, UNUSED, IN_REQ, IN_OPT, OUT_REQ,
-                        OUT_REQ, OUT_REQ, OUT_OPT, OUT_OPT, OUT_OPT},
+                        OUT_REQ, OUT_REQ, OUT_OPT, OUT_OPT, OUT_OPT, UNUSED, UNUSED},
     [LA_OP_DECODE] = {IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_REQ, OUT_REQ, OUT_REQ, UNUSED, UNUSED, UNUSED, UNUSED,
-                      UNUSED, UNUSED, UNUSED, UNUSED},
+                      UNUSED, UNUSED, UNUSED, UNUSED, OUT_OPT, UNUSED},
     [LA_OP_STATE_FORWARD] = {UNUSED, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, UNUSED, OUT_REQ, UNUSED, UNUSED, UNUSED,
-                             UNUSED, UNUSED, UNUSED, UNUSED, UNUSED},
+                             UNUSED, UNUSED, UNUSED, UNUSED, UNUSED, OUT_OPT, OUT_OPT},
     [LA_OP_STATE_BACKWARD] = {UNUSED, IN_REQ, IN_REQ, IN_REQ, IN_REQ, IN_OPT, UNUSED, UNUSED, UNUSED, IN_REQ, UNUSED,
-                              OUT_REQ, OUT_REQ, OUT_OPT, OUT_OPT, OUT_OPT},
+                              OUT_REQ, OUT_REQ, OUT_OPT, OUT_OPT, OUT_OPT, UNUSED, UNUSED},
 };
 
 static const char *const tensor_names[LA_NUM_TENSORS] = {
-    "q",  "k",  "v",  "ld",   "ldv",   "initial_state",  "o", "final_state", "d_o", "d_final_state",
-    "dq", "dk", "dv", "d_ld", "d_ldv", "d_initial_state"};
+    "q",  "k",  "v",  "ld",   "ldv",   "initial_state",   "o",           "final_state", "d_o", "d_final_state",
+    "dq", "dk", "dv", "d_ld", "d_ldv", "d_initial_state", "pool.states", "checkpoints"};
 
 const char *la_tensor_name(la_tensor_id_t id) { return tensor_names[id]; }
 
 la_tensor_t *la_tensor_by_id(la_tensors_t *t, la_tensor_id_t id) {
-    la_tensor_t *all[LA_NUM_TENSORS] = {&t->q,     &t->k,
-                                        &t->v,     &t->ld,
-                                        &t->ldv,   &t->initial_state,
-                                        &t->o,     &t->final_state,
-                                        &t->d_o,   &t->d_final_state,
-                                        &t->dq,    &t->dk,
-                                        &t->dv,    &t->d_ld,
-                                        &t->d_ldv, &t->d_initial_state};
+    la_tensor_t *all[LA_NUM_TENSORS] = {&t->q,           &t->k,
+                                        &t->v,           &t->ld,
+                                        &t->ldv,         &t->initial_state,
+                                        &t->o,           &t->final_state,
+                                        &t->d_o,         &t->d_final_state,
+                                        &t->dq,          &t->dk,
+                                        &t->dv,          &t->d_ld,
+                                        &t->d_ldv,       &t->d_initial_state,
+                                        &t->pool.states, &t->checkpoints};
     return all[id];
 }
 
@@ -60,10 +63,16 @@ static int decay_uses(la_decay_t kind, la_tensor_id_t id) {
     }
 }
 
-/* The tensor's role in this operation, after the decay kind is applied. */
+/* The tensor's role in this operation, after the decay kind and the serving
+ * fields are applied: a pool takes the place of the dense states, and
+ * checkpoints are written exactly when an interval is set (check_serving
+ * refuses the tensors this leaves given but unused). */
 static enum role role_of(const la_plan_t *pl, la_tensor_id_t id) {
     if (!decay_uses(pl->p.decay, id)) return UNUSED;
-    return (enum role)tensor_roles[pl->op][id];
+    enum role r = (enum role)tensor_roles[pl->op][id];
+    if (pl->t.pool.states.data && (id == LA_T_S0 || id == LA_T_SN)) return UNUSED;
+    if (id == LA_T_CKPT && r != UNUSED) return pl->p.checkpoint_interval > 0 ? OUT_REQ : UNUSED;
+    return r;
 }
 
 /* Logical extents of a tensor (see the header's table). */
@@ -114,6 +123,18 @@ void la_tensor_dims(const la_plan_t *pl, la_tensor_id_t id, int64_t dims[4]) {
         dims[0] = B;
         dims[1] = H;
         dims[2] = N;
+        dims[3] = E;
+        return;
+    case LA_T_POOL:
+        dims[0] = pl->t.pool.num_slots;
+        dims[1] = H;
+        dims[2] = D;
+        dims[3] = E;
+        return;
+    case LA_T_CKPT:
+        dims[0] = la_plan_checkpoint_rows(pl);
+        dims[1] = H;
+        dims[2] = D;
         dims[3] = E;
         return;
     default: /* states */
@@ -219,6 +240,9 @@ la_status_t la_check_problem(const la_problem_t *p, char *msg) {
     if (p->cu_seqlens_on_device != 0 && p->cu_seqlens_on_device != 1)
         FAIL(LA_STATUS_BAD_PARAM, "cu_seqlens_on_device is %d, must be 0 or 1", p->cu_seqlens_on_device);
     if (p->max_seqlen < 0) FAIL(LA_STATUS_BAD_SHAPE, "max_seqlen %lld < 0", (long long)p->max_seqlen);
+    if (p->checkpoint_interval < 0 || p->checkpoint_interval % LA_CHECKPOINT_ALIGN != 0)
+        FAIL(LA_STATUS_BAD_PARAM, "checkpoint_interval %lld: must be 0 (none) or a positive multiple of %d",
+             (long long)p->checkpoint_interval, LA_CHECKPOINT_ALIGN);
     if (p->cu_seqlens) {
         if (p->batch != 1) FAIL(LA_STATUS_BAD_SEQLENS, "cu_seqlens needs batch = 1, got %lld", (long long)p->batch);
         if (p->num_seqs < 1) FAIL(LA_STATUS_BAD_SEQLENS, "num_seqs %lld < 1 with cu_seqlens", (long long)p->num_seqs);
@@ -247,9 +271,13 @@ la_status_t la_check_problem_for(la_op_t op, const la_problem_t *p, char *msg) {
     la_status_t st = la_check_problem(p, msg);
     if (st) return st;
     if (op == LA_OP_DECODE) {
-        if (p->cu_seqlens) FAIL(LA_STATUS_BAD_SEQLENS, "decode takes one token per sequence: no cu_seqlens");
-        if (p->seqlen != 1) FAIL(LA_STATUS_BAD_SHAPE, "decode needs seqlen = 1, got %lld", (long long)p->seqlen);
+        if (p->cu_seqlens) FAIL(LA_STATUS_BAD_SEQLENS, "decode takes T tokens for every sequence: no cu_seqlens");
+        if (p->seqlen < 1)
+            FAIL(LA_STATUS_BAD_SHAPE, "decode needs seqlen = T >= 1 new tokens, got %lld", (long long)p->seqlen);
     }
+    if (p->checkpoint_interval > 0 && op != LA_OP_FORWARD && op != LA_OP_STATE_FORWARD)
+        FAIL(LA_STATUS_BAD_PARAM, "checkpoint_interval is for la_forward and la_state_forward (operation %d given)",
+             (int)op);
     return LA_STATUS_SUCCESS;
 }
 
@@ -291,6 +319,8 @@ static la_status_t check_tensor(const la_plan_t *pl, la_tensor_id_t id, char *ms
         FAIL(LA_STATUS_UNSUPPORTED_DTYPE, "%s: unknown dtype %d", name, (int)t->dtype);
     if ((is_state(id) || is_decay(id)) && t->dtype != LA_DTYPE_F32)
         FAIL(LA_STATUS_UNSUPPORTED_DTYPE, "%s must be f32 (dtype %d given)", name, (int)t->dtype);
+    if ((id == LA_T_POOL || id == LA_T_CKPT) && t->dtype == LA_DTYPE_F16)
+        FAIL(LA_STATUS_UNSUPPORTED_DTYPE, "%s must be f32 or bf16 (f16 given)", name);
     int64_t dims[4];
     la_tensor_dims(pl, id, dims);
     for (int i = 0; i < 4; i++)
@@ -334,6 +364,51 @@ static la_status_t check_overlaps(const la_plan_t *pl, char *msg) {
                  tensor_names[j]);
         }
     }
+    return LA_STATUS_SUCCESS;
+}
+
+static int misaligned(const void *a, size_t bytes) { return a && (uintptr_t)a % bytes != 0; }
+
+/* The serving fields that are not tensors: which of them go together, and
+ * that the dense states are not given beside a pool.  Slot values are data,
+ * checked by the backend (slots.c on the host). */
+static la_status_t check_serving(const la_plan_t *pl, char *msg) {
+    const la_state_pool_t *pool = &pl->t.pool;
+    if (pl->p.checkpoint_interval == 0 && pl->t.checkpoints.data)
+        FAIL(LA_STATUS_BAD_PARAM, "checkpoints given with problem.checkpoint_interval = 0");
+    if (!pool->states.data) {
+        const char *stray = pool->read_slot         ? "read_slot"
+                          : pool->write_slot        ? "write_slot"
+                          : pool->has_initial_state ? "has_initial_state"
+                          : pool->token_slot        ? "token_slot"
+                          : pool->num_accepted      ? "num_accepted"
+                          : pool->num_slots         ? "num_slots"
+                                                    : NULL;
+        if (stray) FAIL(LA_STATUS_BAD_PARAM, "pool.%s given without pool.states", stray);
+        return LA_STATUS_SUCCESS;
+    }
+    if (pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD)
+        FAIL(LA_STATUS_BAD_PARAM, "a state pool serves la_forward, la_state_forward and la_decode; the backward takes "
+                                  "dense states");
+    if (pl->t.initial_state.data || pl->t.final_state.data)
+        FAIL(LA_STATUS_BAD_PARAM, "%s given with a state pool: the pool's slots are the states",
+             pl->t.initial_state.data ? "initial_state" : "final_state");
+    if (pool->num_slots < 1) FAIL(LA_STATUS_BAD_SHAPE, "pool.num_slots %lld < 1", (long long)pool->num_slots);
+    if ((unsigned)pool->index_dtype > LA_INDEX_I64)
+        FAIL(LA_STATUS_BAD_PARAM, "pool.index_dtype %d: must be LA_INDEX_I32 or LA_INDEX_I64", (int)pool->index_dtype);
+    if (!pool->read_slot) FAIL(LA_STATUS_NULL_POINTER, "pool.read_slot is required with pool.states");
+    if (pool->token_slot && pl->op != LA_OP_DECODE)
+        FAIL(LA_STATUS_BAD_PARAM, "pool.token_slot is for la_decode (the states after each new token)");
+    if (pool->token_slot && pool->write_slot)
+        FAIL(LA_STATUS_BAD_PARAM,
+             "pool.write_slot must be NULL with pool.token_slot: the states go to the token slots");
+    if (pool->num_accepted && !pool->token_slot) FAIL(LA_STATUS_BAD_PARAM, "pool.num_accepted needs pool.token_slot");
+    const size_t ib = pool->index_dtype == LA_INDEX_I32 ? 4 : 8;
+    const void *idx[4] = {pool->read_slot, pool->write_slot, pool->token_slot, pool->num_accepted};
+    const char *names[4] = {"read_slot", "write_slot", "token_slot", "num_accepted"};
+    for (int i = 0; i < 4; i++)
+        if (misaligned(idx[i], ib))
+            FAIL(LA_STATUS_BAD_PARAM, "pool.%s at %p is not aligned to its %zu-byte index type", names[i], idx[i], ib);
     return LA_STATUS_SUCCESS;
 }
 
@@ -381,6 +456,7 @@ la_status_t la_build_plan(la_op_t op, const la_problem_t *p, const la_tensors_t 
         la_tensor_dims(pl, (la_tensor_id_t)i, dims);
         normalise_strides(la_tensor_by_id(&pl->t, (la_tensor_id_t)i), dims);
     }
+    if ((st = check_serving(pl, msg))) return st;
     for (int i = 0; i < LA_NUM_TENSORS; i++)
         if ((st = check_tensor(pl, (la_tensor_id_t)i, msg))) return st;
     if ((st = check_overlaps(pl, msg))) return st;
@@ -388,13 +464,15 @@ la_status_t la_build_plan(la_op_t op, const la_problem_t *p, const la_tensors_t 
         if ((st = check_decay_values(pl, LA_T_LD, msg))) return st;
         if ((st = check_decay_values(pl, LA_T_LDV, msg))) return st;
     }
-    pl->has_initial = t->initial_state.data != NULL;
+    pl->has_initial = t->initial_state.data != NULL && role_of(pl, LA_T_S0) != UNUSED;
     pl->has_final = t->final_state.data != NULL && role_of(pl, LA_T_SN) != UNUSED;
     pl->has_dfinal = t->d_final_state.data != NULL && role_of(pl, LA_T_DSN) != UNUSED;
     pl->want_dld = t->d_ld.data != NULL && role_of(pl, LA_T_DLD) != UNUSED;
     pl->want_dldv = t->d_ldv.data != NULL && role_of(pl, LA_T_DLDV) != UNUSED;
     pl->want_dinitial = t->d_initial_state.data != NULL && role_of(pl, LA_T_DS0) != UNUSED;
     pl->has_o = op == LA_OP_FORWARD || op == LA_OP_DECODE || op == LA_OP_BACKWARD;
+    pl->has_pool = t->pool.states.data != NULL;
+    pl->has_checkpoints = p->checkpoint_interval > 0;
     return LA_STATUS_SUCCESS;
 }
 

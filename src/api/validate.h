@@ -29,6 +29,8 @@ typedef enum la_tensor_id {
     LA_T_DLD,
     LA_T_DLDV,
     LA_T_DS0,
+    LA_T_POOL, /* pool.states */
+    LA_T_CKPT, /* checkpoints */
     LA_NUM_TENSORS
 } la_tensor_id_t;
 

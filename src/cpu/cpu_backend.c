@@ -7,11 +7,13 @@
  * bits; the one cross-item sum (SCALAR_HEAD's d ld, over the batch) is
  * written per item and reduced afterwards in a fixed order.
  *
- * Workspace layout: [per-thread kernel scratch] x threads, then the
- * SCALAR_HEAD partial sums (num_seqs x H doubles).
+ * Workspace layout: [per-thread kernel scratch, served states] x threads,
+ * then the SCALAR_HEAD partial sums (num_seqs x H doubles) or, in a call
+ * with a state pool, the slot check's scratch.
  */
 #include "internal.h"
 #include "cpu_kernels.h"
+#include "cpu_serving.h"
 #include "tile_io.h"
 
 #include <math.h>
@@ -44,13 +46,16 @@ static int threads_for(const la_plan_t *pl, int requested) {
 #endif
 }
 
-static size_t per_thread_bytes(const la_plan_t *pl) {
+/* Kernel scratch, then the served forms' states (cpu_serving.c). */
+static size_t kernel_bytes(const la_plan_t *pl) {
     int D = (int)pl->p.dim_qk, E = (int)pl->p.dim_v;
     if (pl->op == LA_OP_DECODE) return 0;
     int64_t max_len = la_plan_max_len(pl);
     return align_up(is_vector_kind(pl->p.decay) ? cpu_vector_workspace(D, E, max_len)
                                                 : cpu_scalar_workspace(D, E, max_len));
 }
+
+static size_t per_thread_bytes(const la_plan_t *pl) { return kernel_bytes(pl) + align_up(cpu_serving_scratch(pl)); }
 
 static size_t partials_bytes(const la_plan_t *pl) {
     return align_up((size_t)pl->num_seqs * (size_t)pl->p.heads * sizeof(double));
@@ -59,7 +64,7 @@ static size_t partials_bytes(const la_plan_t *pl) {
 /* What a call runs on: its threads and their scratch. */
 typedef struct cpu_plan {
     int threads;
-    size_t per_thread, workspace;
+    size_t kernel, per_thread, partials, workspace;
 } cpu_plan_t;
 
 /* Every decay kind, dtype and head dim the API accepts runs on the CPU.  The
@@ -69,9 +74,11 @@ static la_status_t cpu_make_plan(const la_plan_t *pl, int num_threads, void *bpl
     (void)msg;
     cpu_plan_t *c = (cpu_plan_t *)bplan;
     c->threads = threads_for(pl, num_threads);
+    c->kernel = kernel_bytes(pl);
     c->per_thread = per_thread_bytes(pl);
-    c->workspace =
-        la_size_add(la_size_add(la_size_mul(c->per_thread, (size_t)c->threads), partials_bytes(pl)), WS_ALIGN);
+    /* The decay-gradient partials and the slot check never meet in one call. */
+    c->partials = partials_bytes(pl) > la_slot_check_bytes(pl) ? partials_bytes(pl) : la_slot_check_bytes(pl);
+    c->workspace = la_size_add(la_size_add(la_size_mul(c->per_thread, (size_t)c->threads), c->partials), WS_ALIGN);
     return LA_STATUS_SUCCESS;
 }
 
@@ -148,7 +155,7 @@ static void build_seq(const la_plan_t *pl, int64_t s, int64_t h, double *partial
         break;
     default: break;
     }
-    q->s0 = state_view(&t->initial_state, s, h);
+    if (pl->has_initial) q->s0 = state_view(&t->initial_state, s, h);
     if (pl->has_final) q->sN = state_view(&t->final_state, s, h);
     if (bwd) {
         if (pl->has_dfinal) q->dsN = state_view(&t->d_final_state, s, h);
@@ -156,63 +163,19 @@ static void build_seq(const la_plan_t *pl, int64_t s, int64_t h, double *partial
     }
 }
 
-/* One decode step for one (sequence, head): S <- diag(a) S diag(b) + k^T v,
- * o = scale q S.  Element by element read-then-write, so initial and final
- * state may be the same memory. */
-static void decode_item(const cpu_seq_t *s) {
-    float q[LA_MAX_HEAD_DIM], k[LA_MAX_HEAD_DIM], v[LA_MAX_HEAD_DIM], o[LA_MAX_HEAD_DIM];
-    float a[LA_MAX_HEAD_DIM], b[LA_MAX_HEAD_DIM];
-    int D = s->D, E = s->E;
-    cpu_load_tile(&s->q, 0, 1, D, q, D);
-    cpu_load_tile(&s->k, 0, 1, D, k, D);
-    cpu_load_tile(&s->v, 0, 1, E, v, E);
-    for (int d = 0; d < D; d++) a[d] = 1.0f;
-    for (int e = 0; e < E; e++) b[e] = 1.0f;
-    switch (s->kind) {
-    case LA_DECAY_SCALAR_HEAD:
-        for (int d = 0; d < D; d++) a[d] = expf(s->ld_head);
-        break;
-    case LA_DECAY_SCALAR_TOKEN: {
-        float g;
-        cpu_load_col(&s->ld, 0, 1, &g);
-        for (int d = 0; d < D; d++) a[d] = expf(g);
-        break;
-    }
-    case LA_DECAY_VECTOR_K:
-    case LA_DECAY_VECTOR_KV:
-        cpu_load_tile(&s->ld, 0, 1, D, a, D);
-        for (int d = 0; d < D; d++) a[d] = expf(a[d]);
-        if (s->kind == LA_DECAY_VECTOR_KV) {
-            cpu_load_tile(&s->ldv, 0, 1, E, b, E);
-            for (int e = 0; e < E; e++) b[e] = expf(b[e]);
-        }
-        break;
-    default: break;
-    }
-    for (int e = 0; e < E; e++) o[e] = 0.0f;
-    for (int d = 0; d < D; d++) {
-        const float *src = s->s0.ptr + d * s->s0.sd;
-        float *dst = s->sN.ptr + d * s->sN.sd;
-        float qd = q[d] * s->scale;
-        for (int e = 0; e < E; e++) {
-            float x = a[d] * src[e * s->s0.se] * b[e] + k[d] * v[e];
-            dst[e * s->sN.se] = x;
-            o[e] += qd * x;
-        }
-    }
-    cpu_store_tile(&s->o, 0, 1, E, o, E);
-}
-
-static void run_item(const la_plan_t *pl, int64_t item, char *ws, double *partials) {
+static void run_item(const la_plan_t *pl, const cpu_plan_t *c, int64_t item, char *ws, double *partials) {
     int64_t s = item / pl->p.heads, h = item % pl->p.heads;
     cpu_seq_t q;
     build_seq(pl, s, h, partials, &q);
     int vec = is_vector_kind(pl->p.decay);
+    float *states = (float *)(ws + c->kernel); /* the served forms' scratch states */
     switch (pl->op) {
-    case LA_OP_DECODE: decode_item(&q); break;
+    case LA_OP_DECODE: cpu_decode(pl, s, h, &q, states); break;
     case LA_OP_FORWARD:
     case LA_OP_STATE_FORWARD:
-        if (vec) cpu_vector_forward(&q, ws);
+        if (pl->has_pool || pl->has_checkpoints)
+            cpu_forward_served(pl, s, h, &q, states, ws, vec ? cpu_vector_forward : cpu_scalar_forward);
+        else if (vec) cpu_vector_forward(&q, ws);
         else cpu_scalar_forward(&q, ws);
         break;
     case LA_OP_BACKWARD:
@@ -225,13 +188,14 @@ static void run_item(const la_plan_t *pl, int64_t item, char *ws, double *partia
 
 static la_status_t cpu_run(const la_plan_t *pl, const void *bplan, void *ws, size_t ws_bytes, void *stream, char *msg) {
     (void)stream;
-    (void)msg;
     const cpu_plan_t *c = (const cpu_plan_t *)bplan;
     const int nt = c->threads;
     const size_t per = c->per_thread;
     char *base = (char *)(((uintptr_t)ws + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN);
     double *partials = (double *)(base + per * (size_t)nt);
     (void)ws_bytes;
+    la_status_t st = la_check_slots(pl, partials, msg); /* before anything is written */
+    if (st) return st;
     int64_t items = pl->num_seqs * pl->p.heads;
     int want_head_partials = pl->p.decay == LA_DECAY_SCALAR_HEAD && pl->want_dld &&
                              (pl->op == LA_OP_BACKWARD || pl->op == LA_OP_STATE_BACKWARD);
@@ -244,7 +208,7 @@ static la_status_t cpu_run(const la_plan_t *pl, const void *bplan, void *ws, siz
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        run_item(pl, it, base + per * (size_t)tid, partials);
+        run_item(pl, c, it, base + per * (size_t)tid, partials);
     }
     if (want_head_partials) {
         /* Fixed order over sequences: deterministic whatever the schedule. */

@@ -143,3 +143,17 @@ def test_policy_struct_matches_the_library():
     with pytest.raises(la.LightningAttnError, match="vec_split"):
         C.set_policy(h, p)
     C.set_policy(h, C.policy_defaults())
+
+
+def test_problem_and_tensors_structs_match_the_library():
+    """la_problem_t and la_tensors_t of the binding have the library's sizes (the library refuses
+    any other struct_size): its initialisers write their own size into a buffer larger than either."""
+    import ctypes
+    from lightning_attn import _clib as C
+
+    for init, ours in (("la_problem_init", C._Problem), ("la_tensors_init", C._Tensors)):
+        buf = (ctypes.c_char * 4096)()
+        getattr(C.lib, init).argtypes = [ctypes.c_void_p]
+        getattr(C.lib, init)(ctypes.cast(buf, ctypes.c_void_p))
+        assert ctypes.c_size_t.from_buffer(buf).value == ctypes.sizeof(ours), init
+    assert C._Tensors.pool.offset + ctypes.sizeof(C._Pool) == C._Tensors.checkpoints.offset

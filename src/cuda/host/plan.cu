@@ -566,6 +566,16 @@ static la_status_t support(const ctx_t *c, char *msg) {
         snprintf(msg, LA_MSG_LEN, "the CUDA backend takes at most 65535 heads (got %lld)", (long long)pl->p.heads);
         return LA_STATUS_NOT_SUPPORTED;
     }
+    if (pl->has_pool || pl->has_checkpoints) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA backend does not take %s yet (the CPU backend does)",
+                 pl->has_pool ? "state pools" : "checkpoints");
+        return LA_STATUS_NOT_SUPPORTED;
+    }
+    if (pl->op == LA_OP_DECODE && pl->p.seqlen > 1) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA decode takes one token per sequence yet, got T = %lld (the CPU backend takes any T)",
+                 (long long)pl->p.seqlen);
+        return LA_STATUS_NOT_SUPPORTED;
+    }
     if (pl->op == LA_OP_DECODE) return LA_STATUS_SUCCESS;
     if (is_bwd(pl)) {
         const int state_only = pl->op == LA_OP_STATE_BACKWARD;
