@@ -10,10 +10,11 @@
 #include "kernel_params.h"
 #include "fwd_launch.h"
 #include "bwd_launch.h"
-#include "decode_kernel.cuh"
+#include "decode.h"
 #include "vec_launch.h"
 #include "vec_bwd.h"
 #include "value_checks.h"
+#include "pool_io.h"
 
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -274,6 +275,26 @@ static la_status_t run_backward(const la_plan_t *pl, const la_tile_plan_t *tp, i
 
 /* ---- decode ------------------------------------------------------------------------ */
 
+/* The pool's index arrays as the kernels read them. */
+static la_slots_t slots_of(const la_plan_t *pl) {
+    const la_state_pool_t *q = &pl->t.pool;
+    la_slots_t s;
+    memset(&s, 0, sizeof s);
+    s.read = q->read_slot;
+    s.write = q->write_slot;
+    s.token = q->token_slot;
+    s.accepted = q->num_accepted;
+    s.has_init = q->has_initial_state;
+    s.idx64 = q->index_dtype == LA_INDEX_I64;
+    s.num_slots = q->num_slots;
+    s.S = pl->num_seqs;
+    s.T = pl->p.seqlen;
+    return s;
+}
+
+/* Decode: the decays checked (per-head ones inline), a pool's slots checked
+ * inline by the kernel in the deferred mode or first, waited for, in the sync
+ * mode; then one launch. */
 static la_status_t run_decode(const la_plan_t *pl, cudaStream_t stream, char *msg) {
     la_status_t st = la_cuda_check_decays(pl, stream, msg);
     if (st) return st;
@@ -282,15 +303,30 @@ static la_status_t run_decode(const la_plan_t *pl, cudaStream_t stream, char *ms
     memset(&p, 0, sizeof p);
     p.q = tok_of(&t->q); p.k = tok_of(&t->k); p.v = tok_of(&t->v); p.o = tok_of(&t->o);
     p.D = (int)pl->p.dim_qk; p.E = (int)pl->p.dim_v; p.H = (int)pl->p.heads; p.decay = (int)pl->p.decay;
+    p.T = (int)pl->p.seqlen;
     p.scale = pl->p.scale;
     p.ld = (const float *)t->ld.data;
-    p.ld_sb = t->ld.stride[0]; p.ld_sh = t->ld.stride[1]; p.ld_sc = t->ld.stride[3];
+    p.ld_sb = t->ld.stride[0]; p.ld_sh = t->ld.stride[1]; p.ld_st = t->ld.stride[2]; p.ld_sc = t->ld.stride[3];
     p.ldv = (const float *)t->ldv.data;
-    p.ldv_sb = t->ldv.stride[0]; p.ldv_sh = t->ldv.stride[1]; p.ldv_sc = t->ldv.stride[3];
+    p.ldv_sb = t->ldv.stride[0]; p.ldv_sh = t->ldv.stride[1]; p.ldv_st = t->ldv.stride[2]; p.ldv_sc = t->ldv.stride[3];
     p.check_rec = la_cuda_inline_check(pl);
-    p.s0 = st_of(&t->initial_state);
-    p.sN = st_of(&t->final_state);
-    return la_cuda_decode(&p, t->q.dtype, (int)(pl->p.batch * pl->p.heads), stream, msg);
+    la_dtype_t state = LA_DTYPE_F32;
+    if (pl->has_pool) {
+        const la_tensor_t *pool = &t->pool.states;
+        p.pool = pool->data;
+        p.pool_ss = pool->stride[0]; p.pool_sh = pool->stride[1]; p.pool_sd = pool->stride[2]; p.pool_se = pool->stride[3];
+        p.slots = slots_of(pl);
+        state = pool->dtype;
+        if (pl->check_values == LA_CHECK_VALUES_SYNC) {
+            if ((st = la_cuda_check_slots(pl, &p.slots, stream, msg))) return st;
+        } else {
+            p.slot_rec = la_cuda_slot_record(pl);
+        }
+    } else {
+        p.s0 = st_of(&t->initial_state);
+        p.sN = st_of(&t->final_state);
+    }
+    return la_cuda_decode(&p, t->q.dtype, state, (int)(pl->num_seqs * pl->p.heads), stream, msg);
 }
 
 /* ---- vector decays ----------------------------------------------------------------- */
@@ -442,6 +478,49 @@ static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, cha
     return run_vector_split(pl, tp, &p, ws, stream, msg);
 }
 
+/* ---- forwards with a state pool ---------------------------------------------------- */
+
+static la_status_t cuda_run(const la_plan_t *pl, const void *bplan, void *ws_ptr, size_t ws_bytes, void *stream_ptr,
+                            char *msg);
+
+/* The slots checked (deferred or waited for), the starting states gathered
+ * into the workspace, the dense forward, the final states scattered to their
+ * write slots, and zeros for the padding sequences' outputs. */
+static la_status_t run_pooled(const la_plan_t *pl, const la_cuda_plan_t *c, char *ws, cudaStream_t stream, char *msg) {
+    const la_slots_t slots = slots_of(pl);
+    la_status_t st = la_cuda_check_slots(pl, &slots, stream, msg);
+    if (st) return st;
+    const int64_t S = pl->num_seqs, H = pl->p.heads, D = pl->p.dim_qk, E = pl->p.dim_v;
+    float *states = (float *)(ws + c->pool_states);
+    const la_tensor_t *pool = &pl->t.pool.states;
+    la_pool_io_t io;
+    memset(&io, 0, sizeof io);
+    io.pool = pool->data;
+    io.bf16 = pool->dtype == LA_DTYPE_BF16;
+    io.ss = pool->stride[0]; io.sh = pool->stride[1]; io.sd = pool->stride[2]; io.se = pool->stride[3];
+    io.slots = slots;
+    io.dense = states;
+    io.H = H; io.D = D; io.E = E;
+    if ((st = la_cuda_pool_gather(&io, stream, msg))) return st;
+    const la_plan_t dense = la_cuda_pooled_as_dense(pl, states);
+    la_cuda_plan_t inner = *c;
+    inner.pooled = 0;
+    if ((st = cuda_run(&dense, &inner, ws, c->pool_states, stream, msg))) return st;
+    io.dense = states + S * H * D * E;
+    if ((st = la_cuda_pool_scatter(&io, stream, msg))) return st;
+    if (pl->op != LA_OP_FORWARD) return LA_STATUS_SUCCESS;
+    const int64_t *cu = NULL;
+    if (pl->packed) { /* the offsets on the device, checked and clamped (host ones copied) */
+        la_cuda_packed_tables_t tab;
+        tab.cu = (int64_t *)(ws + c->pool_cu);
+        tab.seg_off = (int *)(ws + c->pool_tabs);
+        tab.chunk_off = tab.seg_off + ((S + 1 + 63) / 64) * 64;
+        if ((st = la_cuda_packed_tables(pl, pl->p.seqlen > 0 ? pl->p.seqlen : 1, &tab, stream, msg))) return st;
+        cu = tab.cu;
+    }
+    return la_cuda_zero_padding(&slots, tok_of(&pl->t.o), pl->t.o.dtype, H, pl->p.seqlen, E, cu, stream, msg);
+}
+
 /* ---- the backend -------------------------------------------------------------------- */
 
 static la_status_t cuda_run(const la_plan_t *pl, const void *bplan, void *ws_ptr, size_t ws_bytes, void *stream_ptr,
@@ -451,6 +530,7 @@ static la_status_t cuda_run(const la_plan_t *pl, const void *bplan, void *ws_ptr
     cudaStream_t stream = (cudaStream_t)stream_ptr;
     char *ws = (char *)ws_ptr;
     if (pl->op == LA_OP_DECODE) return run_decode(pl, stream, msg);
+    if (c->pooled) return run_pooled(pl, c, ws, stream, msg);
     if (c->tile[0][0].main == LA_K_VEC_FWD || c->tile[0][0].main == LA_K_VEC_BWD)
         return run_vector(pl, &c->tile[0][0], ws, stream, msg);
     /* The chunk kernels on each head-dim tile in turn (one tile when the dims

@@ -26,6 +26,7 @@
  * walks from its sequence's start (prefix mode).
  */
 #include "plan.h"
+#include "decode_params.h"
 #include "vec_bwd.h"
 #include "vec_launch.h"
 #include "vec_mma_layout.h"
@@ -566,14 +567,13 @@ static la_status_t support(const ctx_t *c, char *msg) {
         snprintf(msg, LA_MSG_LEN, "the CUDA backend takes at most 65535 heads (got %lld)", (long long)pl->p.heads);
         return LA_STATUS_NOT_SUPPORTED;
     }
-    if (pl->has_pool || pl->has_checkpoints) {
-        snprintf(msg, LA_MSG_LEN, "the CUDA backend does not take %s yet (the CPU backend does)",
-                 pl->has_pool ? "state pools" : "checkpoints");
+    if (pl->has_checkpoints) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA backend does not emit checkpoints yet (the CPU backend does)");
         return LA_STATUS_NOT_SUPPORTED;
     }
-    if (pl->op == LA_OP_DECODE && pl->p.seqlen > 1) {
-        snprintf(msg, LA_MSG_LEN, "the CUDA decode takes one token per sequence yet, got T = %lld (the CPU backend takes any T)",
-                 (long long)pl->p.seqlen);
+    if (pl->op == LA_OP_DECODE && pl->p.seqlen > LA_CUDA_DECODE_MAX_T) {
+        snprintf(msg, LA_MSG_LEN, "the CUDA decode takes up to %d new tokens per sequence, got T = %lld: run longer "
+                 "spans with la_forward", LA_CUDA_DECODE_MAX_T, (long long)pl->p.seqlen);
         return LA_STATUS_NOT_SUPPORTED;
     }
     if (pl->op == LA_OP_DECODE) return LA_STATUS_SUCCESS;
@@ -679,10 +679,45 @@ static la_status_t plan_vector(const la_plan_t *pl, const la_policy_t *pol, la_c
     return LA_STATUS_SUCCESS;
 }
 
+la_plan_t la_cuda_pooled_as_dense(const la_plan_t *pl, float *states) {
+    la_plan_t d = *pl;
+    const int64_t S = pl->num_seqs, H = pl->p.heads, D = pl->p.dim_qk, E = pl->p.dim_v;
+    la_tensor_t *st[2] = {&d.t.initial_state, &d.t.final_state};
+    const int64_t dims[4] = {S, H, D, E};
+    for (int i = 0; i < 2; i++) {
+        la_tensor_contiguous(st[i], states + i * S * H * D * E, LA_DTYPE_F32, S, H, D, E);
+        for (int k = 0; k < 4; k++)
+            if (dims[k] == 1) st[i]->stride[k] = 0; /* as validate.c leaves a dim of extent 1 */
+    }
+    memset(&d.t.pool, 0, sizeof d.t.pool);
+    d.has_pool = 0;
+    d.has_initial = d.has_final = 1;
+    return d;
+}
+
+/* A stand-in address for planning: 256-byte aligned like the workspace. */
+#define LA_PLAN_STATES ((float *)(uintptr_t)256)
+
 la_status_t la_cuda_make_plan(const la_plan_t *pl, int num_threads, void *bplan, char *msg) {
-    (void)num_threads;
     la_cuda_plan_t *p = (la_cuda_plan_t *)bplan;
     memset(p, 0, sizeof *p);
+    if (pl->has_pool && pl->op != LA_OP_DECODE) {
+        la_status_t st = la_cuda_limits(pl->policy, &p->lim, msg);
+        la_policy_t defaults;
+        la_policy_init(&defaults);
+        ctx_t c = {pl, &p->lim, pl->policy ? pl->policy : &defaults};
+        if (st || (st = support(&c, msg))) return st;
+        const la_plan_t dense = la_cuda_pooled_as_dense(pl, LA_PLAN_STATES);
+        if ((st = la_cuda_make_plan(&dense, num_threads, bplan, msg))) return st;
+        const size_t S = (size_t)pl->num_seqs;
+        p->pooled = 1;
+        p->pool_states = al256(p->workspace);
+        p->pool_cu = p->pool_states + al256(2 * S * (size_t)pl->p.heads * (size_t)pl->p.dim_qk * (size_t)pl->p.dim_v * 4);
+        p->pool_tabs = p->pool_cu + al256((S + 1) * sizeof(int64_t));
+        p->workspace = p->pool_tabs + 2 * al256((S + 1) * sizeof(int));
+        return LA_STATUS_SUCCESS;
+    }
+    (void)num_threads;
     la_status_t st = la_cuda_limits(pl->policy, &p->lim, msg);
     if (st) return st;
     la_policy_t defaults;
@@ -751,9 +786,14 @@ void la_cuda_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t 
            (long long)pl->p.dim_qk, (long long)pl->p.dim_v, p->lim.cc_major, p->lim.cc_minor, p->lim.sms,
            p->lim.smem_optin / 1024, p->lim.smem_capped ? ", policy-capped" : "");
     if (pl->op == LA_OP_DECODE) {
-        APPEND(": decode kernel, %lld blocks", (long long)(pl->p.batch * pl->p.heads));
+        APPEND(": decode kernel, %lld blocks, %lld token%s a sequence%s", (long long)(pl->num_seqs * pl->p.heads),
+               (long long)pl->p.seqlen, pl->p.seqlen == 1 ? "" : "s",
+               pl->has_pool ? (pl->t.pool.states.dtype == LA_DTYPE_BF16 ? ", bf16 state pool by slot" : ", f32 state pool by slot")
+                            : "");
         return;
     }
+    if (p->pooled)
+        APPEND(" [state pool: slots gathered into dense f32 states in the workspace, the final states scattered back]");
     if (t->main == LA_K_VEC_FWD || t->main == LA_K_VEC_BWD) {
         const int rows = (int)pl->p.dim_qk, cols = (int)pl->p.dim_v; /* the runs' row dims: D, and E transposed */
         const int split = t->main == LA_K_VEC_BWD && (pl->want_dld || pl->want_dldv);

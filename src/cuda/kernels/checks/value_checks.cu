@@ -81,7 +81,14 @@ static la_status_t take(la_cuda_state_t *s, cudaStream_t stream, int wait, int l
     const long long at[4] = {i / (n[1] * n[2] * n[3]), (i / (n[2] * n[3])) % n[1], (i / n[3]) % n[2], i % n[3]};
     const char *pre = late ? "reported late (device values are checked without waiting): an earlier call's " : "";
     const char *post = late ? "; that call's outputs are unspecified" : "";
-    if (status == LA_STATUS_BAD_SEQLENS)
+    if (status == LA_STATUS_BAD_SLOT) {
+        static const char *what[6] = {"", "starts from a slot outside [0, num_slots)", "writes a slot outside [0, num_slots)",
+                                      "has num_accepted outside [0, T]", "writes a slot that is written again in the call",
+                                      "reads a slot that another sequence of the call writes"};
+        const int kind = n[0] >= 1 && n[0] <= 5 ? (int)n[0] : 0;
+        snprintf(msg, LA_MSG_LEN, "%spool sequence %lld %s (slot or count %lld; %s %lld)%s", pre, i, what[kind],
+                 (long long)r.value, kind >= 4 ? "other sequence" : kind == 3 ? "T" : "num_slots", n[1], post);
+    } else if (status == LA_STATUS_BAD_SEQLENS)
         snprintf(msg, LA_MSG_LEN, "%sdevice cu_seqlens[%lld] = %lld breaks 0 = cu[0] <= cu[1] <= ... <= cu[num_seqs] = N%s",
                  pre, i, (long long)r.value, post);
     else
@@ -164,6 +171,35 @@ la_status_t la_cuda_check_decays(const la_plan_t *pl, cudaStream_t stream, char 
     if (!st && pl->check_values == LA_CHECK_VALUES_SYNC)
         st = take((la_cuda_state_t *)pl->backend_state, stream, 1, 0, msg);
     return st;
+}
+
+/* ---- state-pool slots -------------------------------------------------------- */
+
+/* One thread per sequence; each records its fault only when no sequence
+ * below it has one (la_record_slot_fault), so the record names the least. */
+__global__ void la_check_slots_kernel(const la_slots_t q, la_cuda_error_record_t *rec) {
+    for (int64_t s = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; s < q.S; s += (int64_t)gridDim.x * blockDim.x) {
+        int64_t slot, other;
+        if (la_slot_fault(&q, s, &slot, &other) != LA_SLOT_OK) la_record_slot_fault(rec, &q, s);
+    }
+}
+
+la_cuda_error_record_t *la_cuda_slot_record(const la_plan_t *pl) {
+    if (pl->check_values != LA_CHECK_VALUES_DEFERRED || !pl->backend_state) return NULL;
+    return ((const la_cuda_state_t *)pl->backend_state)->rec_dev;
+}
+
+la_status_t la_cuda_check_slots(const la_plan_t *pl, const la_slots_t *slots, cudaStream_t stream, char *msg) {
+    if (pl->check_values == LA_CHECK_VALUES_OFF || !pl->backend_state || slots->S == 0) return LA_STATUS_SUCCESS;
+    la_cuda_state_t *s = (la_cuda_state_t *)pl->backend_state;
+    const int blocks = (int)((slots->S + 127) / 128 < 256 ? (slots->S + 127) / 128 : 256);
+    la_check_slots_kernel<<<blocks, 128, 0, stream>>>(*slots, s->rec_dev);
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) {
+        snprintf(msg, LA_MSG_LEN, "checking the pool's slots on the device failed: %s", cudaGetErrorString(err));
+        return LA_STATUS_EXECUTION_FAILED;
+    }
+    return pl->check_values == LA_CHECK_VALUES_SYNC ? take(s, stream, 1, 0, msg) : LA_STATUS_SUCCESS;
 }
 
 /* ---- packed-batch tables ----------------------------------------------------- */

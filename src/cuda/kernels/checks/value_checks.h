@@ -12,6 +12,7 @@
 
 #include "internal.h"
 #include "error_record.h"
+#include "slot_checks.cuh"
 #include <cuda_runtime.h>
 
 typedef struct la_cuda_state {
@@ -43,6 +44,14 @@ la_status_t la_cuda_check_decays(const la_plan_t *pl, cudaStream_t stream, char 
  * set for SCALAR_HEAD in the deferred mode, where nothing waits for the check
  * and it costs no launch of its own. */
 la_cuda_error_record_t *la_cuda_inline_check(const la_plan_t *pl);
+
+/* A state pool's slots (slot_checks.cuh): a kernel records the least
+ * sequence at fault (LA_STATUS_BAD_SLOT); with LA_CHECK_VALUES_SYNC the call
+ * waits for it and returns the error, having written nothing; OFF checks
+ * nothing.  la_cuda_slot_record: the record a kernel that reads the slots
+ * anyway checks them into itself (the deferred mode), else NULL. */
+la_status_t la_cuda_check_slots(const la_plan_t *pl, const la_slots_t *slots, cudaStream_t stream, char *msg);
+la_cuda_error_record_t *la_cuda_slot_record(const la_plan_t *pl);
 
 /* The packed-batch tables in the workspace: the offsets (a checked and, where
  * invalid, clamped copy of device cu_seqlens, or a copy of host ones), each
