@@ -16,8 +16,9 @@
  * ref_forward_recurrent / ref_backward on the same (rounded) inputs, over the
  * first --check-heads heads of batch row 0.  --op state times the state-only
  * pass (fwd: final state; bwd: dk, dv from d final state; errors of the
- * final state and of dk, dv); --op decode one decode step with the state
- * updated in place (errors of o and the new state; -N is ignored).
+ * final state and of dk, dv); --op decode one decode call of --tokens T
+ * tokens a sequence, the state updated in place, dense or (--pool f32|bf16)
+ * by slot in a pool (errors of o and the new state; -N is ignored).
  */
 #include "lightning_attn.h"
 #include "reference.h"
@@ -40,6 +41,8 @@ typedef struct {
     int learnable; /* backward also returns d ld (LASD_PL) */
     const char *json;
     int op;           /* OP_TRAIN, OP_STATE or OP_DECODE */
+    int64_t tokens;   /* decode: new tokens a sequence */
+    int pool;         /* decode: -1 dense states, else the pool's la_dtype_t */
     double copy_gbps; /* measured copy bandwidth: the floors' denominator */
 } opts_t;
 
@@ -105,7 +108,7 @@ static void usage(void) {
     fprintf(stderr, "usage: la_bench [--backend cpu|cuda] [-B n] [-H n] [-N n,n,...] [-D n] [-E n]\n"
                     "                [--dtype f32|f16|bf16] [--decay none|head|token|vk|vkv] [--reps n]\n"
                     "                [--threads n] [--check-heads n] [--learnable 0|1] [--json FILE]\n"
-                    "                [--op train|state|decode]\n");
+                    "                [--op train|state|decode] [--tokens T] [--pool none|f32|bf16]\n");
 }
 
 static int parse(int argc, char **argv, opts_t *o) {
@@ -126,6 +129,8 @@ static int parse(int argc, char **argv, opts_t *o) {
     o->json = NULL;
     o->learnable = 0;
     o->op = OP_TRAIN;
+    o->tokens = 1;
+    o->pool = -1;
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -161,6 +166,10 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--json")) o->json = v;
         else if (!strcmp(a, "--learnable")) {
             o->learnable = atoi(v);
+        } else if (!strcmp(a, "--tokens")) {
+            o->tokens = atoll(v) > 0 ? atoll(v) : 1;
+        } else if (!strcmp(a, "--pool")) {
+            o->pool = !strcmp(v, "f32") ? LA_DTYPE_F32 : !strcmp(v, "bf16") ? LA_DTYPE_BF16 : -1;
         } else if (!strcmp(a, "--op")) {
             if (!strcmp(v, "train")) o->op = OP_TRAIN;
             else if (!strcmp(v, "state")) o->op = OP_STATE;
@@ -512,60 +521,82 @@ static int bench_state(const opts_t *o, la_handle_t *h, bdev_t *dev, int64_t N, 
     return 1;
 }
 
-/* One decode step, the state updated in place (what a serving loop does). */
+/* One decode call of --tokens T tokens a sequence (what a serving loop does):
+ * the dense f32 state updated in place, or (--pool f32|bf16) states read and
+ * written in place by slot in a pool of 2B slots, the slots a random
+ * permutation. */
 static int bench_decode(const opts_t *o, la_handle_t *h, bdev_t *dev, row_t *row) {
-    int64_t B = o->B, H = o->H, D = o->D, E = o->E;
-    size_t es = la_dtype_size(o->dtype);
-    int64_t nk = B * H * D, nv = B * H * E, ns = B * H * D * E;
-    int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD  ? H
-                : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H
-                : o->decay == LA_DECAY_NONE         ? 1
-                                                    : nk;
-    int64_t nldv = o->decay == LA_DECAY_VECTOR_KV ? nv : 1;
-    enum { Q, K, V, O, LD, LDV, ST, NB };
-    size_t sizes[NB] = {nk * es, nk * es, nv * es, nv * es, nld * 4, nldv * 4, ns * 4};
-    buf_t bf[NB], s0;
+    const int64_t B = o->B, H = o->H, D = o->D, E = o->E, T = o->tokens;
+    const size_t es = la_dtype_size(o->dtype);
+    const int pooled = o->pool >= 0;
+    const la_dtype_t sdt = pooled ? (la_dtype_t)o->pool : LA_DTYPE_F32;
+    const size_t ss = la_dtype_size(sdt);
+    const int64_t slots = pooled ? 2 * B : B;
+    const int64_t nk = B * H * T * D, nv = B * H * T * E, ns = B * H * D * E, npool = slots * H * D * E;
+    const int64_t nld = o->decay == LA_DECAY_SCALAR_HEAD  ? H
+                      : o->decay == LA_DECAY_SCALAR_TOKEN ? B * H * T
+                      : o->decay == LA_DECAY_NONE         ? 1
+                                                          : nk;
+    const int64_t nldv = o->decay == LA_DECAY_VECTOR_KV ? nv : 1;
+    enum { Q, K, V, O, LD, LDV, ST, SLOT, NB };
+    size_t sizes[NB] = {nk * es, nk * es, nv * es, nv * es, nld * 4, nldv * 4, npool * ss, B * sizeof(int32_t)};
+    buf_t bf[NB];
     memset(bf, 0, sizeof bf);
     int ok = 1;
     for (int i = 0; i < NB; i++) ok &= buf_make(dev, &bf[i], sizes[i]);
-    s0.h = malloc(ns * 4);
-    if (!ok || !s0.h) {
+    void *st0 = malloc(npool * ss);
+    if (!ok || !st0) {
         fprintf(stderr, "la_bench: out of memory\n");
         for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
-        free(s0.h);
+        free(st0);
         return 0;
     }
-    float *ld = bf[LD].h, *ldv = bf[LDV].h, *st0 = s0.h;
+    float *ld = bf[LD].h, *ldv = bf[LDV].h;
+    int32_t *slot = bf[SLOT].h;
     for (int64_t i = 0; i < nk; i++) {
         put(bf[Q].h, o->dtype, i, rnd_normal() * 0.1);
         put(bf[K].h, o->dtype, i, rnd_normal() * 0.1);
     }
     for (int64_t i = 0; i < nv; i++) put(bf[V].h, o->dtype, i, rnd_normal() * 0.1);
-    for (int64_t i = 0; i < ns; i++) st0[i] = (float)(rnd_normal() * 0.1);
+    for (int64_t i = 0; i < npool; i++) put(st0, sdt, i, rnd_normal() * 0.1);
+    for (int64_t b = 0; b < B; b++) slot[b] = (int32_t)(2 * b + 1); /* every other slot, then shuffled */
+    for (int64_t b = B - 1; b > 0; b--) {
+        const int64_t j = (int64_t)(rnd_uniform() * (double)(b + 1));
+        const int32_t x = slot[b];
+        slot[b] = slot[j];
+        slot[j] = x;
+    }
     fill_decays(o, ld, nld, H);
     for (int64_t i = 0; i < nldv; i++) ldv[i] = (float)-log1p(exp(-(rnd_normal() + 3.0)));
-    int in[] = {Q, K, V, LD, LDV};
+    int in[] = {Q, K, V, LD, LDV, SLOT};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) bdev_upload(dev, bf[in[i]].d, bf[in[i]].h, bf[in[i]].bytes);
-    bdev_upload(dev, bf[ST].d, st0, ns * 4);
+    bdev_upload(dev, bf[ST].d, st0, npool * ss);
 
-    la_problem_t p = bench_problem(o, 1);
+    la_problem_t p = bench_problem(o, T);
     la_tensors_t t;
     la_tensors_init(&t);
-    la_tensor_contiguous(&t.q, bf[Q].d, o->dtype, B, H, 1, D);
-    la_tensor_contiguous(&t.k, bf[K].d, o->dtype, B, H, 1, D);
-    la_tensor_contiguous(&t.v, bf[V].d, o->dtype, B, H, 1, E);
-    la_tensor_contiguous(&t.o, bf[O].d, o->dtype, B, H, 1, E);
-    la_tensor_contiguous(&t.initial_state, bf[ST].d, LA_DTYPE_F32, B, H, D, E);
-    la_tensor_contiguous(&t.final_state, bf[ST].d, LA_DTYPE_F32, B, H, D, E);
+    la_tensor_contiguous(&t.q, bf[Q].d, o->dtype, B, H, T, D);
+    la_tensor_contiguous(&t.k, bf[K].d, o->dtype, B, H, T, D);
+    la_tensor_contiguous(&t.v, bf[V].d, o->dtype, B, H, T, E);
+    la_tensor_contiguous(&t.o, bf[O].d, o->dtype, B, H, T, E);
+    if (pooled) {
+        la_tensor_contiguous(&t.pool.states, bf[ST].d, sdt, slots, H, D, E);
+        t.pool.num_slots = slots;
+        t.pool.index_dtype = LA_INDEX_I32;
+        t.pool.read_slot = bf[SLOT].d;
+    } else {
+        la_tensor_contiguous(&t.initial_state, bf[ST].d, LA_DTYPE_F32, B, H, D, E);
+        la_tensor_contiguous(&t.final_state, bf[ST].d, LA_DTYPE_F32, B, H, D, E);
+    }
     if (o->decay == LA_DECAY_SCALAR_HEAD) la_tensor_contiguous(&t.ld, bf[LD].d, LA_DTYPE_F32, 1, H, 1, 1);
     else if (o->decay != LA_DECAY_NONE)
-        la_tensor_contiguous(&t.ld, bf[LD].d, LA_DTYPE_F32, B, H, 1, o->decay == LA_DECAY_SCALAR_TOKEN ? 1 : D);
-    if (o->decay == LA_DECAY_VECTOR_KV) la_tensor_contiguous(&t.ldv, bf[LDV].d, LA_DTYPE_F32, B, H, 1, E);
+        la_tensor_contiguous(&t.ld, bf[LD].d, LA_DTYPE_F32, B, H, T, o->decay == LA_DECAY_SCALAR_TOKEN ? 1 : D);
+    if (o->decay == LA_DECAY_VECTOR_KV) la_tensor_contiguous(&t.ldv, bf[LDV].d, LA_DTYPE_F32, B, H, T, E);
 
     double tf[64];
     int reps = o->reps > 64 ? 64 : o->reps;
-    for (int r = -1; r <= reps; r++) { /* r = reps: the checked step, from the uploaded state */
-        if (r == reps) bdev_upload(dev, bf[ST].d, st0, ns * 4);
+    for (int r = -1; r <= reps; r++) { /* r = reps: the checked call, from the uploaded states */
+        if (r == reps) bdev_upload(dev, bf[ST].d, st0, npool * ss);
         bdev_flush_l2(dev);
         bdev_timer_start(dev);
         la_status_t st = la_decode(h, &p, &t);
@@ -573,39 +604,43 @@ static int bench_decode(const opts_t *o, la_handle_t *h, bdev_t *dev, row_t *row
         if (st != LA_STATUS_SUCCESS) {
             fprintf(stderr, "la_bench: %s: %s\n", la_status_string(st), la_last_error(h));
             for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
-            free(s0.h);
+            free(st0);
             return 0;
         }
         if (r >= 0 && r < reps) tf[r] = t1;
     }
     qsort(tf, reps, sizeof(double), cmp_double);
-    row->N = 1;
+    row->N = T;
     row->fwd_ms = tf[reps / 2];
     row->bwd_ms = NAN;
-    row->fwd_bytes = (double)(2 * nk + 2 * nv) * (double)es + 2.0 * (double)ns * 4;
+    row->fwd_bytes = (double)(2 * nk + 2 * nv) * (double)es + 2.0 * (double)ns * (double)ss;
     row->bwd_bytes = NAN;
     bdev_download(dev, bf[O].h, bf[O].d, bf[O].bytes);
     bdev_download(dev, bf[ST].h, bf[ST].d, bf[ST].bytes);
 
+    /* Batch row 0 against the reference: its slot's state before and after. */
     err_t eo = {0}, es_ = {0};
-    int heads = o->check_heads < H ? o->check_heads : (int)H;
-    double *rq = malloc(D * sizeof(double)), *rk = malloc(D * sizeof(double)), *rv = malloc(E * sizeof(double));
-    double *rs0 = malloc(D * E * sizeof(double)), *ro = malloc(E * sizeof(double)),
+    const int heads = o->check_heads < H ? o->check_heads : (int)H;
+    const int64_t row0 = pooled ? slot[0] : 0;
+    double *rq = malloc(T * D * sizeof(double)), *rk = malloc(T * D * sizeof(double)),
+           *rv = malloc(T * E * sizeof(double));
+    double *rs0 = malloc(D * E * sizeof(double)), *ro = malloc(T * E * sizeof(double)),
            *rs = malloc(D * E * sizeof(double));
-    double *gv = o->decay == LA_DECAY_VECTOR_KV ? malloc(E * sizeof(double)) : NULL;
+    double *gv = o->decay == LA_DECAY_VECTOR_KV ? malloc(T * E * sizeof(double)) : NULL;
     for (int hh = 0; hh < heads && rq && rk && rv && rs0 && ro && rs; hh++) {
-        for (int64_t i = 0; i < D; i++) {
-            rq[i] = get(bf[Q].h, o->dtype, hh * D + i);
-            rk[i] = get(bf[K].h, o->dtype, hh * D + i);
+        for (int64_t i = 0; i < T * D; i++) {
+            rq[i] = get(bf[Q].h, o->dtype, hh * T * D + i);
+            rk[i] = get(bf[K].h, o->dtype, hh * T * D + i);
         }
-        for (int64_t i = 0; i < E; i++) rv[i] = get(bf[V].h, o->dtype, hh * E + i);
-        for (int64_t i = 0; i < D * E; i++) rs0[i] = st0[hh * D * E + i];
+        for (int64_t i = 0; i < T * E; i++) rv[i] = get(bf[V].h, o->dtype, hh * T * E + i);
+        const int64_t base = (row0 * H + hh) * D * E;
+        for (int64_t i = 0; i < D * E; i++) rs0[i] = get(st0, sdt, base + i);
         if (gv)
-            for (int64_t i = 0; i < E; i++) gv[i] = ldv[hh * E + i];
-        double *gk = ref_decays(o, ld, hh, 1);
-        ref_forward_recurrent(1, (int)D, (int)E, 1.0, rq, rk, rv, gk, gv, rs0, ro, rs);
-        for (int64_t i = 0; i < E; i++) err_add(&eo, get(bf[O].h, o->dtype, hh * E + i), ro[i]);
-        for (int64_t i = 0; i < D * E; i++) err_add(&es_, ((float *)bf[ST].h)[hh * D * E + i], rs[i]);
+            for (int64_t i = 0; i < T * E; i++) gv[i] = ldv[hh * T * E + i];
+        double *gk = ref_decays(o, ld, hh, T);
+        ref_forward_recurrent(T, (int)D, (int)E, 1.0, rq, rk, rv, gk, gv, rs0, ro, rs);
+        for (int64_t i = 0; i < T * E; i++) err_add(&eo, get(bf[O].h, o->dtype, hh * T * E + i), ro[i]);
+        for (int64_t i = 0; i < D * E; i++) err_add(&es_, get(bf[ST].h, sdt, base + i), rs[i]);
         free(gk);
     }
     row->err_o = err_val(&eo);
@@ -618,7 +653,7 @@ static int bench_decode(const opts_t *o, la_handle_t *h, bdev_t *dev, row_t *row
     free(rs);
     free(gv);
     for (int i = 0; i < NB; i++) buf_drop(dev, &bf[i]);
-    free(s0.h);
+    free(st0);
     return 1;
 }
 
@@ -650,6 +685,12 @@ int main(int argc, char **argv) {
            o.backend == LA_BACKEND_CUDA ? "CUDA" : "CPU", dev.name, op_name(o.op), dtype_name(o.dtype),
            decay_name(o.decay), o.learnable ? " (learnable: backward returns d ld)" : "", (long long)o.B,
            (long long)o.H, (long long)o.D, (long long)o.E, o.reps, o.copy_gbps);
+    if (o.op == OP_DECODE)
+        printf("decode: %lld token%s a sequence, %s (N below = tokens)\n", (long long)o.tokens,
+               o.tokens == 1 ? "" : "s",
+               o.pool < 0                ? "dense f32 states in place"
+               : o.pool == LA_DTYPE_BF16 ? "bf16 pool by slot"
+                                         : "f32 pool by slot");
     printf("%8s %10s %10s %8s %10s %10s %8s %12s %10s %10s\n", "N", "fwd_ms", "fwd_GF/s", "fwd_xfl", "bwd_ms",
            "bwd_GF/s", "bwd_xfl", "fwd+bwd_ms", e1, e2);
     FILE *js = o.json ? fopen(o.json, "w") : NULL;
