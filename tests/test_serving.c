@@ -437,6 +437,13 @@ static void check_pooled_call(la_handle_t *h, sv_t *c) {
     bytes_free(init_dev, c->init);
 }
 
+/* Case i of a test: its seed (printed by every failing line) and its generator. */
+static uint64_t case_seed(uint64_t base, const char *name, int i, tu_rng_t *r) {
+    const uint64_t seed = base ^ tu_hash_str(name) ^ (uint64_t)i * 0x9e3779b97f4a7c15ull;
+    tu_rng_seed(r, seed);
+    return seed;
+}
+
 static const la_decay_t KINDS[5] = {LA_DECAY_NONE, LA_DECAY_SCALAR_HEAD, LA_DECAY_SCALAR_TOKEN, LA_DECAY_VECTOR_K,
                                     LA_DECAY_VECTOR_KV};
 
@@ -473,9 +480,8 @@ static void test_pooled(la_handle_t *h, uint64_t base) {
     const char *names[3] = {"pool_forward", "pool_state_forward", "pool_decode"};
     for (int o = 0; o < 3; o++)
         for (int i = 0; i < 24; i++) {
-            const uint64_t seed = base ^ tu_hash_str(names[o]) ^ (uint64_t)i * 0x9e3779b97f4a7c15ull;
             tu_rng_t r;
-            tu_rng_seed(&r, seed);
+            const uint64_t seed = case_seed(base, names[o], i, &r);
             sv_t c;
             draw_case(&c, ops[o], seed, names[o], &r);
             sv_setup(&c, &r);
@@ -505,9 +511,8 @@ static void test_pooled(la_handle_t *h, uint64_t base) {
 
 static void test_commit_equals_steps(la_handle_t *h, uint64_t base) {
     for (int i = 0; i < 10; i++) {
-        const uint64_t seed = base ^ tu_hash_str("commit") ^ (uint64_t)i * 0x9e3779b97f4a7c15ull;
         tu_rng_t r;
-        tu_rng_seed(&r, seed);
+        const uint64_t seed = case_seed(base, "commit", i, &r);
         sv_t c;
         draw_case(&c, LA_OP_DECODE, seed, "commit_equals_steps", &r);
         c.pool_dt = LA_DTYPE_F32;
@@ -589,9 +594,8 @@ static void test_commit_equals_steps(la_handle_t *h, uint64_t base) {
 
 static void test_prefill_then_decode(la_handle_t *h, uint64_t base) {
     for (int i = 0; i < 8; i++) {
-        const uint64_t seed = base ^ tu_hash_str("continue") ^ (uint64_t)i * 0x9e3779b97f4a7c15ull;
         tu_rng_t r;
-        tu_rng_seed(&r, seed);
+        const uint64_t seed = case_seed(base, "continue", i, &r);
         sv_t c;
         draw_case(&c, LA_OP_FORWARD, seed, "prefill_then_decode", &r);
         if (c.packed) { /* batch rows here: decode steps read token n of each row */
@@ -666,9 +670,8 @@ static void test_prefill_then_decode(la_handle_t *h, uint64_t base) {
 
 static void test_checkpoints(la_handle_t *h, uint64_t base) {
     for (int i = 0; i < 16; i++) {
-        const uint64_t seed = base ^ tu_hash_str("checkpoints") ^ (uint64_t)i * 0x9e3779b97f4a7c15ull;
         tu_rng_t r;
-        tu_rng_seed(&r, seed);
+        const uint64_t seed = case_seed(base, "checkpoints", i, &r);
         sv_t c;
         const la_op_t op = i % 3 == 2 ? LA_OP_STATE_FORWARD : LA_OP_FORWARD;
         draw_case(&c, op, seed, "checkpoints", &r);
