@@ -43,16 +43,28 @@ _TDT = {torch.float32: C.DTYPE_F32, torch.float16: C.DTYPE_F16, torch.bfloat16: 
 _F32 = torch.float32
 _U8 = torch.uint8
 
-# la_problem_t from batch (offset 8) to max_seqlen; la_tensor_t (48 bytes).
-_pack_problem = struct.Struct("<5qifQqi4xq").pack_into
+# la_problem_t from batch (offset 8) to checkpoint_interval, packed whole by
+# every call (so no call inherits the previous one's interval); la_tensor_t
+# (48 bytes); la_state_pool_t (104 bytes: states, num_slots, index_dtype and
+# the five index pointers), packed whole, or zeroed whole when a call has no
+# pool: a stale slot pointer would make the library refuse the call ("given
+# without pool.states") or, worse, read freed memory.
+_pack_problem = struct.Struct("<5qifQqi4xqq").pack_into
 _pack_tensor = struct.Struct("<Qi4x4q").pack_into
 _pack_null = struct.Struct("<Q").pack_into
-_SLOT = {name: C._Tensors.__dict__[name].offset for name in C.TENSOR_FIELDS}
-_Q, _K, _V, _LD, _LDV, _S0, _O, _SN, _DO, _DSN, _DQ, _DK, _DV, _DLD, _DLDV, _DS0 = (_SLOT[n] for n in C.TENSOR_FIELDS)
+_POOL_STRUCT = struct.Struct("<Qi4x4qqi4x5Q")
+_pack_pool = _POOL_STRUCT.pack_into
+_ZERO_POOL = bytes(_POOL_STRUCT.size)
+assert C._Problem.checkpoint_interval.offset == 8 + struct.calcsize("<5qifQqi4xq")
+assert _POOL_STRUCT.size == ctypes.sizeof(C._Pool)
+_SLOT = {name: C._Tensors.__dict__[name].offset for name in C.TENSOR_FIELDS + ("checkpoints",)}
+_Q, _K, _V, _LD, _LDV, _S0, _O, _SN, _DO, _DSN, _DQ, _DK, _DV, _DLD, _DLDV, _DS0, _CKPT = (
+    _SLOT[n] for n in C.TENSOR_FIELDS + ("checkpoints",))
+_POOL = C._Tensors.pool.offset
 _BIT = {off: 1 << i for i, off in enumerate(_SLOT.values())}
 _SLOTS = list(_SLOT.values())
-_B_Q, _B_K, _B_V, _B_LD, _B_LDV, _B_S0, _B_O, _B_SN, _B_DO, _B_DSN, _B_DQ, _B_DK, _B_DV, _B_DLD, _B_DLDV, _B_DS0 = (
-    1 << i for i in range(16))
+(_B_Q, _B_K, _B_V, _B_LD, _B_LDV, _B_S0, _B_O, _B_SN, _B_DO, _B_DSN, _B_DQ, _B_DK, _B_DV, _B_DLD, _B_DLDV, _B_DS0,
+ _B_CKPT, _B_POOL) = (1 << i for i in range(18))
 
 _HAS_EXECUTE = C.has("la_execute")
 _execute = lib.la_execute if _HAS_EXECUTE else None
@@ -235,6 +247,8 @@ def _run(h, op, mask):
             for off in _SLOTS:
                 if stale & _BIT[off]:
                     _pack_null(tb, off, 0)
+            if stale & _B_POOL:
+                ctypes.memmove(h.ta + _POOL, _ZERO_POOL, len(_ZERO_POOL))
         h.mask = mask
     if h.check != _settings["check"]:
         h.apply_settings()
@@ -399,7 +413,7 @@ def cu_seqlens_for(cu, index):
     return cu
 
 
-def _inputs(h, ref, q, k, v, ld, ldk, ldv, s0, cu, max_seqlen, scale, bhnd):
+def _inputs(h, ref, q, k, v, ld, ldk, ldv, s0, cu, max_seqlen, scale, bhnd, interval=0):
     """Check and describe what every operation reads (q when given, k, v,
     decays, initial state, packing) into h's structs.  Returns
     (mask, S, H, D, E, kind, cu) with cu the offsets tensor passed (kept
@@ -489,7 +503,7 @@ def _inputs(h, ref, q, k, v, ld, ldk, ldv, s0, cu, max_seqlen, scale, bhnd):
             raise _device_error("initial_state", s0, ref)
         _state(tb, _S0, s0, "initial_state")
         mask |= _B_S0
-    _pack_problem(h.prob, 8, B, H, N, D, E, kind, scale, cu_ptr, ns, on_dev, max_seqlen or 0)
+    _pack_problem(h.prob, 8, B, H, N, D, E, kind, scale, cu_ptr, ns, on_dev, max_seqlen or 0, interval)
     return mask, S, H, D, E, kind, cu
 
 
@@ -604,6 +618,132 @@ def decode(q, k, v, state, ld, ldk, ldv, scale, bhnd):
     o = torch.empty_like(v)  # q's dtype (the caller cast both), v's shape; cheaper than new_empty
     _token(tb, _O, o, bhnd, "o")
     _run(h, C.OP_DECODE, mask | _B_S0 | _B_SN | _B_O)
+    return o
+
+
+# ---- serving: state pools -------------------------------------------------------------------
+
+_IDX = {torch.int32: C.INDEX_I32, torch.int64: C.INDEX_I64}
+_I64 = torch.int64
+_FLAGS = (torch.bool, torch.uint8)
+
+
+def _index(x, name, shape, ref, index, flags=False):
+    """Check an index tensor the library reads through a bare pointer: it
+    cannot see its extent, device or layout, so they are checked here.
+    Contiguity is required rather than made: a copy would be a new tensor
+    each call, where a CUDA graph or a serving loop expects its own static
+    index tensors to be the ones read."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError("%s must be a tensor, got %s" % (name, type(x).__name__))
+    if flags:
+        if x.dtype not in _FLAGS:
+            raise TypeError("%s must be a bool or uint8 tensor (0 = start from zeros), got %s" % (name, x.dtype))
+    elif x.dtype not in _IDX:
+        raise TypeError("%s must be an int32 or int64 tensor of slot indices, got %s" % (name, x.dtype))
+    if tuple(x.shape) != shape:
+        raise _bad_shape(name, x.shape, shape)
+    if not _on(x, index):
+        where = "the CPU" if index < 0 else "cuda:%d (the library reads it on the device)" % index
+        raise ValueError("%s is on %s, q/k is on %s: slot indices must be on %s" % (name, x.device, ref.device,
+                                                                                     where))
+    if not x.is_contiguous():
+        raise ValueError("%s must be contiguous (row-major %s), got strides %s" % (name, list(shape),
+                                                                                   list(x.stride())))
+
+
+def _pool(h, ref, pool, slots, write_slots, has_init, token_slots, num_accepted, S, H, D, E, T):
+    """Check and describe the state pool and its index arrays into h's
+    la_state_pool_t (one pack of the whole struct, so no field of an earlier
+    call survives).  The index tensors of a call share one dtype; when they
+    differ they are all widened to int64 (lossless: narrowing could wrap an
+    out-of-range slot onto a valid one, which the library could then not
+    refuse).  Returns the index tensors passed, to be kept alive until the
+    call returns."""
+    index = h.index
+    ps = pool.shape
+    if len(ps) != 4 or ps[1] != H or ps[2] != D or ps[3] != E:
+        raise _bad_shape("pool", ps, ("num_slots", H, D, E))
+    if not _on(pool, index):
+        raise _device_error("pool", pool, ref)
+    pdt = _TDT.get(pool.dtype)
+    if pdt is None:
+        raise TypeError("the state pool must be float32 or bfloat16, got %s" % pool.dtype)
+    _index(slots, "slots", (S,), ref, index)
+    dt = slots.dtype
+    mixed = False
+    if write_slots is not None:
+        _index(write_slots, "write_slots", (S,), ref, index)
+        mixed = write_slots.dtype != dt
+    if has_init is not None:
+        _index(has_init, "has_initial_state", (S,), ref, index, flags=True)
+    if token_slots is not None:
+        _index(token_slots, "token_slots", (S, T), ref, index)
+        mixed = mixed or token_slots.dtype != dt
+    if num_accepted is not None:
+        if token_slots is None:
+            raise ValueError("num_accepted needs token_slots (it counts the draft tokens kept there)")
+        _index(num_accepted, "num_accepted", (S,), ref, index)
+        mixed = mixed or num_accepted.dtype != dt
+    if mixed:
+        dt = _I64
+        slots, write_slots, token_slots, num_accepted = (
+            None if x is None else x.to(_I64) for x in (slots, write_slots, token_slots, num_accepted))
+    st = pool.stride()
+    _pack_pool(h.tens, _POOL, pool.data_ptr(), pdt, st[0], st[1], st[2], st[3], ps[0], _IDX[dt], slots.data_ptr(),
+               0 if write_slots is None else write_slots.data_ptr(), 0 if has_init is None else has_init.data_ptr(),
+               0 if token_slots is None else token_slots.data_ptr(),
+               0 if num_accepted is None else num_accepted.data_ptr())
+    return slots, write_slots, token_slots, num_accepted
+
+
+def decode_pool(q, k, v, pool, slots, write_slots, has_init, token_slots, num_accepted, ld, ldk, ldv, scale, bhnd):
+    """T >= 1 tokens a sequence from and into a state pool, by slot; returns o."""
+    h = _handle_of(q)
+    mask, S, H, D, E, _, _ = _inputs(h, q, q, k, v, ld, ldk, ldv, None, None, 0, scale, bhnd)
+    keep = _pool(h, q, pool, slots, write_slots, has_init, token_slots, num_accepted, S, H, D, E,
+                 q.shape[2] if bhnd else q.shape[1])
+    o = torch.empty_like(v)  # q's dtype (the caller cast both), v's shape
+    _token(h.tens, _O, o, bhnd, "o")
+    _run(h, C.OP_DECODE, mask | _B_O | _B_POOL)
+    del keep
+    return o
+
+
+def checkpoint_rows(ref, cu, interval, bhnd):
+    """Rows of the checkpoints tensor: B * (N // interval), or N // interval
+    when packed (enough for any offsets)."""
+    N = ref.shape[2] if bhnd else ref.shape[1]
+    return (N // interval) * (1 if cu is not None else ref.shape[0])
+
+
+def prefill_pool(q, k, v, pool, slots, write_slots, has_init, ld, ldk, ldv, cu, max_seqlen, scale, bhnd, interval,
+                 checkpoints):
+    """The forward (q given) or the state-only pass (q None) from and into a
+    state pool, packed or not, with checkpoints every interval tokens when
+    interval > 0; returns o (None without q)."""
+    ref = q if q is not None else k
+    h = _handle_of(ref)
+    mask, S, H, D, E, _, cu = _inputs(h, ref, q, k, v, ld, ldk, ldv, None, cu, max_seqlen, scale, bhnd, interval)
+    keep = _pool(h, ref, pool, slots, write_slots, has_init, None, None, S, H, D, E, 0)
+    mask |= _B_POOL
+    tb = h.tens
+    if checkpoints is not None:
+        if interval > 0:
+            want = (checkpoint_rows(ref, cu, interval, bhnd), H, D, E)
+            if checkpoints.shape != want:
+                raise _bad_shape("checkpoints", checkpoints.shape, want)
+        if not _on(checkpoints, h.index):
+            raise _device_error("checkpoints", checkpoints, ref)
+        _state(tb, _CKPT, checkpoints, "checkpoints")
+        mask |= _B_CKPT
+    o = None
+    if q is not None:
+        o = torch.empty_like(v)
+        _token(tb, _O, o, bhnd, "o")
+        mask |= _B_O
+    _run(h, C.OP_FORWARD if q is not None else C.OP_STATE_FORWARD, mask)
+    del keep
     return o
 
 
