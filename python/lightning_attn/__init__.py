@@ -22,10 +22,11 @@ except ImportError:  # the numpy interface (lightning_attn.cpu) still works
     _torch = None
 
 if _torch is not None:
-    from .ops import (check_errors, lightning_attn_decode, lightning_attn_func, lightning_attn_state,
-                      set_value_checks)
+    from .ops import (check_errors, lightning_attn_decode, lightning_attn_func, lightning_attn_prefill,
+                      lightning_attn_state, set_value_checks)
 
-__all__ = ["lightning_attn_func", "lightning_attn_decode", "lightning_attn_state", "build_slope_tensor",
-           "alibi_slopes", "layer_factor", "set_value_checks", "check_errors", "backend_available", "build_info",
+__all__ = ["lightning_attn_func", "lightning_attn_decode", "lightning_attn_prefill", "lightning_attn_state",
+           "build_slope_tensor", "alibi_slopes", "layer_factor", "set_value_checks", "check_errors",
+           "backend_available", "build_info",
            "LightningAttnError", "LightningAttnValueError", "LightningAttnNotSupported", "LightningAttnMemoryError",
            "LightningAttnRuntimeError", "BACKEND_CPU", "BACKEND_CUDA"]

@@ -8,7 +8,10 @@ Custom ops (namespace lightning_attn), used under torch.compile only:
     bwd        ... , dO, d final state        -> dq, dk, dv, decay grads, d initial state
     state_fwd  k, v, decays, initial state    -> final state
     state_bwd  ... , d final state            -> dk, dv, decay grads, d initial state
-    decode     one token, the state updated in place -> o
+    decode     T tokens, the dense state updated in place -> o
+    decode_pool   T tokens from and into a state pool by slot (the pool mutated) -> o
+    prefill_pool  the forward or state-only pass from and into a state pool, with
+                  checkpoints (pool and checkpoints mutated) -> o
 Absent outputs are empty tensors (custom ops return tensors, not None).
 Eager calls skip the dispatcher: a custom op call costs tens of microseconds
 of host time per call (schema parsing, dispatch keys, autograd wrapping),
@@ -168,6 +171,36 @@ def _decode(q: Tensor, k: Tensor, v: Tensor, state: Tensor, ld: Optional[Tensor]
 @_decode.register_fake
 def _(q, k, v, state, ld, ldk, ldv, scale, layout):
     return q.new_empty(q.shape[:3] + (v.shape[3],))
+
+
+@torch.library.custom_op("lightning_attn::decode_pool", mutates_args=("pool",))
+def _decode_pool(q: Tensor, k: Tensor, v: Tensor, pool: Tensor, slots: Tensor, write_slots: Optional[Tensor],
+                 has_initial_state: Optional[Tensor], token_slots: Optional[Tensor], num_accepted: Optional[Tensor],
+                 ld: Optional[Tensor], ldk: Optional[Tensor], ldv: Optional[Tensor], scale: float,
+                 layout: str) -> Tensor:
+    return R.decode_pool(q, k, v, pool, slots, write_slots, has_initial_state, token_slots, num_accepted, ld, ldk,
+                         ldv, scale, layout == "bhnd")
+
+
+@_decode_pool.register_fake
+def _(q, k, v, pool, slots, write_slots, has_initial_state, token_slots, num_accepted, ld, ldk, ldv, scale, layout):
+    return q.new_empty(q.shape[:3] + (v.shape[3],))
+
+
+@torch.library.custom_op("lightning_attn::prefill_pool", mutates_args=("pool", "checkpoints"))
+def _prefill_pool(q: Optional[Tensor], k: Tensor, v: Tensor, pool: Tensor, slots: Tensor,
+                  write_slots: Optional[Tensor], has_initial_state: Optional[Tensor], ld: Optional[Tensor],
+                  ldk: Optional[Tensor], ldv: Optional[Tensor], cu_seqlens: Optional[Tensor], scale: float,
+                  layout: str, max_seqlen: int, checkpoint_interval: int, checkpoints: Optional[Tensor]) -> Tensor:
+    o = R.prefill_pool(q, k, v, pool, slots, write_slots, has_initial_state, ld, ldk, ldv, cu_seqlens, max_seqlen,
+                       scale, layout == "bhnd", checkpoint_interval, checkpoints)
+    return o if o is not None else _empty(k)
+
+
+@_prefill_pool.register_fake
+def _(q, k, v, pool, slots, write_slots, has_initial_state, ld, ldk, ldv, cu_seqlens, scale, layout, max_seqlen,
+      checkpoint_interval, checkpoints):
+    return q.new_empty(q.shape[:3] + (v.shape[3],)) if q is not None else _empty(k)
 
 
 # ---- eager autograd ---------------------------------------------------------------------
@@ -376,25 +409,152 @@ def lightning_attn_state(k, v, s=None, *, ld=None, ldk=None, ldv=None, initial_s
     return R.state_forward(kc, vc, ld, ldk, ldv, s0, cu_seqlens, layout == "bhnd", max_seqlen or 0)
 
 
-def lightning_attn_decode(q, k, v, state, s=None, *, ld=None, ldk=None, ldv=None, scale=1.0, layout="bhnd"):
-    """One decode step: q, k, v of one token per sequence ([B, H, 1, *] or
-    [B, 1, H, *] by layout, or [B, H, *]); state float32 [B, H, D, E] is
-    updated in place (S <- decayed S + k^T v); returns o shaped like v.
-    Inference only (no autograd).  One call into the C library; capturable
-    in a CUDA graph (torch.cuda.graph) with the state as a static tensor."""
+def _token_decays(ld, ldk, ldv, dim):
+    """Decays of a squeezed single-token call ([B, H] / [B, H, D]) with the
+    token dimension put back."""
+    if ld is not None and ld.dim() == 2:  # per token [B, H] of a single step
+        ld = ld.unsqueeze(dim)
+    if ldk is not None and ldk.dim() == 3:
+        ldk = ldk.unsqueeze(dim)
+    if ldv is not None and ldv.dim() == 3:
+        ldv = ldv.unsqueeze(dim)
+    return ld, ldk, ldv
+
+
+def lightning_attn_decode(q, k, v, state, s=None, *, ld=None, ldk=None, ldv=None, scale=1.0, layout="bhnd",
+                          slots=None, write_slots=None, has_initial_state=None, token_slots=None, num_accepted=None):
+    """Decode: T >= 1 new tokens per sequence, stepped by the recurrence
+    token by token, the states read and written in place.  Returns o shaped
+    like v.  Inference only: nothing here records autograd history.
+
+    q, k, v: [B, H, T, *] (layout="bhnd") or [B, T, H, *] ("bnhd"), or
+    [B, H, *] for one token (o is squeezed back).  Decays as in
+    lightning_attn_func, per-token ones over the T tokens ([B, H, T] for a
+    scalar per token; [B, H] and [B, H, D] for a squeezed single token).
+
+    Without slots: state is the dense float32 [B, H, D, E], updated in place
+    to the state after the T tokens.
+
+    With slots (a serving engine's state pool): state is a pool [num_slots,
+    H, D, E], float32 or bfloat16 (stored rounded, computed in fp32), with
+    any strides (a value-major [num_slots, H, E, D] pool passed as
+    pool.transpose(-1, -2)).  Index tensors live on q's device, contiguous:
+      slots [B]           int32 or int64: sequence i starts from
+                          state[slots[i]]; a negative slot is padding (o is
+                          zeros, nothing is read or written)
+      write_slots [B]     optional: where the final state goes (default: the
+                          read slot); negative: not kept
+      has_initial_state [B]  optional bool/uint8: 0 starts from zeros (a
+                          fresh sequence; its slot is not read)
+      token_slots [B, T]  optional (speculative decoding): the state after
+                          token t goes to state[token_slots[i, t]] (negative:
+                          not kept); write_slots must then be None, and the
+                          read slot is not written
+      num_accepted [B]    optional, with token_slots: n > 0 starts sequence i
+                          from state[token_slots[i, n - 1]] (the state after
+                          its last accepted draft token of the previous call,
+                          which passed the same token_slots) instead of
+                          slots[i]; 0 starts from slots[i]
+    Index tensors of different integer dtypes are all widened to int64.  The
+    library checks the slot values (range; no slot written twice; no slot
+    read by one sequence and written by another): a bad one raises
+    LightningAttnValueError with status LA_STATUS_BAD_SLOT and nothing
+    written (on the GPU they are checked like decays, see
+    set_value_checks).
+
+    One call into the C library; nothing waits for the GPU and nothing reads
+    the index tensors on the host, so a step is capturable in a CUDA graph
+    with static index tensors whose values change between replays."""
     _check_layout(layout)
     squeeze = q.dim() == 3
+    tdim = 2 if layout == "bhnd" else 1
     if squeeze:
-        q, k, v = (x.unsqueeze(2 if layout == "bhnd" else 1) for x in (q, k, v))
-    if state.dtype != torch.float32:
-        raise TypeError("the decode state must be float32 (it is updated in place), got %s" % state.dtype)
+        q, k, v = (x.unsqueeze(tdim) for x in (q, k, v))
+    if slots is None:
+        if write_slots is not None or has_initial_state is not None or token_slots is not None or \
+                num_accepted is not None:
+            raise ValueError("write_slots, has_initial_state, token_slots and num_accepted index a state pool: "
+                             "pass slots too (and the pool as state)")
+        if state.dtype != torch.float32:
+            raise TypeError("the decode state must be float32 (it is updated in place), got %s; a bfloat16 state "
+                            "is stored in a pool (pass slots)" % state.dtype)
+    elif token_slots is not None and write_slots is not None:
+        raise ValueError("give write_slots or token_slots, not both: with token_slots the states go to the token "
+                         "slots")
     dt = _compute_dtype(q, k, v)
     ld, ldk, ldv = _decays(s, ld, ldk, ldv, k)
-    if ld is not None and ld.dim() == 2:  # per token [B, H] of a single step
-        ld = ld.unsqueeze(2 if layout == "bhnd" else 1)
+    if squeeze:
+        ld, ldk, ldv = _token_decays(ld, ldk, ldv, tdim)
     qc, kc, vc = _cast(q, dt), _cast(k, dt), _cast(v, dt)
-    if _is_compiling():
-        o = _decode(qc, kc, vc, state, ld, ldk, ldv, float(scale), layout)
+    if slots is None:
+        if _is_compiling():
+            o = _decode(qc, kc, vc, state, ld, ldk, ldv, float(scale), layout)
+        else:
+            o = R.decode(qc, kc, vc, state, ld, ldk, ldv, float(scale), layout == "bhnd")
+    elif _is_compiling():
+        o = _decode_pool(qc, kc, vc, state, slots, write_slots, has_initial_state, token_slots, num_accepted, ld,
+                         ldk, ldv, float(scale), layout)
     else:
-        o = R.decode(qc, kc, vc, state, ld, ldk, ldv, float(scale), layout == "bhnd")
-    return o.squeeze(2 if layout == "bhnd" else 1) if squeeze else o
+        o = R.decode_pool(qc, kc, vc, state, slots, write_slots, has_initial_state, token_slots, num_accepted, ld,
+                          ldk, ldv, float(scale), layout == "bhnd")
+    return o.squeeze(tdim) if squeeze else o
+
+
+def lightning_attn_prefill(q, k, v, s=None, *, ld=None, ldk=None, ldv=None, scale=1.0, pool, slots,
+                           write_slots=None, has_initial_state=None, cu_seqlens=None, max_seqlen=None,
+                           layout="bhnd", checkpoint_interval=0, checkpoints=None):
+    """Prefill from and into a state pool: the forward of lightning_attn_func
+    (packed or not) whose initial states are read from pool[slots[i]] and
+    whose final states are written to pool[write_slots[i]] (default: the
+    read slot), in place.  Inference only: no autograd (the pool is
+    mutated in place, which a backward could not replay).
+
+    q, k, v, decays, scale, cu_seqlens, max_seqlen, layout: as in
+    lightning_attn_func (one sequence per batch row, or B = 1 and
+    cu_seqlens; S = B or num_seqs sequences).  q = None runs the state-only
+    pass (no o is computed or returned): filling the pool for a prompt whose
+    outputs are not needed.
+
+    pool [num_slots, H, D, E]: float32 or bfloat16, any strides.  slots [S],
+    write_slots [S], has_initial_state [S]: as in lightning_attn_decode
+    (negative slot = padding: o zeros, nothing read or written; a negative
+    write slot keeps o but writes no state; has_initial_state 0 starts a
+    fresh sequence from zeros without reading its slot, so a freed slot
+    needs no clearing).
+
+    checkpoint_interval c > 0 (a multiple of 64): also write each sequence's
+    state after every c of its tokens (c, 2c, ... up to its length) to
+    checkpoints, [rows, H, D, E] float32 or bfloat16 with rows = B * (N // c),
+    or N // c when packed (sequence i's first row is the sum of
+    len_j // c over j < i; rows past the last checkpoint are untouched).
+    A caller's tensor is written in place; None allocates a float32 one.
+    These are the states a prefix cache keeps: a later request sharing the
+    first m * c tokens starts from row m - 1 (copy it into a slot).
+
+    Returns o (None when q is None), or (o, checkpoints) when
+    checkpoint_interval > 0.  One call into the C library, capturable in a
+    CUDA graph like lightning_attn_decode."""
+    _check_layout(layout)
+    interval = int(checkpoint_interval)
+    ref = q if q is not None else k
+    if k is None or v is None:
+        raise ValueError("%s is required (got None)" % ("v" if v is None else "k"))
+    dt = _compute_dtype(ref, k, v)
+    ld, ldk, ldv = _decays(s, ld, ldk, ldv, k)
+    qc = _cast(q, dt) if q is not None else None
+    kc, vc = _cast(k, dt), _cast(v, dt)
+    if interval > 0 and checkpoints is None:
+        rows = R.checkpoint_rows(ref, cu_seqlens, interval, layout == "bhnd")
+        H = ref.shape[1] if layout == "bhnd" else ref.shape[2]
+        checkpoints = ref.new_empty((rows, H, ref.shape[3], v.shape[3]), dtype=torch.float32)
+    if _is_compiling():
+        o = _prefill_pool(qc, kc, vc, pool, slots, write_slots, has_initial_state, ld, ldk, ldv, cu_seqlens,
+                          float(scale), layout, max_seqlen or 0, interval, checkpoints)
+        if q is None:
+            o = None
+    else:
+        o = R.prefill_pool(qc, kc, vc, pool, slots, write_slots, has_initial_state, ld, ldk, ldv, cu_seqlens,
+                           max_seqlen or 0, float(scale), layout == "bhnd", interval, checkpoints)
+    if o is not None and q.dtype == torch.float64 and dt == torch.float32:
+        o = o.to(torch.float64)
+    return (o, checkpoints) if interval > 0 else o
