@@ -96,7 +96,9 @@ class Block(nn.Module):
         self.attn = LightningLayer(dim, heads, layer_idx, num_layers)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
-    def _mlp(self, x):
+    def forward(self, x, attend):
+        """attend: how the attention runs on the normed input (whole, prefill or decode)."""
+        x = x + attend(self.n1(x))
         return x + self.mlp(self.n2(x))
 
 
@@ -113,21 +115,21 @@ class TinyLM(nn.Module):
         """tokens [N] of one request -> logits [N, vocab]."""
         x = self.emb(tokens)[None]
         for b in self.blocks:
-            x = b._mlp(x + b.attn(b.n1(x)))
+            x = b(x, b.attn)
         return self.head(self.norm(x))[0]
 
     def prefill(self, tokens, pools, slots, fresh, cu, last, max_seqlen):
         """tokens [N]: packed prompts -> logits [S, vocab] of each prompt's last token."""
         x = self.emb(tokens)
         for b, pool in zip(self.blocks, pools):
-            x = b._mlp(x + b.attn.prefill(b.n1(x), pool, slots, fresh, cu, max_seqlen))
+            x = b(x, lambda h: b.attn.prefill(h, pool, slots, fresh, cu, max_seqlen))
         return self.head(self.norm(x[last]))
 
     def decode(self, tokens, pools, slots):
         """tokens [B]: one token of each request -> logits [B, vocab]."""
         x = self.emb(tokens)
         for b, pool in zip(self.blocks, pools):
-            x = b._mlp(x + b.attn.decode(b.n1(x), pool, slots))
+            x = b(x, lambda h: b.attn.decode(h, pool, slots))
         return self.head(self.norm(x))
 
 
