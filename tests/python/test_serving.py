@@ -501,6 +501,24 @@ def test_checkpoints_equal_the_states_at_every_interval(device, packed, ckpt_dty
     assert_close(_np(ck2[:row]), _np(ckpt[:row]), tol, "state-only checkpoints")
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@served
+def test_checkpoints_of_prompts_shorter_than_the_interval(device):
+    """No row to write: an empty checkpoints tensor (torch gives it no
+    address), the prefill itself as without checkpoints."""
+    B, H, N, D, E, slots_n = 2, 2, 40, 16, 8, 4
+    q, k, v = tokens(B, H, N, D, E, "bhnd", device, 125)
+    dec, refdec = decays("s", B, H, N, D, E, "bhnd", device, 125)
+    pool = random_pool(slots_n, H, D, E, device, 125)
+    before = pool.clone()
+    o, ck = lightning_attn_prefill(q, k, v, **dec, pool=pool, slots=idx([3, 0], torch.int32, device),
+                                   checkpoint_interval=64)
+    assert ck.shape == (0, H, D, E)
+    o_ref, want = ref_step(q, k, v, refdec, _np(before), [3, 0], [3, 0], [1, 1], 1.0, "bhnd")
+    assert_close(_np(o), o_ref, TOL, "o")
+    check_pool(pool, before, want, {3, 0}, TOL, "pool")
+
+
 # ---- errors --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("device", DEVICES)
