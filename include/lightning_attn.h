@@ -119,6 +119,13 @@
  *     states[token_slot[i*T + t]] (write_slot must then be NULL); the next
  *     step passes num_accepted[i] = the accepted length and starts sequence i
  *     from the state after its last accepted token, so nothing is recomputed.
+ *     num_accepted indexes THIS call's token_slot with THIS call's T: pass
+ *     the same table and T as the step that wrote the drafts (a table of
+ *     slots each sequence owns), or move the accepted state to read_slot
+ *     yourself before changing them;
+ * A pool is used whenever pool.states.data is set: a binding that reuses
+ * one la_tensors_t across calls must clear the whole pool struct (or call
+ * la_tensors_init) before a call without one.
  * Slots are distinct: no slot is written twice in one call, and no sequence
  * reads a slot that another sequence of the call writes.  Slot values are
  * data: the CPU backend checks them before anything is written
@@ -133,7 +140,9 @@
  * tokens) to tensors.checkpoints, f32 or bf16 [C, H, D, E]: sequence i's
  * first checkpoint is row sum over j < i of floor(len_j / c).  C is
  * B * floor(N / c) for a batch and floor(N / c) for a packed batch (enough
- * rows for any offsets); rows past the last checkpoint are left untouched.
+ * rows for any offsets; checkpoints may be NULL when C is 0); rows past the
+ * last checkpoint are left untouched, and a padding sequence's rows are
+ * zeros, like its o.
  *
  * Minimal use (forward, bf16, [B,H,N,D] contiguous):
  *

@@ -71,7 +71,8 @@ static enum role role_of(const la_plan_t *pl, la_tensor_id_t id) {
     if (!decay_uses(pl->p.decay, id)) return UNUSED;
     enum role r = (enum role)tensor_roles[pl->op][id];
     if (pl->t.pool.states.data && (id == LA_T_S0 || id == LA_T_SN)) return UNUSED;
-    if (id == LA_T_CKPT && r != UNUSED) return pl->p.checkpoint_interval > 0 ? OUT_REQ : UNUSED;
+    if (id == LA_T_CKPT && r != UNUSED) /* no rows (every sequence shorter than the interval): may be NULL */
+        return pl->p.checkpoint_interval <= 0 ? UNUSED : la_plan_checkpoint_rows(pl) > 0 ? OUT_REQ : OUT_OPT;
     return r;
 }
 
