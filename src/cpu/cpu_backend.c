@@ -90,9 +90,11 @@ static size_t cpu_workspace_size(const la_plan_t *pl, const void *bplan) {
 static void cpu_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t len) {
     static const char *ops[] = {"forward", "backward", "decode", "state forward", "state backward"};
     const cpu_plan_t *c = (const cpu_plan_t *)bplan;
-    snprintf(buf, len, "cpu %s: %s kernels, %lld (sequence, head) items on %d thread%s, workspace %zu bytes",
+    snprintf(buf, len, "cpu %s: %s kernels, %lld (sequence, head) items on %d thread%s%s%s, workspace %zu bytes",
              ops[pl->op], is_vector_kind(pl->p.decay) ? "vector-decay" : "scalar-decay",
-             (long long)(pl->num_seqs * pl->p.heads), c->threads, c->threads == 1 ? "" : "s", c->workspace);
+             (long long)(pl->num_seqs * pl->p.heads), c->threads, c->threads == 1 ? "" : "s",
+             pl->has_pool ? ", states by slot from a pool" : "", pl->has_checkpoints ? ", checkpoints" : "",
+             c->workspace);
 }
 
 /* View of token tensor t for (sequence s, head h). */
