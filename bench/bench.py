@@ -520,6 +520,7 @@ def main():
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--decode-max-n", type=int, default=None, help="LASD_R (a decode loop) up to this N")
+    ap.add_argument("--no-serving", action="store_true", help="leave out the serving tables (bench/serving.py)")
     ap.add_argument("--out", default="build/bench", help="folder for results.json and the plots")
     ap.add_argument("--plot-from", help="print the tables and plot a results.json, run nothing")
     args = ap.parse_args()
@@ -528,6 +529,9 @@ def main():
         with open(args.plot_from) as f:
             results = json.load(f)
         print_tables(results)
+        if results.get("serving"):
+            import serving
+            serving.print_tables(results["serving"])
         for p in plot(results, os.path.dirname(os.path.abspath(args.plot_from))):
             print("plot:", p)
         return
@@ -574,6 +578,12 @@ def main():
              "; fla %s (FLA_* columns: its chunk_gla / chunk_simple_gla, layout [B, N, H, D], scale 1)" % m["fla"]
              if m.get("fla") else ""))
     print_tables(results)
+    if not args.no_serving:  # decode from dense states and pools, mixed batches (bench/serving.py)
+        import serving
+        log("serving tables")
+        results["serving"] = serving.run(device, dtype, m["copy_bandwidth_GBps"], args.reps * 2)
+        sys.stderr.write("\r\033[K")
+        serving.print_tables(results["serving"])
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "results.json")
     with open(path, "w") as f:
