@@ -478,46 +478,88 @@ static la_status_t run_vector(const la_plan_t *pl, const la_tile_plan_t *tp, cha
     return run_vector_split(pl, tp, &p, ws, stream, msg);
 }
 
-/* ---- forwards with a state pool ---------------------------------------------------- */
+/* ---- served forwards: state pools, checkpoints ---------------------------------------------------- */
 
 static la_status_t cuda_run(const la_plan_t *pl, const void *bplan, void *ws_ptr, size_t ws_bytes, void *stream_ptr,
                             char *msg);
 
-/* The slots checked (deferred or waited for), the starting states gathered
- * into the workspace, the dense forward, the final states scattered to their
- * write slots, and zeros for the padding sequences' outputs. */
-static la_status_t run_pooled(const la_plan_t *pl, const la_cuda_plan_t *c, char *ws, cudaStream_t stream, char *msg) {
-    const la_slots_t slots = slots_of(pl);
-    la_status_t st = la_cuda_check_slots(pl, &slots, stream, msg);
-    if (st) return st;
+/* The checkpoints of a served forward, from the call's initial states
+ * (s0: [S, H, D, E] f32 or NULL) and device offsets (cu, or NULL). */
+static la_status_t run_checkpoints(const la_plan_t *pl, const float *s0, const int64_t *s0_strides, const int64_t *cu,
+                                   cudaStream_t stream, char *msg) {
+    const la_tensors_t *t = &pl->t;
+    la_ckpt_params_t p;
+    memset(&p, 0, sizeof p);
+    p.k = tok_of(&t->k);
+    p.v = tok_of(&t->v);
+    p.decay = (int)pl->p.decay;
+    p.ld = (const float *)t->ld.data;
+    p.ld_sb = t->ld.stride[0]; p.ld_sh = t->ld.stride[1]; p.ld_st = t->ld.stride[2]; p.ld_sc = t->ld.stride[3];
+    p.ldv = (const float *)t->ldv.data;
+    p.ldv_sb = t->ldv.stride[0]; p.ldv_sh = t->ldv.stride[1]; p.ldv_st = t->ldv.stride[2]; p.ldv_sc = t->ldv.stride[3];
+    p.s0 = s0;
+    if (s0) { p.s0_ss = s0_strides[0]; p.s0_sh = s0_strides[1]; p.s0_sd = s0_strides[2]; p.s0_se = s0_strides[3]; }
+    p.ckpt = t->checkpoints.data;
+    p.c_ss = t->checkpoints.stride[0]; p.c_sh = t->checkpoints.stride[1];
+    p.c_sd = t->checkpoints.stride[2]; p.c_se = t->checkpoints.stride[3];
+    p.cu = cu;
+    p.N = pl->p.seqlen;
+    p.interval = pl->p.checkpoint_interval;
+    p.S = (int)pl->num_seqs; p.H = (int)pl->p.heads; p.D = (int)pl->p.dim_qk; p.E = (int)pl->p.dim_v;
+    if (pl->has_pool) p.slots = slots_of(pl);
+    if (!p.ckpt || la_plan_checkpoint_rows(pl) == 0) return LA_STATUS_SUCCESS;
+    return la_cuda_checkpoints(&p, t->k.dtype, t->checkpoints.dtype, stream, msg);
+}
+
+/* A served forward: a pool's slots checked (deferred or waited for) and
+ * gathered into workspace states; the packed offsets on the device; the
+ * checkpoints from the starting states; the dense forward; the final states
+ * scattered to their write slots, and zeros for the padding sequences'
+ * outputs. */
+static la_status_t run_served(const la_plan_t *pl, const la_cuda_plan_t *c, char *ws, cudaStream_t stream, char *msg) {
     const int64_t S = pl->num_seqs, H = pl->p.heads, D = pl->p.dim_qk, E = pl->p.dim_v;
-    float *states = (float *)(ws + c->pool_states);
-    const la_tensor_t *pool = &pl->t.pool.states;
+    la_status_t st;
+    la_slots_t slots;
+    memset(&slots, 0, sizeof slots);
+    float *states = c->pooled ? (float *)(ws + c->pool_states) : NULL;
     la_pool_io_t io;
     memset(&io, 0, sizeof io);
-    io.pool = pool->data;
-    io.bf16 = pool->dtype == LA_DTYPE_BF16;
-    io.ss = pool->stride[0]; io.sh = pool->stride[1]; io.sd = pool->stride[2]; io.se = pool->stride[3];
-    io.slots = slots;
-    io.dense = states;
-    io.H = H; io.D = D; io.E = E;
-    if ((st = la_cuda_pool_gather(&io, stream, msg))) return st;
-    const la_plan_t dense = la_cuda_pooled_as_dense(pl, states);
-    la_cuda_plan_t inner = *c;
-    inner.pooled = 0;
-    if ((st = cuda_run(&dense, &inner, ws, c->pool_states, stream, msg))) return st;
-    io.dense = states + S * H * D * E;
-    if ((st = la_cuda_pool_scatter(&io, stream, msg))) return st;
-    if (pl->op != LA_OP_FORWARD) return LA_STATUS_SUCCESS;
+    if (c->pooled) {
+        slots = slots_of(pl);
+        if ((st = la_cuda_check_slots(pl, &slots, stream, msg))) return st;
+        const la_tensor_t *pool = &pl->t.pool.states;
+        io.pool = pool->data;
+        io.bf16 = pool->dtype == LA_DTYPE_BF16;
+        io.ss = pool->stride[0]; io.sh = pool->stride[1]; io.sd = pool->stride[2]; io.se = pool->stride[3];
+        io.slots = slots;
+        io.dense = states;
+        io.H = H; io.D = D; io.E = E;
+        if ((st = la_cuda_pool_gather(&io, stream, msg))) return st;
+    }
     const int64_t *cu = NULL;
     if (pl->packed) { /* the offsets on the device, checked and clamped (host ones copied) */
         la_cuda_packed_tables_t tab;
-        tab.cu = (int64_t *)(ws + c->pool_cu);
-        tab.seg_off = (int *)(ws + c->pool_tabs);
+        tab.cu = (int64_t *)(ws + c->served_cu);
+        tab.seg_off = (int *)(ws + c->served_tabs);
         tab.chunk_off = tab.seg_off + ((S + 1 + 63) / 64) * 64;
         if ((st = la_cuda_packed_tables(pl, pl->p.seqlen > 0 ? pl->p.seqlen : 1, &tab, stream, msg))) return st;
         cu = tab.cu;
     }
+    if (pl->has_checkpoints) {
+        const int64_t dense_strides[4] = {H * D * E, D * E, E, 1};
+        const la_tensor_t *s0 = &pl->t.initial_state;
+        st = c->pooled ? run_checkpoints(pl, states, dense_strides, cu, stream, msg)
+                       : run_checkpoints(pl, pl->has_initial ? (const float *)s0->data : NULL, s0->stride, cu, stream, msg);
+        if (st) return st;
+    }
+    const la_plan_t dense = la_cuda_served_as_dense(pl, states);
+    la_cuda_plan_t inner = *c;
+    inner.served = inner.pooled = 0;
+    if ((st = cuda_run(&dense, &inner, ws, c->served_cu, stream, msg))) return st;
+    if (!c->pooled) return LA_STATUS_SUCCESS;
+    io.dense = states + S * H * D * E;
+    if ((st = la_cuda_pool_scatter(&io, stream, msg))) return st;
+    if (pl->op != LA_OP_FORWARD) return LA_STATUS_SUCCESS;
     return la_cuda_zero_padding(&slots, tok_of(&pl->t.o), pl->t.o.dtype, H, pl->p.seqlen, E, cu, stream, msg);
 }
 
@@ -530,7 +572,7 @@ static la_status_t cuda_run(const la_plan_t *pl, const void *bplan, void *ws_ptr
     cudaStream_t stream = (cudaStream_t)stream_ptr;
     char *ws = (char *)ws_ptr;
     if (pl->op == LA_OP_DECODE) return run_decode(pl, stream, msg);
-    if (c->pooled) return run_pooled(pl, c, ws, stream, msg);
+    if (c->served) return run_served(pl, c, ws, stream, msg);
     if (c->tile[0][0].main == LA_K_VEC_FWD || c->tile[0][0].main == LA_K_VEC_BWD)
         return run_vector(pl, &c->tile[0][0], ws, stream, msg);
     /* The chunk kernels on each head-dim tile in turn (one tile when the dims

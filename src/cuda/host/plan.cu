@@ -567,10 +567,6 @@ static la_status_t support(const ctx_t *c, char *msg) {
         snprintf(msg, LA_MSG_LEN, "the CUDA backend takes at most 65535 heads (got %lld)", (long long)pl->p.heads);
         return LA_STATUS_NOT_SUPPORTED;
     }
-    if (pl->has_checkpoints) {
-        snprintf(msg, LA_MSG_LEN, "the CUDA backend does not emit checkpoints yet (the CPU backend does)");
-        return LA_STATUS_NOT_SUPPORTED;
-    }
     if (pl->op == LA_OP_DECODE && pl->p.seqlen > LA_CUDA_DECODE_MAX_T) {
         snprintf(msg, LA_MSG_LEN, "the CUDA decode takes up to %d new tokens per sequence, got T = %lld: run longer "
                  "spans with la_forward", LA_CUDA_DECODE_MAX_T, (long long)pl->p.seqlen);
@@ -679,8 +675,12 @@ static la_status_t plan_vector(const la_plan_t *pl, const la_policy_t *pol, la_c
     return LA_STATUS_SUCCESS;
 }
 
-la_plan_t la_cuda_pooled_as_dense(const la_plan_t *pl, float *states) {
+la_plan_t la_cuda_served_as_dense(const la_plan_t *pl, float *states) {
     la_plan_t d = *pl;
+    d.p.checkpoint_interval = 0;
+    memset(&d.t.checkpoints, 0, sizeof d.t.checkpoints);
+    d.has_checkpoints = 0;
+    if (!pl->has_pool) return d;
     const int64_t S = pl->num_seqs, H = pl->p.heads, D = pl->p.dim_qk, E = pl->p.dim_v;
     la_tensor_t *st[2] = {&d.t.initial_state, &d.t.final_state};
     const int64_t dims[4] = {S, H, D, E};
@@ -701,20 +701,25 @@ la_plan_t la_cuda_pooled_as_dense(const la_plan_t *pl, float *states) {
 la_status_t la_cuda_make_plan(const la_plan_t *pl, int num_threads, void *bplan, char *msg) {
     la_cuda_plan_t *p = (la_cuda_plan_t *)bplan;
     memset(p, 0, sizeof *p);
-    if (pl->has_pool && pl->op != LA_OP_DECODE) {
+    if ((pl->has_pool || pl->has_checkpoints) && pl->op != LA_OP_DECODE) {
         la_status_t st = la_cuda_limits(pl->policy, &p->lim, msg);
         la_policy_t defaults;
         la_policy_init(&defaults);
         ctx_t c = {pl, &p->lim, pl->policy ? pl->policy : &defaults};
         if (st || (st = support(&c, msg))) return st;
-        const la_plan_t dense = la_cuda_pooled_as_dense(pl, LA_PLAN_STATES);
+        const la_plan_t dense = la_cuda_served_as_dense(pl, LA_PLAN_STATES);
         if ((st = la_cuda_make_plan(&dense, num_threads, bplan, msg))) return st;
         const size_t S = (size_t)pl->num_seqs;
-        p->pooled = 1;
-        p->pool_states = al256(p->workspace);
-        p->pool_cu = p->pool_states + al256(2 * S * (size_t)pl->p.heads * (size_t)pl->p.dim_qk * (size_t)pl->p.dim_v * 4);
-        p->pool_tabs = p->pool_cu + al256((S + 1) * sizeof(int64_t));
-        p->workspace = p->pool_tabs + 2 * al256((S + 1) * sizeof(int));
+        p->served = 1;
+        p->pooled = pl->has_pool;
+        size_t at = al256(p->workspace);
+        if (p->pooled) {
+            p->pool_states = at;
+            at += al256(2 * S * (size_t)pl->p.heads * (size_t)pl->p.dim_qk * (size_t)pl->p.dim_v * 4);
+        }
+        p->served_cu = at;
+        p->served_tabs = p->served_cu + al256((S + 1) * sizeof(int64_t));
+        p->workspace = p->served_tabs + 2 * al256((S + 1) * sizeof(int));
         return LA_STATUS_SUCCESS;
     }
     (void)num_threads;
@@ -794,6 +799,8 @@ void la_cuda_describe(const la_plan_t *pl, const void *bplan, char *buf, size_t 
     }
     if (p->pooled)
         APPEND(" [state pool: slots gathered into dense f32 states in the workspace, the final states scattered back]");
+    if (pl->has_checkpoints)
+        APPEND(" [checkpoints every %lld tokens: a recurrence kernel beside the forward]", (long long)pl->p.checkpoint_interval);
     if (t->main == LA_K_VEC_FWD || t->main == LA_K_VEC_BWD) {
         const int rows = (int)pl->p.dim_qk, cols = (int)pl->p.dim_v; /* the runs' row dims: D, and E transposed */
         const int split = t->main == LA_K_VEC_BWD && (pl->want_dld || pl->want_dldv);

@@ -82,11 +82,12 @@ typedef struct la_cuda_plan {
     int nd, ne;                /* tiles along D and E */
     la_tile_plan_t tile[2][2]; /* [last D tile][last E tile] (equal to [0][0] where the dims divide) */
     la_sum_layout_t sums;
-    /* A forward with a state pool runs as the dense forward between two
-     * [S, H, D, E] f32 states in the workspace (pool_io.h), which start at
-     * pool_states; the packed offsets' copy follows them. */
-    int pooled;
-    size_t pool_states, pool_cu, pool_tabs;
+    /* A served forward (a state pool and/or checkpoints) runs as the dense
+     * forward; a pool's states pass through two [S, H, D, E] f32 states in
+     * the workspace at pool_states (pool_io.h); the packed offsets' device
+     * copy (padding outputs, checkpoints) sits at served_cu and served_tabs. */
+    int served, pooled;
+    size_t pool_states, served_cu, served_tabs;
     size_t workspace;
 } la_cuda_plan_t;
 
@@ -103,9 +104,10 @@ static inline const la_tile_plan_t *la_cuda_tile(const la_cuda_plan_t *c, int64_
  * the same operation on views of the plan's tensors. */
 la_plan_t la_cuda_sub_plan(const la_plan_t *pl, int td, int te, int64_t d0, int64_t e0);
 
-/* The dense forward a pooled one runs as: initial and final states at
- * states and states + S H D E floats (f32, contiguous), no pool. */
-la_plan_t la_cuda_pooled_as_dense(const la_plan_t *pl, float *states);
+/* The dense forward a served one runs as: no checkpoints, and for a pool
+ * initial and final states at states and states + S H D E floats (f32,
+ * contiguous) instead of it. */
+la_plan_t la_cuda_served_as_dense(const la_plan_t *pl, float *states);
 
 /* Tokens per (batch row, head) row of the token tensors. */
 static inline int64_t la_cuda_row_tokens(const la_plan_t *pl) { return pl->p.seqlen; }

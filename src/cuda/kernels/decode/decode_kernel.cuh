@@ -20,7 +20,7 @@
  * launch of its own.
  *
  * Written as a block function (la_decode_block) that the host compiler also
- * builds, for the emulated test (tests/test_decode_emulated.cpp); all of the
+ * builds, for the emulated test (tests/test_serving_emulated.cpp); all of the
  * block's shared data is in its one dynamic array.
  */
 #ifndef LA_CUDA_DECODE_KERNEL_CUH

@@ -1,12 +1,14 @@
-/* pool_io.h - moving states between a pool (by slot) and dense [S, H, D, E]
- * f32 states in the workspace, so that the forward kernels serve a pooled
- * call unchanged (pool_io.cu). */
+/* pool_io.h - the served forms of a forward: states moved between a pool
+ * (by slot) and dense [S, H, D, E] f32 states in the workspace, so that the
+ * forward kernels serve a pooled call unchanged (pool_io.cu), and the
+ * checkpoints beside it (checkpoints.cu). */
 #ifndef LA_CUDA_POOL_IO_H
 #define LA_CUDA_POOL_IO_H
 
 #include "internal.h"
 #include "kernel_params.h"
 #include "slot_checks.cuh"
+#include "checkpoint_kernel.cuh"
 #include <cuda_runtime.h>
 
 typedef struct la_pool_io {
@@ -28,5 +30,10 @@ la_status_t la_cuda_pool_scatter(const la_pool_io_t *p, cudaStream_t stream, cha
  * offsets, already checked and clamped; NULL when not packed). */
 la_status_t la_cuda_zero_padding(const la_slots_t *slots, la_tok_t o, la_dtype_t dtype, int64_t H, int64_t N,
                                  int64_t E, const int64_t *cu, cudaStream_t stream, char *msg);
+
+/* The checkpoint kernel over p->S sequences x H heads (checkpoint_kernel.cuh);
+ * io: k and v's dtype, ckpt: the checkpoints' (f32 or bf16). */
+la_status_t la_cuda_checkpoints(const la_ckpt_params_t *p, la_dtype_t io, la_dtype_t ckpt, cudaStream_t stream,
+                                char *msg);
 
 #endif

@@ -1,16 +1,21 @@
 /*
- * test_decode_emulated.cpp - the CUDA decode kernel's block code
- * (src/cuda/kernels/decode/decode_kernel.cuh), compiled by the host C++
- * compiler and run block by block under tests/cuda_emu.h, against the fp64
- * reference: dense states and pools (f32 and bf16 storage, value-major
- * strides), T = 1 to 16 tokens, token slots with accepted counts, padding,
- * fresh sequences, and slot faults recorded for the host (the least faulty
- * sequence, never a write outside the pool).  Runs on machines without a GPU.
+ * test_serving_emulated.cpp - the CUDA serving kernels' block code, compiled
+ * by the host C++ compiler and run block by block under tests/cuda_emu.h,
+ * against the fp64 reference, on machines without a GPU:
+ *   - decode (src/cuda/kernels/decode/decode_kernel.cuh): dense states and
+ *     pools (f32 and bf16 storage, value-major strides), T = 1 to 16 tokens,
+ *     token slots with accepted counts, padding, fresh sequences, and slot
+ *     faults recorded for the host (the least faulty sequence, never a write
+ *     outside the pool);
+ *   - checkpoints (src/cuda/kernels/pool/checkpoint_kernel.cuh): batches and
+ *     packed batches, every decay kind, initial states or none, padding
+ *     sequences of a pool, f32 and bf16 rows, rows past the last untouched.
  */
 #include "cuda_emu.h"
 
 static inline void __threadfence_system() {}
 
+#include "checkpoint_kernel.cuh"
 #include "decode_kernel.cuh"
 #include "reference.h"
 
@@ -20,9 +25,11 @@ static inline void __threadfence_system() {}
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
 #include <vector>
 
 alignas(16) char la_decode_sm[LA_DECODE_SMEM(LA_CUDA_DECODE_MAX_T, 256)];
+alignas(16) char la_ckpt_sm[LA_CKPT_SMEM(256)];
 
 static uint64_t rng_state;
 static uint64_t next_u64() {
@@ -292,6 +299,101 @@ static void fault_case(int c, int kind, bool via_write = false) {
     (void)pool0;
 }
 
+/* Checkpoints of random sequences against the fp64 recurrence over each prefix. */
+template <typename T, typename CV>
+static void ckpt_case(int c) {
+    const int dims[4] = {16, 40, 64, 128};
+    const int S = 1 + below(3), H = 1 + below(2), D = dims[below(4)], E = dims[below(3)], decay = below(5);
+    const int64_t every = below(2) ? 64 : 32; /* the kernel takes any interval; the API multiples of 64 */
+    const bool packed = below(2), with_s0 = below(2), pooled = below(2);
+    std::vector<int64_t> cu(S + 1, 0);
+    int64_t N = 1 + below(200);
+    if (packed) {
+        for (int s = 0; s < S; s++) cu[s + 1] = cu[s] + below(200);
+        N = cu[S];
+    }
+    const int B = packed ? 1 : S;
+    auto len = [&](int s) { return packed ? cu[s + 1] - cu[s] : N; };
+    auto start = [&](int s) { return packed ? cu[s] : 0; };
+    std::vector<T> k((size_t)B * H * N * D), v((size_t)B * H * N * E);
+    std::vector<float> ld((size_t)B * H * N * D), ldv((size_t)B * H * N * E), ldh(H), s0((size_t)S * H * D * E);
+    for (auto &x : k) x = T((float)(0.5 * normal()));
+    for (auto &x : v) x = T((float)normal());
+    for (auto &x : ld) x = (float)(logsigmoid(normal()) / 4);
+    for (auto &x : ldv) x = (float)(logsigmoid(normal()) / 4);
+    for (auto &x : ldh) x = (float)(-0.5 * uniform());
+    for (auto &x : s0) x = (float)(0.3 * normal());
+    std::vector<int64_t> rd(S);
+    for (int s = 0; s < S; s++) rd[s] = pooled && below(3) == 0 ? -1 : s;
+    const int64_t rows = (int64_t)B * (N / every);
+    std::vector<CV> out((size_t)(rows + 1) * H * D * E, CV(NAN));
+    la_ckpt_params_t p;
+    memset(&p, 0, sizeof p);
+    p.k = {k.data(), (int64_t)H * N * D, (int64_t)N * D, D, 1};
+    p.v = {v.data(), (int64_t)H * N * E, (int64_t)N * E, E, 1};
+    p.decay = decay;
+    if (decay == 1) p.ld = ldh.data(), p.ld_sh = 1;
+    if (decay == 2) p.ld = ld.data(), p.ld_sb = (int64_t)H * N, p.ld_sh = N, p.ld_st = 1;
+    if (decay >= 3) p.ld = ld.data(), p.ld_sb = (int64_t)H * N * D, p.ld_sh = (int64_t)N * D, p.ld_st = D, p.ld_sc = 1;
+    if (decay == 4)
+        p.ldv = ldv.data(), p.ldv_sb = (int64_t)H * N * E, p.ldv_sh = (int64_t)N * E, p.ldv_st = E, p.ldv_sc = 1;
+    if (with_s0) p.s0 = s0.data(), p.s0_ss = (int64_t)H * D * E, p.s0_sh = (int64_t)D * E, p.s0_sd = E, p.s0_se = 1;
+    p.ckpt = out.data();
+    p.c_ss = (int64_t)H * D * E, p.c_sh = (int64_t)D * E, p.c_sd = 1, p.c_se = D; /* value-major rows */
+    p.cu = packed ? cu.data() : nullptr;
+    p.N = N, p.interval = every, p.S = S, p.H = H, p.D = D, p.E = E;
+    if (pooled) p.slots.read = rd.data(), p.slots.idx64 = 1, p.slots.num_slots = S, p.slots.S = S, p.slots.T = 1;
+    const int threads = E <= 32 ? 32 : (E + 31) / 32 * 32;
+    emu_launch({(unsigned)(S * H), (unsigned)((D + LA_CKPT_ROWS - 1) / LA_CKPT_ROWS), 1}, threads, la_ckpt_sm,
+               LA_CKPT_SMEM(threads), 500 + (uint64_t)c,
+               [&] { la_ckpt_block<T, CV>(p, blockIdx.x, blockIdx.y, threadIdx.x, threads, la_ckpt_sm); });
+    double err = 0, ref = 0;
+    bool pads = true, untouched = true;
+    int64_t row = 0;
+    std::vector<double> rk((size_t)N * D), rv((size_t)N * E), rgk((size_t)N * D), rgv((size_t)N * E), rs0((size_t)D * E),
+        rsN((size_t)D * E), ro((size_t)N * E), rq((size_t)N * D, 0.0);
+    for (int s = 0; s < S; s++) {
+        const int64_t n = len(s), b = packed ? 0 : s;
+        for (int64_t m = 1; m <= n / every; m++, row++)
+            for (int h = 0; h < H; h++) {
+                for (int64_t t = 0; t < m * every; t++) {
+                    const int64_t tok = start(s) + t;
+                    for (int d = 0; d < D; d++) {
+                        const size_t i = (((size_t)b * H + h) * N + tok) * D + d;
+                        rk[t * D + d] = float(k[i]);
+                        rgk[t * D + d] = decay == 1 ? ldh[h] : decay == 2 ? ld[((size_t)b * H + h) * N + tok] : decay >= 3 ? ld[i] : 0.0;
+                    }
+                    for (int e = 0; e < E; e++) {
+                        const size_t i = (((size_t)b * H + h) * N + tok) * E + e;
+                        rv[t * E + e] = float(v[i]);
+                        rgv[t * E + e] = decay == 4 ? ldv[i] : 0.0;
+                    }
+                }
+                for (int i = 0; i < D * E; i++) rs0[i] = s0[((size_t)s * H + h) * D * E + i];
+                ref_forward_recurrent(m * every, D, E, 1.0, rq.data(), rk.data(), rv.data(), decay ? rgk.data() : nullptr,
+                                      decay == 4 ? rgv.data() : nullptr, with_s0 ? rs0.data() : nullptr, ro.data(), rsN.data());
+                for (int d = 0; d < D; d++)
+                    for (int e = 0; e < E; e++) {
+                        const double x = float(out[(size_t)(row * H * D * E + (int64_t)h * D * E + (int64_t)e * D + d)]);
+                        if (rd[s] < 0) {
+                            pads &= x == 0.0;
+                            continue;
+                        }
+                        err += (x - rsN[(size_t)d * E + e]) * (x - rsN[(size_t)d * E + e]);
+                        ref += rsN[(size_t)d * E + e] * rsN[(size_t)d * E + e];
+                    }
+            }
+    }
+    for (size_t i = (size_t)row * H * D * E; i < out.size(); i++) untouched &= std::isnan(float(out[i]));
+    char msg[160];
+    const double rel = ref > 0 ? sqrt(err / ref) : 0.0;
+    const double tol = std::is_same<CV, float>::value ? 1e-5 : 4e-3;
+    snprintf(msg, sizeof msg, "rel L2 %.3g > %.3g (%lld rows)", rel, tol, (long long)row);
+    check(rel <= tol, "checkpoints against the fp64 reference", c, msg);
+    check(pads, "a padding sequence's checkpoint rows are zeros", c, "");
+    check(untouched, "rows past the last checkpoint untouched", c, "");
+}
+
 int main() {
     rng_state = 0x6465636f64650001ull;
     const int dims[5] = {16, 40, 64, 128, 256};
@@ -329,6 +431,12 @@ int main() {
     }
     for (int kind = 1; kind <= 5; kind++) fault_case(c++, kind);
     fault_case(c++, 0, true);
+    for (int i = 0; i < 40; i++, c++) {
+        if (i % 4 == 0) ckpt_case<float, emu_bf16>(c);
+        else if (i % 4 == 1) ckpt_case<emu_bf16, float>(c);
+        else if (i % 4 == 2) ckpt_case<emu_f16, float>(c);
+        else ckpt_case<float, float>(c);
+    }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
