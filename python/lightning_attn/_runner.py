@@ -736,12 +736,9 @@ def prefill_pool(q, k, v, pool, slots, write_slots, has_init, ld, ldk, ldv, cu, 
         if not _on(checkpoints, h.index):
             raise _device_error("checkpoints", checkpoints, ref)
         _state(tb, _CKPT, checkpoints, "checkpoints")
-        if checkpoints.numel() == 0:
-            # No row to write (sequences shorter than the interval): torch gives
-            # the empty tensor no address, but the library wants one whenever an
-            # interval is set, and never dereferences an empty tensor.  The
-            # pool's address, on the right device, stands in.
-            _pack_null(tb, _CKPT, pool.data_ptr())
+        # No row to write (every sequence shorter than the interval): torch gives
+        # the empty tensor no address, which the library takes as absent, as it
+        # allows when no row is due.
         mask |= _B_CKPT
     o = None
     if q is not None:
