@@ -48,6 +48,11 @@ static void store_row(const la_tensor_t *t, int64_t row, int64_t h, int D, int E
 
 static cpu_state_view_t dense_view(float *s, int E) { return (cpu_state_view_t){s, E, 1}; }
 
+/* Slot `row`, head h of an f32 pool, as a state view. */
+static cpu_state_view_t slot_view(const la_tensor_t *t, int64_t row, int64_t h) {
+    return (cpu_state_view_t){(float *)t->data + row * t->stride[0] + h * t->stride[1], t->stride[2], t->stride[3]};
+}
+
 static void zero_tokens(const cpu_view_t *v, int64_t len, int cols) {
     if (!v->ptr) return;
     float z[LA_MAX_HEAD_DIM] = {0};
@@ -193,6 +198,13 @@ void cpu_decode(const la_plan_t *pl, int64_t s, int64_t h, const cpu_seq_t *q, f
         return;
     }
     const int64_t from = la_pool_read_slot(pl, s), to = la_pool_write_slot(pl, s);
+    const la_tensor_t *pool = &pl->t.pool.states;
+    if (pool->dtype == LA_DTYPE_F32 && to >= 0) { /* f32 slots in place, as dense states: no copies */
+        const cpu_state_view_t src = from >= 0 ? slot_view(pool, from, h) : (cpu_state_view_t){0};
+        const cpu_state_view_t dst = slot_view(pool, to, h);
+        for (int64_t t = 0; t < q->len; t++) decode_token(q, t, t == 0 ? &src : &dst, &dst);
+        return;
+    }
     const cpu_state_view_t cur = dense_view(scratch, E);
     if (from >= 0) load_row(&pl->t.pool.states, from, h, D, E, scratch);
     for (int64_t t = 0; t < q->len; t++) {
