@@ -10,6 +10,9 @@
 #define LA_INTERNAL_H
 
 #include "lightning_attn.h"
+#include "api/slot_rules.h"
+
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -77,36 +80,21 @@ static inline int64_t la_plan_checkpoint_rows(const la_plan_t *pl) {
     return pl->p.batch * (pl->p.seqlen / pl->p.checkpoint_interval);
 }
 
-/* ---- state pools (host index arrays) --------------------------------------- */
-
-static inline int64_t la_index_at(const void *a, la_index_dtype_t dt, int64_t i) {
-    return dt == LA_INDEX_I32 ? (int64_t)((const int32_t *)a)[i] : ((const int64_t *)a)[i];
-}
-/* Sequence s of a pool call is padding: it reads and writes no state, o = 0. */
-static inline int la_pool_padding(const la_plan_t *pl, int64_t s) {
-    return la_index_at(pl->t.pool.read_slot, pl->t.pool.index_dtype, s) < 0;
-}
-/* The slot sequence s starts from, or -1 for zeros (not for padding). */
-static inline int64_t la_pool_read_slot(const la_plan_t *pl, int64_t s) {
+/* The pool's index arrays with the call's sizes (api/slot_rules.h). */
+static inline la_slots_t la_plan_slots(const la_plan_t *pl) {
     const la_state_pool_t *q = &pl->t.pool;
-    if (q->has_initial_state && !q->has_initial_state[s]) return -1;
-    if (q->num_accepted) {
-        int64_t n = la_index_at(q->num_accepted, q->index_dtype, s);
-        if (n > 0) return la_index_at(q->token_slot, q->index_dtype, s * pl->p.seqlen + n - 1);
-    }
-    return la_index_at(q->read_slot, q->index_dtype, s);
-}
-/* The slot sequence s's final state goes to, or < 0 for none. */
-static inline int64_t la_pool_write_slot(const la_plan_t *pl, int64_t s) {
-    const la_state_pool_t *q = &pl->t.pool;
-    if (q->token_slot) return -1;
-    return la_index_at(q->write_slot ? q->write_slot : q->read_slot, q->index_dtype, s);
-}
-/* The slot the state after token t of sequence s goes to (decode with
- * token_slot), or < 0. */
-static inline int64_t la_pool_token_slot(const la_plan_t *pl, int64_t s, int64_t t) {
-    const la_state_pool_t *q = &pl->t.pool;
-    return q->token_slot ? la_index_at(q->token_slot, q->index_dtype, s * pl->p.seqlen + t) : -1;
+    la_slots_t s;
+    memset(&s, 0, sizeof s);
+    s.read = q->read_slot;
+    s.write = q->write_slot;
+    s.token = q->token_slot;
+    s.accepted = q->num_accepted;
+    s.has_init = q->has_initial_state;
+    s.idx64 = q->index_dtype == LA_INDEX_I64;
+    s.num_slots = q->num_slots;
+    s.S = pl->num_seqs;
+    s.T = pl->p.seqlen;
+    return s;
 }
 
 /* Host slot arrays (slots.c): the scratch bytes the check needs, and the

@@ -47,37 +47,35 @@ static int by_slot(const void *a, const void *b) {
 
 la_status_t la_check_slots(const la_plan_t *pl, void *scratch, char *msg) {
     if (!pl->has_pool) return LA_STATUS_SUCCESS;
-    const la_state_pool_t *q = &pl->t.pool;
-    const int64_t S = pl->num_seqs, T = pl->p.seqlen, n_slots = q->num_slots;
+    const la_slots_t q = la_plan_slots(pl);
+    const int64_t S = q.S, T = q.T, n_slots = q.num_slots;
     slot_write_t *w = (slot_write_t *)scratch;
     int64_t nw = 0;
     for (int64_t s = 0; s < S; s++) {
-        const int64_t r = la_index_at(q->read_slot, q->index_dtype, s);
+        const int64_t r = la_slot_at(q.read, q.idx64, s);
         if (r < 0) continue; /* padding: nothing else of it is read */
         if (r >= n_slots)
             FAIL("pool.read_slot[%lld] = %lld: outside [0, %lld)", (long long)s, (long long)r, (long long)n_slots);
-        if (q->num_accepted) {
-            const int64_t n = la_index_at(q->num_accepted, q->index_dtype, s);
+        if (q.accepted) {
+            const int64_t n = la_slot_at(q.accepted, q.idx64, s);
             if (n < 0 || n > T)
                 FAIL("pool.num_accepted[%lld] = %lld: must lie in [0, T = %lld]", (long long)s, (long long)n,
                      (long long)T);
         }
-        const int reads = !q->has_initial_state || q->has_initial_state[s];
-        const int64_t from = la_pool_read_slot(pl, s);
-        if (reads && (from < 0 || from >= n_slots)) /* only a token slot can be negative here */
+        const int64_t from = la_slot_from(&q, s);
+        if (la_slot_reads(&q, s) && (from < 0 || from >= n_slots)) /* only a token slot can be negative here */
             FAIL("sequence %lld starts from pool.token_slot[%lld, num_accepted - 1] = %lld: outside [0, %lld)",
                  (long long)s, (long long)s, (long long)from, (long long)n_slots);
-        const int64_t to = la_pool_write_slot(pl, s);
-        if (to >= n_slots)
-            FAIL("pool.%s[%lld] = %lld: outside [0, %lld)", q->write_slot ? "write_slot" : "read_slot", (long long)s,
-                 (long long)to, (long long)n_slots);
-        if (to >= 0) w[nw++] = (slot_write_t){to, s};
-        for (int64_t t = 0; q->token_slot && t < T; t++) {
-            const int64_t ts = la_pool_token_slot(pl, s, t);
-            if (ts >= n_slots)
-                FAIL("pool.token_slot[%lld, %lld] = %lld: outside [0, %lld)", (long long)s, (long long)t, (long long)ts,
-                     (long long)n_slots);
-            if (ts >= 0) w[nw++] = (slot_write_t){ts, s};
+        for (int64_t i = 0; i < la_slot_nwrites(&q); i++) {
+            const int64_t to = la_slot_write_at(&q, s, i);
+            if (to >= n_slots) {
+                if (q.token)
+                    FAIL("pool.token_slot[%lld, %lld] = %lld: outside [0, %lld)", (long long)s, (long long)i,
+                         (long long)to, (long long)n_slots);
+                FAIL("pool.%s[%lld] = %lld: outside [0, %lld)", q.write ? "write_slot" : "read_slot", (long long)s,
+                     (long long)to, (long long)n_slots);
+            }
+            if (to >= 0) w[nw++] = (slot_write_t){to, s};
         }
     }
     qsort(w, (size_t)nw, sizeof *w, by_slot);
@@ -86,8 +84,8 @@ la_status_t la_check_slots(const la_plan_t *pl, void *scratch, char *msg) {
             FAIL("slot %lld is written twice in one call (by sequence %lld and by sequence %lld)", (long long)w[i].slot,
                  (long long)w[i - 1].seq, (long long)w[i].seq);
     for (int64_t s = 0; s < S; s++) {
-        if (la_pool_padding(pl, s)) continue;
-        const int64_t from = la_pool_read_slot(pl, s);
+        if (la_slot_padding(&q, s)) continue;
+        const int64_t from = la_slot_from(&q, s);
         if (from < 0) continue;
         int64_t lo = 0, hi = nw; /* first write with slot >= from */
         while (lo < hi) {

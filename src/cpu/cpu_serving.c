@@ -86,8 +86,9 @@ void cpu_forward_served(const la_plan_t *pl, int64_t s, int64_t h, cpu_seq_t *q,
     const int64_t c = pl->p.checkpoint_interval;
     float *cur = scratch, *next = scratch + (size_t)D * E;
     int64_t to = -1; /* pool slot of the final state */
+    const la_slots_t slots = la_plan_slots(pl);
     if (pl->has_pool) {
-        if (la_pool_padding(pl, s)) {
+        if (la_slot_padding(&slots, s)) {
             zero_tokens(&q->o, q->len, E);
             if (pl->has_checkpoints) {
                 const float *z = memset(cur, 0, (size_t)D * E * sizeof(float));
@@ -96,14 +97,14 @@ void cpu_forward_served(const la_plan_t *pl, int64_t s, int64_t h, cpu_seq_t *q,
             }
             return;
         }
-        const int64_t from = la_pool_read_slot(pl, s);
+        const int64_t from = la_slot_from(&slots, s);
         if (from >= 0) {
             load_row(&pl->t.pool.states, from, h, D, E, cur);
             q->s0 = dense_view(cur, E);
         } else {
             q->s0 = (cpu_state_view_t){0};
         }
-        to = la_pool_write_slot(pl, s);
+        to = la_slot_final(&slots, s);
         q->sN = (cpu_state_view_t){0};
     }
     const cpu_state_view_t final_view = q->sN; /* dense final state, when given */
@@ -193,11 +194,12 @@ void cpu_decode(const la_plan_t *pl, int64_t s, int64_t h, const cpu_seq_t *q, f
         for (int64_t t = 0; t < q->len; t++) decode_token(q, t, t == 0 ? &q->s0 : &q->sN, &q->sN);
         return;
     }
-    if (la_pool_padding(pl, s)) {
+    const la_slots_t slots = la_plan_slots(pl);
+    if (la_slot_padding(&slots, s)) {
         zero_tokens(&q->o, q->len, E);
         return;
     }
-    const int64_t from = la_pool_read_slot(pl, s), to = la_pool_write_slot(pl, s);
+    const int64_t from = la_slot_from(&slots, s), to = la_slot_final(&slots, s);
     const la_tensor_t *pool = &pl->t.pool.states;
     if (pool->dtype == LA_DTYPE_F32 && to >= 0) { /* f32 slots in place, as dense states: no copies */
         const cpu_state_view_t src = from >= 0 ? slot_view(pool, from, h) : (cpu_state_view_t){0};
@@ -210,7 +212,7 @@ void cpu_decode(const la_plan_t *pl, int64_t s, int64_t h, const cpu_seq_t *q, f
     for (int64_t t = 0; t < q->len; t++) {
         const cpu_state_view_t none = {0};
         decode_token(q, t, t == 0 && from < 0 ? &none : &cur, &cur);
-        const int64_t keep = la_pool_token_slot(pl, s, t);
+        const int64_t keep = la_slot_token(&slots, s, t);
         if (keep >= 0) store_row(&pl->t.pool.states, keep, h, D, E, scratch);
     }
     if (to >= 0) store_row(&pl->t.pool.states, to, h, D, E, scratch);

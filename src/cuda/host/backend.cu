@@ -275,23 +275,6 @@ static la_status_t run_backward(const la_plan_t *pl, const la_tile_plan_t *tp, i
 
 /* ---- decode ------------------------------------------------------------------------ */
 
-/* The pool's index arrays as the kernels read them. */
-static la_slots_t slots_of(const la_plan_t *pl) {
-    const la_state_pool_t *q = &pl->t.pool;
-    la_slots_t s;
-    memset(&s, 0, sizeof s);
-    s.read = q->read_slot;
-    s.write = q->write_slot;
-    s.token = q->token_slot;
-    s.accepted = q->num_accepted;
-    s.has_init = q->has_initial_state;
-    s.idx64 = q->index_dtype == LA_INDEX_I64;
-    s.num_slots = q->num_slots;
-    s.S = pl->num_seqs;
-    s.T = pl->p.seqlen;
-    return s;
-}
-
 /* Decode: the decays checked (per-head ones inline), a pool's slots checked
  * inline by the kernel in the deferred mode or first, waited for, in the sync
  * mode; then one launch. */
@@ -315,7 +298,7 @@ static la_status_t run_decode(const la_plan_t *pl, cudaStream_t stream, char *ms
         const la_tensor_t *pool = &t->pool.states;
         p.pool = pool->data;
         p.pool_ss = pool->stride[0]; p.pool_sh = pool->stride[1]; p.pool_sd = pool->stride[2]; p.pool_se = pool->stride[3];
-        p.slots = slots_of(pl);
+        p.slots = la_plan_slots(pl);
         state = pool->dtype;
         if (pl->check_values == LA_CHECK_VALUES_SYNC) {
             if ((st = la_cuda_check_slots(pl, &p.slots, stream, msg))) return st;
@@ -506,7 +489,7 @@ static la_status_t run_checkpoints(const la_plan_t *pl, const float *s0, const i
     p.N = pl->p.seqlen;
     p.interval = pl->p.checkpoint_interval;
     p.S = (int)pl->num_seqs; p.H = (int)pl->p.heads; p.D = (int)pl->p.dim_qk; p.E = (int)pl->p.dim_v;
-    if (pl->has_pool) p.slots = slots_of(pl);
+    if (pl->has_pool) p.slots = la_plan_slots(pl);
     if (!p.ckpt || la_plan_checkpoint_rows(pl) == 0) return LA_STATUS_SUCCESS;
     return la_cuda_checkpoints(&p, t->k.dtype, t->checkpoints.dtype, stream, msg);
 }
@@ -525,7 +508,7 @@ static la_status_t run_served(const la_plan_t *pl, const la_cuda_plan_t *c, char
     la_pool_io_t io;
     memset(&io, 0, sizeof io);
     if (c->pooled) {
-        slots = slots_of(pl);
+        slots = la_plan_slots(pl);
         if ((st = la_cuda_check_slots(pl, &slots, stream, msg))) return st;
         const la_tensor_t *pool = &pl->t.pool.states;
         io.pool = pool->data;

@@ -1,6 +1,6 @@
-/* slot_checks.cuh - a state pool's slots on the device: which slot each
- * sequence reads and writes, and what is wrong with them (the device half of
- * src/api/slots.c; the same rules, and the same answers for the same arrays).
+/* slot_checks.cuh - what is wrong with a state pool's slots, on the device
+ * (the device half of src/api/slots.c: the rules of api/slot_rules.h, and the
+ * same answers for the same arrays).
  *
  * Plain device functions over the index arrays, compiled by the host
  * compiler too (tests/cuda_emu.h).  The faults of one sequence are found by
@@ -13,16 +13,9 @@
 #include "lightning_attn.h"
 #include "api/validate.h"
 #include "error_record.h"
+#include "api/slot_rules.h"
 
 #include <stdint.h>
-
-/* The pool's index arrays as the kernels see them. */
-typedef struct la_slots {
-    const void *read, *write, *token, *accepted; /* token [S, T]; NULL = absent */
-    const uint8_t *has_init;                     /* NULL: every sequence reads its slot */
-    int idx64;                                   /* int64 indices (else int32) */
-    int64_t num_slots, S, T;
-} la_slots_t;
 
 /* Faults, in the order they are looked for (the record's dims[0]). */
 enum {
@@ -33,35 +26,6 @@ enum {
     LA_SLOT_TWICE = 4,        /* a slot it writes is written again in the call */
     LA_SLOT_READ_SHARED = 5   /* the slot it reads is written by another sequence */
 };
-
-static __device__ __forceinline__ int64_t la_slot_at(const void *a, int idx64, int64_t i) {
-    return idx64 ? ((const int64_t *)a)[i] : (int64_t)((const int32_t *)a)[i];
-}
-static __device__ __forceinline__ bool la_slot_padding(const la_slots_t *q, int64_t s) {
-    return la_slot_at(q->read, q->idx64, s) < 0;
-}
-/* Accepted draft tokens of s, clamped to [0, T] (a bad count is a fault). */
-static __device__ __forceinline__ int64_t la_slot_accepted(const la_slots_t *q, int64_t s) {
-    if (!q->accepted) return 0;
-    const int64_t n = la_slot_at(q->accepted, q->idx64, s);
-    return n < 0 ? 0 : n > q->T ? q->T : n;
-}
-/* The slot s starts from, or -1: zeros. */
-static __device__ __forceinline__ int64_t la_slot_from(const la_slots_t *q, int64_t s) {
-    if (q->has_init && !q->has_init[s]) return -1;
-    const int64_t n = la_slot_accepted(q, s);
-    if (n > 0) return la_slot_at(q->token, q->idx64, s * q->T + n - 1);
-    return la_slot_at(q->read, q->idx64, s);
-}
-static __device__ __forceinline__ bool la_slot_reads(const la_slots_t *q, int64_t s) {
-    return !q->has_init || q->has_init[s];
-}
-/* Writes of s: index 0 the final state's slot, 1 + t token t's; < 0 = none. */
-static __device__ __forceinline__ int64_t la_slot_nwrites(const la_slots_t *q) { return q->token ? q->T : 1; }
-static __device__ __forceinline__ int64_t la_slot_write_at(const la_slots_t *q, int64_t s, int64_t i) {
-    if (q->token) return la_slot_at(q->token, q->idx64, s * q->T + i);
-    return la_slot_at(q->write ? q->write : q->read, q->idx64, s);
-}
 
 /* What is wrong with sequence s's slots (LA_SLOT_OK: nothing); *slot names
  * the slot or count, *other the other sequence (or num_slots). */

@@ -86,7 +86,7 @@ __device__ void la_decode_block(const la_decode_params_t &p, int bx, int tid, in
         if (pooled) {
             pad = la_slot_padding(sl, b);
             from = pad || !la_slot_reads(sl, b) ? -1 : la_slot_from(sl, b);
-            to = pad || sl->token ? -1 : la_slot_write_at(sl, b, 0);
+            to = pad ? -1 : la_slot_final(sl, b);
             if (from >= sl->num_slots || from < 0) from = -1; /* a fault (reported): read nothing */
             if (to >= sl->num_slots) to = -1;
         }
@@ -125,7 +125,7 @@ __device__ void la_decode_block(const la_decode_params_t &p, int bx, int tid, in
             vv[t] = la_dec_elem<T>(p.v.ptr, b * p.v.sb + h * p.v.sh + t * p.v.st + e * p.v.sc);
             bb[t] = p.decay == 4 ? expf(p.ldv[b * p.ldv_sb + h * p.ldv_sh + t * p.ldv_st + e * p.ldv_sc]) : 1.0f;
             if (pooled && sl->token) {
-                const int64_t ts = la_slot_at(sl->token, sl->idx64, (int64_t)b * NT + t);
+                const int64_t ts = la_slot_token(sl, b, t);
                 keep[t] = ts >= 0 && ts < sl->num_slots ? ts : -1;
             }
         }

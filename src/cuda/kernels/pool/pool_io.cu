@@ -25,7 +25,7 @@ template <typename SV>
 __global__ void la_pool_scatter_kernel(const la_pool_io_t p) {
     const int64_t s = blockIdx.x / p.H, h = blockIdx.x % p.H, DE = p.D * p.E;
     if (la_slot_padding(&p.slots, s)) return;
-    const int64_t to = la_slot_write_at(&p.slots, s, 0);
+    const int64_t to = la_slot_final(&p.slots, s);
     if (to < 0 || to >= p.slots.num_slots) return;
     const float *src = p.dense + (s * p.H + h) * DE;
     SV *dst = static_cast<SV *>(p.pool) + to * p.ss + h * p.sh;
